@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID
 
 from crypto.cose import PublicKey
+from crypto.der import extended_key_usage_oids
 from crypto.errors import TrustListError
 
 __all__ = [
@@ -91,15 +92,21 @@ class DscKey:
         return cls(dsc_kid(der), key, not_before, not_after, entry_types)
 
 
-def _entry_types(cert: x509.Certificate) -> frozenset[EntryType] | None:
+def _eku_oids(cert: x509.Certificate) -> list[str] | None:
     try:
         usage = cert.extensions.get_extension_for_oid(ExtensionOID.EXTENDED_KEY_USAGE).value
     except x509.ExtensionNotFound:
         return None
+    except ValueError:
+        # The library refuses every extension when one breaks RFC 5280 (an empty EKU does, and real DSCs
+        # carry one); recover the EKU alone, still refusing anything that is not well-formed DER.
+        return extended_key_usage_oids(cert.tbs_certificate_bytes)
     assert isinstance(usage, x509.ExtendedKeyUsage)
-    found = frozenset(
-        DCC_KEY_USAGE_OIDS[oid.dotted_string] for oid in usage if oid.dotted_string in DCC_KEY_USAGE_OIDS
-    )
+    return [oid.dotted_string for oid in usage]
+
+
+def _entry_types(cert: x509.Certificate) -> frozenset[EntryType] | None:
+    found = frozenset(DCC_KEY_USAGE_OIDS[oid] for oid in _eku_oids(cert) or () if oid in DCC_KEY_USAGE_OIDS)
     # Other purposes (e.g. serverAuth) do not restrict DCC signing: only the DCC OIDs do.
     return found or None
 
