@@ -5,7 +5,8 @@ fails is a ``deny`` with that reason, never an HTTP error) and never shows a mes
 
     CodeError ("malformed_code")
     ├── Base45Error ("malformed_code")
-    ├── CodeFormatError ("malformed_code")       unknown prefix, truncated or oversized payload, bad fields
+    ├── CodeFormatError ("malformed_code")       truncated or oversized payload, bad fields
+    │   └── UnknownFormatError ("malformed_code")  no registered prefix: not a code at all
     ├── UnsupportedVersionError ("unsupported_version")
     ├── BadSignatureError ("bad_signature")
     ├── CodeExpiredError ("code_expired")
@@ -37,6 +38,7 @@ __all__ = [
     "KeyRevokedError",
     "TrustKeyError",
     "TrustListError",
+    "UnknownFormatError",
     "UnknownKeyError",
     "UnsupportedVersionError",
     "WrongKeyUsageError",
@@ -55,6 +57,10 @@ class Base45Error(CodeError):
 
 class CodeFormatError(CodeError):
     code = "malformed_code"
+
+
+class UnknownFormatError(CodeFormatError):
+    """The text carries no known code prefix."""
 
 
 class UnsupportedVersionError(CodeError):

@@ -19,6 +19,7 @@ from crypto.errors import (
     CodeFormatError,
     CodeLifetimeError,
     CodeNotYetValidError,
+    UnknownFormatError,
     UnsupportedVersionError,
 )
 from crypto.keys import ALG_IDS, SigningKey, verify_raw
@@ -104,7 +105,7 @@ def _strip(text: str, prefix: str) -> bytes:
     if len(text) > MAX_CODE_CHARS:
         raise CodeFormatError("code too long")
     if not text.startswith(prefix):
-        raise CodeFormatError("wrong prefix")
+        raise UnknownFormatError("wrong prefix")
     return b45decode(text[len(prefix) :])
 
 

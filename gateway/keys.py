@@ -16,6 +16,7 @@ __all__ = [
     "DISPATCH_INTAKE",
     "KEY_PREFIX",
     "PLACES",
+    "PRINCIPAL_IDS",
     "REGISTRY_PREFIXES",
     "TRUST",
     "TRUST_VERSION",
@@ -42,6 +43,9 @@ def place_key(place_id: str) -> str:
     return f"pg:place:{place_id}"
 
 
+PRINCIPAL_IDS: Final = "pg:principal-ids"  # hash principal id -> token hash, to revoke by id
+
+
 def principal_key(token_hash_hex: str) -> str:
     """Hash with one principal, found by the SHA-256 of its bearer token (the token itself is never stored)."""
     return f"pg:principal:{token_hash_hex}"
@@ -49,8 +53,12 @@ def principal_key(token_hash_hex: str) -> str:
 
 # --- status cache (TTL = status freshness limit, refreshed on write) ----------------------------------
 def status_bucket_key(bucket: int) -> str:
-    """One bucket of the compact status cache: a small hash kept in listpack encoding."""
-    return f"pg:st:{bucket:x}"
+    """One bucket of the compact status cache: a small hash kept in listpack encoding.
+
+    256 consecutive buckets share a hash tag, so a bulk load can update a whole group in one script call on
+    Redis Cluster.
+    """
+    return "pg:st:{" + f"{bucket >> 8:x}" + "}" + f"{bucket:x}"
 
 
 # --- replay / sharing (TTL = the code's remaining lifetime + clock skew) -------------------------------
@@ -90,4 +98,4 @@ AUDIT_STREAM: Final = "pg:audit"
 
 # Prefixes whose keys are configuration and legitimately carry no TTL; the privacy tests check every other
 # key for an expiry.
-REGISTRY_PREFIXES: Final = (TRUST, PLACES, "pg:place:", "pg:principal:", DISPATCH_INTAKE, DISPATCH_DEADLETTER)
+REGISTRY_PREFIXES: Final = (TRUST, PLACES, "pg:place:", "pg:principal", DISPATCH_INTAKE, DISPATCH_DEADLETTER)

@@ -1,0 +1,117 @@
+"""The aiohttp application factory; resources open and close in one cleanup context."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from crypto.trust import Usage
+from gateway.auth import PRINCIPAL_CACHE, PrincipalCache
+from gateway.errors import StoreUnavailableError
+from gateway.http import error_middleware
+from gateway.metrics import Metrics
+from gateway.redisio import connect_redis
+from gateway.registry import Registry
+from gateway.routes_ops import healthz, metrics, readyz
+from gateway.routes_scan import scan
+from gateway.routes_status import put_status
+from gateway.scan import Scanner
+from gateway.sealing import Sealer
+from gateway.settings import Settings
+from gateway.state import METRICS, PLACES, REGISTRY, SCANNER, SETTINGS, STORE, TRUST_STATE, PlaceCache, TrustState
+from gateway.store import Store
+from policy.rules import load_rules
+
+__all__ = ["TRUST_REFRESH_S", "create_app", "refresh_trust"]
+
+log = logging.getLogger("placegate.app")
+TRUST_REFRESH_S = 2.0
+
+
+def create_app(settings: Settings, *, redis: Redis | None = None) -> web.Application:
+    """Build the gateway; tests inject ``redis`` (a client to the server they started)."""
+    if settings.secret is None:
+        raise ValueError("settings.secret is required (Settings.with_secret() generates one)")
+    # Bodies are bounded per route in read_json; this cap only stops aiohttp buffering anything larger.
+    app = web.Application(middlewares=[error_middleware], client_max_size=8 * 1024 * 1024)
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    app[TRUST_STATE] = TrustState()
+    app.cleanup_ctx.append(_resources(redis))
+    app.router.add_post("/v1/scan", scan)
+    app.router.add_put("/v1/status", put_status)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+def _resources(injected: Redis | None):  # type: ignore[no-untyped-def]
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        assert settings.secret is not None
+        if injected is None and settings.redis_url is None:
+            raise ValueError("no redis_url: `placegate serve` starts the embedded server and passes its URL")
+        redis = injected if injected is not None else connect_redis(str(settings.redis_url))
+        secret = settings.secret.reveal()
+        rules_text = settings.rules_file.read_text("utf-8") if settings.rules_file else None
+        store = Store(redis, secret=secret, status_buckets=settings.status_buckets,
+                      status_ttl_s=settings.status_ttl_s)
+        registry = Registry(redis)
+        app[STORE] = store
+        app[REGISTRY] = registry
+        app[PLACES] = PlaceCache(registry, settings.principal_cache_s)
+        app[PRINCIPAL_CACHE] = PrincipalCache(registry, settings.principal_cache_s)
+        app[SCANNER] = Scanner(
+            store, rules=load_rules(rules_text), sealer=Sealer(secret), metrics=app[METRICS],
+            retention_days=settings.retention_days, redis_timeout_s=settings.redis_timeout_ms / 1000,
+        )
+        await refresh_trust(app)
+        task = asyncio.get_running_loop().create_task(_trust_refresher(app))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await store.aclose()
+            if injected is None:
+                await redis.aclose()
+
+    return ctx
+
+
+async def refresh_trust(app: web.Application, *, force: bool = False) -> None:
+    """Reload the trust list when its version moved; a failed refresh keeps the last good list."""
+    state = app[TRUST_STATE]
+    registry = app[REGISTRY]
+    try:
+        if not force and state.healthy and await registry.trust_version() == state.version:
+            return
+        version, trust = await registry.load_trust()
+    except StoreUnavailableError:
+        state.healthy = False
+        return
+    now = datetime.now(UTC)
+    app[SCANNER].trust = trust
+    state.version = version
+    state.healthy = True
+    state.usable_health_keys = sum(
+        1 for k in trust if k.usage is Usage.HEALTH and not k.revoked and k.not_before <= now <= k.not_after
+    )
+    app[METRICS].trust_keys.set(len(trust))
+
+
+async def _trust_refresher(app: web.Application) -> None:
+    while True:
+        await asyncio.sleep(TRUST_REFRESH_S)
+        try:
+            await refresh_trust(app)
+        except Exception:  # keep refreshing: a transient fault must not freeze the trust list forever
+            log.warning("trust-list refresh failed")

@@ -1,0 +1,163 @@
+"""`placegate places add|list`, `placegate devices add|revoke` and `placegate principals add|list|revoke`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+from crypto.errors import CodeFormatError
+from crypto.native import issue_place_code
+from crypto.trust import Usage
+from gateway.auth import Principal, Role, new_token
+from gateway.cli_common import add_common_args, admin_redis, latest_signing_key, run, settings_from
+from gateway.registry import Place, Registry
+
+__all__ = ["create_principal", "register"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    places = sub.add_parser("places", help="register places and print their signed place codes")
+    psub = places.add_subparsers(dest="places_cmd", required=True)
+    add = psub.add_parser("add", help="register a place and print its signed place code")
+    add.add_argument("place_id")
+    add.add_argument("--class", dest="venue_class", required=True, help="venue class, e.g. A, B or C")
+    add.add_argument("--jurisdiction", required=True, help="city/district/street/grid/community/building")
+    add.add_argument("--name", default="")
+    add.add_argument("--days", type=int, default=365, help="place-code validity in days")
+    add_common_args(add)
+    add.set_defaults(func=_places_add)
+    lst = psub.add_parser("list", help="list registered places")
+    add_common_args(lst)
+    lst.set_defaults(func=_places_list)
+
+    devices = sub.add_parser("devices", help="register scanner devices (token printed once)")
+    dsub = devices.add_subparsers(dest="devices_cmd", required=True)
+    dadd = dsub.add_parser("add", help="register a device bound to one place; prints its token once")
+    dadd.add_argument("device_id")
+    dadd.add_argument("--place", required=True)
+    add_common_args(dadd)
+    dadd.set_defaults(func=_devices_add)
+    drev = dsub.add_parser("revoke", help="revoke a device token")
+    drev.add_argument("device_id")
+    add_common_args(drev)
+    drev.set_defaults(func=_revoke)
+
+    principals = sub.add_parser("principals", help="manage principals of every role (token printed once)")
+    rsub = principals.add_subparsers(dest="principals_cmd", required=True)
+    radd = rsub.add_parser("add", help="create a principal; prints its token once")
+    radd.add_argument("principal_id")
+    radd.add_argument("--role", choices=[r.value for r in Role], required=True)
+    radd.add_argument("--places", default="", help="comma-separated place ids (devices, site managers)")
+    radd.add_argument("--jurisdiction", default="", help="jurisdiction subtree (dispatchers, supervisors)")
+    radd.add_argument("--department", default="", help="department (handlers)")
+    radd.add_argument("--expires-days", type=int, default=0, help="0 = no expiry")
+    add_common_args(radd)
+    radd.set_defaults(func=_principals_add)
+    rlst = rsub.add_parser("list", help="list principals (never their tokens)")
+    add_common_args(rlst)
+    rlst.set_defaults(func=_principals_list)
+    rrev = rsub.add_parser("revoke", help="revoke a principal's token")
+    rrev.add_argument("device_id", metavar="principal_id")
+    add_common_args(rrev)
+    rrev.set_defaults(func=_revoke)
+
+
+async def create_principal(registry: Registry, principal: Principal) -> str:
+    """Store a principal under the hash of a fresh token and return the token (shown once, never stored)."""
+    token, token_hash = new_token()
+    await registry.add_principal(principal, token_hash)
+    return token
+
+
+def _places_add(args: argparse.Namespace) -> int:
+    async def go() -> int:
+        settings = settings_from(args)
+        async with admin_redis(settings) as redis:
+            registry = Registry(redis)
+            key = await latest_signing_key(registry, settings, Usage.PLACE)
+            if key is None:
+                print("no usable local place key: run `placegate keys new --usage place`", file=sys.stderr)
+                return 1
+            now = datetime.now(UTC)
+            try:
+                code = issue_place_code(key, place_id=args.place_id, venue_class=args.venue_class,
+                                        jurisdiction=args.jurisdiction, not_before=now - timedelta(minutes=5),
+                                        not_after=now + timedelta(days=args.days))
+            except CodeFormatError:
+                print("invalid place id, class or jurisdiction", file=sys.stderr)
+                return 2
+            await registry.add_place(Place(args.place_id, args.name or args.place_id, args.venue_class,
+                                           args.jurisdiction))
+        print(code)
+        return 0
+
+    return run(go())
+
+
+def _places_list(args: argparse.Namespace) -> int:
+    async def go() -> int:
+        async with admin_redis(settings_from(args)) as redis:
+            for p in await Registry(redis).list_places():
+                print(f"{p.place_id}\tclass={p.venue_class}\t{p.jurisdiction}\t{p.name}")
+        return 0
+
+    return run(go())
+
+
+def _devices_add(args: argparse.Namespace) -> int:
+    async def go() -> int:
+        async with admin_redis(settings_from(args)) as redis:
+            registry = Registry(redis)
+            if await registry.get_place(args.place) is None:
+                print(f"no place {args.place}", file=sys.stderr)
+                return 1
+            if await registry.principal_exists(args.device_id):
+                print(f"{args.device_id} exists: revoke it first", file=sys.stderr)
+                return 1
+            token = await create_principal(registry, Principal(args.device_id, Role.DEVICE, frozenset({args.place})))
+        print(token)
+        return 0
+
+    return run(go())
+
+
+def _principals_add(args: argparse.Namespace) -> int:
+    async def go() -> int:
+        expires = int(time.time()) + args.expires_days * 86400 if args.expires_days > 0 else 0
+        principal = Principal(
+            args.principal_id, Role(args.role), frozenset(p for p in args.places.split(",") if p),
+            args.jurisdiction, args.department, expires,
+        )
+        async with admin_redis(settings_from(args)) as redis:
+            registry = Registry(redis)
+            if await registry.principal_exists(args.principal_id):
+                print(f"{args.principal_id} exists: revoke it first", file=sys.stderr)
+                return 1
+            token = await create_principal(registry, principal)
+        print(token)
+        return 0
+
+    return run(go())
+
+
+def _principals_list(args: argparse.Namespace) -> int:
+    async def go() -> int:
+        async with admin_redis(settings_from(args)) as redis:
+            for p in await Registry(redis).list_principals():
+                scope = ",".join(sorted(p.places)) or p.jurisdiction or p.department
+                print(f"{p.principal_id}\t{p.role.value}\t{scope}\t{'revoked' if p.revoked else 'active'}")
+        return 0
+
+    return run(go())
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    async def go() -> int:
+        async with admin_redis(settings_from(args)) as redis:
+            ok = await Registry(redis).revoke_principal(args.device_id)
+        print(f"revoked {args.device_id}" if ok else f"no principal {args.device_id}", file=sys.stdout if ok else sys.stderr)
+        return 0 if ok else 1
+
+    return run(go())

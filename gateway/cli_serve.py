@@ -1,0 +1,71 @@
+"""`placegate serve`: the gateway on a configured Redis, or on the embedded server in the data directory."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from dataclasses import replace
+
+from aiohttp import web
+
+from gateway.app import create_app
+from gateway.cli_common import add_common_args, embedded_dir, settings_from
+from gateway.demo import prepare_demo
+from gateway.embedded import EmbeddedServer, socket_alive
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = sub.add_parser("serve", help="run the gateway (embedded Redis when no --redis-url)")
+    serve.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="listen port (default 8080)")
+    serve.add_argument("--demo", action="store_true",
+                       help="create demo keys, place, device and holder, and print a curl command that scans")
+    add_common_args(serve)
+    serve.set_defaults(func=_serve)
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def _serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = settings_from(args)
+    server: EmbeddedServer | None = None
+    if settings.redis_url is None:
+        embedded = EmbeddedServer(embedded_dir(settings))
+        if socket_alive(embedded.socket_path):
+            print(f"using the embedded server already running in {embedded.directory}", file=sys.stderr)
+        else:
+            server = embedded.start()
+            print(f"embedded Redis-compatible server (AOF on) in {embedded.directory}", file=sys.stderr)
+        settings = replace(settings, redis_url=embedded.url)
+    settings = settings.with_secret()
+    try:
+        demo_line = asyncio.run(prepare_demo(settings)) if args.demo else None
+
+        def announce(message: str) -> None:
+            print(message, flush=True)
+            if demo_line:
+                print("\nDemo ready. Scan a freshly minted demo code (valid 5 minutes) — expect \"admit\"; run the "
+                      "same line again and expect \"deny\" with reason \"replayed\":\n", flush=True)
+                print(demo_line + "\n", flush=True)
+                print("A fresh code: placegate issue --holder demo-holder-0001\n", flush=True)
+
+        loop = _event_loop()
+        asyncio.set_event_loop(loop)
+        web.run_app(create_app(settings), host=settings.host, port=settings.port, print=announce, loop=loop,
+                    access_log=None)
+    finally:
+        if server is not None:
+            server.stop()
+    return 0

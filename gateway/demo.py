@@ -1,0 +1,53 @@
+"""The demo set-up of `placegate serve --demo`: keys, a place, a device, a green holder and a fresh code."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from datetime import UTC, datetime, timedelta
+
+from crypto.keys import Alg
+from crypto.native import Colour, issue_health_code
+from crypto.trust import Usage
+from gateway.auth import Principal, Role
+from gateway.cli_common import admin_redis, latest_signing_key, new_issuer_key
+from gateway.cli_registry import create_principal
+from gateway.registry import Place, Registry
+from gateway.settings import Settings
+from gateway.status_cache import StatusRecord
+from gateway.store import Store
+from policy.status import HolderStatus, TestResult
+
+__all__ = ["DEMO_HOLDER", "DEMO_PLACE", "prepare_demo"]
+
+DEMO_PLACE = Place("demo-office", "Demo office tower", "C", "demo-city/district-1/street-1/grid-1/community-1")
+DEMO_DEVICE = "demo-scanner"
+DEMO_HOLDER = "demo-holder-0001"
+
+
+async def prepare_demo(settings: Settings) -> str:
+    """Idempotent demo data; returns the one-line curl command that scans a freshly minted code."""
+    assert settings.secret is not None
+    now = datetime.now(UTC)
+    async with admin_redis(settings) as redis:
+        registry = Registry(redis)
+        health = await latest_signing_key(registry, settings, Usage.HEALTH)
+        if health is None:
+            health = await new_issuer_key(registry, settings, usage=Usage.HEALTH, alg=Alg.ES256)
+        if await latest_signing_key(registry, settings, Usage.PLACE) is None:
+            await new_issuer_key(registry, settings, usage=Usage.PLACE, alg=Alg.ES256)
+        await registry.add_place(DEMO_PLACE)
+        # A device token is shown once and stored only as a hash, so each demo run issues a new one.
+        await registry.revoke_principal(DEMO_DEVICE)
+        token = await create_principal(registry, Principal(DEMO_DEVICE, Role.DEVICE, frozenset({DEMO_PLACE.place_id})))
+        store = Store(redis, secret=settings.secret.reveal(), status_buckets=settings.status_buckets,
+                      status_ttl_s=settings.status_ttl_s)
+        status = HolderStatus(Colour.GREEN, now, now - timedelta(hours=2), TestResult.NEGATIVE, True)
+        await store.upsert_statuses([StatusRecord(DEMO_HOLDER, status)])
+    code = issue_health_code(health, holder_ref=DEMO_HOLDER, colour=Colour.GREEN, now=now, nonce=os.urandom(12))
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    body = '{"code": "' + code + '"}'
+    return (
+        f"curl -s -X POST http://{host}:{settings.port}/v1/scan -H 'Authorization: Bearer {token}' "
+        f"-H 'Content-Type: application/json' -d {shlex.quote(body)}"
+    )

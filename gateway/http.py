@@ -1,0 +1,69 @@
+"""HTTP edge helpers: bounded JSON bodies, JSON answers, and the one middleware that renders every error."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.auth import Handler
+from gateway.errors import (
+    ERROR_STATUS,
+    GatewayError,
+    MalformedJsonError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
+
+__all__ = ["error_middleware", "json_error", "json_response", "read_json"]
+
+log = logging.getLogger("placegate.http")
+_HTTP_CODES = {
+    400: "invalid_request", 401: "invalid_token", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type", 429: "too_many_requests",
+}
+
+
+def json_response(data: object, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def json_error(code: str, detail: str = "") -> web.Response:
+    return json_response({"error": code, "detail": detail}, status=ERROR_STATUS.get(code, 500))
+
+
+async def read_json(request: web.Request, *, limit: int) -> Any:
+    """The request's JSON document, refused before parsing when too large or not JSON."""
+    ctype = request.headers.get("Content-Type", "")
+    if ctype.split(";", 1)[0].strip().lower() != "application/json":
+        raise UnsupportedMediaTypeError("send application/json")
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLargeError(f"body over {limit} bytes")
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(16384):
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLargeError(f"body over {limit} bytes")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise MalformedJsonError("body is not valid JSON") from None
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except GatewayError as exc:
+        return json_error(exc.instance_code, exc.detail)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return json_error(_HTTP_CODES.get(exc.status, "invalid_request"), exc.reason)
+    except Exception as exc:
+        # Never a traceback in a response; the log line names the exception type only, since a message could
+        # carry request data.
+        log.error("unhandled %s on %s %s", exc.__class__.__name__, request.method, request.path)
+        return json_error("internal_error", "")

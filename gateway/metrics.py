@@ -1,0 +1,35 @@
+"""Prometheus metrics. Labels carry decisions, reasons and operation names only — never personal data."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["Metrics"]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.scans = Counter(
+            "placegate_scans", "Scans answered", ["decision", "reason", "degraded"], registry=self.registry
+        )
+        self.scan_seconds = Histogram(
+            "placegate_scan_seconds",
+            "Scan answer latency inside the gateway",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=self.registry,
+        )
+        self.redis_errors = Counter(
+            "placegate_redis_errors", "Redis operations that failed or timed out", ["op"], registry=self.registry
+        )
+        self.status_records = Counter(
+            "placegate_status_records", "Status feed records by outcome", ["outcome"], registry=self.registry
+        )
+        self.exceptions = Counter(
+            "placegate_exception_events", "Exception events sent to dispatch intake", ["event_class"],
+            registry=self.registry,
+        )
+        self.trust_keys = Gauge("placegate_trust_keys", "Keys in the loaded trust list", registry=self.registry)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

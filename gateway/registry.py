@@ -1,0 +1,128 @@
+"""Registry reads and writes: the trust list, places and principals (configuration, kept until revoked)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from crypto.errors import TrustListError
+from crypto.trust import TrustedKey, TrustList
+from gateway import keys
+from gateway.auth import Principal
+from gateway.errors import StoreUnavailableError
+
+__all__ = ["Place", "Registry"]
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    place_id: str
+    name: str
+    venue_class: str
+    jurisdiction: str
+
+
+class Registry:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    # --- trust list ----------------------------------------------------------------------------------------
+    async def load_trust(self) -> tuple[int, TrustList]:
+        """The trust list and its version; a malformed entry is skipped (it can never verify anything)."""
+        try:
+            version, raw = await self._pipe_get_trust()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailableError("trust list unavailable") from exc
+        entries = []
+        for value in raw.values():
+            try:
+                entries.append(TrustedKey.from_dict(orjson.loads(value)))
+            except (TrustListError, orjson.JSONDecodeError):
+                continue
+        return version, TrustList(entries)
+
+    async def _pipe_get_trust(self) -> tuple[int, dict[bytes, bytes]]:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.get(keys.TRUST_VERSION)
+        pipe.hgetall(keys.TRUST)
+        version, raw = await pipe.execute()
+        return int(version or 0), raw
+
+    async def trust_version(self) -> int:
+        try:
+            return int(await self.redis.get(keys.TRUST_VERSION) or 0)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailableError("trust list unavailable") from exc
+
+    async def put_trusted_key(self, key: TrustedKey) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(keys.TRUST, key.kid.hex(), orjson.dumps(key.to_dict()))
+        pipe.incr(keys.TRUST_VERSION)
+        await pipe.execute()
+
+    # --- places --------------------------------------------------------------------------------------------
+    async def add_place(self, place: Place) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(
+            keys.place_key(place.place_id),
+            mapping={"name": place.name, "venue_class": place.venue_class, "jurisdiction": place.jurisdiction},
+        )
+        pipe.sadd(keys.PLACES, place.place_id)
+        await pipe.execute()
+
+    async def get_place(self, place_id: str) -> Place | None:
+        try:
+            raw = await self.redis.hgetall(keys.place_key(place_id))
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailableError("place registry unavailable") from exc
+        if not raw:
+            return None
+        return Place(place_id, raw[b"name"].decode(), raw[b"venue_class"].decode(), raw[b"jurisdiction"].decode())
+
+    async def list_places(self) -> list[Place]:
+        places = []
+        for pid in sorted(await self.redis.smembers(keys.PLACES)):
+            place = await self.get_place(pid.decode())
+            if place is not None:
+                places.append(place)
+        return places
+
+    # --- principals ----------------------------------------------------------------------------------------
+    async def add_principal(self, principal: Principal, token_hash: str) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(keys.principal_key(token_hash), mapping=principal.to_fields())
+        pipe.hset(keys.PRINCIPAL_IDS, principal.principal_id, token_hash)
+        await pipe.execute()
+
+    async def get_principal(self, token_hash: str) -> Principal | None:
+        try:
+            raw = await self.redis.hgetall(keys.principal_key(token_hash))
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailableError("principal registry unavailable") from exc
+        return Principal.from_fields(raw) if raw else None
+
+    async def principal_exists(self, principal_id: str) -> bool:
+        return bool(await self.redis.hexists(keys.PRINCIPAL_IDS, principal_id))
+
+    async def revoke_principal(self, principal_id: str) -> bool:
+        token_hash = await self.redis.hget(keys.PRINCIPAL_IDS, principal_id)
+        if token_hash is None:
+            return False
+        await self.redis.hset(keys.principal_key(token_hash.decode()), "revoked", "1")
+        return True
+
+    async def list_principals(self) -> list[Principal]:
+        out = []
+        for token_hash in (await self.redis.hgetall(keys.PRINCIPAL_IDS)).values():
+            principal = await self.get_principal(token_hash.decode())
+            if principal is not None:
+                out.append(principal)
+        return sorted(out, key=lambda p: p.principal_id)
+
+
+def now_s() -> int:
+    return int(time.time())

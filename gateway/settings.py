@@ -1,0 +1,106 @@
+"""Settings, read once from the environment (prefix ``PLACEGATE_``) in ``__main__``; code below receives them."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+__all__ = ["Secret", "Settings", "load_or_create_secret"]
+
+
+class Secret:
+    """A secret value whose ``repr`` never shows it (logs, tracebacks, debuggers)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: bytes) -> None:
+        self._value = value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def reveal(self) -> bytes:
+        return self._value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and secrets.compare_digest(self._value, other._value)
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every tunable of the gateway; units are in the names."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # None: start the embedded Redis-compatible server on ``data_dir`` (AOF on).
+    redis_url: str | None = None
+    data_dir: Path = Path(".placegate")
+    # Master secret; the status-cache field key and the case sealing key are derived from it. In embedded mode
+    # it is generated once into ``data_dir/secret`` when not set.
+    secret: Secret | None = field(default=None, repr=False)
+    retention_days: int = 21
+    status_buckets: int = 65536
+    # A status record is personal data: kept only while it can still be fresh enough to decide on.
+    status_ttl_s: int = 2 * 24 * 3600
+    # Past this the status cache counts as unavailable and the scan is answered in degraded mode.
+    redis_timeout_ms: int = 250
+    principal_cache_s: float = 5.0
+    max_body_bytes: int = 16 * 1024
+    rules_file: Path | None = None
+    workers: int = 1
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        """Build from ``PLACEGATE_*`` variables; unknown variables are ignored, bad values raise ValueError."""
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = environ.get("PLACEGATE_" + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            if f.name == "secret":
+                values[f.name] = Secret(bytes.fromhex(raw))
+            elif f.name in ("data_dir", "rules_file"):
+                values[f.name] = Path(raw)
+            elif f.name in ("principal_cache_s",):
+                values[f.name] = float(raw)
+            elif f.name in ("host", "redis_url"):
+                values[f.name] = raw
+            else:
+                values[f.name] = int(raw)
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if not 1 <= self.retention_days <= 366:
+            raise ValueError("retention_days must be in [1, 366]")
+        if self.status_buckets < 16 or self.status_buckets & (self.status_buckets - 1):
+            raise ValueError("status_buckets must be a power of two >= 16")
+        if self.secret is not None and len(self.secret.reveal()) < 32:
+            raise ValueError("secret must be at least 32 bytes (64 hex digits)")
+
+    def with_secret(self) -> Settings:
+        """These settings with a secret, generating one into ``data_dir`` for the embedded mode."""
+        if self.secret is not None:
+            return self
+        return replace(self, secret=load_or_create_secret(self.data_dir / "secret"))
+
+
+def load_or_create_secret(path: Path) -> Secret:
+    """Read a hex secret file, creating it (mode 0600) on first use."""
+    if path.exists():
+        return Secret(bytes.fromhex(path.read_text().strip()))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value.hex())
+    return Secret(value)
