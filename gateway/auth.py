@@ -126,9 +126,9 @@ class PrincipalCache:
         return principal
 
 
-PRINCIPAL = "placegate.principal"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PRINCIPAL_CACHE: web.AppKey[PrincipalCache] = web.AppKey("principal_cache", PrincipalCache)
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 
 
 def requires(*roles: Role) -> Callable[[Handler], Handler]:

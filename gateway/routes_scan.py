@@ -8,7 +8,7 @@ from aiohttp import web
 
 from crypto.errors import Base45Error, CodeError, UnknownFormatError
 from crypto.native import verify_place_code
-from gateway.auth import PRINCIPAL, Principal, Role, requires
+from gateway.auth import PRINCIPAL, Role, requires
 from gateway.errors import BadRequestError, ForbiddenError, MalformedCodeError
 from gateway.http import json_response, read_json
 from gateway.registry import Place
@@ -25,7 +25,7 @@ async def scan(request: web.Request) -> web.Response:
     app = request.app
     body = await read_json(request, limit=app[SETTINGS].max_body_bytes)
     code, place_code, place_id = _fields(body)
-    principal: Principal = request[PRINCIPAL]
+    principal = request[PRINCIPAL]
     now = datetime.now(UTC)
     scanner = app[SCANNER]
     if principal.role is Role.DEVICE:

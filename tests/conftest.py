@@ -1,0 +1,41 @@
+"""Session-wide fixtures: a private Redis-compatible server this test session starts itself (never one it did
+not start, unless PLACEGATE_TEST_REDIS_URL names one explicitly), and per-test clients on a flushed database."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from gateway.embedded import EmbeddedServer
+from gateway.redisio import connect_redis
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL of the test server: a private one on a unix socket in a temp dir, with persistence off."""
+    explicit = os.environ.get("PLACEGATE_TEST_REDIS_URL")
+    if explicit:
+        yield explicit
+        return
+    with tempfile.TemporaryDirectory(prefix="placegate-test-redis-") as tmp:
+        server = EmbeddedServer(Path(tmp), persistent=False)
+        server.start()
+        try:
+            yield server.url
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = connect_redis(redis_url)
+    await client.flushdb()
+    try:
+        yield client
+    finally:
+        await client.aclose()

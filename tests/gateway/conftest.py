@@ -1,0 +1,119 @@
+"""A registered world on the real Redis: issuer keys, places, devices and tokens, plus a client on a real
+aiohttp server running ``create_app``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from redis.asyncio import Redis
+
+from crypto.keys import Alg, SigningKey
+from crypto.native import Colour, issue_health_code, issue_place_code
+from crypto.trust import TrustedKey, Usage
+from gateway.app import create_app, refresh_trust
+from gateway.auth import Principal, Role
+from gateway.cli_registry import create_principal
+from gateway.registry import Place, Registry
+from gateway.settings import Secret, Settings
+from gateway.status_cache import StatusRecord
+from gateway.store import Store
+from policy.status import HolderStatus, TestResult
+
+SECRET = Secret(bytes(range(32)))
+JURISDICTION = "city/d1/s1/g1/c1"
+
+
+@dataclass
+class World:
+    client: TestClient  # type: ignore[type-arg]
+    redis: Redis
+    settings: Settings
+    health_key: SigningKey
+    place_key: SigningKey
+    tokens: dict[str, str] = field(default_factory=dict)
+    place_codes: dict[str, str] = field(default_factory=dict)
+
+    def code(self, holder: str = "holder-1", *, colour: Colour = Colour.GREEN, now: datetime | None = None,
+             lifetime_s: int = 300, key: SigningKey | None = None) -> str:
+        return issue_health_code(key or self.health_key, holder_ref=holder, colour=colour,
+                                 now=now or datetime.now(UTC), nonce=os.urandom(12), lifetime_s=lifetime_s)
+
+    def auth(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[who]}"}
+
+    async def scan(self, code: str, *, who: str = "dev-a", **extra: Any) -> tuple[int, dict[str, Any]]:
+        resp = await self.client.post("/v1/scan", json={"code": code, **extra}, headers=self.auth(who))
+        return resp.status, await resp.json()
+
+    async def set_status(self, holder: str, colour: Colour = Colour.GREEN, *, tested_h_ago: float | None = 1.0,
+                         result: TestResult = TestResult.NEGATIVE, updated_at: datetime | None = None) -> None:
+        now = datetime.now(UTC)
+        tested = None if tested_h_ago is None else now - timedelta(hours=tested_h_ago)
+        status = HolderStatus(colour, updated_at or now, tested, result if tested else TestResult.NONE, False)
+        store = Store(self.redis, secret=SECRET.reveal(), status_buckets=self.settings.status_buckets,
+                      status_ttl_s=self.settings.status_ttl_s)
+        await store.upsert_statuses([StatusRecord(holder, status)])
+
+
+PLACES = [
+    Place("place-a", "Hospital A", "A", JURISDICTION),
+    Place("place-b", "Mall B", "B", JURISDICTION),
+    Place("place-c", "Office C", "C", JURISDICTION),
+]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path, secret=SECRET, status_buckets=1024, retention_days=21)
+
+
+WorldFactory = Callable[..., Awaitable[World]]
+
+
+@pytest.fixture
+async def make_world(redis: Redis, settings: Settings) -> AsyncIterator[WorldFactory]:
+    clients: list[TestClient] = []  # type: ignore[type-arg]
+
+    async def factory(**overrides: Any) -> World:
+        s = replace(settings, **overrides)
+        registry = Registry(redis)
+        now = datetime.now(UTC)
+        health, place = SigningKey.generate(Alg.ES256), SigningKey.generate(Alg.ES256)
+        for key, usage in ((health, Usage.HEALTH), (place, Usage.PLACE)):
+            await registry.put_trusted_key(TrustedKey.create(
+                key.public_key(), usage=usage, not_before=now - timedelta(days=1), not_after=now + timedelta(days=30)))
+        tokens: dict[str, str] = {}
+        codes: dict[str, str] = {}
+        for p in PLACES:
+            await registry.add_place(p)
+            codes[p.place_id] = issue_place_code(place, place_id=p.place_id, venue_class=p.venue_class,
+                                                 jurisdiction=p.jurisdiction, not_before=now - timedelta(hours=1),
+                                                 not_after=now + timedelta(days=1))
+            suffix = p.place_id[-1]
+            tokens[f"dev-{suffix}"] = await create_principal(
+                registry, Principal(f"dev-{suffix}", Role.DEVICE, frozenset({p.place_id})))
+        tokens["app"] = await create_principal(registry, Principal("app-1", Role.APP))
+        tokens["feeder"] = await create_principal(registry, Principal("feeder-1", Role.FEEDER))
+        tokens["dispatcher"] = await create_principal(registry, Principal("disp-1", Role.DISPATCHER,
+                                                                          jurisdiction="city/d1"))
+        client = TestClient(TestServer(create_app(s, redis=redis)))
+        await client.start_server()
+        clients.append(client)
+        await refresh_trust(client.app, force=True)
+        return World(client, redis, s, health, place, tokens, codes)
+
+    yield factory
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+async def world(make_world: WorldFactory) -> World:
+    return await make_world()
