@@ -177,8 +177,6 @@ def test_duplicate_kids_try_every_key(
     trust = _trust(impostor, ec_dsc)
     # Relabel the impostor under the real kid: both keys share one kid, only the second verifies.
     colliding = DscTrustList((dataclasses.replace(trust.keys[0], kid=ec_dsc.kid), trust.keys[1]))
-        (type(trust.keys[0])(ec_dsc.kid, *trust.keys[0].__getstate__()[1:]), trust.keys[1])
-    )
     assert len(colliding.candidates(ec_dsc.kid)) == 2
     assert verify_hc1(hc1_factory(ec_dsc), colliding, now=NOW).key is colliding.keys[1]
 
