@@ -44,7 +44,6 @@ class Store:
         self.status_ttl_s = status_ttl_s
         self._upsert = redis.register_script(UPSERT_LUA)
         self._day_keys: dict[str, bytes] = {}
-        self._expiry_set: set[str] = set()
 
     async def ping(self) -> bool:
         try:
@@ -111,26 +110,28 @@ class Store:
             pipe.get(name)
 
         _, value = await self.batcher.run(fill)
+        if value is None:
+            # The day is already past retention (EXAT in the past): whatever is written for it expires at
+            # once, so a throwaway key pseudonymises it and nothing links it to anyone.
+            return os.urandom(32)
         if len(self._day_keys) > 4:
             self._day_keys.clear()
-        self._day_keys[day] = value
+        self._day_keys[day] = bytes(value)
         return bytes(value)
 
     async def record_scan(self, day: str, entry: Fields, expire_at: int, event: Fields | None) -> None:
         """Append the scan-log record and, for an exception, the dispatch intake event."""
         log_key = keys.scan_log_key(day)
-        first_today = day not in self._expiry_set
 
         def fill(pipe: Pipeline) -> None:
             pipe.xadd(log_key, entry)  # type: ignore[arg-type]
-            if first_today:
-                pipe.expireat(log_key, expire_at)
+            # Sent with every record, not once per day: if the partition was ever recreated (deleted, failed
+            # over to a replica that missed the first EXPIREAT) it must never live without its expiry.
+            pipe.expireat(log_key, expire_at)
             if event is not None:
                 pipe.xadd(keys.DISPATCH_INTAKE, event)  # type: ignore[arg-type]
 
         await self.batcher.run(fill)
-        if first_today:
-            self._expiry_set.add(day)
 
     async def aclose(self) -> None:
         await self.batcher.aclose()

@@ -88,7 +88,7 @@ async def make_world(redis: Redis, settings: Settings) -> AsyncIterator[WorldFac
         health, place = SigningKey.generate(Alg.ES256), SigningKey.generate(Alg.ES256)
         for key, usage in ((health, Usage.HEALTH), (place, Usage.PLACE)):
             await registry.put_trusted_key(TrustedKey.create(
-                key.public_key(), usage=usage, not_before=now - timedelta(days=1), not_after=now + timedelta(days=30)))
+                key.public_key(), usage=usage, not_before=now - timedelta(days=60), not_after=now + timedelta(days=30)))
         tokens: dict[str, str] = {}
         codes: dict[str, str] = {}
         for p in PLACES:

@@ -1,0 +1,69 @@
+"""PUT /v1/status: batch upsert, last-writer-wins by updated_at, per-record errors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from tests.gateway.conftest import World
+
+
+def _rec(holder: str, colour: str, updated: datetime, **extra: object) -> dict[str, object]:
+    return {"holder": holder, "colour": colour, "updated_at": updated.isoformat(), **extra}
+
+
+async def _put(world: World, records: list[object], who: str = "feeder") -> tuple[int, dict[str, object]]:
+    resp = await world.client.put("/v1/status", json={"records": records}, headers=world.auth(who))
+    return resp.status, await resp.json()
+
+
+async def test_newer_update_wins_and_older_never_overwrites(world: World) -> None:
+    now = datetime.now(UTC)
+    status, body = await _put(world, [_rec("h1", "red", now - timedelta(minutes=5))])
+    assert status == 200 and body["applied"] == 1
+    _, body = await _put(world, [_rec("h1", "green", now - timedelta(minutes=10))])
+    assert (body["applied"], body["stale"]) == (0, 1)
+    assert (await world.scan(world.code("h1"), who="dev-c"))[1]["reason"] == "status_red"
+    _, body = await _put(world, [_rec("h1", "green", now)])
+    assert body["applied"] == 1
+    assert (await world.scan(world.code("h1"), who="dev-c"))[1]["decision"] == "admit"
+
+
+async def test_equal_updated_at_is_not_applied_twice(world: World) -> None:
+    now = datetime.now(UTC)
+    await _put(world, [_rec("h1", "green", now)])
+    _, body = await _put(world, [_rec("h1", "red", now)])
+    assert body["stale"] == 1
+
+
+async def test_bad_records_are_reported_without_failing_the_batch(world: World) -> None:
+    now = datetime.now(UTC)
+    records: list[object] = [
+        _rec("h1", "green", now, tested_at=(now - timedelta(hours=3)).isoformat(), test_result="negative"),
+        _rec("h2", "purple", now),
+        {"holder": "h3", "colour": "green"},
+        _rec("bad holder!", "green", now),
+        _rec("h4", "green", now + timedelta(days=1)),
+        "not an object",
+        _rec("h5", "green", now, test_result="negative"),
+        _rec("h6", "yellow", now, vaccinated=True),
+    ]
+    status, body = await _put(world, records)
+    assert status == 200
+    assert (body["applied"], body["rejected"]) == (2, 6)
+    errors = {r["index"]: r.get("error") for r in body["results"]}  # type: ignore[union-attr]
+    assert errors == {0: None, 1: "invalid_colour", 2: "invalid_updated_at", 3: "invalid_holder",
+                      4: "updated_at_in_future", 5: "invalid_record", 6: "invalid_test_result", 7: None}
+    assert (await world.scan(world.code("h1"), who="dev-a"))[1]["decision"] == "admit"
+
+
+async def test_status_feed_needs_the_feeder_role_and_a_list(world: World) -> None:
+    status, body = await _put(world, [], who="feeder")
+    assert (status, body["error"]) == (400, "invalid_request")
+    status, body = await _put(world, [_rec("h1", "green", datetime.now(UTC))], who="dev-a")
+    assert (status, body["error"]) == (403, "forbidden")
+
+
+async def test_stale_status_counts_as_unknown(world: World) -> None:
+    await world.set_status("h1", updated_at=datetime.now(UTC) - timedelta(hours=30))
+    _, body = await world.scan(world.code("h1"), who="dev-c")
+    assert (body["decision"], body["reason"]) == ("review", "status_unknown")
