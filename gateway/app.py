@@ -18,6 +18,7 @@ from gateway.http import error_middleware
 from gateway.metrics import Metrics
 from gateway.redisio import connect_redis
 from gateway.registry import Registry
+from gateway.routes_batch import scan_batch
 from gateway.routes_ops import healthz, metrics, readyz
 from gateway.routes_scan import scan
 from gateway.routes_status import put_status
@@ -45,6 +46,7 @@ def create_app(settings: Settings, *, redis: Redis | None = None) -> web.Applica
     app[TRUST_STATE] = TrustState()
     app.cleanup_ctx.append(_resources(redis))
     app.router.add_post("/v1/scan", scan)
+    app.router.add_post("/v1/scan/batch", scan_batch)
     app.router.add_put("/v1/status", put_status)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

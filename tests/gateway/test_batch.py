@@ -107,7 +107,8 @@ async def test_app_self_scan_without_place_code_is_invalid_request(world: World)
 async def test_app_self_scan_with_forged_place_code_denies_every_item(world: World) -> None:
     code = world.place_codes["place-a"]
     forged = code[:-4] + ("AAAA" if not code.endswith("AAAA") else "BBBB")
-    status, body = await _batch(world, {"codes": [world.code(), world.code()], "place_code": forged}, who="app")
+    body_in = {"codes": [world.code(), world.code()], "place_code": forged}
+    status, body = await _batch(world, body_in, who="app")
     if status == 200:
         assert [r["decision"] for r in body["results"]] == ["deny", "deny"]
         assert all(r["rule_id"] == "place" for r in body["results"])

@@ -1,0 +1,105 @@
+"""POST /v1/scan/batch: a turnstile bank presents up to ``MAX_BATCH_CODES`` codes in one request.
+
+Same authentication and the same answer per code as ``POST /v1/scan``; the codes are scanned concurrently, so
+their Redis commands join the same loop turn's pipelines (``CommandBatcher``) instead of one round trip each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from crypto.errors import Base45Error, CodeError, UnknownFormatError
+from crypto.native import verify_place_code
+from gateway.auth import PRINCIPAL, Principal, Role, requires
+from gateway.errors import BadRequestError, ForbiddenError, MalformedCodeError
+from gateway.http import json_response, read_json
+from gateway.registry import Place
+from gateway.scan import Scanner, ScanOutcome, new_scan_id
+from gateway.state import PLACES, SCANNER, SETTINGS
+from policy.admission import refuse
+
+__all__ = ["MAX_BATCH_CODES", "scan_batch"]
+
+MAX_BATCH_CODES = 64
+# A batch carries up to MAX_BATCH_CODES codes, so its body may be this many times the single-scan body limit.
+_BODY_FACTOR = 8
+
+
+@requires(Role.DEVICE, Role.APP)
+async def scan_batch(request: web.Request) -> web.Response:
+    """One decision per presented code, in order; a malformed item answers ``{"error": "malformed_code"}``."""
+    app = request.app
+    body = await read_json(request, limit=app[SETTINGS].max_body_bytes * _BODY_FACTOR)
+    codes, place_code, place_id = _fields(body)
+    now = datetime.now(UTC)
+    scanner = app[SCANNER]
+    resolved = await _resolve_place(request, request[PRINCIPAL], scanner, place_code, place_id, now)
+    if isinstance(resolved, str):
+        # The venue's place code itself was refused: every code of the batch is refused for that reason.
+        refusal = refuse(scanner.rules, resolved, rule_id="place")
+        results: list[dict[str, object]] = [
+            ScanOutcome(refusal, None, new_scan_id(now), now).to_json() for _ in codes
+        ]
+        return json_response({"results": results})
+    principal_id = request[PRINCIPAL].principal_id
+    outcomes = await asyncio.gather(
+        *(scanner.scan(code, resolved, principal_id, now=now) for code in codes), return_exceptions=True
+    )
+    results = []
+    for outcome in outcomes:
+        if isinstance(outcome, ScanOutcome):
+            results.append(outcome.to_json())
+        elif isinstance(outcome, MalformedCodeError):
+            results.append({"error": MalformedCodeError.code})
+        else:
+            raise outcome
+    return json_response({"results": results})
+
+
+async def _resolve_place(
+    request: web.Request, principal: Principal, scanner: Scanner, place_code: str | None,
+    place_id: str | None, now: datetime,
+) -> Place | str:
+    """The place of the batch (as in ``/v1/scan``), or the refusal reason of a bad venue place code."""
+    app = request.app
+    if principal.role is Role.DEVICE:
+        bound = next(iter(principal.places), None)
+        if bound is None or (place_id is not None and place_id not in principal.places):
+            raise ForbiddenError("device is not bound to this place")
+        place = await app[PLACES].get(place_id or bound)
+        if place is None:
+            raise ForbiddenError("device is not bound to this place")
+        return place
+    if place_code is None:
+        raise BadRequestError("self-scan needs the venue's place_code")
+    try:
+        verified = verify_place_code(place_code, scanner.trust, now=now)
+    except (Base45Error, UnknownFormatError) as exc:
+        raise MalformedCodeError("place_code is not a place code") from exc
+    except CodeError as exc:
+        return "place_" + exc.code
+    place = await app[PLACES].get(verified.place_id)
+    if place is None:
+        return "place_unknown"
+    return Place(place.place_id, place.name, verified.venue_class, verified.jurisdiction)
+
+
+def _fields(body: object) -> tuple[Sequence[str], str | None, str | None]:
+    if not isinstance(body, dict):
+        raise BadRequestError("body must be a JSON object")
+    codes, place_code, place_id = body.get("codes"), body.get("place_code"), body.get("place")
+    if not isinstance(codes, list) or not codes:
+        raise BadRequestError("'codes' must be a non-empty list")
+    if len(codes) > MAX_BATCH_CODES:
+        raise BadRequestError(f"at most {MAX_BATCH_CODES} codes per batch")
+    if not all(isinstance(c, str) and c for c in codes):
+        raise BadRequestError("every code must be a non-empty string")
+    if place_code is not None and not isinstance(place_code, str):
+        raise BadRequestError("'place_code' must be a string")
+    if place_id is not None and not isinstance(place_id, str):
+        raise BadRequestError("'place' must be a string")
+    return codes, place_code, place_id
