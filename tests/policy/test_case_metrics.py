@@ -45,8 +45,8 @@ A = _case("A", EventClass.STATUS_RED, "metro/east/r1", "east-cdc", T0, [
     (70, Action.CLOSE, SUP, CLOSE),
 ])  # fmt: skip
 # B: filed late (40 > 1+30); dispatched to the wrong department, returned, re-dispatched to east
-# (2 dispatches, 1 return); reworked once; second feedback late (300 > 115+120) so neither handled nor closed on time;
-# handling 300 - 45 (first dispatch) = 255 min = 15300 s.
+# (2 dispatches, 1 return); reworked once; second feedback late (300 > 115+120), so neither handled
+# nor closed on time; handling 300 - 45 (first dispatch) = 255 min = 15300 s.
 B = _case("B", EventClass.STATUS_RED, "metro/east/r2", "west-cdc", T0, [
     (1, Action.ACCEPT, OP, {}), (40, Action.FILE, OP, {}), (45, Action.DISPATCH, LEAD, {}),
     (50, Action.RETURN, WEST, {"note": "east of the river"}),
