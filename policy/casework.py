@@ -12,7 +12,7 @@ each history entry into the fields of one stream entry, and back.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
@@ -345,8 +345,16 @@ def suggest_closure_kind(case: Case) -> ClosureKind:
 # (De)serialisation: every field is always present, "" for None, so an HSET overwrites stale values.
 
 
-def _time(value: datetime | None) -> str:
-    return "" if value is None else value.isoformat()
+def _encode(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return "/".join(value)
+    return str(value)  # str, int, StrEnum (its value)
 
 
 def _read_time(value: str) -> datetime | None:
@@ -355,41 +363,12 @@ def _read_time(value: str) -> datetime | None:
 
 def case_to_fields(case: Case) -> dict[str, str]:
     """The case without its history, as the fields of a Redis hash."""
-    return {
-        "case_id": case.case_id,
-        "event_class": case.event_class.value,
-        "urgent": "1" if case.urgent else "0",
-        "place_id": case.place_id,
-        "jurisdiction": "/".join(case.jurisdiction),
-        "department": case.department,
-        "state": case.state.value,
-        "level": case.level.value,
-        "created_at": _time(case.created_at),
-        "stage_started_at": _time(case.stage_started_at),
-        "stage_deadline": _time(case.stage_deadline),
-        "overdue": "1" if case.overdue else "0",
-        "escalation_count": str(case.escalation_count),
-        "extension_used": "1" if case.extension_used else "0",
-        "rework_count": str(case.rework_count),
-        "return_count": str(case.return_count),
-        "closure_kind": "" if case.closure_kind is None else case.closure_kind.value,
-    }
+    return {f.name: _encode(getattr(case, f.name)) for f in fields(Case) if f.name != "history"}
 
 
 def entry_to_fields(entry: HistoryEntry) -> dict[str, str]:
     """One history entry as the fields of a stream entry."""
-    return {
-        "at": _time(entry.at),
-        "action": entry.action.value,
-        "actor_id": entry.actor_id,
-        "role": entry.role.value,
-        "from_state": entry.from_state.value,
-        "to_state": entry.to_state.value,
-        "department": entry.department,
-        "level": entry.level.value,
-        "deadline": _time(entry.deadline),
-        "note": entry.note or "",
-    }
+    return {f.name: _encode(getattr(entry, f.name)) for f in fields(HistoryEntry)}
 
 
 def _flag(value: str) -> bool:
