@@ -1,0 +1,100 @@
+"""The `placegate` command line, run as a user would: as subprocesses on a temp data directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+PLACEGATE = [sys.executable, "-m", "gateway"]
+COMMANDS = ["serve", "keys", "issue", "places", "devices", "principals", "status"]
+
+
+def _run(*args: str, data_dir: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PLACEGATE_DATA_DIR": str(data_dir)}
+    return subprocess.run([*PLACEGATE, *args], capture_output=True, text=True, env=env, check=check, timeout=60)
+
+
+def test_help_lists_every_command_and_each_has_help(tmp_path: Path) -> None:
+    top = _run("--help", data_dir=tmp_path).stdout
+    for command in COMMANDS:
+        assert command in top
+        assert "usage: placegate " + command in _run(command, "--help", data_dir=tmp_path).stdout
+
+
+def test_admin_commands_on_the_embedded_server(tmp_path: Path) -> None:
+    assert "usage=health" in _run("keys", "new", "--usage", "health", "--alg", "Ed25519", data_dir=tmp_path).stdout
+    _run("keys", "new", "--usage", "place", data_dir=tmp_path)
+    listing = _run("keys", "list", data_dir=tmp_path).stdout
+    assert "Ed25519" in listing and "place" in listing
+    place_code = _run("places", "add", "mall-1", "--class", "B", "--jurisdiction", "city/d1/s1",
+                      data_dir=tmp_path).stdout.strip()
+    assert place_code.startswith("PGP:")
+    assert "mall-1\tclass=B" in _run("places", "list", data_dir=tmp_path).stdout
+    token = _run("devices", "add", "gate-1", "--place", "mall-1", data_dir=tmp_path).stdout.strip()
+    assert token.startswith("pgt_")
+    assert _run("devices", "add", "gate-2", "--place", "nowhere", data_dir=tmp_path, check=False).returncode == 1
+    assert _run("issue", "--holder", "h-1", data_dir=tmp_path).stdout.startswith("PGH:")
+    lines = [json.dumps({"holder": f"h-{i}", "colour": "green", "updated_at": 1_790_000_000 + i}) for i in range(50)]
+    lines.append("{broken")
+    feed = tmp_path / "feed.jsonl"
+    feed.write_text("\n".join(lines) + "\n")
+    loaded = _run("status", "load", str(feed), "--quiet", data_dir=tmp_path, check=False)
+    assert "applied=50" in loaded.stdout and "rejected=1" in loaded.stdout
+    assert "revoked gate-1" in _run("devices", "revoke", "gate-1", data_dir=tmp_path).stdout
+    # The token itself is never stored: only its SHA-256 appears in the data directory's AOF.
+    aof = b"".join(p.read_bytes() for p in (tmp_path / "redis").rglob("*.aof"))
+    assert aof and token.encode() not in aof
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.timeout(90)
+def test_serve_demo_prints_a_curl_line_that_admits_then_is_replayed(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "PLACEGATE_DATA_DIR": str(tmp_path)}
+    proc = subprocess.Popen([*PLACEGATE, "serve", "--demo", "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    answers = []
+    try:
+        line = ""
+        deadline = time.monotonic() + 60
+        assert proc.stdout is not None
+        while time.monotonic() < deadline and not line.startswith("curl "):
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+        words = shlex.split(line)
+        assert words[:4] == ["curl", "-s", "-X", "POST"], line
+        url = words[4]
+        headers = dict(h.split(": ", 1) for h in (words[i + 1] for i, w in enumerate(words) if w == "-H"))
+        body = words[words.index("-d") + 1].encode()
+        for _ in range(2):
+            request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                answers.append(json.loads(resp.read()))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, stderr = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, stderr = proc.communicate()
+    assert (answers[0]["decision"], answers[0]["reason"]) == ("admit", "ok")
+    assert (answers[1]["decision"], answers[1]["reason"]) == ("deny", "replayed")
+    # The embedded server was stopped with the gateway and left its AOF in the data directory.
+    assert list((tmp_path / "redis").rglob("*.aof"))
+    assert "Traceback" not in stderr
