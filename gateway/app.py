@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from crypto.trust import Usage
 from gateway.auth import PRINCIPAL_CACHE, PrincipalCache
 from gateway.errors import StoreUnavailableError
+from gateway.features import FEATURES
 from gateway.http import error_middleware
 from gateway.metrics import Metrics
 from gateway.redisio import connect_redis
@@ -51,6 +52,8 @@ def create_app(settings: Settings, *, redis: Redis | None = None) -> web.Applica
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    for install in FEATURES:
+        install(app)
     return app
 
 

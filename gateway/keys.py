@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "AUDIT_HEAD",
     "AUDIT_STREAM",
     "DISPATCH_DEADLETTER",
     "DISPATCH_INTAKE",
@@ -95,7 +96,10 @@ def case_key(case_id: str) -> str:
 
 # --- audit (kept >= 3 years, PIPL Art. 56) -------------------------------------------------------------
 AUDIT_STREAM: Final = "pg:audit"
+AUDIT_HEAD: Final = "pg:audit:head"  # hash of the newest entry: the chain's head
 
 # Prefixes whose keys are configuration and legitimately carry no TTL; the privacy tests check every other
 # key for an expiry.
-REGISTRY_PREFIXES: Final = (TRUST, PLACES, "pg:place:", "pg:principal", DISPATCH_INTAKE, DISPATCH_DEADLETTER)
+REGISTRY_PREFIXES: Final = (
+    TRUST, PLACES, "pg:place:", "pg:principal", DISPATCH_INTAKE, DISPATCH_DEADLETTER, AUDIT_STREAM,
+)

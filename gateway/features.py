@@ -1,0 +1,12 @@
+"""Features that plug into the application: each is an ``install(app)`` adding routes and, where it needs
+resources or background tasks, a cleanup context (appended after the core one, so the store is ready)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+
+__all__ = ["FEATURES"]
+
+FEATURES: list[Callable[[web.Application], None]] = []
