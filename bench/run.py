@@ -1,0 +1,491 @@
+"""The high-rate harness: ``python -m bench.run``.
+
+One private Redis (pinned with the load generator to core 1) and three servers pinned to core 0, started
+side by side: the gateway (``placegate serve``), the naive variant (``bench.naive``: same app, one awaited
+Redis command at a time) and a bare aiohttp JSON POST handler (``bench.bare``). wrk, pinned to core 1, drives
+each in turn (bare, full, naive, batch; the order rotates each pair) with freshly minted single-use codes. CPU
+per request is the server process's utime+stime delta from /proc. Then the status cache: 1,000,000 holders loaded with
+``placegate status load``, bytes per holder from INFO memory. The table goes to stdout and bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+from bench.corpus import mint_codes, seed_world, write_bodies, write_status_file
+from gateway.embedded import EmbeddedServer
+from gateway.redisio import connect_redis
+
+__all__ = ["main"]
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+TICKS = os.sysconf("SC_CLK_TCK")
+SERVER_CORE, LOAD_CORE = 0, 1
+
+
+@dataclass
+class Run:
+    variant: str
+    pair: int
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    cpu_us: float  # server CPU per request (per code for the batch)
+    redis_cpu_us: float
+    non2xx: int
+    socket_errors: int
+    per_request: int = 1
+    bodies: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        """Requests per second (codes per second for the batch)."""
+        return self.requests * self.per_request / self.seconds
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+
+
+def _pin(core: int) -> None:
+    os.sched_setaffinity(0, {core})
+
+
+def _wait_http(url: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except urllib.error.HTTPError:
+            return  # answered (the bare server has no GET route)
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def _scrape_scans(port: int) -> dict[str, int]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    out: dict[str, int] = {}
+    for m in re.finditer(r"^placegate_scans_total\{([^}]*)\} (\S+)$", text, re.M):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+        key = f"{labels['decision']}/{labels['reason']}" + (
+            "/degraded" if labels["degraded"] == "true" else ""
+        )
+        out[key] = out.get(key, 0) + int(float(m.group(2)))
+    return out
+
+
+class Harness:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.tmp = Path(tempfile.mkdtemp(prefix="placegate-bench-"))
+        self.secret = os.urandom(32)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.ports = {"bare": args.port, "full": args.port + 1, "naive": args.port + 2}
+        self.redis_server = EmbeddedServer(self.tmp / "redis", persistent=False)
+        self.token = ""
+        self.pem = b""
+        self.offset = 0
+        self.estimates: dict[str, float] = {}
+
+    # --- processes -------------------------------------------------------------------------------------------
+    def start_redis(self) -> None:
+        self.redis_server.start()
+        assert self.redis_server.process is not None
+        os.sched_setaffinity(self.redis_server.process.pid, {LOAD_CORE})
+
+    def start(self) -> None:
+        env = {**os.environ, "PLACEGATE_SECRET": self.secret.hex(), "PLACEGATE_STATUS_BUCKETS": "65536"}
+        url = self.redis_server.url
+        commands = {
+            "bare": [sys.executable, "-m", "bench.bare", "--port", str(self.ports["bare"])],
+            "full": [
+                str(BIN / "placegate"),
+                "serve",
+                "--redis-url",
+                url,
+                "--port",
+                str(self.ports["full"]),
+                "--data-dir",
+                str(self.tmp / "full"),
+            ],
+            "naive": [
+                sys.executable,
+                "-m",
+                "bench.naive",
+                "serve",
+                "--redis-url",
+                url,
+                "--port",
+                str(self.ports["naive"]),
+                "--data-dir",
+                str(self.tmp / "naive"),
+            ],
+        }
+        for name, argv in commands.items():
+            log = (self.tmp / f"{name}.log").open("wb")
+            self.procs[name] = subprocess.Popen(
+                argv,
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=lambda: _pin(SERVER_CORE),
+            )
+        for name, port in self.ports.items():
+            _wait_http(f"http://127.0.0.1:{port}/healthz" if name != "bare" else f"http://127.0.0.1:{port}/")
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.redis_server.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    async def seed(self) -> None:
+        redis = connect_redis(self.redis_server.url)
+        world = await seed_world(redis, secret=self.secret, status_buckets=65536, holders=self.args.holders)
+        await redis.aclose()
+        self.token, self.pem = world.device_token, world.health_pem
+
+    # --- one wrk run -----------------------------------------------------------------------------------------
+    def run_wrk(self, variant: str, pair: int, duration_s: float) -> Run:
+        per_request = self.args.batch if variant == "batch" else 1
+        server = "full" if variant == "batch" else variant
+        port = self.ports[server]
+        path = "/v1/scan/batch" if variant == "batch" else "/v1/scan"
+        expected = self.estimates.get(variant, 3000.0) * duration_s * 1.4 + 2000
+        count = int(expected) * per_request if variant == "batch" else int(expected)
+        codes = mint_codes(self.pem, count, holders=self.args.holders, offset=self.offset)
+        self.offset += count
+        bodies_file = self.tmp / f"bodies-{variant}.jsonl"
+        bodies = write_bodies(bodies_file, codes, per_request=per_request)
+        before = _scrape_scans(port) if server != "bare" else {}
+        pid = self.procs[server].pid
+        assert self.redis_server.process is not None
+        rpid = self.redis_server.process.pid
+        cpu0, rcpu0 = _cpu_ticks(pid), _cpu_ticks(rpid)
+        argv = [
+            "taskset",
+            "-c",
+            str(LOAD_CORE),
+            "wrk",
+            "-t1",
+            f"-c{self.args.connections}",
+            f"-d{duration_s:g}s",
+            "--latency",
+            "--timeout",
+            "5s",
+            "-s",
+            str(ROOT / "bench" / "scan.lua"),
+            f"http://127.0.0.1:{port}{path}",
+            "--",
+            str(bodies_file),
+            self.token,
+        ]
+        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        cpu1, rcpu1 = _cpu_ticks(pid), _cpu_ticks(rpid)
+        line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
+        w = orjson.loads(line.removeprefix("WRKJSON "))
+        after = _scrape_scans(port) if server != "bare" else {}
+        reasons = {
+            k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)
+        }
+        requests = int(w["requests"])
+        units = max(1, requests * per_request)
+        run = Run(
+            variant=variant,
+            pair=pair,
+            requests=requests,
+            seconds=w["duration_us"] / 1e6,
+            p50_ms=w["p50_us"] / 1000,
+            p99_ms=w["p99_us"] / 1000,
+            cpu_us=(cpu1 - cpu0) / TICKS * 1e6 / units,
+            redis_cpu_us=(rcpu1 - rcpu0) / TICKS * 1e6 / units,
+            non2xx=int(w["non2xx"]),
+            socket_errors=sum(int(w[k]) for k in ("connect", "read", "write", "timeout")),
+            per_request=per_request,
+            bodies=bodies,
+            reasons=reasons,
+        )
+        self.estimates[variant] = max(self.estimates.get(variant, 0.0), requests / run.seconds)
+        return run
+
+    # --- status cache ----------------------------------------------------------------------------------------
+    async def status_cache(self) -> dict[str, float]:
+        n = self.args.status_holders
+        feed = self.tmp / "statuses.jsonl"
+        t0 = time.perf_counter()
+        write_status_file(feed, n)
+        gen_s = time.perf_counter() - t0
+        redis = connect_redis(self.redis_server.url)
+        await redis.flushall()
+        await asyncio.sleep(0.2)
+        used0 = int((await redis.info("memory"))["used_memory"])
+        env = {**os.environ, "PLACEGATE_SECRET": self.secret.hex(), "PLACEGATE_STATUS_BUCKETS": "65536"}
+        argv = [
+            str(BIN / "placegate"),
+            "status",
+            "load",
+            str(feed),
+            "--quiet",
+            "--redis-url",
+            self.redis_server.url,
+            "--data-dir",
+            str(self.tmp / "load"),
+        ]
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            argv,
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            preexec_fn=lambda: _pin(SERVER_CORE),
+        )
+        wall_s = time.perf_counter() - t0
+        used1 = int((await redis.info("memory"))["used_memory"])
+        holders = await _count_fields(redis)
+        await redis.aclose()
+        m = re.search(r"seconds=([\d.]+) rate=([\d,]+)/s", proc.stdout)
+        assert m is not None, proc.stdout
+        return {
+            "holders": float(n),
+            "stored": float(holders),
+            "feed_gen_s": gen_s,
+            "bytes_per_holder": (used1 - used0) / n,
+            "used_before": float(used0),
+            "used_after": float(used1),
+            "load_rate": float(m.group(2).replace(",", "")),
+            "load_s": float(m.group(1)),
+            "wall_rate": n / wall_s,
+            "wall_s": wall_s,
+        }
+
+
+async def _count_fields(redis: object) -> int:
+    from redis.asyncio import Redis
+
+    assert isinstance(redis, Redis)
+    total = 0
+    async for key in redis.scan_iter(match="pg:st:*", count=1000):
+        total += int(await redis.hlen(key))
+    return total
+
+
+def _order(pair: int, variants: Sequence[str]) -> list[str]:
+    shift = pair % len(variants)
+    return list(variants[shift:]) + list(variants[:shift])
+
+
+def _median(values: Iterator[float] | list[float]) -> float:
+    vals = list(values)
+    return statistics.median(vals) if vals else float("nan")
+
+
+def _machine() -> str:
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[:1]
+    return (
+        f"{model}, {os.cpu_count()} cores; Linux {platform.release()}; Python {platform.python_version()}; "
+        f"{wrk[0] if wrk else 'wrk'}; commit {commit}"
+    )
+
+
+def _render(args: argparse.Namespace, runs: list[Run], cache: dict[str, float] | None, started: str) -> str:
+    variants = [v for v in ("bare", "full", "naive", "batch") if any(r.variant == v for r in runs)]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Generated by `python -m bench.run {' '.join(shlex.quote(a) for a in sys.argv[1:])}` at {started}.",
+        "",
+        f"Machine: {_machine()}.",
+        "",
+        f"Servers pinned to core {SERVER_CORE}; wrk (`-t1 -c{args.connections}`) and the private Redis pinned "
+        f"to core {LOAD_CORE}. {args.pairs} rounds, each variant {args.duration:g} s per round, order rotated "
+        "each "
+        f"round. Every scan presents a freshly minted, never-seen ES256 code of a green holder "
+        f"({args.holders:,} seeded). CPU µs = server process utime+stime / requests (per code for the batch; "
+        f"Redis CPU shown separately). Batch = `POST /v1/scan/batch` with {args.batch} codes per request; "
+        "its "
+        "rate, CPU and Redis CPU are per code, its latencies per request.",
+        "",
+        "## Every run",
+        "",
+        "| round | variant | req/s | p50 ms | p99 ms | CPU µs/req | Redis CPU µs/req | non-2xx "
+        "| socket errors "
+        "| answers |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        answers = ", ".join(f"{k} {v}" for k, v in sorted(r.reasons.items())) or "-"
+        over = " (corpus wrapped: replays)" if r.requests > r.bodies else ""
+        lines.append(
+            f"| {r.pair} | {r.variant} | {r.rate:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
+            f"{r.cpu_us:.0f} | {r.redis_cpu_us:.0f} | {r.non2xx} | {r.socket_errors} | {answers}{over} |"
+        )
+    lines += [
+        "",
+        "## Medians and ratios (ratios computed within each round, then the median)",
+        "",
+        "| variant | req/s | p50 ms | p99 ms | CPU µs/req |",
+        "|---|---|---|---|---|",
+    ]
+    for v in variants:
+        rs = [r for r in runs if r.variant == v]
+        lines.append(
+            f"| {v} | {_median(r.rate for r in rs):,.0f} | {_median(r.p50_ms for r in rs):.2f} | "
+            f"{_median(r.p99_ms for r in rs):.2f} | {_median(r.cpu_us for r in rs):.0f} |"
+        )
+    ratios = _ratios(runs)
+    lines += ["", "| ratio | per round | median | target |", "|---|---|---|---|"]
+    targets = {
+        "full / bare": "≥ 0.30",
+        "full / naive": "≥ 2",
+        "batch per code / bare": "≥ 0.30",
+        "batch per code / full": "-",
+    }
+    for name, vals in ratios.items():
+        lines.append(
+            f"| {name} | {', '.join(f'{x:.2f}' for x in vals)} | {_median(vals):.2f} | "
+            f"{targets.get(name, '-')} |"
+        )
+    full_p99 = _median(r.p99_ms for r in runs if r.variant == "full")
+    lines += [
+        "",
+        f"p99 of the full scan path at {args.connections} connections: {full_p99:.2f} ms (target ≤ 10 ms). "
+        f"Non-2xx over all runs: {sum(r.non2xx for r in runs)}; socket errors: "
+        f"{sum(r.socket_errors for r in runs)}.",
+    ]
+    if cache:
+        lines += [
+            "",
+            "## Status cache",
+            "",
+            f"`placegate status load` of {int(cache['holders']):,} JSON-lines records (generated by the "
+            f"harness in {cache['feed_gen_s']:.1f} s) into an empty Redis, 65,536 buckets, loader pinned to "
+            f"core {SERVER_CORE}, Redis on core {LOAD_CORE}, no AOF:",
+            "",
+            "| figure | value | target |",
+            "|---|---|---|",
+            f"| Redis used_memory per holder | {cache['bytes_per_holder']:.1f} B "
+            f"({int(cache['used_before']):,} → {int(cache['used_after']):,}) | ≤ 40 B |",
+            f"| load rate reported by the CLI | {cache['load_rate']:,.0f} /s ({cache['load_s']:.2f} s) "
+            f"| ≥ 300,000 /s |",
+            f"| load rate incl. process start-up | {cache['wall_rate']:,.0f} /s ({cache['wall_s']:.2f} s) "
+            "| - |",
+            f"| holders stored (HLEN sum) | {int(cache['stored']):,} | = {int(cache['holders']):,} |",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _ratios(runs: list[Run]) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {
+        "full / bare": [],
+        "full / naive": [],
+        "batch per code / bare": [],
+        "batch per code / full": [],
+    }
+    for pair in sorted({r.pair for r in runs}):
+        by = {r.variant: r.rate for r in runs if r.pair == pair}
+        for name in out:
+            a, b = name.replace(" per code", "").split(" / ")
+            if a in by and b in by:
+                out[name].append(by[a] / by[b])
+    return {k: v for k, v in out.items() if v}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run", description=__doc__.splitlines()[0] if __doc__ else ""
+    )
+    parser.add_argument("--pairs", type=int, default=3, help="rounds of (bare, full, naive, batch)")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--holders", type=int, default=10_000, help="seeded green holders")
+    parser.add_argument("--batch", type=int, default=16, help="codes per batch request")
+    parser.add_argument(
+        "--status-holders", type=int, default=1_000_000, help="0 skips the status-cache phase"
+    )
+    parser.add_argument("--variants", default="bare,full,naive,batch")
+    parser.add_argument("--port", type=int, default=18600, help="first of three loopback ports")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md", help="'-' for none")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk not found: apt-get install -y wrk", file=sys.stderr)
+        return 2
+    started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    harness = Harness(args)
+    runs: list[Run] = []
+    cache: dict[str, float] | None = None
+    try:
+        harness.start_redis()
+        asyncio.run(harness.seed())
+        harness.start()
+        for v in variants:  # warm-up: connections, caches, and a first rate estimate for sizing the corpus
+            harness.run_wrk(v, 0, 2.0)
+        for pair in range(1, args.pairs + 1):
+            for v in _order(pair - 1, variants):
+                run = harness.run_wrk(v, pair, args.duration)
+                runs.append(run)
+                print(
+                    f"round {pair} {v:>5}: {run.rate:>9,.0f}/s p50 {run.p50_ms:6.2f} ms "
+                    f"p99 {run.p99_ms:6.2f} ms "
+                    f"cpu {run.cpu_us:5.0f} µs redis {run.redis_cpu_us:4.0f} µs non2xx {run.non2xx} "
+                    f"{run.reasons}",
+                    flush=True,
+                )
+        if args.status_holders > 0:
+            cache = asyncio.run(harness.status_cache())
+    finally:
+        harness.stop()
+    text = _render(args, runs, cache, started)
+    print(text)
+    if str(args.output) != "-":
+        args.output.write_text(text)
+    return 0 if all(r.non2xx == 0 and r.socket_errors == 0 for r in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
