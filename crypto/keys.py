@@ -119,7 +119,10 @@ class SigningKey:
     def generate(cls, alg: Alg = Alg.ES256) -> SigningKey:
         """Create a fresh key pair."""
         private: PrivateKey
-        private = ed25519.Ed25519PrivateKey.generate() if alg is Alg.ED25519 else ec.generate_private_key(ec.SECP256R1())
+        if alg is Alg.ED25519:
+            private = ed25519.Ed25519PrivateKey.generate()
+        else:
+            private = ec.generate_private_key(ec.SECP256R1())
         return cls(kid=kid_of(private.public_key()), alg=alg, private_key=private)
 
     @classmethod

@@ -113,6 +113,7 @@ async def latest_signing_key(registry: Registry, settings: Settings, usage: Usag
     for path in reversed(candidates):
         key = SigningKey.from_pem(path.read_bytes())
         entry = trust.get(key.kid)
-        if entry is not None and not entry.revoked and entry.usage is usage and entry.not_before <= now <= entry.not_after:
+        usable = entry is not None and not entry.revoked and entry.usage is usage
+        if entry is not None and usable and entry.not_before <= now <= entry.not_after:
             return key
     return None

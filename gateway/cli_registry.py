@@ -157,7 +157,10 @@ def _revoke(args: argparse.Namespace) -> int:
     async def go() -> int:
         async with admin_redis(settings_from(args)) as redis:
             ok = await Registry(redis).revoke_principal(args.device_id)
-        print(f"revoked {args.device_id}" if ok else f"no principal {args.device_id}", file=sys.stdout if ok else sys.stderr)
-        return 0 if ok else 1
+        if not ok:
+            print(f"no principal {args.device_id}", file=sys.stderr)
+            return 1
+        print(f"revoked {args.device_id}")
+        return 0
 
     return run(go())

@@ -90,13 +90,14 @@ class EmbeddedServer:
             raise RuntimeError(f"a server already answers on {self.socket_path}")
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
-        self.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+        self.process = subprocess.Popen(
             self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"redis server exited with {self.process.returncode}; see {self.directory}/redis.log")
+                code = self.process.returncode
+                raise RuntimeError(f"redis server exited with {code}; see {self.directory}/redis.log")
             if socket_alive(self.socket_path):
                 return self
             time.sleep(0.02)

@@ -81,12 +81,13 @@ class Registry:
             raise StoreUnavailableError("place registry unavailable") from exc
         if not raw:
             return None
-        return Place(place_id, raw[b"name"].decode(), raw[b"venue_class"].decode(), raw[b"jurisdiction"].decode())
+        f = {_text(k): _text(v) for k, v in raw.items()}
+        return Place(place_id, f["name"], f["venue_class"], f["jurisdiction"])
 
     async def list_places(self) -> list[Place]:
         places = []
         for pid in sorted(await self.redis.smembers(keys.PLACES)):
-            place = await self.get_place(pid.decode())
+            place = await self.get_place(_text(pid))
             if place is not None:
                 places.append(place)
         return places
@@ -94,7 +95,7 @@ class Registry:
     # --- principals ----------------------------------------------------------------------------------------
     async def add_principal(self, principal: Principal, token_hash: str) -> None:
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(keys.principal_key(token_hash), mapping=principal.to_fields())
+        pipe.hset(keys.principal_key(token_hash), mapping=dict(principal.to_fields()))  # type: ignore[arg-type]
         pipe.hset(keys.PRINCIPAL_IDS, principal.principal_id, token_hash)
         await pipe.execute()
 
@@ -103,7 +104,7 @@ class Registry:
             raw = await self.redis.hgetall(keys.principal_key(token_hash))
         except (RedisError, OSError) as exc:
             raise StoreUnavailableError("principal registry unavailable") from exc
-        return Principal.from_fields(raw) if raw else None
+        return Principal.from_fields({_bytes(k): _bytes(v) for k, v in raw.items()}) if raw else None
 
     async def principal_exists(self, principal_id: str) -> bool:
         return bool(await self.redis.hexists(keys.PRINCIPAL_IDS, principal_id))
@@ -112,13 +113,13 @@ class Registry:
         token_hash = await self.redis.hget(keys.PRINCIPAL_IDS, principal_id)
         if token_hash is None:
             return False
-        await self.redis.hset(keys.principal_key(token_hash.decode()), "revoked", "1")
+        await self.redis.hset(keys.principal_key(_text(token_hash)), "revoked", "1")
         return True
 
     async def list_principals(self) -> list[Principal]:
         out = []
         for token_hash in (await self.redis.hgetall(keys.PRINCIPAL_IDS)).values():
-            principal = await self.get_principal(token_hash.decode())
+            principal = await self.get_principal(_text(token_hash))
             if principal is not None:
                 out.append(principal)
         return sorted(out, key=lambda p: p.principal_id)
@@ -126,3 +127,11 @@ class Registry:
 
 def now_s() -> int:
     return int(time.time())
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else value

@@ -22,7 +22,7 @@ from policy.status import HolderStatus
 
 __all__ = ["ScanLookup", "Store"]
 
-Fields = Mapping[str | bytes, str | bytes | int | float]
+Fields = Mapping[str, str]
 UPSERT_CHUNK = 2000  # records per script call: bounds the time one script blocks the server
 
 
@@ -82,7 +82,7 @@ class Store:
 
     async def get_status(self, holder_ref: str) -> HolderStatus | None:
         key, field = self.locator.locate(holder_ref)
-        (raw,) = await self.batcher.run(lambda p: p.hget(key, field))  # type: ignore[arg-type,func-returns-value]
+        (raw,) = await self.batcher.run(lambda p: p.hget(key, field))  # type: ignore[arg-type]
         return None if raw is None else unpack_status(raw)
 
     # --- scan path ---------------------------------------------------------------------------------------
@@ -91,7 +91,7 @@ class Store:
         bucket, field = self.locator.locate(holder_ref)
 
         def fill(pipe: Pipeline) -> None:
-            pipe.hget(bucket, field)  # type: ignore[arg-type]
+            pipe.hget(bucket, field)
             pipe.set(nonce_key, place_id, nx=True, get=True, ex=max(1, nonce_ttl_s))
 
         raw_status, first = await self.batcher.run(fill)

@@ -102,7 +102,7 @@ def test_unknown_prefix_and_bad_base45_are_typed() -> None:
 
 
 def test_truncated_extended_and_wrong_version_codes_are_refused() -> None:
-    key, trust = _key_and_trust()
+    key, _ = _key_and_trust()
     code = issue_health_code(key, holder_ref="h1", colour=Colour.GREEN, now=NOW, nonce=os.urandom(12))
     raw = b45decode(code[4:])
     for bad in (raw[:-1], raw + b"\x00", raw[:20]):
