@@ -1,0 +1,38 @@
+"""The hot path never awaits Redis once per command: a scan's commands go out as pipelined groups, and the
+groups of concurrent scans share one pipeline per event-loop turn."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from gateway.state import SCANNER, STORE
+from tests.gateway.conftest import PLACES, World
+
+
+async def test_one_scan_is_two_pipelined_groups_not_one_await_per_command(world: World) -> None:
+    await world.set_status("holder-1")
+    store = world.client.app[STORE]
+    now = datetime.now(UTC)
+    await world.client.app[SCANNER].scan(world.code("holder-0"), PLACES[2], "dev-c", now=now)  # creates the day key
+    flushes, commands = store.batcher.flushes, store.batcher.commands
+    outcome = await world.client.app[SCANNER].scan(world.code("holder-1"), PLACES[2], "dev-c", now=now)
+    assert outcome.decision.reason == "ok"
+    # lookup (HGET status + SET NX GET nonce) and record (XADD log + EXPIREAT): two round trips, four commands
+    assert (store.batcher.flushes - flushes, store.batcher.commands - commands) == (2, 4)
+
+
+async def test_concurrent_scans_share_pipelines(world: World) -> None:
+    holders = [f"holder-{i}" for i in range(40)]
+    for holder in holders:
+        await world.set_status(holder)
+    scanner = world.client.app[SCANNER]
+    store = world.client.app[STORE]
+    now = datetime.now(UTC)
+    await scanner.scan(world.code("warm-up"), PLACES[2], "dev-c", now=now)
+    flushes, commands = store.batcher.flushes, store.batcher.commands
+    outcomes = await asyncio.gather(*(scanner.scan(world.code(h), PLACES[2], "dev-c", now=now) for h in holders))
+    assert all(o.decision.reason == "ok" for o in outcomes)
+    assert store.batcher.commands - commands == 4 * len(holders)
+    # 160 commands in a handful of pipelines: one per loop turn, not one per command or per scan.
+    assert store.batcher.flushes - flushes <= 4
