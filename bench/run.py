@@ -180,7 +180,7 @@ class Harness:
         self.token, self.pem = world.device_token, world.health_pem
 
     # --- one wrk run -----------------------------------------------------------------------------------------
-    def run_wrk(self, variant: str, pair: int, duration_s: float) -> Run:
+    def run_wrk(self, variant: str, pair: int, duration_s: float, profile: Path | None = None) -> Run:
         per_request = self.args.batch if variant == "batch" else 1
         server = "full" if variant == "batch" else variant
         port = self.ports[server]
@@ -214,7 +214,17 @@ class Harness:
             str(bodies_file),
             self.token,
         ]
-        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        spy: subprocess.Popen[bytes] | None = None
+        if profile is not None:
+            spy = subprocess.Popen(  # noqa: S603 - fixed argv
+                ["taskset", "-c", str(LOAD_CORE), str(BIN / "py-spy"), "record", "--pid", str(pid), "--duration",
+                 f"{int(duration_s)}", "--rate", "200", "--format", "raw", "--output", str(profile), "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            time.sleep(0.5)
+        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout  # noqa: S603
+        if spy is not None:
+            spy.wait(timeout=60)
         cpu1, rcpu1 = _cpu_ticks(pid), _cpu_ticks(rpid)
         line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
         w = orjson.loads(line.removeprefix("WRKJSON "))
@@ -419,6 +429,30 @@ def _render(args: argparse.Namespace, runs: list[Run], cache: dict[str, float] |
     return "\n".join(lines) + "\n"
 
 
+def _profile_summary(raw: Path, top: int = 25) -> str:
+    """Inclusive and self shares of the sampled gateway stacks (py-spy raw format: ``frames;.. count``)."""
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = [re.sub(r" \((?:/[^)]*/)?(?:site-packages/)?([^)]*)\)", r" (\1)", f) for f in stack.split(";")]
+        for f in set(frames):
+            inclusive[f] = inclusive.get(f, 0) + count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+    lines = [f"# py-spy profile of the gateway ({raw.name}, {total} samples)", "", "## Inclusive", ""]
+    for name, n in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"- {100 * n / max(total, 1):5.1f}%  {name}")
+    lines += ["", "## Self", ""]
+    for name, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"- {100 * n / max(total, 1):5.1f}%  {name}")
+    return "\n".join(lines) + "\n"
+
+
 def _ratios(runs: list[Run]) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {
         "full / bare": [],
@@ -449,6 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--variants", default="bare,full,naive,batch")
     parser.add_argument("--port", type=int, default=18600, help="first of three loopback ports")
+    parser.add_argument("--profile", type=Path, help="also py-spy the gateway (full, batch) into PATH-*.txt/.md")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md", help="'-' for none")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -476,6 +511,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{run.reasons}",
                     flush=True,
                 )
+        if args.profile is not None:
+            args.profile.parent.mkdir(parents=True, exist_ok=True)
+            for v in ("full", "batch"):
+                raw = args.profile.with_name(f"{args.profile.name}-{v}.txt")
+                harness.run_wrk(v, 0, args.duration, profile=raw)
+                summary = _profile_summary(raw)
+                raw.with_suffix(".md").write_text(summary)
+                print(summary)
         if args.status_holders > 0:
             cache = asyncio.run(harness.status_cache())
     finally:
