@@ -1,0 +1,228 @@
+"""Purpose limitation and the two-person rule for reads of personal data (pure: time arrives as ``now``).
+
+The seed regulation limits the personal information collected at verification to epidemic prevention and
+control (PIPL Art. 6; GDPR Art. 5(1)(b)); a contact-tracing query must name that purpose and the case it serves,
+and stay inside the retention window, because outside it the day keys are gone and nothing can be linked.
+
+    PurposeError ("purpose_violation")
+    ├── PurposeNotAllowedError ("purpose_not_allowed")   any purpose other than epidemic_prevention
+    ├── CaseRefRequiredError ("case_ref_required")       missing or malformed case reference
+    ├── ApprovalRequiredError ("approval_required")      not a privacy officer and no approval presented
+    ├── ApprovalInvalidError ("approval_invalid")        unknown, foreign, expired, used or self-approved: one answer
+    ├── OutsideRetentionError ("outside_retention")      window reaches past the retention period or into the future
+    ├── InvalidRangeError ("invalid_range")              missing bound, or since after until
+    ├── RangeTooLongError ("range_too_long")             longer than a query may span
+    └── PageTooLargeError ("page_too_large")             a page size above the cap (or below 1)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import ClassVar
+
+from policy.errors import PolicyError
+
+__all__ = [
+    "APPROVAL_MAX_S",
+    "AUDIT_MAX_RANGE",
+    "AUDIT_PAGE_MAX",
+    "PRIVACY_OFFICER",
+    "TRACE_PAGE_MAX",
+    "TRACE_REQUESTER_ROLES",
+    "Approval",
+    "ApprovalInvalidError",
+    "ApprovalRequiredError",
+    "CaseRefRequiredError",
+    "InvalidRangeError",
+    "OutsideRetentionError",
+    "PageTooLargeError",
+    "Purpose",
+    "PurposeError",
+    "PurposeNotAllowedError",
+    "RangeTooLongError",
+    "TraceRequest",
+    "check_approval_grant",
+    "check_audit_query",
+    "check_trace",
+    "oldest_retained_day",
+    "trace_days",
+    "valid_case_ref",
+]
+
+APPROVAL_MAX_S = 24 * 3600  # an approval covers one investigation step, not a standing licence
+AUDIT_MAX_RANGE = timedelta(days=31)
+AUDIT_PAGE_MAX = 500
+TRACE_PAGE_MAX = 1000
+_CASE_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{2,63}")
+
+# Who may ask for a trace at all; everyone but a privacy officer needs a privacy officer's approval.
+PRIVACY_OFFICER = "privacy_officer"
+TRACE_REQUESTER_ROLES: frozenset[str] = frozenset({PRIVACY_OFFICER, "dispatcher", "supervisor"})
+
+
+class Purpose(StrEnum):
+    """The closed set of purposes personal data may be processed for (one, by regulation)."""
+
+    EPIDEMIC_PREVENTION = "epidemic_prevention"
+
+
+class PurposeError(PolicyError):
+    code: ClassVar[str] = "purpose_violation"
+
+
+class PurposeNotAllowedError(PurposeError):
+    code = "purpose_not_allowed"
+
+
+class CaseRefRequiredError(PurposeError):
+    code = "case_ref_required"
+
+
+class ApprovalRequiredError(PurposeError):
+    code = "approval_required"
+
+
+class ApprovalInvalidError(PurposeError):
+    code = "approval_invalid"
+
+
+class OutsideRetentionError(PurposeError):
+    code = "outside_retention"
+
+
+class InvalidRangeError(PurposeError):
+    code = "invalid_range"
+
+
+class RangeTooLongError(PurposeError):
+    code = "range_too_long"
+
+
+class PageTooLargeError(PurposeError):
+    code = "page_too_large"
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    """A privacy officer's recorded consent to one requester's trace for one case."""
+
+    approval_id: str
+    approver_id: str
+    approver_role: str
+    requester_id: str
+    case_ref: str
+    purpose: str
+    expires_at: datetime
+    used: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TraceRequest:
+    requester_id: str
+    requester_role: str
+    purpose: str
+    case_ref: str
+    since: datetime | None
+    until: datetime | None
+
+
+def valid_case_ref(case_ref: str) -> bool:
+    return _CASE_REF.fullmatch(case_ref) is not None
+
+
+def _check_purpose(purpose: str, case_ref: str) -> None:
+    if purpose != Purpose.EPIDEMIC_PREVENTION.value:
+        raise PurposeNotAllowedError("personal data is processed for epidemic prevention only")
+    if not valid_case_ref(case_ref):
+        raise CaseRefRequiredError("a case reference (3-64 of [A-Za-z0-9._:/-]) is required")
+
+
+def oldest_retained_day(now: datetime, retention_days: int) -> datetime:
+    """Midnight UTC of the oldest day whose partition and day key still exist (they expire at day end + R)."""
+    today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=retention_days)
+
+
+def trace_days(since: datetime, until: datetime) -> list[str]:
+    """The UTC day partitions (YYYYMMDD) a window touches, oldest first."""
+    day = since.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    out = []
+    while day <= until:
+        out.append(day.strftime("%Y%m%d"))
+        day += timedelta(days=1)
+    return out
+
+
+def check_trace(
+    request: TraceRequest, approval: Approval | None, *, now: datetime, retention_days: int
+) -> tuple[datetime, datetime]:
+    """Admit a contact-tracing query or raise; returns the window (defaults: the whole retention window).
+
+    :raises PurposeError: a subclass whose ``code`` says why (see the module docstring).
+    """
+    if request.requester_role not in TRACE_REQUESTER_ROLES:
+        raise ApprovalRequiredError("only a privacy officer, or an approved investigator, may trace")
+    _check_purpose(request.purpose, request.case_ref)
+    if request.requester_role != PRIVACY_OFFICER:
+        if approval is None:
+            raise ApprovalRequiredError("a privacy officer's approval is required (two-person rule)")
+        _check_approval_use(approval, request, now)
+    floor = oldest_retained_day(now, retention_days)
+    since = request.since or floor
+    until = request.until or now
+    if since > until:
+        raise InvalidRangeError("since is after until")
+    if since < floor or until > now + timedelta(minutes=5):
+        raise OutsideRetentionError("the window reaches outside the retention period; older days are unlinkable")
+    return since, until
+
+
+def _check_approval_use(approval: Approval, request: TraceRequest, now: datetime) -> None:
+    # One answer for every failure: a requester learns nothing about approvals issued to others.
+    if (
+        approval.used
+        or approval.approver_role != PRIVACY_OFFICER
+        or approval.approver_id == request.requester_id
+        or approval.requester_id != request.requester_id
+        or approval.case_ref != request.case_ref
+        or approval.purpose != request.purpose
+        or now >= approval.expires_at
+    ):
+        raise ApprovalInvalidError("no usable approval")
+
+
+def check_approval_grant(
+    *, approver_id: str, approver_role: str, requester_id: str, purpose: str, case_ref: str, valid_s: int
+) -> None:
+    """A privacy officer may approve another principal's trace for one case, for at most a day.
+
+    :raises PurposeError: wrong purpose, missing case ref, self-approval or an out-of-range validity.
+    """
+    _check_purpose(purpose, case_ref)
+    if approver_role != PRIVACY_OFFICER:
+        raise ApprovalInvalidError("only a privacy officer approves")
+    if not requester_id or requester_id == approver_id:
+        raise ApprovalInvalidError("the two-person rule needs two different people")
+    if not 60 <= valid_s <= APPROVAL_MAX_S:
+        raise InvalidRangeError(f"validity must be 60..{APPROVAL_MAX_S} seconds")
+
+
+def check_audit_query(
+    since: datetime | None, until: datetime | None, limit: int, *, max_range: timedelta = AUDIT_MAX_RANGE,
+    page_max: int = AUDIT_PAGE_MAX,
+) -> None:
+    """Audit reads are bounded: both ends given, at most ``max_range`` apart, at most ``page_max`` per page.
+
+    :raises PurposeError: ``invalid_range``, ``range_too_long`` or ``page_too_large``.
+    """
+    if since is None or until is None:
+        raise InvalidRangeError("since and until are both required")
+    if since > until:
+        raise InvalidRangeError("since is after until")
+    if until - since > max_range:
+        raise RangeTooLongError(f"at most {max_range.days} days per query")
+    if not 1 <= limit <= page_max:
+        raise PageTooLargeError(f"limit must be 1..{page_max}")
