@@ -14,6 +14,7 @@ from gateway.app import create_app
 from gateway.cli_common import add_common_args, embedded_dir, settings_from
 from gateway.demo import prepare_demo
 from gateway.embedded import EmbeddedServer, socket_alive
+from gateway.workers import serve_workers
 
 __all__ = ["register"]
 
@@ -22,6 +23,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = sub.add_parser("serve", help="run the gateway (embedded Redis when no --redis-url)")
     serve.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="listen port (default 8080)")
+    serve.add_argument("--workers", type=int, default=None,
+                       help="gateway processes sharing the port via SO_REUSEPORT, one per core (default 1)")
     serve.add_argument("--demo", action="store_true",
                        help="create demo keys, place, device and holder, and print a curl command that scans")
     add_common_args(serve)
@@ -61,6 +64,8 @@ def _serve(args: argparse.Namespace) -> int:
                 print(demo_line + "\n", flush=True)
                 print("A fresh code: placegate issue --holder demo-holder-0001\n", flush=True)
 
+        if settings.workers > 1:
+            return serve_workers(settings, settings.workers, announce=announce)
         loop = _event_loop()
         asyncio.set_event_loop(loop)
         web.run_app(create_app(settings), host=settings.host, port=settings.port, print=announce, loop=loop,

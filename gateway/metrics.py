@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 __all__ = ["Metrics"]
 
@@ -29,7 +32,17 @@ class Metrics:
             "placegate_exception_events", "Exception events sent to dispatch intake", ["event_class"],
             registry=self.registry,
         )
-        self.trust_keys = Gauge("placegate_trust_keys", "Keys in the loaded trust list", registry=self.registry)
+        # Under `serve --workers N` every worker loads the same trust list: report the latest value of a live one.
+        self.trust_keys = Gauge("placegate_trust_keys", "Keys in the loaded trust list", registry=self.registry,
+                                multiprocess_mode="livemostrecent")
 
     def render(self) -> bytes:
+        """This process's metrics, or, under `serve --workers N`, the sum over every worker.
+
+        prometheus_client itself switches to multiprocess mode on ``PROMETHEUS_MULTIPROC_DIR`` (gateway.workers).
+        """
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
         return generate_latest(self.registry)

@@ -1,0 +1,96 @@
+"""`placegate serve --workers 2` as a real subprocess on the test Redis: both workers answer, SIGTERM stops all."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import psutil
+import pytest
+
+from tests.gateway.conftest import SECRET, World
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _workers(parent: psutil.Process) -> list[psutil.Process]:
+    return [c for c in parent.children() if "spawn_main" in " ".join(c.cmdline())]
+
+
+@pytest.fixture
+def served(redis_url: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
+    port = _free_port()
+    env = {**os.environ, "PLACEGATE_SECRET": SECRET.reveal().hex(), "PLACEGATE_STATUS_BUCKETS": "1024"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log = (tmp_path / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "--workers", "2", "--redis-url", redis_url, "--port", str(port),
+         "--data-dir", str(tmp_path / "data")],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        yield proc, port, tmp_path / "data" / "prometheus"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+async def _wait_healthy(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, "placegate serve --workers 2 exited early"
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                    if resp.status == 200 and len(_workers(psutil.Process(proc.pid))) == 2:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError("gateway workers did not come up")
+
+
+async def test_two_workers_share_the_port_and_sigterm_stops_all(
+    world: World, served: tuple[subprocess.Popen[bytes], int, Path]
+) -> None:
+    proc, port, metrics_dir = served
+    await _wait_healthy(port, proc)
+    await world.set_status("holder-1")
+    children = _workers(psutil.Process(proc.pid))
+    pids = {c.pid for c in children}
+    assert len(pids) == 2
+    # Each scan on a new connection: the kernel spreads connections over the two listening sockets.
+    for _ in range(60):
+        async with aiohttp.ClientSession() as session, session.post(
+            f"http://127.0.0.1:{port}/v1/scan", json={"code": world.code("holder-1")}, headers=world.auth("dev-a")
+        ) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["decision"] == "admit"
+        if {p for p in pids if (metrics_dir / f"counter_{p}.db").exists()} == pids:
+            break
+    answered = {p for p in pids if (metrics_dir / f"counter_{p}.db").exists()}
+    assert answered == pids, "both workers counted scans"
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as resp:
+        text = await resp.text()
+    total = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if line.startswith("placegate_scans_total{"))
+    assert total >= 2  # summed over both workers' files
+
+    proc.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(proc.wait, 20) == 0
+    for child in children:
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
