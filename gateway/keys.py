@@ -11,19 +11,31 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "AUDIT_BASE",
     "AUDIT_HEAD",
     "AUDIT_STREAM",
+    "CASE_RETENTION_S",
     "DISPATCH_DEADLETTER",
     "DISPATCH_INTAKE",
+    "DISPATCH_OPEN",
+    "DSC_TRUST",
+    "DSC_TRUST_IMPORTED_AT",
+    "DSC_TRUST_VERSION",
     "KEY_PREFIX",
     "PLACES",
     "PRINCIPAL_IDS",
     "REGISTRY_PREFIXES",
     "TRUST",
     "TRUST_VERSION",
+    "approval_key",
+    "case_extension_key",
+    "case_history_key",
+    "case_holder_key",
     "case_key",
     "day_key",
     "day_tag",
+    "dcc_replay_key",
+    "dispatch_day_key",
     "nonce_key",
     "place_key",
     "principal_key",
@@ -36,6 +48,10 @@ KEY_PREFIX: Final = "pg:"
 # --- registry (configuration; no TTL, changed by the CLI / admin API) ---------------------------------
 TRUST: Final = "pg:trust"  # hash kid-hex -> JSON trusted key (public part only)
 TRUST_VERSION: Final = "pg:trust:version"  # counter bumped on every trust-list change; workers poll it
+# EU DCC document signer certificates (public material only); under the TRUST prefix, so registry too.
+DSC_TRUST: Final = "pg:trust:dsc"  # hash SHA-256-hex of the DER -> base64 DER
+DSC_TRUST_VERSION: Final = "pg:trust:dsc:version"  # counter bumped on every import; workers poll it
+DSC_TRUST_IMPORTED_AT: Final = "pg:trust:dsc:imported_at"  # unix seconds of the last import (freshness)
 PLACES: Final = "pg:places"  # set of place ids
 
 
@@ -68,6 +84,15 @@ def nonce_key(kid_hex: str, nonce_hex: str) -> str:
     return f"pg:nonce:{kid_hex}:{nonce_hex}"
 
 
+def dcc_replay_key(digest_hex: str) -> str:
+    """Remembers where a DCC (by keyed hash of its UVCI, never the UVCI itself) was first presented inside the window.
+
+    TTL = the DCC replay window: a DCC is static for months, so unlike a native nonce it cannot be
+    remembered for its lifetime without refusing its holder's every later visit.
+    """
+    return f"pg:nonce:dcc:{digest_hex}"
+
+
 # --- purpose-limited scan log (TTL = end of day + retention) -------------------------------------------
 def day_tag(day: str) -> str:
     """Hash tag shared by one day's log partition and that day's pseudonym key (``day`` is YYYYMMDD)."""
@@ -94,12 +119,48 @@ def case_key(case_id: str) -> str:
     return "pg:case:{" + case_id + "}"
 
 
-# --- audit (kept >= 3 years, PIPL Art. 56) -------------------------------------------------------------
-AUDIT_STREAM: Final = "pg:audit"
-AUDIT_HEAD: Final = "pg:audit:head"  # hash of the newest entry: the chain's head
+def case_history_key(case_id: str) -> str:
+    """Stream of the case's history entries, oldest first (same hash tag as the case)."""
+    return case_key(case_id) + ":history"
+
+
+def case_holder_key(case_id: str) -> str:
+    """Hash beside the case with the sealed holder reference; opened only by the audited read."""
+    return case_key(case_id) + ":holder"
+
+
+def case_extension_key(case_id: str) -> str:
+    """Hash with the handler's pending extension request (a request, not a transition)."""
+    return case_key(case_id) + ":ext"
+
+
+DISPATCH_OPEN: Final = "pg:dispatch:open"  # set of non-terminal case ids: queues and the sweeper
+
+
+def dispatch_day_key(day: str) -> str:
+    """Set of the case ids created on ``day`` (YYYYMMDD, UTC): the population of evaluation reports."""
+    return f"pg:dispatch:day:{day}"
+
+
+# A case is an administrative record of the city operation centre; the sealed holder reference beside it is
+# personal data and keeps the scan log's retention instead.
+CASE_RETENTION_S: Final = 3 * 366 * 24 * 3600
+
+
+# --- audit (kept >= 3 years, PIPL Art. 56; never expires, trimmed only past 3 years) -------------------
+# One hash tag: the stream, its head and its trim base change together in one MULTI (Redis Cluster).
+AUDIT_STREAM: Final = "pg:{audit}:log"
+AUDIT_HEAD: Final = "pg:{audit}:head"  # "seq hash last-id" of the newest entry: the chain's head
+AUDIT_BASE: Final = "pg:{audit}:base"  # "seq hash" of the last entry trimmed away (absent: chain starts at genesis)
+
+
+def approval_key(approval_id: str) -> str:
+    """A privacy officer's approval of one trace (two-person rule); expires with the approval."""
+    return f"pg:approval:{approval_id}"
+
 
 # Prefixes whose keys are configuration and legitimately carry no TTL; the privacy tests check every other
 # key for an expiry.
 REGISTRY_PREFIXES: Final = (
-    TRUST, PLACES, "pg:place:", "pg:principal", DISPATCH_INTAKE, DISPATCH_DEADLETTER, AUDIT_STREAM,
+    TRUST, PLACES, "pg:place:", "pg:principal", DISPATCH_INTAKE, DISPATCH_DEADLETTER, "pg:{audit}:",
 )

@@ -1,0 +1,203 @@
+"""The hash-chained audit trail on the real Redis: concurrent writers, tamper detection, bounded queries, trim."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import cast
+
+import pytest
+from redis.asyncio import Redis
+
+from gateway import keys
+from gateway.audit import (
+    AUDIT_RETENTION,
+    query_audit,
+    record_access,
+    record_privileged,
+    trim_before,
+    verify_chain,
+)
+from gateway.auth import Principal, Role
+from gateway.redisio import connect_redis
+
+NOW = datetime(2024, 3, 15, 10, 0, tzinfo=UTC)
+OFFICER = Principal("po-1", Role.PRIVACY_OFFICER)
+DISPATCHER = Principal("disp-1", Role.DISPATCHER, jurisdiction="city/d1")
+
+Rows = list[tuple[bytes, dict[bytes, bytes]]]
+
+
+async def _xr(redis: Redis) -> Rows:
+    return cast(Rows, await redis.xrange(keys.AUDIT_STREAM))
+
+
+async def _last(redis: Redis) -> tuple[bytes, dict[bytes, bytes]]:
+    return cast(Rows, await redis.xrevrange(keys.AUDIT_STREAM, count=1))[0]
+
+
+async def _fill(redis: Redis, n: int, *, start: datetime = NOW) -> None:
+    for i in range(n):
+        who = OFFICER if i % 2 == 0 else DISPATCHER
+        await record_access(redis, principal=who, action="trace" if i % 3 == 0 else "case_read",
+                            obj=f"case:{i}", purpose="epidemic_prevention", now=start + timedelta(minutes=i),
+                            case_ref=f"case-{i:04d}", result_count=i)
+
+
+async def _rewrite(redis: Redis, mutate: Callable[[Rows], Rows]) -> None:
+    """Tamper as someone with write access to Redis would: rewrite the stream with the same ids."""
+    rows = await _xr(redis)
+    changed = mutate(rows)
+    await redis.delete(keys.AUDIT_STREAM)
+    for eid, fields in changed:
+        await redis.xadd(keys.AUDIT_STREAM, fields, id=eid)  # type: ignore[arg-type]
+
+
+async def test_an_untouched_chain_verifies(redis: Redis) -> None:
+    await _fill(redis, 25)
+    report = await verify_chain(redis, batch=7)
+    assert report.ok and report.count == 25 and report.head_seq == 25 and report.problems == []
+
+
+async def test_an_empty_trail_verifies(redis: Redis) -> None:
+    assert (await verify_chain(redis)).ok
+
+
+async def test_concurrent_writers_on_separate_connections_form_one_chain(redis: Redis, redis_url: str) -> None:
+    clients = [connect_redis(redis_url) for _ in range(6)]
+    try:
+        await asyncio.gather(*(
+            record_access(c, principal=OFFICER, action="trace", obj=f"o{i}-{j}", purpose="epidemic_prevention",
+                          now=NOW, case_ref="case-0001")
+            for i, c in enumerate(clients) for j in range(15)
+        ))
+    finally:
+        for c in clients:
+            await c.aclose()
+    report = await verify_chain(redis)
+    assert report.ok and report.count == 90
+    seqs = [int(f[b"seq"]) for _, f in await _xr(redis)]
+    assert seqs == list(range(1, 91))
+
+
+async def test_an_edited_entry_is_detected(redis: Redis) -> None:
+    await _fill(redis, 10)
+
+    def edit(rows: Rows) -> Rows:
+        rows[4][1][b"result_count"] = b"0"
+        return rows
+
+    await _rewrite(redis, edit)
+    fifth = (await _xr(redis))[4][0].decode()
+    report = await verify_chain(redis)
+    assert not report.ok and report.problems == [f"{fifth}: edited"]
+
+
+async def test_a_removed_entry_is_detected(redis: Redis) -> None:
+    await _fill(redis, 10)
+    eid = (await _xr(redis))[5][0]
+    await redis.xdel(keys.AUDIT_STREAM, eid)
+    kinds = {p.split(": ")[1] for p in (await verify_chain(redis)).problems}
+    assert kinds == {"sequence_gap", "broken_link"}
+
+
+async def test_a_removed_last_entry_is_detected_by_the_head(redis: Redis) -> None:
+    await _fill(redis, 10)
+    eid = (await _last(redis))[0]
+    await redis.xdel(keys.AUDIT_STREAM, eid)
+    report = await verify_chain(redis)
+    assert [p.split(": ")[1] for p in report.problems] == ["head_mismatch"]
+
+
+async def test_reordered_entries_are_detected(redis: Redis) -> None:
+    await _fill(redis, 10)
+
+    def swap(rows: Rows) -> Rows:
+        (a_id, a), (b_id, b) = rows[3], rows[4]
+        rows[3], rows[4] = (a_id, b), (b_id, a)
+        return rows
+
+    await _rewrite(redis, swap)
+    kinds = {p.split(": ")[1] for p in (await verify_chain(redis)).problems}
+    assert {"sequence_gap", "broken_link"} <= kinds
+
+
+async def test_a_recomputed_chain_is_caught_by_an_anchor_kept_outside_redis(redis: Redis) -> None:
+    await _fill(redis, 10)
+    anchor = await verify_chain(redis)
+    # Someone with write access wipes the trail and writes a plausible new one from genesis.
+    await redis.delete(keys.AUDIT_STREAM, keys.AUDIT_HEAD)
+    await _fill(redis, 10, start=NOW + timedelta(days=1))
+    assert (await verify_chain(redis)).ok  # self-consistent...
+    report = await verify_chain(redis, anchor=(anchor.head_seq, anchor.head_hash))
+    assert not report.ok and any("anchor_mismatch" in p for p in report.problems)  # ...but not the one we had
+
+
+async def test_the_trail_never_expires_and_holds_no_health_fields(redis: Redis) -> None:
+    await _fill(redis, 3)
+    assert await redis.ttl(keys.AUDIT_STREAM) == -1 and await redis.ttl(keys.AUDIT_HEAD) == -1
+    for name in ("colour", "holder_ref", "pseudonym", "test_result", "seq", "hash"):
+        with pytest.raises(ValueError):
+            await record_access(redis, principal=OFFICER, action="trace", obj="x", purpose="epidemic_prevention",
+                                now=NOW, extra={name: "green"})
+    with pytest.raises(ValueError):
+        await record_access(redis, principal=OFFICER, action="trace", obj="x", purpose="epidemic_prevention",
+                            now=NOW, extra={"who": "someone-else"})
+    assert (await verify_chain(redis)).count == 3
+
+
+async def test_entries_carry_who_role_when_action_object_purpose_case_and_count(redis: Redis) -> None:
+    await record_access(redis, principal=DISPATCHER, action="case_holder_read", obj="case:c-1",
+                        purpose="epidemic_prevention", now=NOW, case_ref="c-0001", result_count=1)
+    ((eid, f),) = await _xr(redis)
+    assert eid == f"{int(NOW.timestamp() * 1000)}-0".encode()
+    assert {k: f[k.encode()].decode() for k in ("who", "role", "action", "object", "purpose", "case_ref",
+                                                 "result_count")} == {
+        "who": "disp-1", "role": "dispatcher", "action": "case_holder_read", "object": "case:c-1",
+        "purpose": "epidemic_prevention", "case_ref": "c-0001", "result_count": "1"}
+    assert datetime.fromisoformat(f[b"when"].decode()) == NOW
+
+
+async def test_a_clock_going_backwards_still_appends_in_order(redis: Redis) -> None:
+    await record_privileged(redis, actor="cli:ops", action="token_issue", obj="principal:a", now=NOW)
+    await record_privileged(redis, actor="cli:ops", action="token_revoke", obj="principal:a",
+                            now=NOW - timedelta(hours=1))
+    (a, _), (b, _) = await _xr(redis)
+    assert tuple(map(int, a.split(b"-"))) < tuple(map(int, b.split(b"-")))
+    assert (await verify_chain(redis)).ok
+
+
+async def test_query_filters_by_principal_action_and_time_and_pages_with_a_cursor(redis: Redis) -> None:
+    await _fill(redis, 30)
+    page = await query_audit(redis, since=NOW, until=NOW + timedelta(minutes=29), limit=4, principal="po-1")
+    assert [e.fields["who"] for e in page.entries] == ["po-1"] * 4 and page.next_cursor is not None
+    rest = await query_audit(redis, since=NOW, until=NOW + timedelta(minutes=29), limit=100, principal="po-1",
+                             cursor=page.next_cursor)
+    assert len(page.entries) + len(rest.entries) == 15 and rest.next_cursor is None
+    traces = await query_audit(redis, since=NOW, until=NOW + timedelta(minutes=29), limit=100, action="trace")
+    assert len(traces.entries) == 10
+    window = await query_audit(redis, since=NOW + timedelta(minutes=10), until=NOW + timedelta(minutes=12),
+                               limit=100)
+    assert [e.seq for e in window.entries] == [11, 12, 13]
+    capped = await query_audit(redis, since=NOW, until=NOW + timedelta(minutes=29), limit=100, action="none",
+                               scan_max=8)
+    assert capped.entries == [] and capped.scanned == 8 and capped.next_cursor is not None
+
+
+async def test_trim_refuses_anything_younger_than_three_years(redis: Redis) -> None:
+    await _fill(redis, 3)
+    with pytest.raises(ValueError):
+        await trim_before(redis, cutoff=NOW - timedelta(days=365), now=NOW, actor="cli:ops")
+
+
+async def test_trim_of_entries_past_three_years_keeps_the_chain_verifiable(redis: Redis) -> None:
+    old = NOW - AUDIT_RETENTION - timedelta(days=10)
+    await _fill(redis, 6, start=old)
+    await _fill(redis, 4, start=NOW)
+    dropped = await trim_before(redis, cutoff=NOW - AUDIT_RETENTION, now=NOW, actor="cli:ops")
+    assert dropped == 6
+    report = await verify_chain(redis)
+    assert report.ok and report.count == 5 and report.head_seq == 11  # 4 kept + the trim's own entry
+    last = (await _last(redis))[1]
+    assert last[b"action"] == b"audit_trim" and last[b"dropped"] == b"6"
