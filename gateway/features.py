@@ -7,6 +7,10 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from gateway import dsc_feature
+
 __all__ = ["FEATURES"]
 
-FEATURES: list[Callable[[web.Application], None]] = []
+FEATURES: list[Callable[[web.Application], None]] = [
+    dsc_feature.install,  # EU DCC (HC1) document-signer list and its freshness
+]

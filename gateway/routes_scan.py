@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from aiohttp import web
 
 from crypto.errors import Base45Error, CodeError, UnknownFormatError
@@ -12,7 +10,7 @@ from gateway.auth import PRINCIPAL, Role, requires
 from gateway.errors import BadRequestError, ForbiddenError, MalformedCodeError
 from gateway.http import json_response, read_json
 from gateway.registry import Place
-from gateway.scan import ScanOutcome, Scanner, new_scan_id
+from gateway.scan import ScanOutcome, new_scan_id
 from gateway.state import PLACES, SCANNER, SETTINGS
 from policy.admission import refuse
 
@@ -26,8 +24,8 @@ async def scan(request: web.Request) -> web.Response:
     body = await read_json(request, limit=app[SETTINGS].max_body_bytes)
     code, place_code, place_id = _fields(body)
     principal = request[PRINCIPAL]
-    now = datetime.now(UTC)
     scanner = app[SCANNER]
+    now = scanner.clock()
     if principal.role is Role.DEVICE:
         bound = next(iter(principal.places), None)
         if bound is None or (place_id is not None and place_id not in principal.places):

@@ -1,31 +1,72 @@
-"""One scan, from the presented code to the recorded decision (the orchestration of crypto, store and policy)."""
+"""One scan, from the presented code to the recorded decision (the orchestration of crypto, store and policy).
+
+The code's prefix picks its format (``crypto.formats``).  A native code's holder status comes from the status
+cache; an EU DCC (HC1) carries its own status (``policy.dcc_status``), is vouched for by the DSC trust list
+whose freshness the answer reflects, and is remembered for a short replay window keyed by its UVCI.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from crypto.errors import Base45Error, CodeError, UnknownFormatError
-from crypto.native import LEEWAY_S, HealthCode, verify_health_code
+from redis.asyncio.client import Pipeline
+
+from crypto.dcc import VerifiedDcc
+from crypto.dcc_errors import CoseHeaderError
+from crypto.dcc_trust import DscTrustList
+from crypto.errors import CodeError, TrustKeyError
+from crypto.formats import NOT_A_CODE_ERRORS, TrustAnchors, VerifiedCode, format_for
+from crypto.native import LEEWAY_S, HealthCode
 from crypto.trust import TrustList
 from gateway import keys
+from gateway.dsc_registry import Freshness, freshness
 from gateway.errors import MalformedCodeError, StoreUnavailableError
 from gateway.metrics import Metrics
 from gateway.registry import Place
 from gateway.sealing import Sealer
 from gateway.store import ScanLookup, Store
 from policy.admission import EXCEPTION_REASONS, Decision, Reason, decide_admission, refuse
+from policy.dcc_status import decide_dcc_admission
 from policy.rules import Rules
 
-__all__ = ["PURPOSE", "ScanOutcome", "Scanner", "day_of", "partition_expiry"]
+__all__ = ["PURPOSE", "TRUST_LIST_STALE", "DccGate", "ScanOutcome", "Scanner", "day_of", "partition_expiry"]
 
 # Purpose limitation (seed regulation; PIPL Art. 6): every record says what it may be used for.
 PURPOSE = "epidemic_prevention"
 _EVENT_CLASS = {"status_red": "status_red", "status_yellow": "status_yellow", "replayed": "replayed",
                 "code_shared": "code_shared"}
+# A kid relabelled between the COSE header buckets, or alg moved out of the signed one, is tampering: a
+# forgery case like a bad signature.
+_FORGERY_REASONS = EXCEPTION_REASONS | {"cose_header_conflict"}
+# The DSC list is past its hard age limit: HC1 codes fail closed rather than trust withdrawn signers.
+TRUST_LIST_STALE = "trust_list_stale"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class DccGate:
+    """What the scan path needs for HC1 codes; the DSC feature fills it from settings and Redis."""
+
+    trust: DscTrustList = field(default_factory=lambda: DscTrustList(()))
+    imported_at: datetime | None = None  # None: never imported, so HC1 codes fail closed
+    version: int = -1
+    degraded_after_s: int = 2 * 24 * 3600
+    fail_after_s: int = 7 * 24 * 3600
+    replay_window_s: int = 60
+    # Keys the UVCI hash in replay-memory key names; shared by every worker (derived from the master secret).
+    replay_key: bytes = field(default_factory=lambda: os.urandom(32), repr=False)
+
+    def freshness(self, now: datetime) -> Freshness:
+        return freshness(self.imported_at, now, degraded_after_s=self.degraded_after_s,
+                         fail_after_s=self.fail_after_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +123,9 @@ class Scanner:
         self.retention_days = retention_days
         self.redis_timeout_s = redis_timeout_s
         self.trust = TrustList()
+        self.dcc = DccGate()
+        # The routes read the time here, so tests can move the clock (trust-list age, code validity).
+        self.clock: Callable[[], datetime] = _utcnow
 
     async def scan(self, code: str, place: Place, device_id: str, *, now: datetime) -> ScanOutcome:
         """Verify, look up, decide and record one presented code.
@@ -89,21 +133,58 @@ class Scanner:
         :raises MalformedCodeError: when the text is not a code at all (no known prefix, not base45): HTTP 400.
         """
         scan_id = new_scan_id(now)
-        verified: HealthCode | None = None
+        verified: VerifiedCode | None = None
+        trust_refusal = False
         try:
-            verified = verify_health_code(code, self.trust, now=now)
-        except (Base45Error, UnknownFormatError) as exc:
+            fmt = format_for(code)
+            verified = fmt.verify(code, TrustAnchors(self.trust, self.dcc.trust), now)
+        except NOT_A_CODE_ERRORS as exc:
             raise MalformedCodeError("not a health code") from exc
         except CodeError as exc:
             decision = refuse(self.rules, exc.code)
-        if verified is not None:
-            decision = await self._decide(verified, place, now)
-        colour = verified.colour_at_issue.label if verified is not None else None
+            trust_refusal = isinstance(exc, TrustKeyError) and not isinstance(exc, CoseHeaderError)
+        fresh = self.dcc.freshness(now) if fmt.trust_list == "dsc" else Freshness.FRESH
+        if fresh is Freshness.STALE and (verified is not None or trust_refusal):
+            # Fail closed, and without a forgery case: an unknown kid may only be unknown to our old list.
+            verified = None
+            decision = refuse(self.rules, TRUST_LIST_STALE, rule_id="trust_list")
+        elif verified is not None:
+            if isinstance(verified.evidence, HealthCode):
+                decision = await self._decide(verified.evidence, place, now)
+            else:
+                decision = await self._decide_dcc(verified, verified.evidence, place, now)
+        if fresh is not Freshness.FRESH and not decision.degraded:
+            decision = replace(decision, degraded=True)
+        colour = None if verified is None or verified.signed_colour is None else verified.signed_colour.label
         if decision.reason in ("status_red", "status_yellow"):
             colour = decision.reason.removeprefix("status_")
-        decision = await self._record(scan_id, decision, verified, place, device_id, now)
+        holder_ref = None if verified is None else verified.holder_ref
+        decision = await self._record(scan_id, decision, holder_ref, place, device_id, now)
         self.metrics.scans.labels(decision.action.value, decision.reason, str(decision.degraded).lower()).inc()
         return ScanOutcome(decision, colour, scan_id, now)
+
+    async def _decide_dcc(self, code: VerifiedCode, dcc: VerifiedDcc, place: Place, now: datetime) -> Decision:
+        """No live status exists for a DCC holder: replay memory, then the certificate's own entries decide."""
+        digest = hmac.new(self.dcc.replay_key, code.replay_id.encode(), "sha256").hexdigest()[:32]
+        replay_key, window_s = keys.dcc_replay_key(digest), self.dcc.replay_window_s
+        first: bytes | None = None
+        available = True
+
+        def fill(pipe: Pipeline) -> None:
+            pipe.set(replay_key, place.place_id, nx=True, get=True, ex=window_s)
+
+        try:
+            async with asyncio.timeout(self.redis_timeout_s):
+                (first,) = await self.store.batcher.run(fill)
+        except (TimeoutError, StoreUnavailableError):
+            self.metrics.redis_errors.labels("scan_lookup").inc()
+            available = False
+        if first is not None:
+            reason = Reason.REPLAYED if first.decode() == place.place_id else Reason.CODE_SHARED
+            return refuse(self.rules, reason, rule_id="replay")
+        decision = decide_dcc_admission(self.rules, venue_class=place.venue_class, dcc=dcc.decoded.dcc, now=now)
+        # The certificate still decides, but nothing could check that it is not a copy in use elsewhere.
+        return decision if available else replace(decision, degraded=True)
 
     async def _decide(self, code: HealthCode, place: Place, now: datetime) -> Decision:
         nonce_key = keys.nonce_key(code.kid.hex(), code.nonce.hex())
@@ -127,7 +208,7 @@ class Scanner:
         )
 
     async def _record(
-        self, scan_id: str, decision: Decision, code: HealthCode | None, place: Place, device_id: str, now: datetime
+        self, scan_id: str, decision: Decision, holder_ref: str | None, place: Place, device_id: str, now: datetime
     ) -> Decision:
         day = day_of(now)
         expire_at = partition_expiry(day, self.retention_days)
@@ -135,9 +216,9 @@ class Scanner:
         try:
             async with asyncio.timeout(self.redis_timeout_s):
                 pseudonym = ""
-                if code is not None:
+                if holder_ref is not None:
                     day_key = await self.store.day_key(day, expire_at)
-                    pseudonym = hmac.new(day_key, code.holder_ref.encode(), "sha256").hexdigest()[:32]
+                    pseudonym = hmac.new(day_key, holder_ref.encode(), "sha256").hexdigest()[:32]
                 entry = {
                     "scan_id": scan_id, "t": millis, "place": place.place_id, "device": device_id,
                     "decision": decision.action.value, "reason": decision.reason, "rule": decision.rule_id,
@@ -145,13 +226,13 @@ class Scanner:
                     "purpose": PURPOSE, "pseudonym": pseudonym,
                 }
                 event = None
-                if decision.reason in EXCEPTION_REASONS:
+                if decision.reason in _FORGERY_REASONS:
                     event_class = _EVENT_CLASS.get(decision.reason, "forged_code")
                     event = {
                         "event_id": scan_id, "source": "scan", "event_class": event_class,
                         "reason": decision.reason, "place": place.place_id, "jurisdiction": place.jurisdiction,
                         "device": device_id, "occurred_at": millis, "day": day, "pseudonym": pseudonym,
-                        "holder_sealed": self.sealer.seal(code.holder_ref) if code is not None else "",
+                        "holder_sealed": self.sealer.seal(holder_ref) if holder_ref is not None else "",
                         "purpose": PURPOSE,
                     }
                     self.metrics.exceptions.labels(event_class).inc()
@@ -161,5 +242,5 @@ class Scanner:
             # lets operators see every record that could not be written.
             self.metrics.redis_errors.labels("scan_record").inc()
             if not decision.degraded:
-                decision = Decision(decision.action, decision.reason, decision.rule_id, decision.rules_version, True)
+                decision = replace(decision, degraded=True)
         return decision

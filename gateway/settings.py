@@ -56,6 +56,13 @@ class Settings:
     max_body_bytes: int = 16 * 1024
     rules_file: Path | None = None
     workers: int = 1
+    # EU DCC document-signer list (`placegate trust import`): past the first age HC1 answers say degraded,
+    # past the second HC1 codes are refused (a withdrawn DSC must not verify forever on a forgotten list).
+    dsc_trust_degraded_after_s: int = 2 * 24 * 3600
+    dsc_trust_fail_after_s: int = 7 * 24 * 3600
+    # A DCC is static for months: the same one at a second place inside this window is a shared copy; the
+    # window matches the native code's 60 s refresh interval.
+    dcc_replay_window_s: int = 60
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -84,6 +91,10 @@ class Settings:
             raise ValueError("retention_days must be in [1, 366]")
         if self.status_buckets < 16 or self.status_buckets & (self.status_buckets - 1):
             raise ValueError("status_buckets must be a power of two >= 16")
+        if not 0 < self.dsc_trust_degraded_after_s <= self.dsc_trust_fail_after_s:
+            raise ValueError("need 0 < dsc_trust_degraded_after_s <= dsc_trust_fail_after_s")
+        if not 1 <= self.dcc_replay_window_s <= 24 * 3600:
+            raise ValueError("dcc_replay_window_s must be in [1, 86400]")
         if self.secret is not None and len(self.secret.reveal()) < 32:
             raise ValueError("secret must be at least 32 bytes (64 hex digits)")
 

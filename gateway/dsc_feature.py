@@ -1,0 +1,77 @@
+"""Feature: the EU DCC (HC1) document-signer list in every worker, reloaded when its version moves.
+
+Installed through ``gateway.features.FEATURES``; its cleanup context runs after the core one, so the scanner
+and the registry exist.  Like ``refresh_trust`` for native keys, a failed reload keeps the last good list; the
+list's age (stamped at import) is judged at each scan, so a worker that cannot reach Redis still degrades and
+then fails closed on schedule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from gateway.dsc_registry import DscRegistry
+from gateway.errors import StoreUnavailableError
+from gateway.state import REGISTRY, SCANNER, SETTINGS
+from gateway.status_cache import derive_key
+
+__all__ = ["DSC_REFRESH_S", "DSC_REGISTRY", "install", "refresh_dsc"]
+
+log = logging.getLogger("placegate.dsc")
+DSC_REFRESH_S = 2.0
+DSC_REGISTRY: web.AppKey[DscRegistry] = web.AppKey("dsc_registry", DscRegistry)
+
+
+def install(app: web.Application) -> None:
+    """Load the DSC list at start-up and keep it current."""
+    app.cleanup_ctx.append(_context)
+
+
+async def _context(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    assert settings.secret is not None
+    gate = app[SCANNER].dcc
+    gate.degraded_after_s = settings.dsc_trust_degraded_after_s
+    gate.fail_after_s = settings.dsc_trust_fail_after_s
+    gate.replay_window_s = settings.dcc_replay_window_s
+    # Every worker derives the same key, so a DCC shared between gates served by two workers is still caught.
+    gate.replay_key = derive_key(settings.secret.reveal(), b"placegate/dcc-replay/v1")
+    app[DSC_REGISTRY] = DscRegistry(app[REGISTRY].redis)
+    await refresh_dsc(app)
+    task = asyncio.get_running_loop().create_task(_refresher(app))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def refresh_dsc(app: web.Application, *, force: bool = False) -> bool:
+    """Reload the DSC list when its version moved; False when Redis could not answer (last list kept)."""
+    gate = app[SCANNER].dcc
+    registry = app[DSC_REGISTRY]
+    try:
+        if not force and await registry.version() == gate.version:
+            return True
+        snapshot = await registry.load()
+    except StoreUnavailableError:
+        return False
+    gate.trust = snapshot.trust
+    gate.imported_at = snapshot.imported_at
+    gate.version = snapshot.version
+    return True
+
+
+async def _refresher(app: web.Application) -> None:
+    while True:
+        await asyncio.sleep(DSC_REFRESH_S)
+        try:
+            await refresh_dsc(app)
+        except Exception:  # keep refreshing: a transient fault must not freeze the list (its age still counts)
+            log.warning("DSC trust-list refresh failed")
