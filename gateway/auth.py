@@ -7,6 +7,8 @@ unknown, revoked or expired token gets the same answer, so the API is no oracle 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -28,10 +30,16 @@ __all__ = [
     "PrincipalCache",
     "Role",
     "hash_token",
+    "in_jurisdiction",
     "new_token",
     "requires",
     "roles_of",
+    "secrets_equal",
 ]
+
+TOKEN_PREFIX = "pgt_"
+# The exact shape ``new_token`` produces; anything else is refused before Redis is asked (same answer).
+_TOKEN = re.compile(r"pgt_[A-Za-z0-9_-]{43}")
 
 
 class Role(StrEnum):
@@ -85,10 +93,30 @@ class Principal:
     def usable(self, now_s: float) -> bool:
         return not self.revoked and (self.expires_at == 0 or now_s < self.expires_at)
 
+    def covers_place(self, place_id: str, jurisdiction: str = "") -> bool:
+        """Whether a place is inside this principal's scope (its places, or its jurisdiction subtree)."""
+        if place_id in self.places:
+            return True
+        return bool(self.jurisdiction) and in_jurisdiction(jurisdiction, self.jurisdiction)
+
+
+def in_jurisdiction(path: str, subtree: str) -> bool:
+    """``path`` lies in ``subtree`` on whole segments ("city/d1" holds "city/d1/s1", never "city/d10")."""
+    if not subtree or not path:
+        return False
+    return path == subtree or path.startswith(subtree.rstrip("/") + "/")
+
+
+def secrets_equal(a: str | bytes, b: str | bytes) -> bool:
+    """Constant-time equality for anything secret or derived from a secret (tokens, their hashes, ids)."""
+    left = a.encode() if isinstance(a, str) else a
+    right = b.encode() if isinstance(b, str) else b
+    return hmac.compare_digest(left, right)
+
 
 def new_token() -> tuple[str, str]:
-    """A fresh bearer token and the hash under which it is stored."""
-    token = "pgt_" + secrets.token_urlsafe(32)
+    """A fresh bearer token (256 random bits) and the hash under which it is stored."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     return token, hash_token(token)
 
 
@@ -109,9 +137,12 @@ class PrincipalCache:
         scheme, _, token = header.partition(" ")
         if not header:
             raise AuthError("bearer token required", code="missing_token")
-        if scheme.lower() != "bearer" or not token or len(token) > 256:
+        token = token.strip()
+        if scheme.lower() != "bearer" or _TOKEN.fullmatch(token) is None:
             raise AuthError("invalid token")
-        digest = hash_token(token.strip())
+        # The token is looked up by its SHA-256, never compared with anything: lookup timing can reveal at most
+        # a prefix of a hash, which does not help find a preimage (secrets_equal serves real comparisons).
+        digest = hash_token(token)
         now = time.monotonic()
         hit = self._entries.get(digest)
         if hit is None or hit[0] < now:
@@ -121,6 +152,7 @@ class PrincipalCache:
             self._entries[digest] = (now + self._ttl_s, principal)
         else:
             principal = hit[1]
+        # Unknown, revoked and expired tokens are one answer: the API is no oracle for other principals.
         if principal is None or not principal.usable(time.time()):
             raise AuthError("invalid token")
         return principal
@@ -134,6 +166,8 @@ PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 def requires(*roles: Role) -> Callable[[Handler], Handler]:
     """Declare the roles a route admits; authentication and the role check run before the handler."""
     allowed = frozenset(roles)
+    if not allowed:
+        raise ValueError("a route must admit at least one role; public routes are not decorated")
 
     def wrap(handler: Handler) -> Handler:
         async def guarded(request: web.Request) -> web.StreamResponse:
