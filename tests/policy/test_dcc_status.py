@@ -7,32 +7,32 @@ from typing import Any
 
 import pytest
 
-from crypto.cbor import CborTag
+from crypto.cbor import CborKey, CborTag
 from policy.dcc_status import RAT, dcc_status, decide_dcc_admission
 from policy.rules import load_rules
 from policy.status import TestResult
 
 NOW = datetime(2021, 9, 1, 12, 0, tzinfo=UTC)
 RULES = load_rules()
-BASE: dict[str, Any] = {"ver": "1.3.0", "nam": {"fnt": "X"}, "dob": "1990"}
+BASE: dict[CborKey, Any] = {"ver": "1.3.0", "nam": {"fnt": "X"}, "dob": "1990"}
 
 
 def _iso(delta: timedelta) -> str:
     return (NOW + delta).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def vaccination(dn: int = 2, sd: int = 2, dt: str = "2021-05-29") -> dict[str, Any]:
+def vaccination(dn: int = 2, sd: int = 2, dt: str = "2021-05-29") -> dict[CborKey, Any]:
     entry = {"tg": "840539006", "vp": "1119349007", "mp": "EU/1/20/1528", "ma": "ORG-100030215", "dn": dn,
              "sd": sd, "dt": dt, "co": "DE", "is": "RKI", "ci": "URN:UVCI:01DE/V#1"}
     return {**BASE, "v": [entry]}
 
 
-def lab_result(sc: Any, tr: str = "260415000", tt: str = "LP6464-4") -> dict[str, Any]:
+def lab_result(sc: Any, tr: str = "260415000", tt: str = "LP6464-4") -> dict[CborKey, Any]:
     entry = {"tg": "840539006", "tt": tt, "sc": sc, "tr": tr, "co": "DE", "is": "RKI", "ci": "URN:UVCI:01DE/T#1"}
     return {**BASE, "t": [entry]}
 
 
-def recovery(df: str = "2021-06-01", du: str = "2021-12-01") -> dict[str, Any]:
+def recovery(df: str = "2021-06-01", du: str = "2021-12-01") -> dict[CborKey, Any]:
     entry = {"tg": "840539006", "fr": "2021-05-15", "co": "DE", "is": "RKI", "df": df, "du": du,
              "ci": "URN:UVCI:01DE/R#1"}
     return {**BASE, "r": [entry]}
@@ -62,7 +62,7 @@ def recovery(df: str = "2021-06-01", du: str = "2021-12-01") -> dict[str, Any]:
         (vaccination(), "Z", "deny", "unknown_venue_class"),
     ],
 )
-def test_dcc_decision_table(dcc: dict[str, Any], venue_class: str, action: str, reason: str) -> None:
+def test_dcc_decision_table(dcc: dict[CborKey, Any], venue_class: str, action: str, reason: str) -> None:
     decision = decide_dcc_admission(RULES, venue_class=venue_class, dcc=dcc, now=NOW)
     assert (decision.action.value, decision.reason) == (action, reason)
     assert decision.rules_version == RULES.version and not decision.degraded
@@ -83,7 +83,7 @@ def test_dcc_decision_table(dcc: dict[str, Any], venue_class: str, action: str, 
         (lab_result(_iso(timedelta(hours=-5))), False),
     ],
 )
-def test_vaccination_and_recovery_set_the_immunity_flag(dcc: dict[str, Any], vaccinated: bool) -> None:
+def test_vaccination_and_recovery_set_the_immunity_flag(dcc: dict[CborKey, Any], vaccinated: bool) -> None:
     assert dcc_status(dcc, now=NOW).status.vaccinated is vaccinated
 
 
