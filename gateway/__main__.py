@@ -7,11 +7,11 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from gateway import cli_keys, cli_registry, cli_serve, cli_status, cli_trust, cli_verify
+from gateway import cli_dispatch, cli_keys, cli_registry, cli_serve, cli_status, cli_trust, cli_verify
 
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
-COMMAND_MODULES: list[ModuleType] = [cli_serve, cli_keys, cli_registry, cli_status, cli_verify, cli_trust]
+COMMAND_MODULES: list[ModuleType] = [cli_serve, cli_keys, cli_registry, cli_status, cli_verify, cli_trust, cli_dispatch]
 
 
 def build_parser() -> argparse.ArgumentParser:

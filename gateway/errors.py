@@ -9,7 +9,9 @@
     ├── NotFoundError ("not_found", 404)
     ├── PayloadTooLargeError ("payload_too_large", 413)
     ├── UnsupportedMediaTypeError ("unsupported_media_type", 415)
-    └── StoreUnavailableError ("store_unavailable", 503)   Redis failed; redis exceptions never leave store.py
+    ├── StoreUnavailableError ("store_unavailable", 503)   Redis failed; redis exceptions never leave store.py
+    ├── NotDurableError ("not_durable", 503)             WAITAOF did not confirm the write on disk in time
+    └── CaseRefusedError (a policy/case_errors.py code, 403/404/409/422)   the dispatch core refused
 
 A code that decodes but fails verification is not an error here: it is a ``deny`` with the crypto error's code.
 """
@@ -22,10 +24,12 @@ __all__ = [
     "ERROR_STATUS",
     "AuthError",
     "BadRequestError",
+    "CaseRefusedError",
     "ForbiddenError",
     "GatewayError",
     "MalformedCodeError",
     "MalformedJsonError",
+    "NotDurableError",
     "NotFoundError",
     "PayloadTooLargeError",
     "StoreUnavailableError",
@@ -47,6 +51,36 @@ ERROR_STATUS: dict[str, int] = {
     "too_many_requests": 429,
     "internal_error": 500,
     "store_unavailable": 503,
+    # dispatch core (policy/case_errors.py codes and the gateway's own); see docs/dispatch-operations.md
+    "illegal_transition": 409,
+    "extension_already_used": 409,
+    "extension_already_requested": 409,
+    "already_top_level": 409,
+    "case_conflict": 409,
+    "not_permitted_role": 403,
+    "not_case_department": 404,  # hides the case like any out-of-scope access
+    "reason_required": 422,
+    "note_too_long": 422,
+    "closure_kind_required": 422,
+    "invalid_argument": 422,
+    "unknown_event_class": 422,
+    "invalid_jurisdiction": 422,
+    "no_route": 422,
+    "unknown_action": 422,
+    "invalid_range": 422,
+    "invalid_report_time": 422,
+    "case_error": 422,
+    "transition_refused": 422,
+    "no_holder_reference": 404,
+    "not_durable": 503,
+    # privacy (policy/purpose.py codes): who may read personal data, for what, over which window
+    "purpose_not_allowed": 403,
+    "approval_required": 403,
+    "approval_invalid": 403,  # unknown, foreign, used and expired approvals look the same
+    "case_ref_required": 422,
+    "outside_retention": 422,  # past the retention window the day keys are gone: unlinkable
+    "range_too_long": 422,
+    "page_too_large": 422,
 }
 
 
@@ -101,3 +135,13 @@ class UnsupportedMediaTypeError(GatewayError):
 
 class StoreUnavailableError(GatewayError):
     code = "store_unavailable"
+
+
+class NotDurableError(GatewayError):
+    code = "not_durable"
+
+
+class CaseRefusedError(GatewayError):
+    """A refusal of the dispatch core, carrying the policy error's stable code as its instance code."""
+
+    code = "case_error"

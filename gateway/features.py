@@ -7,10 +7,12 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from gateway import dsc_feature
+from gateway import dispatch_feature, dsc_feature, privacy_feature
 
 __all__ = ["FEATURES"]
 
 FEATURES: list[Callable[[web.Application], None]] = [
     dsc_feature.install,  # EU DCC (HC1) document-signer list and its freshness
+    privacy_feature.install,  # privacy officer: audit trail, retention, RoPA, contact tracing (issue 4)
+    dispatch_feature.install,  # dispatch core: reports, cases, intake consumer, sweeper (issue 3)
 ]

@@ -1,0 +1,290 @@
+"""Case persistence: one case = a hash, a history stream and (for scan events) a sealed holder reference, all
+under the case's hash tag, written by one server-side script and acknowledged only once on disk.
+
+Writes are optimistic: the script appends the new history entries and rewrites the hash only while the stored
+history still has the length the writer read (``docs/dispatch.md``, storage format), so two concurrent
+transitions never lose one another; the loser re-reads and re-applies. Indexes (the open set and the per-day
+sets) live in other slots and are written after the case on the same connection: they are hints, repaired by
+the next write or sweep, and every reader checks the case itself.
+
+Durability (DESIGN.md "no acknowledged case may be lost"): when the server runs with AOF (``CONFIG GET
+appendonly`` says yes, as the embedded server does) every write ends with ``WAITAOF 1 0 timeout`` on the same
+connection; fewer than one local fsync in time raises ``NotDurableError`` and the caller must not acknowledge.
+With AOF off (the test server) there is nothing to wait for and the wait is skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from gateway import keys
+from gateway.errors import CaseRefusedError, NotDurableError, NotFoundError, StoreUnavailableError
+from policy.casework import TERMINAL_STATES, Case, case_from_fields, case_to_fields, entry_from_fields, entry_to_fields
+
+__all__ = ["WRITE_RETRIES", "CaseStore", "case_id_for_event", "valid_case_id"]
+
+WRITE_RETRIES = 8
+
+# KEYS: case hash, history stream, holder hash. ARGV: expected history length, case TTL ms, JSON case fields
+# (flat [k, v, ...]), JSON list of new entries (each flat), JSON holder fields or "", holder TTL ms.
+_WRITE_LUA = """
+if redis.call('XLEN', KEYS[2]) ~= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[3])))
+for _, entry in ipairs(cjson.decode(ARGV[4])) do
+  redis.call('XADD', KEYS[2], '*', unpack(entry))
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[3], unpack(cjson.decode(ARGV[5])))
+  redis.call('PEXPIRE', KEYS[3], ARGV[6])
+end
+return 1
+"""
+
+
+def case_id_for_event(event_id: str) -> str:
+    """The case id of an intake event: derived, so a redelivered event finds the case it already made."""
+    return "c" + hashlib.sha256(b"placegate/case/" + event_id.encode()).hexdigest()[:20]
+
+
+def valid_case_id(case_id: str) -> bool:
+    return len(case_id) == 21 and case_id[0] == "c" and all(c in "0123456789abcdef" for c in case_id[1:])
+
+
+def _flat(fields: Mapping[str, str]) -> list[str]:
+    return [x for kv in fields.items() for x in kv]
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _text(raw: Mapping[bytes, bytes] | Mapping[bytes | str, bytes | str]) -> dict[str, str]:
+    return {_s(k): _s(v) for k, v in raw.items()}
+
+
+def _day(at: datetime) -> str:
+    return at.strftime("%Y%m%d")
+
+
+class CaseStore:
+    """Reads and durable writes of cases; every redis exception becomes ``StoreUnavailableError``."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        waitaof_timeout_ms: int = 2000,
+        case_retention_s: int = keys.CASE_RETENTION_S,
+        holder_retention_s: int = 21 * 24 * 3600,
+    ) -> None:
+        self.redis = redis
+        self.waitaof_timeout_ms = waitaof_timeout_ms
+        self.case_retention_ms = case_retention_s * 1000
+        self.holder_retention_ms = holder_retention_s * 1000
+        self._script = redis.register_script(_WRITE_LUA)
+        self._aof: bool | None = None
+
+    async def aof_enabled(self) -> bool:
+        """Whether the server persists to an AOF (checked once; a server that hides CONFIG is assumed to)."""
+        if self._aof is None:
+            try:
+                reply = await self.redis.config_get("appendonly")
+            except ResponseError:
+                self._aof = True
+            except (RedisError, OSError) as exc:
+                raise StoreUnavailableError("dispatch store unavailable") from exc
+            else:
+                value = reply.get("appendonly", reply.get(b"appendonly", b""))  # type: ignore[call-overload]
+                self._aof = (value.decode() if isinstance(value, bytes) else str(value)) == "yes"
+        return self._aof
+
+    # --- writes --------------------------------------------------------------------------------------------
+    async def write(self, old: Case | None, new: Case, *, holder: Mapping[str, str] | None = None) -> bool:
+        """Store ``new`` if the stored history still has ``len(old.history)`` entries (0 for a new case).
+
+        :returns: False when another writer got there first (nothing written; re-read and re-apply).
+        :raises NotDurableError: written but not confirmed on disk in time: do not acknowledge.
+        """
+        done = len(old.history) if old is not None else 0
+        cid = new.case_id
+        args = [
+            str(done),
+            str(self.case_retention_ms),
+            orjson.dumps(_flat(case_to_fields(new))).decode(),
+            orjson.dumps([_flat(entry_to_fields(e)) for e in new.history[done:]]).decode(),
+            orjson.dumps(_flat(holder)).decode() if holder else "",
+            str(self.holder_retention_ms),
+        ]
+        durable = await self.aof_enabled()
+        try:
+            # One connection for the script, the index updates and WAITAOF: WAITAOF counts this client's writes.
+            async with self.redis.client() as conn:
+                ok = await self._script(
+                    keys=[keys.case_key(cid), keys.case_history_key(cid), keys.case_holder_key(cid)],
+                    args=args,
+                    client=conn,
+                )
+                if ok:
+                    await self._index(conn, new, created=old is None)
+                if durable:
+                    await self._wait_aof(conn)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailableError(f"case write failed: {exc.__class__.__name__}") from exc
+        return bool(ok)
+
+    async def _index(self, conn: Redis, case: Case, *, created: bool) -> None:
+        if case.state in TERMINAL_STATES:
+            await conn.srem(keys.DISPATCH_OPEN, case.case_id)
+        else:
+            await conn.sadd(keys.DISPATCH_OPEN, case.case_id)
+            await conn.pexpire(keys.DISPATCH_OPEN, self.case_retention_ms)
+        if created:
+            day = keys.dispatch_day_key(_day(case.created_at))
+            await conn.sadd(day, case.case_id)
+            await conn.pexpire(day, self.case_retention_ms)
+
+    async def _wait_aof(self, conn: Redis) -> None:
+        local, _ = await conn.execute_command("WAITAOF", 1, 0, self.waitaof_timeout_ms)  # type: ignore[no-untyped-call]
+        if int(local) < 1:
+            raise NotDurableError("the write was not confirmed on disk in time")
+
+    async def ensure_durable(self, case: Case) -> None:
+        """Re-index an existing case and wait for the disk (a redelivered event whose case already exists)."""
+        try:
+            async with self.redis.client() as conn:
+                await self._index(conn, case, created=True)
+                if await self.aof_enabled():
+                    await self._wait_aof(conn)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailableError(f"case index failed: {exc.__class__.__name__}") from exc
+
+    async def update(self, case_id: str, change: Callable[[Case], Case]) -> Case:
+        """Read, apply ``change`` (which may raise to refuse), write; retried on a concurrent write.
+
+        :raises NotFoundError: no such case. :raises CaseRefusedError: ``case_conflict`` after the retries.
+        """
+        for _ in range(WRITE_RETRIES):
+            case = await self.get(case_id)
+            if case is None:
+                raise NotFoundError("no such case")
+            new = change(case)
+            if new is case:
+                return case
+            if await self.write(case, new):
+                return new
+        raise CaseRefusedError("the case kept changing; try again", code="case_conflict")
+
+    # --- reads ---------------------------------------------------------------------------------------------
+    async def get(self, case_id: str, *, history: bool = True) -> Case | None:
+        """The case with its full history (``history=False``: the hash only, for queue listings)."""
+        try:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hgetall(keys.case_key(case_id))
+            if history:
+                pipe.xrange(keys.case_history_key(case_id))
+            replies = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailableError("dispatch store unavailable") from exc
+        if not replies[0]:
+            return None
+        entries = [entry_from_fields(_text(f)) for _, f in replies[1]] if history else []
+        return case_from_fields(_text(replies[0]), entries)
+
+    async def get_many(self, case_ids: Sequence[str], *, history: bool = False) -> list[Case]:
+        """The cases that exist among ``case_ids``, in order."""
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for cid in case_ids:
+                pipe.hgetall(keys.case_key(cid))
+                if history:
+                    pipe.xrange(keys.case_history_key(cid))
+            replies = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailableError("dispatch store unavailable") from exc
+        step = 2 if history else 1
+        out: list[Case] = []
+        for i in range(0, len(replies), step):
+            if replies[i]:
+                entries = [entry_from_fields(_text(f)) for _, f in replies[i + 1]] if history else []
+                out.append(case_from_fields(_text(replies[i]), entries))
+        return out
+
+    async def holder(self, case_id: str) -> dict[str, str] | None:
+        """The stored (still sealed) holder fields of a case, ``None`` when it has none."""
+        try:
+            raw = await self.redis.hgetall(keys.case_holder_key(case_id))
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailableError("dispatch store unavailable") from exc
+        return _text(raw) or None
+
+    async def scan_open(self, cursor: int, count: int) -> tuple[int, list[str]]:
+        """One SSCAN step over the open cases: the next cursor (0 at the end) and some ids."""
+        try:
+            nxt, ids = await self.redis.sscan(keys.DISPATCH_OPEN, cursor=cursor, count=count)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailableError("dispatch store unavailable") from exc
+        return int(nxt), sorted(_s(i) for i in ids)
+
+    async def drop_open(self, case_id: str) -> None:
+        try:
+            await self.redis.srem(keys.DISPATCH_OPEN, case_id)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailableError("dispatch store unavailable") from exc
+
+    async def created_between(self, start: datetime, end: datetime, *, limit: int) -> list[Case]:
+        """Cases created in ``[start, end)`` with their histories (at most ``limit``, the newest days first)."""
+        ids: list[str] = []
+        day = end.replace(hour=0, minute=0, second=0, microsecond=0)
+        try:
+            while day >= start.replace(hour=0, minute=0, second=0, microsecond=0) and len(ids) < limit:
+                members = await self.redis.smembers(keys.dispatch_day_key(_day(day)))
+                ids += sorted(_s(m) for m in members)
+                day -= timedelta(days=1)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailableError("dispatch store unavailable") from exc
+        cases: list[Case] = []
+        for i in range(0, min(len(ids), limit), 200):
+            cases += await self.get_many(ids[i : min(i + 200, limit)], history=True)
+        return [c for c in cases if start <= c.created_at < end]
+
+    # --- small durable writes beside the cases -------------------------------------------------------------
+    async def append_intake(self, event: Mapping[str, str]) -> str:
+        """XADD an event to the intake stream, acknowledged once on disk; returns the stream id."""
+        try:
+            async with self.redis.client() as conn:
+                mid = await conn.xadd(keys.DISPATCH_INTAKE, dict(event))  # type: ignore[arg-type]
+                if await self.aof_enabled():
+                    await self._wait_aof(conn)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailableError("intake stream unavailable") from exc
+        return mid.decode() if isinstance(mid, bytes) else str(mid)
+
+    async def request_extension(self, case_id: str, request: Mapping[str, str]) -> bool:
+        """Record the handler's one extension request; False if one was already made."""
+        name = keys.case_extension_key(case_id)
+        try:
+            async with self.redis.client() as conn:
+                if not await conn.hsetnx(name, "requested_at", request["requested_at"]):
+                    return False
+                await conn.hset(name, mapping=dict(request))  # type: ignore[arg-type]
+                await conn.pexpire(name, self.case_retention_ms)
+                if await self.aof_enabled():
+                    await self._wait_aof(conn)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailableError("dispatch store unavailable") from exc
+        return True
+
+    async def extension_request(self, case_id: str) -> dict[str, str] | None:
+        try:
+            raw = await self.redis.hgetall(keys.case_extension_key(case_id))
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailableError("dispatch store unavailable") from exc
+        return _text(raw) or None

@@ -1,0 +1,285 @@
+"""The case API of dispatchers, department handlers and supervisors, and the audited holder read.
+
+Scope (DESIGN.md "Principals and access"): a dispatcher or supervisor sees the cases of places inside its
+jurisdiction subtree, a handler the cases of its department. A case outside the caller's scope gets exactly
+the answer of a missing one (404 ``not_found``), so the API is no oracle for other areas' cases.
+
+A dispatcher acts as the ``intake_operator`` for accept, cancel and file, and as the ``shift_lead`` for
+everything else; a handler as ``department``; a supervisor as ``supervisor`` (``policy.casework`` roles).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from gateway.audit import record_access
+from gateway.auth import PRINCIPAL, Principal, Role, requires
+from gateway.dispatch_feature import DISPATCH, DispatchRuntime
+from gateway.dispatch_store import valid_case_id
+from gateway.errors import BadRequestError, CaseRefusedError, GatewayError, NotFoundError
+from gateway.http import json_response, read_json
+from gateway.scan import PURPOSE
+from gateway.sealing import SealError
+from policy.case_errors import CaseError, IllegalTransitionError
+from policy.casework import (
+    Action,
+    Actor,
+    Case,
+    CaseState,
+    ClosureKind,
+    apply_transition,
+    case_to_fields,
+    entry_to_fields,
+    suggest_closure_kind,
+)
+from policy.casework import Role as CaseRole
+
+__all__ = ["add_routes", "case_json", "in_scope"]
+
+MAX_BODY = 8 * 1024
+_ACTIONS: dict[str, Action] = {
+    a.value: a
+    for a in (Action.ACCEPT, Action.CANCEL, Action.FILE, Action.DISPATCH, Action.START, Action.RETURN,
+              Action.FEED_BACK, Action.POSTPONE, Action.HANG, Action.REQUEST_CHECK, Action.CLOSE, Action.REWORK)
+}  # fmt: skip
+_INTAKE_ACTIONS = frozenset({Action.ACCEPT, Action.CANCEL, Action.FILE})
+_SCAN_STEPS = 10  # SSCAN steps one queue page may take: bounded work per request
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/cases", list_cases)
+    app.router.add_get("/v1/cases/{case_id}", get_case)
+    app.router.add_post("/v1/cases/{case_id}/actions", act_on_case)
+    app.router.add_get("/v1/cases/{case_id}/holder", read_holder)
+
+
+def in_scope(principal: Principal, case: Case) -> bool:
+    """Whether ``principal`` may see ``case`` at all."""
+    if principal.role is Role.HANDLER:
+        return bool(principal.department) and case.department == principal.department
+    if principal.role in (Role.DISPATCHER, Role.SUPERVISOR) and principal.jurisdiction:
+        scope = tuple(principal.jurisdiction.split("/"))
+        return case.jurisdiction[: len(scope)] == scope
+    return False
+
+
+def case_json(case: Case, *, history: bool = True) -> dict[str, Any]:
+    """A case as JSON; notes are returned as written and never rendered (JSON only, no HTML anywhere)."""
+    doc: dict[str, Any] = dict(case_to_fields(case))
+    for name in ("urgent", "overdue", "extension_used"):
+        doc[name] = doc[name] == "1"
+    for name in ("escalation_count", "rework_count", "return_count"):
+        doc[name] = int(doc[name])
+    for name in ("stage_deadline", "closure_kind"):
+        doc[name] = doc[name] or None
+    if history:
+        doc["history"] = [
+            {k: (v or None) if k in ("note", "deadline") else v for k, v in entry_to_fields(e).items()}
+            for e in case.history
+        ]
+    return doc
+
+
+def _case_actor(principal: Principal, action: Action) -> Actor:
+    if principal.role is Role.HANDLER:
+        return Actor(principal.principal_id, CaseRole.DEPARTMENT, principal.department)
+    if principal.role is Role.SUPERVISOR:
+        return Actor(principal.principal_id, CaseRole.SUPERVISOR)
+    role = CaseRole.INTAKE_OPERATOR if action in _INTAKE_ACTIONS else CaseRole.SHIFT_LEAD
+    return Actor(principal.principal_id, role)
+
+
+def _case_id(request: web.Request) -> str:
+    case_id = request.match_info["case_id"]
+    if not valid_case_id(case_id):
+        raise NotFoundError("no such case")
+    return case_id
+
+
+async def _visible_case(runtime: DispatchRuntime, principal: Principal, case_id: str) -> Case:
+    case = await runtime.store.get(case_id)
+    if case is None or not in_scope(principal, case):
+        raise NotFoundError("no such case")
+    return case
+
+
+@requires(Role.DISPATCHER, Role.HANDLER, Role.SUPERVISOR)
+async def list_cases(request: web.Request) -> web.Response:
+    """The caller's queue of open cases: ``?state=&overdue=true|false&limit=&cursor=``."""
+    runtime = request.app[DISPATCH]
+    principal = request[PRINCIPAL]
+    q = request.query
+    try:
+        limit = int(q.get("limit", "50"))
+        cursor = int(q.get("cursor", "0"))
+        state = CaseState(q["state"]) if q.get("state") else None
+    except ValueError:
+        raise BadRequestError("limit and cursor are integers; state is a case state") from None
+    if not 1 <= limit <= runtime.settings.page_max or cursor < 0:
+        raise BadRequestError(f"limit must be in [1, {runtime.settings.page_max}]")
+    overdue = {"true": True, "false": False, "": None}.get(q.get("overdue", ""))
+    found: list[Case] = []
+    for _ in range(_SCAN_STEPS):
+        cursor, ids = await runtime.store.scan_open(cursor, max(limit, 50))
+        for case in await runtime.store.get_many(ids):
+            if (
+                in_scope(principal, case)
+                and (state is None or case.state is state)
+                and (overdue is None or case.overdue is overdue)
+            ):
+                found.append(case)
+        if cursor == 0 or len(found) >= limit:
+            break
+    found.sort(key=lambda c: (c.created_at, c.case_id))
+    # A page may hold a few more than ``limit`` (the last SSCAN step's matches): never skip a case.
+    return json_response(
+        {"cases": [case_json(c, history=False) for c in found], "next_cursor": str(cursor) if cursor else None}
+    )
+
+
+@requires(Role.DISPATCHER, Role.HANDLER, Role.SUPERVISOR)
+async def get_case(request: web.Request) -> web.Response:
+    runtime = request.app[DISPATCH]
+    case_id = _case_id(request)
+    case = await _visible_case(runtime, request[PRINCIPAL], case_id)
+    doc = case_json(case)
+    doc["extension_request"] = await runtime.store.extension_request(case_id)
+    return json_response(doc)
+
+
+def _text_field(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise BadRequestError(f"{name} must be a string")
+    return value
+
+
+@requires(Role.DISPATCHER, Role.HANDLER, Role.SUPERVISOR)
+async def act_on_case(request: web.Request) -> web.Response:
+    """One workflow step: ``{"action": ..., "note"?, "department"?, "closure_kind"?, "result"?}``."""
+    runtime = request.app[DISPATCH]
+    principal = request[PRINCIPAL]
+    case_id = _case_id(request)
+    body = await read_json(request, limit=MAX_BODY)
+    if not isinstance(body, dict):
+        raise BadRequestError("body must be a JSON object")
+    name = _text_field(body, "action") or ""
+    note = _text_field(body, "note")
+    department = _text_field(body, "department")
+    kind_raw = _text_field(body, "closure_kind")
+    try:
+        kind = ClosureKind(kind_raw) if kind_raw else None
+    except ValueError:
+        raise CaseRefusedError("unknown closure kind", code="invalid_argument") from None
+    if department is not None and department not in runtime.routing.departments():
+        raise CaseRefusedError("unknown department", code="invalid_argument")
+    if name == "request_extension":
+        return await _request_extension(runtime, principal, case_id, note)
+    if name == "check":
+        result = _text_field(body, "result")
+        if result not in ("pass", "fail"):
+            raise CaseRefusedError("check needs result pass or fail", code="invalid_argument")
+        action = Action.CLOSE if result == "pass" else Action.REWORK
+    elif name in _ACTIONS:
+        action = _ACTIONS[name]
+    else:
+        raise CaseRefusedError("unknown action", code="unknown_action")
+    now = runtime.now()
+
+    def change(case: Case) -> Case:
+        if not in_scope(principal, case):
+            raise NotFoundError("no such case")
+        closure = kind
+        if name == "check" and action is Action.CLOSE and closure is None:
+            closure = suggest_closure_kind(case)
+        new = apply_transition(
+            case,
+            action,
+            actor=_case_actor(principal, action),
+            now=now,
+            deadlines=runtime.deadlines,
+            note=note,
+            department=department,
+            closure_kind=closure,
+        )
+        if action is Action.FEED_BACK:
+            # The feedback goes to checking at once (GB/T 30428 step 6 follows step 5 without a queue).
+            new = apply_transition(
+                new,
+                Action.REQUEST_CHECK,
+                actor=Actor("dispatch-worker", CaseRole.SYSTEM),
+                now=now,
+                deadlines=runtime.deadlines,
+            )
+        return new
+
+    case = await _update(runtime, case_id, change)
+    return json_response(case_json(case))
+
+
+async def _update(runtime: DispatchRuntime, case_id: str, change: Callable[[Case], Case]) -> Case:
+    try:
+        return await runtime.store.update(case_id, change)
+    except CaseError as exc:
+        raise CaseRefusedError(str(exc), code=exc.code) from None
+
+
+async def _request_extension(
+    runtime: DispatchRuntime, principal: Principal, case_id: str, note: str | None
+) -> web.Response:
+    """The handler asks for the one extension; a dispatcher or supervisor grants it with ``postpone``."""
+    if principal.role is not Role.HANDLER:
+        raise CaseRefusedError("only the handling department requests an extension", code="not_permitted_role")
+    case = await _visible_case(runtime, principal, case_id)
+    try:
+        if case.state is not CaseState.IN_PROGRESS:
+            raise IllegalTransitionError("an extension is requested while handling")
+        if case.extension_used:
+            raise CaseRefusedError("the case already had its one extension", code="extension_already_used")
+        if note is not None and len(note) > 1000:
+            raise CaseRefusedError("note too long", code="note_too_long")
+    except CaseError as exc:
+        raise CaseRefusedError(str(exc), code=exc.code) from None
+    now = runtime.now()
+    request = {"requested_at": now.isoformat(), "by": principal.principal_id, "note": note or ""}
+    if not await runtime.store.request_extension(case_id, request):
+        raise CaseRefusedError("an extension was already requested", code="extension_already_requested")
+    doc = case_json(case)
+    doc["extension_request"] = request
+    return json_response(doc, status=202)
+
+
+@requires(Role.HANDLER, Role.SUPERVISOR)
+async def read_holder(request: web.Request) -> web.Response:
+    """The holder reference of a case: audited (purpose epidemic_prevention, case reference = case id)."""
+    runtime = request.app[DISPATCH]
+    principal = request[PRINCIPAL]
+    case_id = _case_id(request)
+    await _visible_case(runtime, principal, case_id)
+    stored = await runtime.store.holder(case_id)
+    if stored is None or not stored.get("holder_sealed"):
+        raise NotFoundError("the case carries no holder reference", code="no_holder_reference")
+    now: datetime = runtime.now()
+    # Audit first: if the trail cannot be written the read does not happen (no unaudited access).
+    audit_id = await record_access(
+        runtime.store.redis, principal=principal, action="read_holder_ref", obj=f"case:{case_id}",
+        purpose=PURPOSE, now=now, case_ref=case_id, result_count=1,
+    )  # fmt: skip
+    try:
+        holder_ref = runtime.sealer.open(stored["holder_sealed"])
+    except SealError:
+        raise GatewayError("cannot open the holder reference", code="unseal_failed") from None
+    return json_response(
+        {
+            "case_id": case_id,
+            "holder_ref": holder_ref,
+            "pseudonym": stored.get("pseudonym", ""),
+            "day": stored.get("day", ""),
+            "purpose": PURPOSE,
+            "audit_id": audit_id,
+        }
+    )

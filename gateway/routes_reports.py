@@ -1,0 +1,144 @@
+"""Site managers' reports of non-compliance (``POST /v1/reports``) and the dispatch evaluation
+(``GET /v1/dispatch/metrics``, GB/T 30428 step 7).
+
+A report becomes an intake event (``source=report``) exactly like a scan's exception; the case id is derived
+from the event id, so the answer can name the case before the consumer has made it. A place outside the
+manager's scope and a place that does not exist get the same 403, so the API reveals no place ids.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from gateway.auth import PRINCIPAL, Role, requires
+from gateway.dispatch_feature import DISPATCH
+from gateway.dispatch_store import case_id_for_event
+from gateway.errors import BadRequestError, CaseRefusedError, ForbiddenError
+from gateway.http import json_response, read_json
+from gateway.routes_dispatch import in_scope
+from gateway.scan import PURPOSE
+from gateway.state import PLACES
+from policy.case_metrics import CaseMetrics, evaluate, evaluate_by_department, evaluate_by_jurisdiction
+from policy.casework import NOTE_MAX_CHARS, Case
+from policy.routing import EventClass, JurisdictionLevel
+
+__all__ = ["REPORT_CLASSES", "add_routes", "evaluation_document", "parse_instant"]
+
+MAX_BODY = 8 * 1024
+REPORT_CLASSES = frozenset(
+    {
+        EventClass.REFUSED_VERIFICATION,
+        EventClass.FORCED_ENTRY,
+        EventClass.SUSPECTED_FORGERY,
+        EventClass.DEVICE_FAULT,
+        EventClass.CROWDING,
+        EventClass.OTHER,
+    }
+)
+CLOCK_SKEW = timedelta(minutes=5)
+REPORT_MAX_AGE = timedelta(days=7)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/reports", post_report)
+    app.router.add_get("/v1/dispatch/metrics", get_metrics)
+
+
+def parse_instant(text: str) -> datetime:
+    """An ISO 8601 instant with an offset (``Z`` allowed), as UTC. :raises ValueError:"""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        raise ValueError("an offset is required")
+    return value.astimezone(UTC)
+
+
+@requires(Role.SITE_MANAGER)
+async def post_report(request: web.Request) -> web.Response:
+    """``{"event_class", "place", "time", "note"?}`` → 202 with the event id and the case id it becomes."""
+    runtime = request.app[DISPATCH]
+    principal = request[PRINCIPAL]
+    body = await read_json(request, limit=MAX_BODY)
+    if not isinstance(body, dict):
+        raise BadRequestError("body must be a JSON object")
+    place_id, event_class, at_raw, note = (body.get(k) for k in ("place", "event_class", "time", "note"))
+    if not isinstance(place_id, str) or not isinstance(at_raw, str) or not isinstance(event_class, str):
+        raise BadRequestError("place, event_class and time are required strings")
+    if note is not None and not isinstance(note, str):
+        raise BadRequestError("note must be a string")
+    # Scope before anything that depends on the place: the same answer whether or not the place exists.
+    place = await request.app[PLACES].get(place_id) if place_id in principal.places else None
+    if place is None:
+        raise ForbiddenError("place not in scope")
+    if event_class not in {c.value for c in REPORT_CLASSES}:
+        raise CaseRefusedError("not a reportable event class", code="unknown_event_class")
+    now = runtime.now()
+    try:
+        at = parse_instant(at_raw)
+    except ValueError:
+        raise CaseRefusedError("time must be an ISO 8601 instant with offset", code="invalid_report_time") from None
+    if not now - REPORT_MAX_AGE <= at <= now + CLOCK_SKEW:
+        raise CaseRefusedError("time is in the future or too old to report", code="invalid_report_time")
+    if note is not None and len(note) > NOTE_MAX_CHARS:
+        raise CaseRefusedError(f"note longer than {NOTE_MAX_CHARS} characters", code="note_too_long")
+    event_id = "r" + f"{int(now.timestamp() * 1000):012x}" + os.urandom(8).hex()
+    event = {
+        "event_id": event_id, "source": "report", "event_class": event_class, "place": place.place_id,
+        "jurisdiction": place.jurisdiction, "reporter": principal.principal_id,
+        "occurred_at": str(int(at.timestamp() * 1000)), "note": note or "", "purpose": PURPOSE,
+    }  # fmt: skip
+    await runtime.store.append_intake(event)
+    return json_response({"event_id": event_id, "case_id": case_id_for_event(event_id), "status": "queued"}, status=202)
+
+
+def _metrics_json(m: CaseMetrics) -> dict[str, Any]:
+    return {
+        "cases": m.cases,
+        "cancelled": m.cancelled,
+        "filed": m.filed,
+        "dispatched": m.dispatched,
+        "handled": m.handled,
+        "closed": m.closed,
+        **m.rates(),
+    }
+
+
+def evaluation_document(
+    cases: Iterable[Case], *, start: datetime, end: datetime, level: JurisdictionLevel
+) -> dict[str, Any]:
+    """Overall, per-department and per-jurisdiction figures; counts and rates only, no personal data."""
+    population = list(cases)
+    by_dept = evaluate_by_department(population, start=start, end=end)
+    by_area = evaluate_by_jurisdiction(population, start=start, end=end, level=level)
+    return {
+        "from": start.isoformat(), "to": end.isoformat(), "level": level.value,
+        "overall": _metrics_json(evaluate(population, start=start, end=end)),
+        "by_department": {k: _metrics_json(v) for k, v in sorted(by_dept.items())},
+        "by_jurisdiction": {k: _metrics_json(v) for k, v in sorted(by_area.items())},
+    }  # fmt: skip
+
+
+@requires(Role.SUPERVISOR, Role.DISPATCHER)
+async def get_metrics(request: web.Request) -> web.Response:
+    """``?from=&to=&level=`` over the caller's jurisdiction subtree; the range is bounded."""
+    runtime = request.app[DISPATCH]
+    principal = request[PRINCIPAL]
+    try:
+        start, end = parse_instant(request.query["from"]), parse_instant(request.query["to"])
+        level = JurisdictionLevel(request.query.get("level", "district"))
+    except (KeyError, ValueError):
+        raise CaseRefusedError(
+            "from and to are ISO 8601 instants; level a jurisdiction level", code="invalid_range"
+        ) from None
+    if not start < end <= start + timedelta(days=runtime.settings.metrics_max_days):
+        raise CaseRefusedError(
+            f"to must follow from by at most {runtime.settings.metrics_max_days} days", code="invalid_range"
+        )
+    cases = await runtime.store.created_between(start, end, limit=runtime.settings.metrics_max_cases)
+    doc = evaluation_document([c for c in cases if in_scope(principal, c)], start=start, end=end, level=level)
+    doc["scope"] = principal.jurisdiction
+    return json_response(doc)
