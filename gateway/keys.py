@@ -12,6 +12,7 @@ from typing import Final
 
 __all__ = [
     "AUDIT_BASE",
+    "AUDIT_CONFIG",
     "AUDIT_HEAD",
     "AUDIT_STREAM",
     "CASE_RETENTION_S",
@@ -152,6 +153,7 @@ CASE_RETENTION_S: Final = 3 * 366 * 24 * 3600
 AUDIT_STREAM: Final = "pg:{audit}:log"
 AUDIT_HEAD: Final = "pg:{audit}:head"  # "seq hash last-id" of the newest entry: the chain's head
 AUDIT_BASE: Final = "pg:{audit}:base"  # "seq hash" of the last entry trimmed away (absent: chain starts at genesis)
+AUDIT_CONFIG: Final = "pg:{audit}:config"  # fingerprint of the last audited configuration (rules, retention)
 
 
 def approval_key(approval_id: str) -> str:

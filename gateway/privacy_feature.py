@@ -1,0 +1,52 @@
+"""The privacy feature: the privacy officer's routes, and an audit entry whenever the running configuration
+(admission rules, retention) differs from the last one audited (rule changes are privileged actions)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import cast
+
+from aiohttp import web
+
+from gateway import keys
+from gateway.audit import record_privileged
+from gateway.routes_privacy import (
+    audit_query,
+    audit_verify,
+    privacy_retention,
+    privacy_ropa,
+    trace,
+    trace_approve,
+)
+from gateway.state import SCANNER, SETTINGS, STORE
+
+__all__ = ["install"]
+
+
+def install(app: web.Application) -> None:
+    app.router.add_get("/v1/privacy/audit", audit_query)
+    app.router.add_get("/v1/privacy/audit/verify", audit_verify)
+    app.router.add_get("/v1/privacy/retention", privacy_retention)
+    app.router.add_get("/v1/privacy/ropa", privacy_ropa)
+    app.router.add_post("/v1/privacy/approvals", trace_approve)
+    app.router.add_post("/v1/privacy/trace", trace)
+    app.cleanup_ctx.append(_audit_configuration)
+
+
+async def _audit_configuration(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    rules = app[SCANNER].rules
+    rules_text = settings.rules_file.read_bytes() if settings.rules_file else b""
+    fingerprint = "|".join((rules.version, hashlib.sha256(rules_text).hexdigest()[:16],
+                            str(settings.retention_days), str(settings.status_ttl_s)))
+    redis = app[STORE].redis
+    # GETSET makes N workers starting together write one entry, not N.
+    previous = cast(bytes | None, await redis.getset(keys.AUDIT_CONFIG, fingerprint))
+    if previous != fingerprint.encode():
+        await record_privileged(redis, actor="gateway", role="system", action="config_change", obj="rules",
+                                now=datetime.now(UTC),
+                                extra={"rules_version": rules.version, "retention_days": str(settings.retention_days),
+                                       "status_ttl_s": str(settings.status_ttl_s)})
+    yield

@@ -1,0 +1,150 @@
+"""The contact-tracing query and the approvals that gate it (two-person rule).
+
+A holder's visits are found by recomputing, for each day of the window, the day's pseudonym
+``HMAC-SHA256(day key, holder ref)[:32 hex]`` and reading that day's partition. The day key is only ever READ
+here, never created: a day whose key has expired is reported ``unlinkable`` (crypto-shredding, DESIGN.md
+"Purpose-limited log and retention"), whatever records might linger.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal, cast
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, WatchError
+
+from gateway import keys
+from gateway.errors import StoreUnavailableError
+from policy.purpose import TRACE_PAGE_MAX, Approval, trace_days
+
+__all__ = ["DayState", "TraceResult", "Visit", "consume_approval", "grant_approval", "load_approval",
+           "trace_holder"]
+
+DayState = Literal["linked", "unlinkable", "absent"]
+_PAGE = 5000
+_Rows = list[tuple[bytes, dict[bytes, bytes]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Visit:
+    day: str
+    at: datetime
+    place: str
+    device: str
+    decision: str
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"day": self.day, "at": self.at.isoformat(), "place": self.place, "device": self.device,
+                "decision": self.decision, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class TraceResult:
+    visits: list[Visit]
+    days: dict[str, DayState]
+    truncated: bool
+    scanned: int
+
+    def to_json(self) -> dict[str, object]:
+        return {"visits": [v.to_json() for v in self.visits], "days": self.days, "truncated": self.truncated,
+                "result_count": len(self.visits)}
+
+
+def pseudonym(day_key: bytes, holder_ref: str) -> bytes:
+    """The same derivation the scan path uses (gateway.scan), as stored bytes."""
+    return hmac.new(day_key, holder_ref.encode(), "sha256").hexdigest()[:32].encode()
+
+
+async def trace_holder(
+    redis: Redis, holder_ref: str, *, since: datetime, until: datetime, max_visits: int = TRACE_PAGE_MAX
+) -> TraceResult:
+    """Visits of one holder in ``[since, until]``, oldest first; the caller has checked purpose and window."""
+    lo_ms, hi_ms = int(since.timestamp() * 1000), int(until.timestamp() * 1000)
+    visits: list[Visit] = []
+    states: dict[str, DayState] = {}
+    scanned = 0
+    try:
+        for day in trace_days(since, until):
+            key = cast(bytes | None, await redis.get(keys.day_key(day)))
+            if key is None:
+                states[day] = "unlinkable" if await redis.exists(keys.scan_log_key(day)) else "absent"
+                continue
+            states[day] = "linked"
+            wanted = pseudonym(key, holder_ref)
+            start = "-"
+            while len(visits) < max_visits:
+                rows = cast(_Rows, await redis.xrange(keys.scan_log_key(day), min=start, max="+", count=_PAGE))
+                if not rows:
+                    break
+                for _eid, f in rows:
+                    scanned += 1
+                    t = int(f.get(b"t", b"0"))
+                    if f.get(b"pseudonym") == wanted and lo_ms <= t <= hi_ms:
+                        visits.append(Visit(day, datetime.fromtimestamp(t / 1000, UTC), f[b"place"].decode(),
+                                            f[b"device"].decode(), f[b"decision"].decode(), f[b"reason"].decode()))
+                        if len(visits) >= max_visits:
+                            break
+                start = "(" + rows[-1][0].decode()
+    except (RedisError, OSError) as exc:
+        raise StoreUnavailableError("scan log unavailable") from exc
+    visits.sort(key=lambda v: v.at)
+    return TraceResult(visits, states, len(visits) >= max_visits, scanned)
+
+
+async def grant_approval(
+    redis: Redis, *, approver_id: str, approver_role: str, requester_id: str, case_ref: str, purpose: str,
+    expires_at: datetime,
+) -> Approval:
+    """Store a privacy officer's approval; it expires on its own and can be used once."""
+    approval = Approval("apv_" + secrets.token_hex(16), approver_id, approver_role, requester_id, case_ref,
+                        purpose, expires_at)
+    name = keys.approval_key(approval.approval_id)
+    try:
+        pipe = redis.pipeline(transaction=True)
+        pipe.hset(name, mapping={"approver": approver_id, "approver_role": approver_role,
+                                 "requester": requester_id, "case_ref": case_ref, "purpose": purpose,
+                                 "expires_at": expires_at.isoformat()})
+        pipe.expireat(name, int(expires_at.timestamp()) + 1)
+        await pipe.execute()
+    except (RedisError, OSError) as exc:
+        raise StoreUnavailableError("approvals unavailable") from exc
+    return approval
+
+
+async def load_approval(redis: Redis, approval_id: str) -> Approval | None:
+    if not approval_id.startswith("apv_") or len(approval_id) != 36:
+        return None
+    try:
+        raw = cast(dict[bytes, bytes], await redis.hgetall(keys.approval_key(approval_id)))
+    except (RedisError, OSError) as exc:
+        raise StoreUnavailableError("approvals unavailable") from exc
+    if not raw or b"requester" not in raw:
+        return None
+    f = {k.decode(): v.decode() for k, v in raw.items()}
+    return Approval(approval_id, f["approver"], f["approver_role"], f["requester"], f["case_ref"], f["purpose"],
+                    datetime.fromisoformat(f["expires_at"]), used=f.get("used") == "1")
+
+
+async def consume_approval(redis: Redis, approval_id: str) -> bool:
+    """Mark an approval used; False if another query used it first (one approval, one query)."""
+    name = keys.approval_key(approval_id)
+    try:
+        async with redis.pipeline(transaction=True) as pipe:
+            # WATCH rather than a bare HSETNX: on a key that just expired HSETNX would recreate it without a TTL.
+            await pipe.watch(name)
+            if not await pipe.exists(name) or await pipe.hget(name, "used") is not None:
+                await pipe.reset()  # type: ignore[no-untyped-call]
+                return False
+            pipe.multi()  # type: ignore[no-untyped-call]
+            pipe.hset(name, "used", "1")
+            await pipe.execute()
+            return True
+    except WatchError:
+        return False
+    except (RedisError, OSError) as exc:
+        raise StoreUnavailableError("approvals unavailable") from exc
