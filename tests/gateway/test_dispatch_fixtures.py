@@ -87,7 +87,7 @@ class DispatchWorld:
         **extra: str,
     ) -> str:
         """Append a scan-like intake event and return the case id it will become."""
-        event_id = os.urandom(8).hex()
+        event_id = extra.pop("event_id", None) or os.urandom(8).hex()
         at = at or self.clock.now
         fields = {
             "event_id": event_id,

@@ -1,0 +1,92 @@
+"""The intake consumer on the real Redis: idempotent redelivery, XAUTOCLAIM of a crashed consumer's events,
+the dead-letter path, and permanent failures."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+from gateway.dispatch_store import CaseStore
+from gateway.dispatch_worker import GROUP, IntakeWorker
+from gateway.errors import StoreUnavailableError
+from gateway.keys import DISPATCH_DEADLETTER, DISPATCH_INTAKE, DISPATCH_OPEN
+from policy.casework import Case
+from tests.gateway import test_dispatch_fixtures as fx
+from tests.gateway.test_dispatch_fixtures import DispatchWorld
+
+dispatch_env, make_dispatch_world, dw = fx.dispatch_env, fx.make_dispatch_world, fx.dw
+
+
+def _worker(dw: DispatchWorld, consumer: str, store: CaseStore | None = None, **options: int) -> IntakeWorker:
+    r = dw.runtime
+    return IntakeWorker(dw.world.redis, store or r.store, routing=r.routing, deadlines=r.deadlines,
+                        consumer=consumer, clock=r.now, **options)  # fmt: skip
+
+
+async def _pending(dw: DispatchWorld) -> int:
+    return int((await dw.world.redis.xpending(DISPATCH_INTAKE, GROUP))["pending"])
+
+
+async def test_a_redelivered_event_never_makes_a_second_case(dw: DispatchWorld) -> None:
+    fields = {"event_id": "scan-0001"}
+    case_id = await dw.event(**fields)
+    await dw.event(**fields)  # the same event appended twice (a producer retry)
+    assert await dw.pump() == {"created": 1, "duplicate": 1}
+    # A consumer that made the case and died before XACK: the event is delivered again, to another consumer.
+    await dw.event(**fields)
+    crashed = _worker(dw, "crashed")
+    await dw.world.redis.xreadgroup(GROUP, "crashed", {DISPATCH_INTAKE: ">"}, count=10)
+    await asyncio.sleep(0.05)
+    rescuer = _worker(dw, "rescuer", claim_idle_ms=10)
+    assert await rescuer.run_once() == {"duplicate": 1}
+    assert await _pending(dw) == 0
+    case = await dw.case(case_id)
+    assert [e.action.value for e in case.history] == ["report", "accept", "file", "dispatch"]
+    assert await dw.world.redis.smembers(DISPATCH_OPEN) == {case_id.encode()}
+    assert crashed.consumer == "crashed"
+
+
+async def test_a_crashed_consumers_pending_events_are_reclaimed(dw: DispatchWorld) -> None:
+    ids = [await dw.event() for _ in range(3)]
+    await dw.world.redis.xreadgroup(GROUP, "crashed", {DISPATCH_INTAKE: ">"}, count=10)  # read, never acked
+    assert await _pending(dw) == 3
+    rescuer = _worker(dw, "rescuer", claim_idle_ms=60_000)
+    assert await rescuer.run_once() == {}  # not idle long enough: the other consumer may still be working
+    await asyncio.sleep(0.06)
+    rescuer.claim_idle_ms = 50
+    assert await rescuer.run_once() == {"created": 3}
+    assert await _pending(dw) == 0
+    for case_id in ids:
+        assert (await dw.case(case_id)).state.value == "dispatched"
+
+
+class _FailingStore(CaseStore):
+    """A store whose disk never confirms: every write is refused as a transient failure."""
+
+    async def write(self, old: Case | None, new: Case, *, holder: Mapping[str, str] | None = None) -> bool:
+        raise StoreUnavailableError("injected")
+
+
+async def test_an_event_that_keeps_failing_moves_to_the_dead_letters(dw: DispatchWorld) -> None:
+    case_id = await dw.event()
+    failing = _worker(dw, "w1", _FailingStore(dw.world.redis), claim_idle_ms=0, max_deliveries=3)
+    outcomes = []
+    for _ in range(4):
+        outcomes.append(await failing.run_once())
+        await asyncio.sleep(0.005)
+    assert outcomes == [{"failed": 1}, {"failed": 1}, {"deadlettered": 1}, {}]
+    assert await _pending(dw) == 0
+    ((_, dead),) = await dw.world.redis.xrange(DISPATCH_DEADLETTER)
+    assert (dead[b"dl_reason"], dead[b"dl_deliveries"]) == (b"store_unavailable", b"3")
+    assert dead[b"holder_sealed"].startswith(b"s1.")  # copied as it was: still sealed
+    assert await dw.case(case_id) is None
+
+
+async def test_events_that_can_never_succeed_are_dead_lettered_at_once(dw: DispatchWorld) -> None:
+    await dw.event("no_such_class")
+    await dw.event(jurisdiction="elsewhere/d1")  # outside the routing table's city
+    await dw.world.redis.xadd(DISPATCH_INTAKE, {"event_id": "x", "source": "scan"})
+    assert await dw.pump() == {"deadlettered": 3}
+    reasons = [f[b"dl_reason"] for _, f in await dw.world.redis.xrange(DISPATCH_DEADLETTER)]
+    assert reasons == [b"unknown_event_class", b"no_route", b"malformed_event"]
+    assert await _pending(dw) == 0
