@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 from crypto.errors import TrustListError
 from crypto.trust import TrustedKey, TrustList
 from gateway import keys
+from gateway.audit import cli_actor, record_privileged
 from gateway.auth import Principal
 from gateway.errors import StoreUnavailableError
 
@@ -27,8 +28,14 @@ class Place:
 
 
 class Registry:
-    def __init__(self, redis: Redis) -> None:
+    """Every write here is a privileged action: it is audited first, and not applied if the audit fails."""
+
+    def __init__(self, redis: Redis, *, actor: str | None = None) -> None:
         self.redis = redis
+        self.actor = actor  # None: the operating-system account running the CLI
+
+    async def _audit(self, action: str, obj: str, **extra: str) -> None:
+        await record_privileged(self.redis, actor=self.actor or cli_actor(), action=action, obj=obj, extra=extra)
 
     # --- trust list ----------------------------------------------------------------------------------------
     async def load_trust(self) -> tuple[int, TrustList]:
@@ -59,6 +66,8 @@ class Registry:
             raise StoreUnavailableError("trust list unavailable") from exc
 
     async def put_trusted_key(self, key: TrustedKey) -> None:
+        await self._audit("key_revoke" if key.revoked else "key_put", f"key:{key.kid.hex()}",
+                          usage=key.usage.value, alg=key.alg.value)
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(keys.TRUST, key.kid.hex(), orjson.dumps(key.to_dict()))
         pipe.incr(keys.TRUST_VERSION)
@@ -66,6 +75,8 @@ class Registry:
 
     # --- places --------------------------------------------------------------------------------------------
     async def add_place(self, place: Place) -> None:
+        await self._audit("place_add", f"place:{place.place_id}", venue_class=place.venue_class,
+                          jurisdiction=place.jurisdiction)
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(
             keys.place_key(place.place_id),
@@ -94,6 +105,9 @@ class Registry:
 
     # --- principals ----------------------------------------------------------------------------------------
     async def add_principal(self, principal: Principal, token_hash: str) -> None:
+        scope = ",".join(sorted(principal.places)) or principal.jurisdiction or principal.department
+        await self._audit("token_issue", f"principal:{principal.principal_id}", target_role=principal.role.value,
+                          scope=scope[:256], expires_at=str(principal.expires_at))
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(keys.principal_key(token_hash), mapping=dict(principal.to_fields()))  # type: ignore[arg-type]
         pipe.hset(keys.PRINCIPAL_IDS, principal.principal_id, token_hash)
@@ -113,6 +127,7 @@ class Registry:
         token_hash = await self.redis.hget(keys.PRINCIPAL_IDS, principal_id)
         if token_hash is None:
             return False
+        await self._audit("token_revoke", f"principal:{principal_id}")
         await self.redis.hset(keys.principal_key(_text(token_hash)), "revoked", "1")
         return True
 
