@@ -1,0 +1,62 @@
+"""The in-process sweeper and `placegate dispatch sweep|report` (as subprocesses, on the test server)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from tests.gateway import test_dispatch_fixtures as fx
+from tests.gateway.test_dispatch_fixtures import ROUTING, T0, DispatchWorld, DispatchWorldFactory
+
+dispatch_env, make_dispatch_world, dw = fx.dispatch_env, fx.make_dispatch_world, fx.dw
+
+
+async def test_the_gateway_sweeps_on_its_interval(make_dispatch_world: DispatchWorldFactory) -> None:
+    dw: DispatchWorld = await make_dispatch_world(env={"SWEEP_INTERVAL_S": "0.02"})
+    case_id = await dw.event()
+    await dw.pump()
+    dw.clock.advance(hours=2)  # 2x the 1 h budget of "dispatched"
+    for _ in range(200):
+        case = await dw.case(case_id)
+        if case.escalation_count:
+            break
+        await asyncio.sleep(0.02)
+    assert (case.overdue, case.escalation_count, case.level.value) == (True, 1, "street")
+
+
+def _placegate(*args: str, redis_url: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    routing = tmp_path / "routing.toml"
+    routing.write_text(ROUTING, "utf-8")
+    env = {**os.environ, "PLACEGATE_DATA_DIR": str(tmp_path), "PLACEGATE_DISPATCH_ROUTING_FILE": str(routing)}
+    return subprocess.run([sys.executable, "-m", "gateway", "dispatch", *args, "--redis-url", redis_url],
+                          capture_output=True, text=True, env=env, timeout=60, check=False)  # fmt: skip
+
+
+async def test_dispatch_sweep_and_report_commands(dw: DispatchWorld, redis_url: str, tmp_path: Path) -> None:
+    case_id = await dw.event()
+    await dw.pump()
+    later = (T0 + timedelta(hours=2)).isoformat()
+    done = await asyncio.to_thread(_placegate, "sweep", "--now", later, redis_url=redis_url, tmp_path=tmp_path)
+    assert (done.returncode, done.stdout.strip()) == (0, "open=1 flagged=1 escalated=1")
+    assert (await dw.case(case_id)).level.value == "street"
+    args = [
+        "report",
+        "--from",
+        T0.isoformat(),
+        "--to",
+        (T0 + timedelta(days=1)).isoformat(),
+        "--jurisdiction",
+        "city/d1",
+    ]
+    done = await asyncio.to_thread(_placegate, *args, redis_url=redis_url, tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["overall"]["cases"], list(report["by_department"])) == (1, ["s1-clinic"])
+    assert "holder" not in done.stdout and "pseudonym" not in done.stdout
+    bad = ["report", "--from", T0.isoformat(), "--to", (T0 + timedelta(days=400)).isoformat()]
+    assert (await asyncio.to_thread(_placegate, *bad, redis_url=redis_url, tmp_path=tmp_path)).returncode == 2
