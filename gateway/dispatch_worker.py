@@ -243,9 +243,12 @@ class IntakeWorker:
 
     async def run(self, stop: asyncio.Event, *, block_ms: int = 1000, idle_s: float = 1.0) -> None:
         """Consume until ``stop`` is set; a Redis outage is waited out, never fatal."""
-        await self.ensure_group()
+        grouped = False
         while not stop.is_set():
             try:
+                if not grouped:
+                    await self.ensure_group()
+                    grouped = True
                 await self.run_once(block_ms=block_ms)
             except StoreUnavailableError:
                 log.warning("intake stream unavailable; retrying")
