@@ -7,11 +7,13 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from gateway import cli_dispatch, cli_keys, cli_registry, cli_serve, cli_status, cli_trust, cli_verify
+from gateway import cli_audit, cli_dispatch, cli_keys, cli_registry, cli_serve, cli_status, cli_trust, cli_verify
 
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
-COMMAND_MODULES: list[ModuleType] = [cli_serve, cli_keys, cli_registry, cli_status, cli_verify, cli_trust, cli_dispatch]
+COMMAND_MODULES: list[ModuleType] = [
+    cli_serve, cli_keys, cli_registry, cli_status, cli_verify, cli_trust, cli_dispatch, cli_audit,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -201,3 +201,20 @@ async def test_trim_of_entries_past_three_years_keeps_the_chain_verifiable(redis
     assert report.ok and report.count == 5 and report.head_seq == 11  # 4 kept + the trim's own entry
     last = (await _last(redis))[1]
     assert last[b"action"] == b"audit_trim" and last[b"dropped"] == b"6"
+
+
+async def test_placegate_audit_verify_exits_nonzero_on_a_tampered_trail(redis: Redis, redis_url: str) -> None:
+    import subprocess
+    import sys
+
+    await _fill(redis, 5)
+
+    def cli() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "gateway", "audit", "verify", "--redis-url", redis_url],
+                              capture_output=True, text=True, timeout=60)
+
+    ok = await asyncio.to_thread(cli)
+    assert ok.returncode == 0 and '"ok": true' in ok.stdout and "anchor: 5:" in ok.stderr
+    await redis.xdel(keys.AUDIT_STREAM, (await _xr(redis))[2][0])
+    broken = await asyncio.to_thread(cli)
+    assert broken.returncode == 1 and "sequence_gap" in broken.stdout
