@@ -20,7 +20,8 @@ from policy.status import HolderStatus, TestResult
 
 __all__ = ["DEMO_HOLDER", "DEMO_PLACE", "prepare_demo"]
 
-DEMO_PLACE = Place("demo-office", "Demo office tower", "C", "demo-city/district-1/street-1/grid-1/community-1")
+# Inside the packaged routing table's city, so the demo's exceptions route to a department.
+DEMO_PLACE = Place("demo-office", "Demo office tower", "C", "metro/east/riverside/g01/c01")
 DEMO_DEVICE = "demo-scanner"
 DEMO_HOLDER = "demo-holder-0001"
 
