@@ -67,7 +67,7 @@ def _resources(injected: Redis | None):  # type: ignore[no-untyped-def]
         secret = settings.secret.reveal()
         rules_text = settings.rules_file.read_text("utf-8") if settings.rules_file else None
         store = Store(redis, secret=secret, status_buckets=settings.status_buckets,
-                      status_ttl_s=settings.status_ttl_s)
+                      status_ttl_s=settings.status_ttl_s, retention_days=settings.retention_days)
         registry = Registry(redis)
         app[STORE] = store
         app[REGISTRY] = registry

@@ -37,11 +37,14 @@ class ScanLookup:
 
 
 class Store:
-    def __init__(self, redis: Redis, *, secret: bytes, status_buckets: int, status_ttl_s: int) -> None:
+    def __init__(
+        self, redis: Redis, *, secret: bytes, status_buckets: int, status_ttl_s: int, retention_days: int = 21
+    ) -> None:
         self.redis = redis
         self.batcher = CommandBatcher(redis)
         self.locator = StatusLocator(secret, status_buckets)
         self.status_ttl_s = status_ttl_s
+        self.retention_ms = retention_days * 86_400_000
         self._upsert = redis.register_script(UPSERT_LUA)
         self._day_keys: dict[str, bytes] = {}
 
@@ -129,7 +132,10 @@ class Store:
             # over to a replica that missed the first EXPIREAT) it must never live without its expiry.
             pipe.expireat(log_key, expire_at)
             if event is not None:
-                pipe.xadd(keys.DISPATCH_INTAKE, event)  # type: ignore[arg-type]
+                # Events carry a pseudonym and a sealed holder reference: none outlives the scan log's retention.
+                # MINID trimming keeps the stream inside that window without a TTL on the stream itself.
+                min_id = max(0, int(expire_at * 1000) - self.retention_ms - 86_400_000)
+                pipe.xadd(keys.DISPATCH_INTAKE, event, minid=min_id, approximate=False)  # type: ignore[arg-type]
 
         await self.batcher.run(fill)
 

@@ -117,3 +117,13 @@ async def test_pseudonyms_differ_between_days_for_the_same_holder(world: World) 
     p1, p2 = today_log[0][1][b"pseudonym"], past_log[0][1][b"pseudonym"]
     assert len(p1) == 32 and len(p2) == 32 and p1 != p2
     assert today_log[0][1][b"purpose"] == b"epidemic_prevention"
+
+
+async def test_intake_events_older_than_retention_are_trimmed(world: World) -> None:
+    """The intake stream has no TTL (it is a queue) but no event in it outlives the scan-log retention."""
+    old_ms = int((datetime.now(UTC) - timedelta(days=25)).timestamp() * 1000)
+    await world.redis.xadd("pg:dispatch:intake", {"event_id": "old", "pseudonym": "x"}, id=f"{old_ms}-0")
+    await world.set_status("holder-1", Colour.RED)
+    await world.scan(world.code("holder-1"))
+    ids = [fields[b"event_id"] for _, fields in await world.redis.xrange("pg:dispatch:intake")]
+    assert b"old" not in ids and len(ids) == 1
