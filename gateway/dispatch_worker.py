@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -234,7 +235,9 @@ class IntakeWorker:
         # letters, never lose it.
         entry = {**fields, "dl_event_id": mid.decode(), "dl_reason": reason, "dl_deliveries": str(deliveries)}
         try:
-            await self.redis.xadd(keys.DISPATCH_DEADLETTER, entry)  # type: ignore[arg-type]
+            # Dead letters keep the event's sealed holder reference: trimmed to the default scan-log retention.
+            min_id = max(0, int(time.time() * 1000) - keys.DEADLETTER_RETENTION_S * 1000)
+            await self.redis.xadd(keys.DISPATCH_DEADLETTER, entry, minid=min_id)  # type: ignore[arg-type]
         except (RedisError, OSError):
             log.warning("dead-lettering %s failed; it stays pending", mid.decode())
             return

@@ -16,6 +16,7 @@ __all__ = [
     "AUDIT_HEAD",
     "AUDIT_STREAM",
     "CASE_RETENTION_S",
+    "DEADLETTER_RETENTION_S",
     "DISPATCH_DEADLETTER",
     "DISPATCH_INTAKE",
     "DISPATCH_OPEN",
@@ -146,6 +147,8 @@ def dispatch_day_key(day: str) -> str:
 # A case is an administrative record of the city operation centre; the sealed holder reference beside it is
 # personal data and keeps the scan log's retention instead.
 CASE_RETENTION_S: Final = 3 * 366 * 24 * 3600
+# Dead-lettered events carry the sealed holder reference: kept no longer than the default scan-log retention.
+DEADLETTER_RETENTION_S: Final = 21 * 24 * 3600
 
 
 # --- audit (kept >= 3 years, PIPL Art. 56; never expires, trimmed only past 3 years) -------------------
