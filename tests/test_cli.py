@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 PLACEGATE = [sys.executable, "-m", "gateway"]
-COMMANDS = ["serve", "keys", "issue", "places", "devices", "principals", "status"]
+COMMANDS = ["serve", "keys", "issue", "places", "devices", "principals", "status", "verify", "trust", "dispatch",
+            "audit", "privacy"]
 
 
 def _run(*args: str, data_dir: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
