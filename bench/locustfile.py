@@ -103,7 +103,7 @@ def _seed() -> dict[str, Any]:
     return state
 
 
-@events.init.add_listener
+@events.init.add_listener  # type: ignore[untyped-decorator,unused-ignore]
 def _on_init(environment: Any, **_: Any) -> None:
     if isinstance(environment.runner, WorkerRunner):
         return  # the master seeds; workers read the state file

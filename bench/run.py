@@ -71,6 +71,17 @@ def _cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
 
 
+def _tree_ticks(pid: int) -> int:
+    """CPU of a process and its live children (the workers of ``serve --workers N``)."""
+    import psutil  # type: ignore[import-untyped,unused-ignore]
+
+    total = _cpu_ticks(pid)
+    for child in psutil.Process(pid).children(recursive=True):
+        with contextlib.suppress(OSError, psutil.Error):
+            total += _cpu_ticks(child.pid)
+    return total
+
+
 def _pin(core: int) -> None:
     os.sched_setaffinity(0, {core})
 
@@ -94,9 +105,7 @@ def _scrape_scans(port: int) -> dict[str, int]:
     out: dict[str, int] = {}
     for m in re.finditer(r"^placegate_scans_total\{([^}]*)\} (\S+)$", text, re.M):
         labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
-        key = f"{labels['decision']}/{labels['reason']}" + (
-            "/degraded" if labels["degraded"] == "true" else ""
-        )
+        key = f"{labels['decision']}/{labels['reason']}" + ("/degraded" if labels["degraded"] == "true" else "")
         out[key] = out.get(key, 0) + int(float(m.group(2)))
     return out
 
@@ -107,7 +116,13 @@ class Harness:
         self.tmp = Path(tempfile.mkdtemp(prefix="placegate-bench-"))
         self.secret = os.urandom(32)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.ports = {"bare": args.port, "full": args.port + 1, "naive": args.port + 2}
+        self.ports = {
+            "bare": args.port,
+            "full": args.port + 1,
+            "naive": args.port + 2,
+            "w1": args.port + 3,
+            "w2": args.port + 4,
+        }
         self.redis_server = EmbeddedServer(self.tmp / "redis", persistent=False)
         self.token = ""
         self.pem = b""
@@ -148,6 +163,20 @@ class Harness:
                 str(self.tmp / "naive"),
             ],
         }
+        if self.args.scaling:  # unpinned: N workers share both cores with wrk and Redis
+            for n in (1, 2):
+                commands[f"w{n}"] = [
+                    str(BIN / "placegate"),
+                    "serve",
+                    "--workers",
+                    str(n),
+                    "--redis-url",
+                    url,
+                    "--port",
+                    str(self.ports[f"w{n}"]),
+                    "--data-dir",
+                    str(self.tmp / f"w{n}"),
+                ]
         for name, argv in commands.items():
             log = (self.tmp / f"{name}.log").open("wb")
             self.procs[name] = subprocess.Popen(
@@ -156,9 +185,11 @@ class Harness:
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=lambda: _pin(SERVER_CORE),
+                preexec_fn=None if name.startswith("w") else lambda: _pin(SERVER_CORE),
             )
         for name, port in self.ports.items():
+            if name not in self.procs:
+                continue
             _wait_http(f"http://127.0.0.1:{port}/healthz" if name != "bare" else f"http://127.0.0.1:{port}/")
 
     def stop(self) -> None:
@@ -183,6 +214,7 @@ class Harness:
     def run_wrk(self, variant: str, pair: int, duration_s: float, profile: Path | None = None) -> Run:
         per_request = self.args.batch if variant == "batch" else 1
         server = "full" if variant == "batch" else variant
+        load_cores = "0,1" if server.startswith("w") else str(LOAD_CORE)
         port = self.ports[server]
         path = "/v1/scan/batch" if variant == "batch" else "/v1/scan"
         expected = self.estimates.get(variant, 3000.0) * duration_s * 1.4 + 2000
@@ -195,11 +227,11 @@ class Harness:
         pid = self.procs[server].pid
         assert self.redis_server.process is not None
         rpid = self.redis_server.process.pid
-        cpu0, rcpu0 = _cpu_ticks(pid), _cpu_ticks(rpid)
+        cpu0, rcpu0 = _tree_ticks(pid), _cpu_ticks(rpid)
         argv = [
             "taskset",
             "-c",
-            str(LOAD_CORE),
+            load_cores,
             "wrk",
             "-t1",
             f"-c{self.args.connections}",
@@ -216,22 +248,37 @@ class Harness:
         ]
         spy: subprocess.Popen[bytes] | None = None
         if profile is not None:
-            spy = subprocess.Popen(  # noqa: S603 - fixed argv
-                ["taskset", "-c", str(LOAD_CORE), str(BIN / "py-spy"), "record", "--pid", str(pid), "--duration",
-                 f"{int(duration_s)}", "--rate", "200", "--format", "raw", "--output", str(profile), "--nonblocking"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            spy = subprocess.Popen(
+                [
+                    "taskset",
+                    "-c",
+                    str(LOAD_CORE),
+                    str(BIN / "py-spy"),
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--duration",
+                    f"{int(duration_s)}",
+                    "--rate",
+                    "200",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(profile),
+                    "--nonblocking",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             time.sleep(0.5)
-        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout  # noqa: S603
+        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
         if spy is not None:
             spy.wait(timeout=60)
-        cpu1, rcpu1 = _cpu_ticks(pid), _cpu_ticks(rpid)
+        cpu1, rcpu1 = _tree_ticks(pid), _cpu_ticks(rpid)
         line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
         w = orjson.loads(line.removeprefix("WRKJSON "))
         after = _scrape_scans(port) if server != "bare" else {}
-        reasons = {
-            k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)
-        }
+        reasons = {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)}
         requests = int(w["requests"])
         units = max(1, requests * per_request)
         run = Run(
@@ -343,7 +390,7 @@ def _machine() -> str:
 
 
 def _render(args: argparse.Namespace, runs: list[Run], cache: dict[str, float] | None, started: str) -> str:
-    variants = [v for v in ("bare", "full", "naive", "batch") if any(r.variant == v for r in runs)]
+    variants = [v for v in ("bare", "full", "naive", "batch", "w1", "w2") if any(r.variant == v for r in runs)]
     lines = [
         "# Benchmark results",
         "",
@@ -394,11 +441,11 @@ def _render(args: argparse.Namespace, runs: list[Run], cache: dict[str, float] |
         "full / naive": "≥ 2",
         "batch per code / bare": "≥ 0.30",
         "batch per code / full": "-",
+        "w2 / w1": "- (unpinned; wrk and Redis share the 2 cores)",
     }
     for name, vals in ratios.items():
         lines.append(
-            f"| {name} | {', '.join(f'{x:.2f}' for x in vals)} | {_median(vals):.2f} | "
-            f"{targets.get(name, '-')} |"
+            f"| {name} | {', '.join(f'{x:.2f}' for x in vals)} | {_median(vals):.2f} | {targets.get(name, '-')} |"
         )
     full_p99 = _median(r.p99_ms for r in runs if r.variant == "full")
     lines += [
@@ -422,8 +469,7 @@ def _render(args: argparse.Namespace, runs: list[Run], cache: dict[str, float] |
             f"({int(cache['used_before']):,} → {int(cache['used_after']):,}) | ≤ 40 B |",
             f"| load rate reported by the CLI | {cache['load_rate']:,.0f} /s ({cache['load_s']:.2f} s) "
             f"| ≥ 300,000 /s |",
-            f"| load rate incl. process start-up | {cache['wall_rate']:,.0f} /s ({cache['wall_s']:.2f} s) "
-            "| - |",
+            f"| load rate incl. process start-up | {cache['wall_rate']:,.0f} /s ({cache['wall_s']:.2f} s) | - |",
             f"| holders stored (HLEN sum) | {int(cache['stored']):,} | = {int(cache['holders']):,} |",
         ]
     return "\n".join(lines) + "\n"
@@ -459,6 +505,7 @@ def _ratios(runs: list[Run]) -> dict[str, list[float]]:
         "full / naive": [],
         "batch per code / bare": [],
         "batch per code / full": [],
+        "w2 / w1": [],
     }
     for pair in sorted({r.pair for r in runs}):
         by = {r.variant: r.rate for r in runs if r.pair == pair}
@@ -470,19 +517,20 @@ def _ratios(runs: list[Run]) -> dict[str, list[float]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.run", description=__doc__.splitlines()[0] if __doc__ else ""
-    )
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--pairs", type=int, default=3, help="rounds of (bare, full, naive, batch)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--holders", type=int, default=10_000, help="seeded green holders")
     parser.add_argument("--batch", type=int, default=16, help="codes per batch request")
-    parser.add_argument(
-        "--status-holders", type=int, default=1_000_000, help="0 skips the status-cache phase"
-    )
+    parser.add_argument("--status-holders", type=int, default=1_000_000, help="0 skips the status-cache phase")
     parser.add_argument("--variants", default="bare,full,naive,batch")
     parser.add_argument("--port", type=int, default=18600, help="first of three loopback ports")
+    parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="also serve --workers 1 vs 2, unpinned (wrk and Redis share the same two cores)",
+    )
     parser.add_argument("--profile", type=Path, help="also py-spy the gateway (full, batch) into PATH-*.txt/.md")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md", help="'-' for none")
     args = parser.parse_args(argv)
@@ -511,6 +559,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{run.reasons}",
                     flush=True,
                 )
+        if args.scaling:
+            for v in ("w1", "w2"):
+                harness.run_wrk(v, 0, 2.0)
+            for pair in range(1, args.pairs + 1):
+                for v in _order(pair - 1, ["w1", "w2"]):
+                    run = harness.run_wrk(v, pair, args.duration)
+                    runs.append(run)
+                    print(
+                        f"round {pair} {v:>5}: {run.rate:>9,.0f}/s p50 {run.p50_ms:6.2f} ms p99 "
+                        f"{run.p99_ms:6.2f} ms cpu {run.cpu_us:5.0f} µs non2xx {run.non2xx}",
+                        flush=True,
+                    )
         if args.profile is not None:
             args.profile.parent.mkdir(parents=True, exist_ok=True)
             for v in ("full", "batch"):
