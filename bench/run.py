@@ -128,6 +128,7 @@ class Harness:
         self.pem = b""
         self.offset = 0
         self.estimates: dict[str, float] = {}
+        self.failures = self.tmp / "non2xx.txt"  # status and body of every non-2xx answer (wrk response hook)
 
     # --- processes -------------------------------------------------------------------------------------------
     def start_redis(self) -> None:
@@ -245,6 +246,7 @@ class Harness:
             "--",
             str(bodies_file),
             self.token,
+            str(self.failures),
         ]
         spy: subprocess.Popen[bytes] | None = None
         if profile is not None:
@@ -306,9 +308,12 @@ class Harness:
         t0 = time.perf_counter()
         write_status_file(feed, n)
         gen_s = time.perf_counter() - t0
-        redis = connect_redis(self.redis_server.url)
-        await redis.flushall()
-        await asyncio.sleep(0.2)
+        # A fresh server: the scan runs left streams behind, and a flush frees memory lazily (valkey default).
+        server = EmbeddedServer(self.tmp / "redis-cache", persistent=False).start()
+        assert server.process is not None
+        os.sched_setaffinity(server.process.pid, {LOAD_CORE})
+        redis = connect_redis(server.url)
+        await redis.ping()
         used0 = int((await redis.info("memory"))["used_memory"])
         env = {**os.environ, "PLACEGATE_SECRET": self.secret.hex(), "PLACEGATE_STATUS_BUCKETS": "65536"}
         argv = [
@@ -318,7 +323,7 @@ class Harness:
             str(feed),
             "--quiet",
             "--redis-url",
-            self.redis_server.url,
+            server.url,
             "--data-dir",
             str(self.tmp / "load"),
         ]
@@ -336,6 +341,7 @@ class Harness:
         used1 = int((await redis.info("memory"))["used_memory"])
         holders = await _count_fields(redis)
         await redis.aclose()
+        server.stop()
         m = re.search(r"seconds=([\d.]+) rate=([\d,]+)/s", proc.stdout)
         assert m is not None, proc.stdout
         return {
@@ -389,7 +395,9 @@ def _machine() -> str:
     )
 
 
-def _render(args: argparse.Namespace, runs: list[Run], cache: dict[str, float] | None, started: str) -> str:
+def _render(
+    args: argparse.Namespace, runs: list[Run], cache: dict[str, float] | None, started: str, failures: str = ""
+) -> str:
     variants = [v for v in ("bare", "full", "naive", "batch", "w1", "w2") if any(r.variant == v for r in runs)]
     lines = [
         "# Benchmark results",
@@ -454,6 +462,18 @@ def _render(args: argparse.Namespace, runs: list[Run], cache: dict[str, float] |
         f"Non-2xx over all runs: {sum(r.non2xx for r in runs)}; socket errors: "
         f"{sum(r.socket_errors for r in runs)}.",
     ]
+    if failures:
+        kinds: dict[str, int] = {}
+        for line in failures.splitlines():
+            status, _, body = line.partition(" ")
+            with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+                body = str(orjson.loads(body).get("error"))
+            kinds[f"{status} {body[:60]}"] = kinds.get(f"{status} {body[:60]}", 0) + 1
+        lines += [
+            "",
+            "Non-2xx answers (status and error code, including warm-up runs): "
+            + ", ".join(f"{k}: {n}" for k, n in sorted(kinds.items())),
+        ]
     if cache:
         lines += [
             "",
@@ -582,8 +602,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.status_holders > 0:
             cache = asyncio.run(harness.status_cache())
     finally:
+        failures = harness.failures.read_text() if harness.failures.exists() else ""
         harness.stop()
-    text = _render(args, runs, cache, started)
+    text = _render(args, runs, cache, started, failures)
     print(text)
     if str(args.output) != "-":
         args.output.write_text(text)

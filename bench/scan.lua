@@ -3,6 +3,7 @@
 local bodies = {}
 local i = 0
 local headers = {["Content-Type"] = "application/json"}
+local failures = nil
 
 function init(args)
   for line in io.lines(args[1]) do
@@ -10,6 +11,17 @@ function init(args)
   end
   if args[2] and args[2] ~= "" then
     headers["Authorization"] = "Bearer " .. args[2]
+  end
+  if args[3] then
+    failures = args[3]
+  end
+end
+
+function response(status, headers, body)
+  if status >= 300 and failures then
+    local f = io.open(failures, "a")
+    f:write(status, " ", body, "\n")
+    f:close()
   end
 end
 
