@@ -7,7 +7,7 @@ Scenarios (user classes, weights in brackets):
   tampered, 3 % signed by an unknown key (kid), 5 % replayed at the same door, 5 % shared (a code already used
   at another venue). Each answer is checked against the expected decision.
 - ``TurnstileBank`` [3]: a stadium turnstile bank presenting 8 to 32 fresh codes per ``POST /v1/scan/batch``.
-- ``SiteManager`` [1]: ``POST /v1/reports`` (a site manager reporting an incident). Stops itself with a clear
+- ``SiteManager`` [1]: ``POST /v1/reports`` (crowding, device fault or other at their venue). Stops itself with a clear
   message when the gateway answers 404 (route not deployed in this version).
 - ``HealthAuthorityFeed`` [1]: ``PUT /v1/status`` batches of 500 records (colour changes, new test results).
 
@@ -237,8 +237,8 @@ class SiteManager(FastHttpUser):
 
     @task
     def report(self) -> None:
-        body = {"place": "lt-office", "kind": "symptomatic_visitor", "note": "load test",
-                "occurred_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        body = {"place": "lt-office", "event_class": random.choice(("crowding", "device_fault", "other")),
+                "note": "load test", "time": datetime.now(UTC).isoformat(timespec="seconds")}
         with self.client.post("/v1/reports", json=body, headers=self.headers, name="/v1/reports",
                               catch_response=True) as resp:
             if resp.status_code == 404:
