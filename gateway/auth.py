@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from gateway.errors import AuthError, ForbiddenError
+from gateway.ttlcache import TtlCache
 
 if TYPE_CHECKING:
     from gateway.registry import Registry
@@ -128,9 +129,7 @@ class PrincipalCache:
     """Short-lived cache of token lookups: a revocation takes effect within ``ttl_s`` seconds."""
 
     def __init__(self, registry: Registry, ttl_s: float) -> None:
-        self._registry = registry
-        self._ttl_s = ttl_s
-        self._entries: dict[str, tuple[float, Principal | None]] = {}
+        self._cache: TtlCache[Principal | None] = TtlCache(registry.get_principal, ttl_s)
 
     async def authenticate(self, request: web.Request) -> Principal:
         header = request.headers.get("Authorization", "")
@@ -142,16 +141,7 @@ class PrincipalCache:
             raise AuthError("invalid token")
         # The token is looked up by its SHA-256, never compared with anything: lookup timing can reveal at most
         # a prefix of a hash, which does not help find a preimage (secrets_equal serves real comparisons).
-        digest = hash_token(token)
-        now = time.monotonic()
-        hit = self._entries.get(digest)
-        if hit is None or hit[0] < now:
-            principal = await self._registry.get_principal(digest)
-            if len(self._entries) > 100_000:
-                self._entries.clear()
-            self._entries[digest] = (now + self._ttl_s, principal)
-        else:
-            principal = hit[1]
+        principal = await self._cache.get(hash_token(token))
         # Unknown, revoked and expired tokens are one answer: the API is no oracle for other principals.
         if principal is None or not principal.usable(time.time()):
             raise AuthError("invalid token")

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import hiredis
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import Connection, UnixDomainSocketConnection
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE
@@ -36,9 +36,12 @@ PipelineFiller = Callable[[Pipeline], None]
 
 def connect_redis(url: str, *, max_connections: int = 64) -> Redis:
     """A client for ``redis://``, ``rediss://`` or ``unix://`` URLs; bytes in, bytes out."""
-    return Redis.from_url(
-        url, decode_responses=False, max_connections=max_connections, health_check_interval=30
+    # A blocking pool: a burst beyond max_connections waits (bounded) for a free connection instead of failing
+    # the request with "too many connections".
+    pool = BlockingConnectionPool.from_url(
+        url, decode_responses=False, max_connections=max_connections, timeout=5, health_check_interval=30
     )
+    return Redis.from_pool(pool)
 
 
 class CommandBatcher:

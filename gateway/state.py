@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from aiohttp import web
 
 from gateway.metrics import Metrics
@@ -11,6 +9,7 @@ from gateway.registry import Place, Registry
 from gateway.scan import Scanner
 from gateway.settings import Settings
 from gateway.store import Store
+from gateway.ttlcache import TtlCache
 
 __all__ = ["METRICS", "PLACES", "REGISTRY", "SCANNER", "SETTINGS", "STORE", "TRUST_STATE", "PlaceCache", "TrustState"]
 
@@ -19,20 +18,10 @@ class PlaceCache:
     """Place registry lookups, cached for a few seconds (places change rarely; scans are many)."""
 
     def __init__(self, registry: Registry, ttl_s: float) -> None:
-        self._registry = registry
-        self._ttl_s = ttl_s
-        self._entries: dict[str, tuple[float, Place | None]] = {}
+        self._cache: TtlCache[Place | None] = TtlCache(registry.get_place, ttl_s)
 
     async def get(self, place_id: str) -> Place | None:
-        now = time.monotonic()
-        hit = self._entries.get(place_id)
-        if hit is not None and hit[0] >= now:
-            return hit[1]
-        place = await self._registry.get_place(place_id)
-        if len(self._entries) > 100_000:
-            self._entries.clear()
-        self._entries[place_id] = (now + self._ttl_s, place)
-        return place
+        return await self._cache.get(place_id)
 
 
 class TrustState:
