@@ -8,6 +8,7 @@ whose freshness the answer reflects, and is remembered for a short replay window
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import os
 from collections.abc import Callable
@@ -90,11 +91,18 @@ class ScanOutcome:
         }
 
 
+@functools.lru_cache(maxsize=64)
+def _day_of_epoch_day(epoch_day: int) -> str:
+    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=epoch_day)).strftime("%Y%m%d")
+
+
 def day_of(now: datetime) -> str:
     """The log partition a scan belongs to (UTC days, so every worker and node agrees)."""
-    return now.astimezone(UTC).strftime("%Y%m%d")
+    # Cached per day: a strftime per scan is measurable on the hot path (bench/profile-full.md).
+    return _day_of_epoch_day(int(now.timestamp()) // 86_400)
 
 
+@functools.lru_cache(maxsize=64)
 def partition_expiry(day: str, retention_days: int) -> int:
     """Unix time at which a day's log partition and its pseudonym key expire together."""
     start = datetime.strptime(day, "%Y%m%d").replace(tzinfo=UTC)
