@@ -41,11 +41,17 @@ async def read_json(request: web.Request, *, limit: int) -> Any:
         raise UnsupportedMediaTypeError("send application/json")
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLargeError(f"body over {limit} bytes")
+    if request.content_length is not None:
+        return _loads(await request.read())  # bounded just above; one read, not a chunk loop (hot path)
     body = bytearray()
     async for chunk in request.content.iter_chunked(16384):
         body += chunk
         if len(body) > limit:
             raise PayloadTooLargeError(f"body over {limit} bytes")
+    return _loads(bytes(body))
+
+
+def _loads(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:

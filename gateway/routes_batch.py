@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from aiohttp import web
 
-from crypto.errors import Base45Error, CodeError, UnknownFormatError
-from crypto.native import verify_place_code
-from gateway.auth import PRINCIPAL, Principal, Role, requires
-from gateway.errors import BadRequestError, ForbiddenError, MalformedCodeError
+from gateway.auth import PRINCIPAL, Role, requires
+from gateway.errors import BadRequestError, MalformedCodeError
 from gateway.http import json_response, read_json
-from gateway.registry import Place
-from gateway.scan import Scanner, ScanOutcome, new_scan_id
-from gateway.state import PLACES, SCANNER, SETTINGS
+from gateway.places import resolve_place
+from gateway.scan import ScanOutcome, new_scan_id
+from gateway.state import SCANNER, SETTINGS
 from policy.admission import refuse
 
 __all__ = ["MAX_BATCH_CODES", "scan_batch"]
@@ -35,9 +32,9 @@ async def scan_batch(request: web.Request) -> web.Response:
     app = request.app
     body = await read_json(request, limit=app[SETTINGS].max_body_bytes * _BODY_FACTOR)
     codes, place_code, place_id = _fields(body)
-    now = datetime.now(UTC)
     scanner = app[SCANNER]
-    resolved = await _resolve_place(request, request[PRINCIPAL], scanner, place_code, place_id, now)
+    now = scanner.clock()
+    resolved = await resolve_place(app, request[PRINCIPAL], place_code, place_id, now)
     if isinstance(resolved, str):
         # The venue's place code itself was refused: every code of the batch is refused for that reason.
         refusal = refuse(scanner.rules, resolved, rule_id="place")
@@ -58,34 +55,6 @@ async def scan_batch(request: web.Request) -> web.Response:
         else:
             raise outcome
     return json_response({"results": results})
-
-
-async def _resolve_place(
-    request: web.Request, principal: Principal, scanner: Scanner, place_code: str | None,
-    place_id: str | None, now: datetime,
-) -> Place | str:
-    """The place of the batch (as in ``/v1/scan``), or the refusal reason of a bad venue place code."""
-    app = request.app
-    if principal.role is Role.DEVICE:
-        bound = next(iter(principal.places), None)
-        if bound is None or (place_id is not None and place_id not in principal.places):
-            raise ForbiddenError("device is not bound to this place")
-        place = await app[PLACES].get(place_id or bound)
-        if place is None:
-            raise ForbiddenError("device is not bound to this place")
-        return place
-    if place_code is None:
-        raise BadRequestError("self-scan needs the venue's place_code")
-    try:
-        verified = verify_place_code(place_code, scanner.trust, now=now)
-    except (Base45Error, UnknownFormatError) as exc:
-        raise MalformedCodeError("place_code is not a place code") from exc
-    except CodeError as exc:
-        return "place_" + exc.code
-    place = await app[PLACES].get(verified.place_id)
-    if place is None:
-        return "place_unknown"
-    return Place(place.place_id, place.name, verified.venue_class, verified.jurisdiction)
 
 
 def _fields(body: object) -> tuple[Sequence[str], str | None, str | None]:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from crypto.errors import Base45Error, CodeError, UnknownFormatError
-from crypto.native import verify_place_code
 from gateway.auth import PRINCIPAL, Role, requires
-from gateway.errors import BadRequestError, ForbiddenError, MalformedCodeError
+from gateway.errors import BadRequestError
 from gateway.http import json_response, read_json
-from gateway.registry import Place
+from gateway.places import resolve_place
 from gateway.scan import ScanOutcome, new_scan_id
-from gateway.state import PLACES, SCANNER, SETTINGS
+from gateway.state import SCANNER, SETTINGS
 from policy.admission import refuse
 
 __all__ = ["scan"]
@@ -26,30 +24,10 @@ async def scan(request: web.Request) -> web.Response:
     principal = request[PRINCIPAL]
     scanner = app[SCANNER]
     now = scanner.clock()
-    if principal.role is Role.DEVICE:
-        bound = next(iter(principal.places), None)
-        if bound is None or (place_id is not None and place_id not in principal.places):
-            raise ForbiddenError("device is not bound to this place")
-        place = await app[PLACES].get(place_id or bound)
-        if place is None:
-            raise ForbiddenError("device is not bound to this place")
-    else:
-        if place_code is None:
-            raise BadRequestError("self-scan needs the venue's place_code")
-        try:
-            verified = verify_place_code(place_code, scanner.trust, now=now)
-        except (Base45Error, UnknownFormatError) as exc:
-            raise MalformedCodeError("place_code is not a place code") from exc
-        except CodeError as exc:
-            # A forged, revoked or expired place code is refused like a forged health code: a deny.
-            outcome = ScanOutcome(refuse(scanner.rules, "place_" + exc.code, rule_id="place"), None,
-                                  new_scan_id(now), now)
-            return json_response(outcome.to_json())
-        place = await app[PLACES].get(verified.place_id)
-        if place is None:
-            outcome = ScanOutcome(refuse(scanner.rules, "place_unknown", rule_id="place"), None, new_scan_id(now), now)
-            return json_response(outcome.to_json())
-        place = Place(place.place_id, place.name, verified.venue_class, verified.jurisdiction)
+    place = await resolve_place(app, principal, place_code, place_id, now)
+    if isinstance(place, str):
+        outcome = ScanOutcome(refuse(scanner.rules, place, rule_id="place"), None, new_scan_id(now), now)
+        return json_response(outcome.to_json())
     outcome = await scanner.scan(code, place, principal.principal_id, now=now)
     return json_response(outcome.to_json())
 

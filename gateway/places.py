@@ -1,0 +1,48 @@
+"""Which place a scan request is for: a device's bound place, or the venue's signed place code (self-scan)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from aiohttp import web
+
+from crypto.errors import Base45Error, CodeError, UnknownFormatError
+from crypto.native import verify_place_code
+from gateway.auth import Principal, Role
+from gateway.errors import BadRequestError, ForbiddenError, MalformedCodeError
+from gateway.registry import Place
+from gateway.state import PLACES, SCANNER
+
+__all__ = ["resolve_place"]
+
+
+async def resolve_place(
+    app: web.Application, principal: Principal, place_code: str | None, place_id: str | None, now: datetime
+) -> Place | str:
+    """The place, or the deny reason when the venue's place code is refused.
+
+    :raises ForbiddenError: a device asking for a place it is not bound to (the same answer whether or not
+        that place exists).
+    :raises BadRequestError, MalformedCodeError: a self-scan without a place code, or one that is not a code.
+    """
+    if principal.role is Role.DEVICE:
+        bound = next(iter(principal.places), None)
+        if bound is None or (place_id is not None and place_id not in principal.places):
+            raise ForbiddenError("device is not bound to this place")
+        place = await app[PLACES].get(place_id or bound)
+        if place is None:
+            raise ForbiddenError("device is not bound to this place")
+        return place
+    if place_code is None:
+        raise BadRequestError("self-scan needs the venue's place_code")
+    try:
+        verified = verify_place_code(place_code, app[SCANNER].trust, now=now)
+    except (Base45Error, UnknownFormatError) as exc:
+        raise MalformedCodeError("place_code is not a place code") from exc
+    except CodeError as exc:
+        # A forged, revoked or expired place code is refused like a forged health code: a deny.
+        return "place_" + exc.code
+    place = await app[PLACES].get(verified.place_id)
+    if place is None:
+        return "place_unknown"
+    return Place(place.place_id, place.name, verified.venue_class, verified.jurisdiction)
