@@ -95,7 +95,10 @@ def _load(args: argparse.Namespace) -> int:
         async with admin_redis(settings) as redis:
             store = Store(redis, secret=settings.secret.reveal(), status_buckets=settings.status_buckets,
                           status_ttl_s=settings.status_ttl_s)
-            counts = await load_file(store, args.file, progress=not args.quiet)
+            try:
+                counts = await load_file(store, args.file, progress=not args.quiet)
+            finally:
+                await store.aclose()
         elapsed = time.perf_counter() - started
         total = counts["applied"] + counts["stale"]
         print(f"applied={counts['applied']} stale={counts['stale']} rejected={counts['rejected']} "

@@ -44,7 +44,10 @@ async def prepare_demo(settings: Settings) -> str:
         store = Store(redis, secret=settings.secret.reveal(), status_buckets=settings.status_buckets,
                       status_ttl_s=settings.status_ttl_s)
         status = HolderStatus(Colour.GREEN, now, now - timedelta(hours=2), TestResult.NEGATIVE, True)
-        await store.upsert_statuses([StatusRecord(DEMO_HOLDER, status)])
+        try:
+            await store.upsert_statuses([StatusRecord(DEMO_HOLDER, status)])
+        finally:
+            await store.aclose()
     code = issue_health_code(health, holder_ref=DEMO_HOLDER, colour=Colour.GREEN, now=now, nonce=os.urandom(12))
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     body = '{"code": "' + code + '"}'

@@ -17,7 +17,7 @@ from crypto.native import Colour
 from gateway.keys import status_bucket_key
 from policy.status import HolderStatus, TestResult
 
-__all__ = ["UPSERT_LUA", "StatusLocator", "StatusRecord", "derive_key", "pack_status", "unpack_status"]
+__all__ = ["UPSERT_LUA", "UPSERT_SHA", "StatusLocator", "StatusRecord", "derive_key", "pack_status", "unpack_status"]
 
 _PACK = struct.Struct(">IIB")  # updated_at, tested_at (0 = never), flags
 _RESULTS = (TestResult.NONE, TestResult.NEGATIVE, TestResult.POSITIVE)
@@ -37,18 +37,21 @@ for k = 1, #KEYS do
   local n = tonumber(ARGV[at]); at = at + 1
   local wrote = false
   for _ = 1, n do
-    local f, v = ARGV[at], ARGV[at + 1]; at = at + 2
+    -- one argument per record, field (8 bytes) then value: half the arguments to encode and parse
+    local rec = ARGV[at]; at = at + 1
+    local f, v = string.sub(rec, 1, 8), string.sub(rec, 9)
     local old = redis.call('HGET', KEYS[k], f)
     if (not old) or ts(v) > ts(old) then
-      redis.call('HSET', KEYS[k], f, v); out[#out + 1] = 1; wrote = true
+      redis.call('HSET', KEYS[k], f, v); out[#out + 1] = '1'; wrote = true
     else
-      out[#out + 1] = 0
+      out[#out + 1] = '0'
     end
   end
   if wrote then redis.call('EXPIRE', KEYS[k], ttl) end
 end
-return out
+return table.concat(out)
 """
+UPSERT_SHA = hashlib.sha1(UPSERT_LUA.encode()).hexdigest()
 
 
 def derive_key(master: bytes, label: bytes) -> bytes:

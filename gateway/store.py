@@ -12,12 +12,12 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from gateway import keys
 from gateway.errors import StoreUnavailableError
-from gateway.redisio import CommandBatcher
-from gateway.status_cache import UPSERT_LUA, StatusLocator, StatusRecord, pack_status, unpack_status
+from gateway.redisio import CommandBatcher, PipelineFiller
+from gateway.status_cache import UPSERT_LUA, UPSERT_SHA, StatusLocator, StatusRecord, pack_status, unpack_status
 from policy.status import HolderStatus
 
 __all__ = ["ScanLookup", "Store"]
@@ -45,7 +45,7 @@ class Store:
         self.locator = StatusLocator(secret, status_buckets)
         self.status_ttl_s = status_ttl_s
         self.retention_ms = retention_days * 86_400_000
-        self._upsert = redis.register_script(UPSERT_LUA)
+        self._script_loaded = False
         self._day_keys: dict[str, bytes] = {}
 
     async def ping(self) -> bool:
@@ -56,32 +56,58 @@ class Store:
 
     # --- status cache ------------------------------------------------------------------------------------
     async def upsert_statuses(self, records: Sequence[StatusRecord]) -> list[bool]:
-        """Write statuses, last-writer-wins by ``updated_at``; True where the record was applied."""
-        located = [(*self.locator.locate(r.holder_ref), pack_status(r.status)) for r in records]
+        """Write statuses, last-writer-wins by ``updated_at``; True where the record was applied.
+
+        Every chunk's script call goes out in one pipeline through the batcher (hiredis-packed), so a bulk load
+        pays the client cost of one flush, not of one round trip per chunk.
+        """
+        locate = self.locator.locate
+        orders: list[list[int]] = []
+        calls: list[list[Any]] = []
+        for start in range(0, len(records), UPSERT_CHUNK):
+            grouped: dict[str, list[tuple[int, bytes]]] = {}
+            for i in range(start, min(start + UPSERT_CHUNK, len(records))):
+                key, field = locate(records[i].holder_ref)
+                grouped.setdefault(key, []).append((i, field + pack_status(records[i].status)))
+            argv: list[Any] = [self.status_ttl_s]
+            order: list[int] = []
+            for members in grouped.values():
+                argv.append(len(members))
+                for i, packed in members:
+                    argv.append(packed)
+                    order.append(i)
+            orders.append(order)
+            calls.append([UPSERT_SHA, len(grouped), *grouped, *argv])
+
+        def fill(pipe: Pipeline) -> None:
+            for call in calls:
+                pipe.evalsha(*call)
+
+        replies = await self._run_script(fill)
         applied = [False] * len(records)
-        try:
-            pipe = self.redis.pipeline(transaction=False)
-            orders: list[list[int]] = []
-            for start in range(0, len(located), UPSERT_CHUNK):
-                grouped: dict[str, list[int]] = {}
-                for i in range(start, min(start + UPSERT_CHUNK, len(located))):
-                    grouped.setdefault(located[i][0], []).append(i)
-                argv: list[Any] = [self.status_ttl_s]
-                order: list[int] = []
-                for members in grouped.values():
-                    argv.append(len(members))
-                    for i in members:
-                        argv += [located[i][1], located[i][2]]
-                    order += members
-                orders.append(order)
-                await self._upsert(keys=list(grouped), args=argv, client=pipe)
-            replies = await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError(f"status upsert failed: {exc.__class__.__name__}") from exc
         for order, reply in zip(orders, replies, strict=True):
-            for i, flag in zip(order, reply, strict=True):
-                applied[i] = flag == 1
+            for i, flag in zip(order, bytes(reply), strict=True):
+                applied[i] = flag == 0x31  # "1"
         return applied
+
+    async def _run_script(self, fill: PipelineFiller) -> list[Any]:
+        """Run EVALSHA calls, loading the script first (and again after a server restart: NOSCRIPT)."""
+        for attempt in range(2):
+            if not self._script_loaded:
+                try:
+                    await self.redis.script_load(UPSERT_LUA)
+                except (RedisError, OSError) as exc:
+                    raise StoreUnavailableError("status cache unavailable") from exc
+                self._script_loaded = True
+            replies = await self.batcher.submit(fill)
+            if attempt == 0 and any(isinstance(r, ResponseError) and "NOSCRIPT" in str(r) for r in replies):
+                self._script_loaded = False
+                continue
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise StoreUnavailableError(f"status upsert failed: {reply.__class__.__name__}")
+            return replies
+        raise StoreUnavailableError("status upsert script could not be loaded")
 
     async def get_status(self, holder_ref: str) -> HolderStatus | None:
         key, field = self.locator.locate(holder_ref)

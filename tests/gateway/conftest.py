@@ -59,7 +59,10 @@ class World:
         status = HolderStatus(colour, updated_at or now, tested, result if tested else TestResult.NONE, False)
         store = Store(self.redis, secret=SECRET.reveal(), status_buckets=self.settings.status_buckets,
                       status_ttl_s=self.settings.status_ttl_s)
-        await store.upsert_statuses([StatusRecord(holder, status)])
+        try:
+            await store.upsert_statuses([StatusRecord(holder, status)])
+        finally:
+            await store.aclose()
 
 
 PLACES = [
