@@ -17,7 +17,10 @@ from crypto.native import Colour
 from gateway.keys import status_bucket_key
 from policy.status import HolderStatus, TestResult
 
-__all__ = ["UPSERT_LUA", "UPSERT_SHA", "StatusLocator", "StatusRecord", "derive_key", "pack_status", "unpack_status"]
+__all__ = [
+    "UPSERT_LUA", "UPSERT_SHA", "StatusLocator", "StatusRecord", "derive_key", "pack_fields", "pack_status",
+    "unpack_status",
+]
 
 _PACK = struct.Struct(">IIB")  # updated_at, tested_at (0 = never), flags
 _RESULTS = (TestResult.NONE, TestResult.NEGATIVE, TestResult.POSITIVE)
@@ -69,8 +72,13 @@ class StatusRecord:
 
 def pack_status(status: HolderStatus) -> bytes:
     tested = 0 if status.tested_at is None else int(status.tested_at.timestamp())
-    flags = int(status.colour) | (_RESULT_BITS[status.test_result] << 2) | (0x10 if status.vaccinated else 0)
-    return _PACK.pack(int(status.updated_at.timestamp()), tested, flags)
+    return pack_fields(int(status.updated_at.timestamp()), tested, status.colour, status.test_result, status.vaccinated)
+
+
+def pack_fields(updated_s: int, tested_s: int, colour: Colour, result: TestResult, vaccinated: bool) -> bytes:
+    """The 9-byte value: updated_at, tested_at (0 = never), flags (colour, test result, vaccinated)."""
+    flags = int(colour) | (_RESULT_BITS[result] << 2) | (0x10 if vaccinated else 0)
+    return _PACK.pack(updated_s, tested_s, flags)
 
 
 def unpack_status(raw: bytes) -> HolderStatus | None:

@@ -61,14 +61,19 @@ class Store:
         Every chunk's script call goes out in one pipeline through the batcher (hiredis-packed), so a bulk load
         pays the client cost of one flush, not of one round trip per chunk.
         """
+        return await self.upsert_packed([(r.holder_ref, pack_status(r.status)) for r in records])
+
+    async def upsert_packed(self, records: Sequence[tuple[str, bytes]]) -> list[bool]:
+        """``upsert_statuses`` for (holder reference, packed value) pairs: the bulk loader's path."""
         locate = self.locator.locate
         orders: list[list[int]] = []
         calls: list[list[Any]] = []
         for start in range(0, len(records), UPSERT_CHUNK):
             grouped: dict[str, list[tuple[int, bytes]]] = {}
             for i in range(start, min(start + UPSERT_CHUNK, len(records))):
-                key, field = locate(records[i].holder_ref)
-                grouped.setdefault(key, []).append((i, field + pack_status(records[i].status)))
+                holder, packed = records[i]
+                key, field = locate(holder)
+                grouped.setdefault(key, []).append((i, field + packed))
             argv: list[Any] = [self.status_ttl_s]
             order: list[int] = []
             for members in grouped.values():

@@ -67,3 +67,20 @@ async def test_stale_status_counts_as_unknown(world: World) -> None:
     await world.set_status("h1", updated_at=datetime.now(UTC) - timedelta(hours=30))
     _, body = await world.scan(world.code("h1"), who="dev-c")
     assert (body["decision"], body["reason"]) == ("review", "status_unknown")
+
+
+def test_bulk_loader_path_packs_exactly_what_the_feed_path_stores() -> None:
+    from gateway.status_cache import pack_status
+    from gateway.status_feed import parse_status_packed, parse_status_record
+
+    now = datetime.now(UTC)
+    samples = [
+        _rec("h1", "green", now, tested_at=(now - timedelta(hours=3)).isoformat(), test_result="negative",
+             vaccinated=True),
+        _rec("h2", "red", now - timedelta(days=1)),
+        {"holder": "h3", "colour": "yellow", "updated_at": int(now.timestamp()), "tested_at": 1_790_000_000,
+         "test_result": "positive"},
+    ]
+    for raw in samples:
+        record = parse_status_record(raw, now=now)
+        assert parse_status_packed(raw, now_s=int(now.timestamp())) == (record.holder_ref, pack_status(record.status))
