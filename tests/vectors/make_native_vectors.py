@@ -50,7 +50,9 @@ def main() -> None:
                              "jurisdiction": "city/d1/s2/g3/c4/b5"}})
     doc = {
         "comment": "Native code test vectors; see docs/codes.md. Keys are test keys only.",
-        "keys": {n: {"alg": k.alg.value, "kid": k.kid.hex(), "private_pem": k.to_pem().decode()} for n, k in keys.items()},
+        "keys": {
+            n: {"alg": k.alg.value, "kid": k.kid.hex(), "private_pem": k.to_pem().decode()} for n, k in keys.items()
+        },
         "cases": cases,
     }
     Path("tests/vectors/native.json").write_text(json.dumps(doc, indent=1) + "\n")
