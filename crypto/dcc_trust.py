@@ -34,6 +34,7 @@ __all__ = [
     "DscTrustList",
     "EntryType",
     "dsc_kid",
+    "json_bundle_ders",
 ]
 
 EntryType = Literal["t", "v", "r"]
@@ -165,15 +166,22 @@ class DscTrustList:
 
         :raises TrustListError: not that JSON shape, bad base64, or an unusable certificate.
         """
-        try:
-            doc = json.loads(data)
-        except ValueError as exc:
-            raise TrustListError("trust bundle is not JSON") from exc
-        items = doc.get("certificates") if isinstance(doc, dict) else doc
-        if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
-            raise TrustListError("trust bundle must be a list of base64 DER strings")
-        try:
-            ders = [base64.b64decode(item, validate=True) for item in items]
-        except binascii.Error as exc:
-            raise TrustListError("trust bundle entry is not base64") from exc
-        return cls.from_der_list(ders)
+        return cls.from_der_list(json_bundle_ders(data))
+
+
+def json_bundle_ders(data: bytes | str) -> list[bytes]:
+    """The DER certificates of a JSON trust bundle: a list of base64 DER strings, or ``{"certificates": [...]}``.
+
+    :raises TrustListError: not that JSON shape, or an entry that is not base64.
+    """
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        raise TrustListError("trust bundle is not JSON") from exc
+    items = doc.get("certificates") if isinstance(doc, dict) else doc
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise TrustListError("trust bundle must be a list of base64 DER strings")
+    try:
+        return [base64.b64decode(item, validate=True) for item in items]
+    except binascii.Error as exc:
+        raise TrustListError("trust bundle entry is not base64") from exc

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from crypto.dcc_trust import DscKey, DscTrustList
+from crypto.dcc_trust import DscKey, DscTrustList, json_bundle_ders
 from crypto.errors import TrustListError
 from gateway import keys
 from gateway.errors import StoreUnavailableError
@@ -77,25 +76,11 @@ def parse_trust_file(data: bytes) -> list[bytes]:
         except ValueError as exc:
             raise TrustListError("PEM bundle holds no parseable certificate") from exc
     elif stripped.startswith((b"[", b"{")):
-        ders = _json_ders(data)
+        ders = json_bundle_ders(data)
     else:
         raise TrustListError("trust file is neither PEM nor a JSON bundle")
     DscTrustList.from_der_list(ders)
     return ders
-
-
-def _json_ders(data: bytes) -> list[bytes]:
-    try:
-        doc = json.loads(data)
-    except ValueError as exc:
-        raise TrustListError("trust bundle is not JSON") from exc
-    items = doc.get("certificates") if isinstance(doc, dict) else doc
-    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
-        raise TrustListError("trust bundle must be a list of base64 DER strings")
-    try:
-        return [base64.b64decode(item, validate=True) for item in items]
-    except binascii.Error as exc:
-        raise TrustListError("trust bundle entry is not base64") from exc
 
 
 def _fingerprint(der: bytes) -> str:
