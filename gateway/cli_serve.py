@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import shlex
 import sys
 from dataclasses import replace
 
@@ -62,7 +63,8 @@ def _serve(args: argparse.Namespace) -> int:
                 print("\nDemo ready. Scan a freshly minted demo code (valid 5 minutes) — expect \"admit\"; run the "
                       "same line again and expect \"deny\" with reason \"replayed\":\n", flush=True)
                 print(demo_line + "\n", flush=True)
-                print("A fresh code: placegate issue --holder demo-holder-0001\n", flush=True)
+                command = shlex.quote(sys.argv[0]) if sys.argv and sys.argv[0].endswith("placegate") else "placegate"
+                print(f"A fresh code: {command} issue --holder demo-holder-0001\n", flush=True)
 
         if settings.workers > 1:
             return serve_workers(settings, settings.workers, announce=announce)
