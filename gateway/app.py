@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -13,6 +11,7 @@ from redis.asyncio import Redis
 
 from crypto.trust import Usage
 from gateway.auth import PRINCIPAL_CACHE, PrincipalCache
+from gateway.background import refreshing
 from gateway.errors import StoreUnavailableError
 from gateway.features import FEATURES
 from gateway.http import error_middleware
@@ -78,13 +77,10 @@ def _resources(injected: Redis | None):  # type: ignore[no-untyped-def]
             retention_days=settings.retention_days, redis_timeout_s=settings.redis_timeout_ms / 1000,
         )
         await refresh_trust(app)
-        task = asyncio.get_running_loop().create_task(_trust_refresher(app))
         try:
-            yield
+            async with refreshing(lambda: refresh_trust(app), every_s=TRUST_REFRESH_S, what="trust-list"):
+                yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
             await store.aclose()
             if injected is None:
                 await redis.aclose()
@@ -111,12 +107,3 @@ async def refresh_trust(app: web.Application, *, force: bool = False) -> None:
         1 for k in trust if k.usage is Usage.HEALTH and not k.revoked and k.not_before <= now <= k.not_after
     )
     app[METRICS].trust_keys.set(len(trust))
-
-
-async def _trust_refresher(app: web.Application) -> None:
-    while True:
-        await asyncio.sleep(TRUST_REFRESH_S)
-        try:
-            await refresh_trust(app)
-        except Exception:  # keep refreshing: a transient fault must not freeze the trust list forever
-            log.warning("trust-list refresh failed")

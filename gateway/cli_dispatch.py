@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 from gateway.cli_common import add_common_args, admin_redis, run, settings_from
-from gateway.dispatch_feature import DispatchSettings, consumer_name, make_runtime
+from gateway.dispatch_feature import consumer_name, make_runtime
 from gateway.dispatch_worker import IntakeWorker, sweep_open_cases
 from gateway.routes_reports import evaluation_document, parse_instant
 from policy.routing import JurisdictionLevel
@@ -44,7 +44,7 @@ def _sweep(args: argparse.Namespace) -> int:
         settings = settings_from(args).with_secret()
         now = parse_instant(args.now) if args.now else datetime.now(UTC)
         async with admin_redis(settings) as redis:
-            runtime = make_runtime(redis, settings, DispatchSettings.from_env())
+            runtime = make_runtime(redis, settings, settings.dispatch)
             result = await sweep_open_cases(runtime.store, now=now)
         print(f"open={result.checked} flagged={result.flagged} escalated={result.escalated}")
         return 0
@@ -55,7 +55,7 @@ def _sweep(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     async def go() -> int:
         settings = settings_from(args).with_secret()
-        dispatch = DispatchSettings.from_env()
+        dispatch = settings.dispatch
         start, end = parse_instant(args.start), parse_instant(args.end)
         if not start < end <= start + timedelta(days=dispatch.metrics_max_days):
             print(f"--to must follow --from by at most {dispatch.metrics_max_days} days", file=sys.stderr)
@@ -75,7 +75,7 @@ def _report(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     async def go() -> int:
         settings = settings_from(args).with_secret()
-        dispatch = DispatchSettings.from_env()
+        dispatch = settings.dispatch
         async with admin_redis(settings) as redis:
             runtime = make_runtime(redis, settings, dispatch)
             worker = IntakeWorker(

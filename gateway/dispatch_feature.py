@@ -2,7 +2,7 @@
 
 ``install(app)`` (listed in ``gateway.features.FEATURES``) adds the routes and a cleanup context that starts
 both background tasks after the core context, so the app's Redis client exists. Dispatch settings come from
-``PLACEGATE_DISPATCH_*`` variables, read once when the feature is installed (start-up).
+``PLACEGATE_DISPATCH_*`` variables, read once with every other setting (``Settings.dispatch``).
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -24,7 +23,7 @@ from gateway.dispatch_store import CaseStore
 from gateway.dispatch_worker import IntakeWorker, sweep_open_cases
 from gateway.errors import GatewayError
 from gateway.sealing import Sealer
-from gateway.settings import Settings
+from gateway.settings import DispatchSettings, Settings
 from gateway.state import SETTINGS, STORE
 from policy.deadlines import DeadlineTable, load_default_deadline_table, parse_deadline_table
 from policy.routing import RoutingTable, load_default_routing_table, parse_routing_table
@@ -34,53 +33,19 @@ __all__ = ["DISPATCH", "DISPATCH_SETTINGS", "DispatchRuntime", "DispatchSettings
 log = logging.getLogger("placegate.dispatch")
 
 
-@dataclass(frozen=True, slots=True)
-class DispatchSettings:
-    """Tunables of the dispatch core; units in the names."""
-
-    routing_file: Path | None = None  # None: policy/default_routing.toml
-    deadlines_file: Path | None = None  # None: policy/default_deadlines.toml
-    worker: bool = True  # run the intake consumer inside the gateway process
-    sweep_interval_s: float = 30.0  # 0 disables the in-process sweeper
-    claim_idle_ms: int = 60_000  # XAUTOCLAIM pending events idle this long (a crashed consumer's)
-    max_deliveries: int = 5  # dead-letter an event after this many failed deliveries
-    waitaof_timeout_ms: int = 2000
-    auto_intake_reports: bool = False  # site managers' reports wait for an intake operator's accept
-    page_max: int = 100  # bound of one queue page
-    metrics_max_days: int = 92  # bound of one evaluation range
-    metrics_max_cases: int = 50_000
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> DispatchSettings:
-        """Build from ``PLACEGATE_DISPATCH_*`` variables; bad values raise ValueError."""
-        values: dict[str, object] = {}
-        for f in fields(cls):
-            raw = environ.get("PLACEGATE_DISPATCH_" + f.name.upper())
-            if raw is None or raw == "":
-                continue
-            if f.name.endswith("_file"):
-                values[f.name] = Path(raw)
-            elif f.name in ("worker", "auto_intake_reports"):
-                values[f.name] = raw.lower() in ("1", "true", "yes", "on")
-            elif f.name == "sweep_interval_s":
-                values[f.name] = float(raw)
-            else:
-                values[f.name] = int(raw)
-        return cls(**values)  # type: ignore[arg-type]
-
-    def tables(self) -> tuple[RoutingTable, DeadlineTable]:
-        """Load and validate both tables (a bad table is a start-up failure)."""
-        routing = (
-            parse_routing_table(self.routing_file.read_text("utf-8"))
-            if self.routing_file
-            else load_default_routing_table()
-        )
-        deadlines = (
-            parse_deadline_table(self.deadlines_file.read_text("utf-8"))
-            if self.deadlines_file
-            else load_default_deadline_table()
-        )
-        return routing, deadlines
+def load_tables(dispatch: DispatchSettings) -> tuple[RoutingTable, DeadlineTable]:
+    """Load and validate both tables (a bad table is a start-up failure)."""
+    routing = (
+        parse_routing_table(dispatch.routing_file.read_text("utf-8"))
+        if dispatch.routing_file
+        else load_default_routing_table()
+    )
+    deadlines = (
+        parse_deadline_table(dispatch.deadlines_file.read_text("utf-8"))
+        if dispatch.deadlines_file
+        else load_default_deadline_table()
+    )
+    return routing, deadlines
 
 
 @dataclass
@@ -106,7 +71,7 @@ def make_runtime(redis: Redis, settings: Settings, dispatch: DispatchSettings) -
     """Build the shared runtime on a Redis client (the app's, or the CLI's)."""
     if settings.secret is None:
         raise ValueError("settings.secret is required to seal and open holder references")
-    routing, deadlines = dispatch.tables()
+    routing, deadlines = load_tables(dispatch)
     store = CaseStore(
         redis, waitaof_timeout_ms=dispatch.waitaof_timeout_ms, holder_retention_s=settings.retention_days * 24 * 3600
     )
@@ -122,8 +87,8 @@ def install(app: web.Application) -> None:
     from gateway.routes_dispatch import add_routes as add_case_routes
     from gateway.routes_reports import add_routes as add_report_routes
 
-    dispatch = DispatchSettings.from_env()
-    dispatch.tables()  # fail at start-up, not on the first event
+    dispatch = app[SETTINGS].dispatch
+    load_tables(dispatch)  # fail at start-up, not on the first event
     app[DISPATCH_SETTINGS] = dispatch
     add_case_routes(app)
     add_report_routes(app)

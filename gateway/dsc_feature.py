@@ -8,13 +8,12 @@ then fails closed on schedule.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from gateway.background import refreshing
 from gateway.dsc_registry import DscRegistry
 from gateway.errors import StoreUnavailableError
 from gateway.state import REGISTRY, SCANNER, SETTINGS
@@ -43,13 +42,9 @@ async def _context(app: web.Application) -> AsyncIterator[None]:
     gate.replay_key = derive_key(settings.secret.reveal(), b"placegate/dcc-replay/v1")
     app[DSC_REGISTRY] = DscRegistry(app[REGISTRY].redis)
     await refresh_dsc(app)
-    task = asyncio.get_running_loop().create_task(_refresher(app))
-    try:
+    # A failed refresh keeps the last list; its age still counts towards degraded / fail-closed.
+    async with refreshing(lambda: refresh_dsc(app), every_s=DSC_REFRESH_S, what="DSC trust-list"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def refresh_dsc(app: web.Application, *, force: bool = False) -> bool:
@@ -66,12 +61,3 @@ async def refresh_dsc(app: web.Application, *, force: bool = False) -> bool:
     gate.imported_at = snapshot.imported_at
     gate.version = snapshot.version
     return True
-
-
-async def _refresher(app: web.Application) -> None:
-    while True:
-        await asyncio.sleep(DSC_REFRESH_S)
-        try:
-            await refresh_dsc(app)
-        except Exception:  # keep refreshing: a transient fault must not freeze the list (its age still counts)
-            log.warning("DSC trust-list refresh failed")

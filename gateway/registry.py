@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import orjson
@@ -138,10 +137,6 @@ class Registry:
             if principal is not None:
                 out.append(principal)
         return sorted(out, key=lambda p: p.principal_id)
-
-
-def now_s() -> int:
-    return int(time.time())
 
 
 def _text(value: bytes | str) -> str:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-__all__ = ["Secret", "Settings", "load_or_create_secret"]
+__all__ = ["DispatchSettings", "Secret", "Settings", "load_or_create_secret"]
 
 
 class Secret:
@@ -32,6 +32,28 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchSettings:
+    """Tunables of the dispatch core (``PLACEGATE_DISPATCH_*``); units in the names."""
+
+    routing_file: Path | None = None  # None: policy/default_routing.toml
+    deadlines_file: Path | None = None  # None: policy/default_deadlines.toml
+    worker: bool = True  # run the intake consumer inside the gateway process
+    sweep_interval_s: float = 30.0  # 0 disables the in-process sweeper
+    claim_idle_ms: int = 60_000  # XAUTOCLAIM pending events idle this long (a crashed consumer's)
+    max_deliveries: int = 5  # dead-letter an event after this many failed deliveries
+    waitaof_timeout_ms: int = 2000
+    auto_intake_reports: bool = False  # site managers' reports wait for an intake operator's accept
+    page_max: int = 100  # bound of one queue page
+    metrics_max_days: int = 92  # bound of one evaluation range
+    metrics_max_cases: int = 50_000
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> DispatchSettings:
+        """Build from ``PLACEGATE_DISPATCH_*`` variables; bad values raise ValueError."""
+        return cls(**_env_values(cls, "PLACEGATE_DISPATCH_", environ))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,25 +85,13 @@ class Settings:
     # A DCC is static for months: the same one at a second place inside this window is a shared copy; the
     # window matches the native code's 60 s refresh interval.
     dcc_replay_window_s: int = 60
+    dispatch: DispatchSettings = field(default_factory=DispatchSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
         """Build from ``PLACEGATE_*`` variables; unknown variables are ignored, bad values raise ValueError."""
-        values: dict[str, object] = {}
-        for f in fields(cls):
-            raw = environ.get("PLACEGATE_" + f.name.upper())
-            if raw is None or raw == "":
-                continue
-            if f.name == "secret":
-                values[f.name] = Secret(bytes.fromhex(raw))
-            elif f.name in ("data_dir", "rules_file"):
-                values[f.name] = Path(raw)
-            elif f.name in ("principal_cache_s",):
-                values[f.name] = float(raw)
-            elif f.name in ("host", "redis_url"):
-                values[f.name] = raw
-            else:
-                values[f.name] = int(raw)
+        values = _env_values(cls, "PLACEGATE_", environ)
+        values["dispatch"] = DispatchSettings.from_env(environ)
         settings = cls(**values)  # type: ignore[arg-type]
         settings.validate()
         return settings
@@ -103,6 +113,31 @@ class Settings:
         if self.secret is not None:
             return self
         return replace(self, secret=load_or_create_secret(self.data_dir / "secret"))
+
+
+# How a variable's text becomes a field's value, by the field's declared type (annotations are strings here).
+_CONVERT: dict[str, Callable[[str], object]] = {
+    "int": int,
+    "float": float,
+    "str": str,
+    "str | None": str,
+    "Path": Path,
+    "Path | None": Path,
+    "bool": lambda raw: raw.lower() in ("1", "true", "yes", "on"),
+    "Secret | None": lambda raw: Secret(bytes.fromhex(raw)),
+}
+
+
+def _env_values(cls: type, prefix: str, environ: Mapping[str, str]) -> dict[str, object]:
+    """The fields of dataclass ``cls`` set in ``environ`` as ``PREFIX + NAME``; nested settings are skipped."""
+    values: dict[str, object] = {}
+    for f in fields(cls):
+        raw = environ.get(prefix + f.name.upper())
+        convert = _CONVERT.get(str(f.type))
+        if raw is None or raw == "" or convert is None:
+            continue
+        values[f.name] = convert(raw)
+    return values
 
 
 def load_or_create_secret(path: Path) -> Secret:

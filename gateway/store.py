@@ -114,11 +114,6 @@ class Store:
             return replies
         raise StoreUnavailableError("status upsert script could not be loaded")
 
-    async def get_status(self, holder_ref: str) -> HolderStatus | None:
-        key, field = self.locator.locate(holder_ref)
-        (raw,) = await self.batcher.run(lambda p: p.hget(key, field))  # type: ignore[arg-type]
-        return None if raw is None else unpack_status(raw)
-
     # --- scan path ---------------------------------------------------------------------------------------
     async def lookup_scan(self, holder_ref: str, nonce_key: str, place_id: str, nonce_ttl_s: int) -> ScanLookup:
         """Status read and replay memory in one group: SET NX GET records the first place atomically."""

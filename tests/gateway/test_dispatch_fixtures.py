@@ -18,6 +18,7 @@ from gateway.dispatch_feature import DISPATCH, DispatchRuntime
 from gateway.dispatch_store import case_id_for_event
 from gateway.dispatch_worker import IntakeWorker
 from gateway.registry import Place, Registry
+from gateway.settings import DispatchSettings
 from tests.gateway.conftest import World, WorldFactory
 
 ROUTING = """
@@ -139,26 +140,26 @@ DispatchWorldFactory = Callable[..., Any]
 
 
 @pytest.fixture
-def dispatch_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
-    """Set the PLACEGATE_DISPATCH_* variables the feature reads at install (worker and sweeper off)."""
+def dispatch_env(tmp_path: Path) -> Callable[..., DispatchSettings]:
+    """Dispatch settings as the PLACEGATE_DISPATCH_* variables would give them (worker and sweeper off)."""
     routing = tmp_path / "routing.toml"
     routing.write_text(ROUTING, "utf-8")
 
-    def apply(**overrides: str) -> None:
+    def apply(**overrides: str) -> DispatchSettings:
         env = {"ROUTING_FILE": str(routing), "WORKER": "0", "SWEEP_INTERVAL_S": "0", **overrides}
-        for name, value in env.items():
-            monkeypatch.setenv("PLACEGATE_DISPATCH_" + name, value)
+        return DispatchSettings.from_env({"PLACEGATE_DISPATCH_" + name: value for name, value in env.items()})
 
     return apply
 
 
 @pytest.fixture
-async def make_dispatch_world(make_world: WorldFactory, dispatch_env: Callable[..., None]) -> DispatchWorldFactory:
+async def make_dispatch_world(
+    make_world: WorldFactory, dispatch_env: Callable[..., DispatchSettings]
+) -> DispatchWorldFactory:
     async def factory(
         *, env: dict[str, str] | None = None, clock: datetime | None = T0, **worker: Any
     ) -> DispatchWorld:
-        dispatch_env(**(env or {}))
-        world = await make_world()
+        world = await make_world(dispatch=dispatch_env(**(env or {})))
         registry = Registry(world.redis)
         await registry.add_place(D2_PLACE)
         for principal in PRINCIPALS:

@@ -1,0 +1,24 @@
+"""The periodic refresh used for the trust lists keeps running through failures and stops with its context."""
+
+from __future__ import annotations
+
+import asyncio
+
+from gateway.background import refreshing
+
+
+async def test_refresh_repeats_survives_a_failure_and_stops_on_exit() -> None:
+    calls = 0
+
+    async def refresh() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise ConnectionError("redis away")
+
+    async with refreshing(refresh, every_s=0.01, what="test"):
+        await asyncio.sleep(0.1)
+    seen = calls
+    assert seen >= 4  # the failure on the second call did not stop the loop
+    await asyncio.sleep(0.05)
+    assert calls == seen
