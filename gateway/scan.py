@@ -41,9 +41,6 @@ __all__ = ["PURPOSE", "TRUST_LIST_STALE", "DccGate", "ScanOutcome", "Scanner", "
 PURPOSE = "epidemic_prevention"
 _EVENT_CLASS = {"status_red": "status_red", "status_yellow": "status_yellow", "replayed": "replayed",
                 "code_shared": "code_shared"}
-# A kid relabelled between the COSE header buckets, or alg moved out of the signed one, is tampering: a
-# forgery case like a bad signature.
-_FORGERY_REASONS = EXCEPTION_REASONS | {"cose_header_conflict"}
 # The DSC list is past its hard age limit: HC1 codes fail closed rather than trust withdrawn signers.
 TRUST_LIST_STALE = "trust_list_stale"
 
@@ -234,7 +231,7 @@ class Scanner:
                     "purpose": PURPOSE, "pseudonym": pseudonym,
                 }
                 event = None
-                if decision.reason in _FORGERY_REASONS:
+                if decision.reason in EXCEPTION_REASONS:
                     event_class = _EVENT_CLASS.get(decision.reason, "forged_code")
                     event = {
                         "event_id": scan_id, "source": "scan", "event_class": event_class,

@@ -46,6 +46,9 @@ EXCEPTION_REASONS: frozenset[str] = frozenset(
         "alg_mismatch",
         "key_revoked",
         "key_out_of_window",
+        # An EU DCC whose kid differs between the COSE header buckets, or whose alg sits only in the unsigned
+        # one, is tampering: a forgery case like a bad signature.
+        "cose_header_conflict",
     }
 )
 
