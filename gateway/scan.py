@@ -15,8 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from redis.asyncio.client import Pipeline
-
 from crypto.dcc import VerifiedDcc
 from crypto.dcc_errors import CoseHeaderError
 from crypto.dcc_trust import DscTrustList
@@ -172,20 +170,16 @@ class Scanner:
         """No live status exists for a DCC holder: replay memory, then the certificate's own entries decide."""
         digest = hmac.new(self.dcc.replay_key, code.replay_id.encode(), "sha256").hexdigest()[:32]
         replay_key, window_s = keys.dcc_replay_key(digest), self.dcc.replay_window_s
-        first: bytes | None = None
+        first: str | None = None
         available = True
-
-        def fill(pipe: Pipeline) -> None:
-            pipe.set(replay_key, place.place_id, nx=True, get=True, ex=window_s)
-
         try:
             async with asyncio.timeout(self.redis_timeout_s):
-                (first,) = await self.store.batcher.run(fill)
+                first = await self.store.first_place(replay_key, place.place_id, window_s)
         except (TimeoutError, StoreUnavailableError):
             self.metrics.redis_errors.labels("scan_lookup").inc()
             available = False
         if first is not None:
-            reason = Reason.REPLAYED if first.decode() == place.place_id else Reason.CODE_SHARED
+            reason = Reason.REPLAYED if first == place.place_id else Reason.CODE_SHARED
             return refuse(self.rules, reason, rule_id="replay")
         decision = decide_dcc_admission(self.rules, venue_class=place.venue_class, dcc=dcc.decoded.dcc, now=now)
         # The certificate still decides, but nothing could check that it is not a copy in use elsewhere.

@@ -127,6 +127,15 @@ class Store:
         status = None if raw_status is None else unpack_status(raw_status)
         return ScanLookup(status, None if first is None else first.decode())
 
+    async def first_place(self, key: str, place_id: str, ttl_s: int) -> str | None:
+        """Remember ``place_id`` under ``key`` for ``ttl_s``; the place remembered before, if any (SET NX GET)."""
+
+        def fill(pipe: Pipeline) -> None:
+            pipe.set(key, place_id, nx=True, get=True, ex=max(1, ttl_s))
+
+        (first,) = await self.batcher.run(fill)
+        return None if first is None else bytes(first).decode()
+
     async def day_key(self, day: str, expire_at: int) -> bytes:
         """The day's pseudonym key, created on first use with the day partition's expiry (crypto-shredding)."""
         cached = self._day_keys.get(day)
