@@ -4,12 +4,12 @@ One awaited redis-py command costs about 50 µs of client CPU (DESIGN.md "Perfor
 command queued during a loop turn as one pipeline pays that cost once per turn instead of once per command.
 Every redis exception is translated here into ``StoreUnavailableError``; no other module sees one.
 
-The batcher sends on its own pipelined connection (``_RespConnection``: hiredis packs and parses, replies are
-matched to flushes in order), because redis-py's generic pipeline costs about 10 µs of client CPU per command
-and tens per execute even with hiredis (measured: bench/RESULTS.md, docs/performance.md). The commands are
-still built by redis-py's ``Pipeline`` methods and their replies pass through the same response callbacks, so
-the results are those of ``pipe.execute(raise_on_error=False)``. TLS and cluster clients keep the redis-py
-pipeline.
+The hot path speaks RESP itself: callers submit plain command tuples, hiredis packs them and parses the replies
+on one pipelined connection per batcher (``_RespConnection``), and the flush is written from the loop-turn
+callback itself, with one deadline timer per flush instead of one per command group. redis-py's generic
+pipeline costs about 10 µs of client CPU per command and tens per execute even with hiredis (measured:
+bench/RESULTS.md, docs/performance.md). TLS and cluster clients, which that connection does not speak, fall
+back to a redis-py pipeline with its reply callbacks switched off, so both paths return the same raw replies.
 """
 
 from __future__ import annotations
@@ -17,21 +17,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 
 import hiredis
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import Connection, UnixDomainSocketConnection
-from redis.client import EMPTY_RESPONSE, NEVER_DECODE
-from redis.exceptions import RedisError, ResponseError
+from redis.client import CaseInsensitiveDict
+from redis.exceptions import NoScriptError, RedisError
 
 from gateway.errors import StoreUnavailableError
 
-__all__ = ["CommandBatcher", "PipelineFiller", "connect_redis"]
+__all__ = ["Command", "CommandBatcher", "connect_redis", "is_noscript"]
 
-PipelineFiller = Callable[[Pipeline], None]
+# One Redis command: name then arguments, each bytes, str, int or float (what hiredis.pack_command encodes).
+Command = tuple[bytes | str | int | float, ...]
+# Flushes awaiting replies on one connection before it is declared hung and closed (replies are matched by
+# order, so a server that stopped answering would otherwise grow this queue for as long as it stays silent).
+MAX_OUTSTANDING_FLUSHES = 4096
 
 
 def connect_redis(url: str, *, max_connections: int = 64) -> Redis:
@@ -44,12 +47,28 @@ def connect_redis(url: str, *, max_connections: int = 64) -> Redis:
     return Redis.from_pool(pool)
 
 
+def is_noscript(reply: object) -> bool:
+    """A reply saying the server does not know the script (it restarted, or SCRIPT FLUSH ran)."""
+    return isinstance(reply, NoScriptError) or (isinstance(reply, Exception) and str(reply).startswith("NOSCRIPT"))
+
+
+class _Group:
+    """The commands one caller submitted, the future that gets their replies, and the caller's deadline."""
+
+    __slots__ = ("commands", "future", "timeout_s")
+
+    def __init__(self, commands: Sequence[Command], future: asyncio.Future[list[Any]], timeout_s: float | None):
+        self.commands = commands
+        self.future = future
+        self.timeout_s = timeout_s
+
+
 class CommandBatcher:
     """Collects command groups submitted during one loop turn and sends them as a single pipeline."""
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._pending: list[tuple[PipelineFiller, asyncio.Future[list[Any]]]] = []
+        self._pending: list[_Group] = []
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._endpoint = _endpoint_of(redis)
@@ -58,71 +77,77 @@ class CommandBatcher:
         self.flushes = 0
         self.commands = 0
 
-    def submit(self, fill: PipelineFiller) -> asyncio.Future[list[Any]]:
-        """Queue the commands ``fill`` adds; the future gets their replies (an exception object per failed one)."""
+    def submit(self, commands: Sequence[Command], timeout_s: float | None = None) -> asyncio.Future[list[Any]]:
+        """Queue ``commands``; the future gets their replies (an exception object per failed command).
+
+        With ``timeout_s``, the future fails with ``StoreUnavailableError`` when the replies have not arrived
+        that many seconds after the flush went out.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
-        self._pending.append((fill, future))
+        self._pending.append(_Group(commands, future, timeout_s))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
         return future
 
-    def _flush(self) -> None:
-        self._scheduled = False
-        batch, self._pending = self._pending, []
-        if batch:
-            task = asyncio.get_running_loop().create_task(self._send(batch))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _send(self, batch: list[tuple[PipelineFiller, asyncio.Future[list[Any]]]]) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        sizes: list[int] = []
-        for fill, _ in batch:
-            before = len(pipe.command_stack)
-            fill(pipe)
-            sizes.append(len(pipe.command_stack) - before)
-        self.flushes += 1
-        self.commands += len(pipe.command_stack)
-        try:
-            replies = await self._execute(pipe)
-        except (RedisError, OSError, StoreUnavailableError) as exc:
-            error = StoreUnavailableError(f"redis pipeline failed: {exc.__class__.__name__}")
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
-            return
-        at = 0
-        for (_, future), size in zip(batch, sizes, strict=True):
-            if not future.done():
-                future.set_result(replies[at : at + size])
-            at += size
-
-    async def run(self, fill: PipelineFiller) -> list[Any]:
+    async def run(self, commands: Sequence[Command], timeout_s: float | None = None) -> list[Any]:
         """Submit and await; a command that failed inside the pipeline raises ``StoreUnavailableError``."""
-        replies = await self.submit(fill)
+        replies = await self.submit(commands, timeout_s)
         for reply in replies:
             if isinstance(reply, Exception):
                 raise StoreUnavailableError(f"redis command failed: {reply.__class__.__name__}")
         return replies
 
-    async def _execute(self, pipe: Pipeline) -> list[Any]:
-        if self._endpoint is None or not pipe.command_stack:
-            return list(await pipe.execute(raise_on_error=False))
-        try:
-            payload = b"".join([hiredis.pack_command(tuple(args)) for args, _ in pipe.command_stack])  # type: ignore[arg-type]
-        except TypeError:  # an argument type hiredis does not pack: let redis-py encode this batch
-            return list(await pipe.execute(raise_on_error=False))
-        conn = await self._connection()
-        raw = await conn.request(payload, len(pipe.command_stack))
-        return [_finish(pipe, args, options, reply) for (args, options), reply in zip(pipe.command_stack, raw,
-                                                                                       strict=True)]
-
-    async def _connection(self) -> _RespConnection:
+    def _flush(self) -> None:
+        self._scheduled = False
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
         conn = self._conn
         if conn is not None and not conn.closed:
-            return conn
+            self._write(conn, batch)  # the common case: no task, no await, straight onto the socket
+            return
+        task = asyncio.get_running_loop().create_task(self._send_slow(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _write(self, conn: _RespConnection, batch: list[_Group]) -> None:
+        commands = [command for group in batch for command in group.commands]
+        self.flushes += 1
+        self.commands += len(commands)
+        try:
+            payload = b"".join([hiredis.pack_command(command) for command in commands])  # type: ignore[arg-type]
+        except TypeError as exc:  # an argument hiredis cannot encode: a programming error, never a wire error
+            _fail(batch, exc)
+            return
+        conn.send(payload, batch, len(commands))
+
+    async def _send_slow(self, batch: list[_Group]) -> None:
+        """No open connection yet (or not a plain one): connect, or let redis-py carry the pipeline."""
+        timeouts = [g.timeout_s for g in batch if g.timeout_s is not None]
+        try:
+            async with asyncio.timeout(min(timeouts) if timeouts else None):
+                if self._endpoint is None:
+                    replies = await self._redis_py_pipeline([c for g in batch for c in g.commands])
+                    self.flushes += 1
+                    self.commands += len(replies)
+                    _distribute(batch, replies)
+                    return
+                conn = await self._connection()
+        except (RedisError, OSError, StoreUnavailableError, TimeoutError) as exc:
+            _fail(batch, StoreUnavailableError(f"redis pipeline failed: {exc.__class__.__name__}"))
+            return
+        self._write(conn, batch)
+
+    async def _redis_py_pipeline(self, commands: list[Command]) -> list[Any]:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.response_callbacks = CaseInsensitiveDict({})  # raw replies, as the RESP connection returns them
+        for command in commands:
+            pipe.execute_command(*command)
+        return list(await pipe.execute(raise_on_error=False))
+
+    async def _connection(self) -> _RespConnection:
         if self._connecting is None:
             self._connecting = asyncio.Lock()
         async with self._connecting:
@@ -139,13 +164,24 @@ class CommandBatcher:
             self._conn = None
 
 
-def _finish(pipe: Pipeline, args: Sequence[Any], options: Mapping[str, Any], reply: Any) -> Any:
-    """What redis-py's ``parse_response`` makes of one raw reply (errors become exception objects)."""
-    if isinstance(reply, hiredis.ReplyError):
-        return options.get(EMPTY_RESPONSE, ResponseError(str(reply)))
-    options = {k: v for k, v in options.items() if k not in (EMPTY_RESPONSE, NEVER_DECODE, "keys")}
-    callback = pipe.response_callbacks.get(args[0])
-    return callback(reply, **options) if callback is not None else reply
+def _distribute(batch: Sequence[_Group], replies: Sequence[Any]) -> None:
+    at = 0
+    for group in batch:
+        size = len(group.commands)
+        if not group.future.done():
+            group.future.set_result([_reply(r) for r in replies[at : at + size]])
+        at += size
+
+
+def _reply(raw: Any) -> Any:
+    # hiredis hands server errors back as ReplyError values; callers see exception objects, never raw errors.
+    return StoreUnavailableError(str(raw)) if isinstance(raw, hiredis.ReplyError) else raw
+
+
+def _fail(batch: Sequence[_Group], error: BaseException) -> None:
+    for group in batch:
+        if not group.future.done():
+            group.future.set_exception(error)
 
 
 _Endpoint = tuple[str, str | None, int, str | None, str | None, int]  # kind, host/path, port, user, password, db
@@ -165,14 +201,26 @@ def _endpoint_of(redis: Redis) -> _Endpoint | None:
     return None
 
 
+class _Flight:
+    """One flush on the wire: its groups, the replies so far, and the deadline timer."""
+
+    __slots__ = ("batch", "count", "replies", "timer")
+
+    def __init__(self, batch: list[_Group], count: int) -> None:
+        self.batch = batch
+        self.count = count
+        self.replies: list[Any] = []
+        self.timer: asyncio.TimerHandle | None = None
+
+
 class _RespConnection(asyncio.Protocol):
     """One RESP2 connection with unlimited pipelining: requests go out in order and replies come back in
-    order, so each flush's future takes the next ``count`` replies."""
+    order, so each flush takes the next ``count`` replies."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.reader = hiredis.Reader()
-        self.waiting: deque[tuple[int, list[Any], asyncio.Future[list[Any]]]] = deque()
+        self.waiting: deque[_Flight] = deque()
         self.closed = False
 
     @classmethod
@@ -185,14 +233,16 @@ class _RespConnection(asyncio.Protocol):
                     _, conn = await loop.create_unix_connection(cls, str(where))
                 else:
                     _, conn = await loop.create_connection(cls, str(where), port)
-                hello: list[tuple[Any, ...]] = []
+                hello: list[Command] = []
                 if password is not None:
                     hello.append(("AUTH", user, password) if user else ("AUTH", password))
                 if db:
                     hello.append(("SELECT", db))
                 if hello:
-                    replies = await conn.request(b"".join(hiredis.pack_command(c) for c in hello), len(hello))
-                    if any(isinstance(r, hiredis.ReplyError) for r in replies):
+                    future: asyncio.Future[list[Any]] = loop.create_future()
+                    conn.send(b"".join(hiredis.pack_command(c) for c in hello),  # type: ignore[arg-type]
+                              [_Group(hello, future, None)], len(hello))
+                    if any(isinstance(r, Exception) for r in await future):
                         conn.close()
                         raise StoreUnavailableError("redis refused AUTH/SELECT")
         except TimeoutError as exc:
@@ -207,12 +257,13 @@ class _RespConnection(asyncio.Protocol):
         waiting = self.waiting
         try:
             while (reply := self.reader.gets()) is not False:
-                count, replies, future = waiting[0]
-                replies.append(reply)
-                if len(replies) == count:
+                flight = waiting[0]
+                flight.replies.append(reply)
+                if len(flight.replies) == flight.count:
                     waiting.popleft()
-                    if not future.done():
-                        future.set_result(replies)
+                    if flight.timer is not None:
+                        flight.timer.cancel()
+                    _distribute(flight.batch, flight.replies)
         except (hiredis.ProtocolError, IndexError):  # garbage or an unsolicited reply: this stream is lost
             self.close()
 
@@ -220,18 +271,26 @@ class _RespConnection(asyncio.Protocol):
         self.closed = True
         error = StoreUnavailableError("redis connection lost")
         while self.waiting:
-            _, _, future = self.waiting.popleft()
-            if not future.done():
-                future.set_exception(error)
+            flight = self.waiting.popleft()
+            if flight.timer is not None:
+                flight.timer.cancel()
+            _fail(flight.batch, error)
 
-    def request(self, payload: bytes, count: int) -> asyncio.Future[list[Any]]:
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+    def send(self, payload: bytes, batch: list[_Group], count: int) -> None:
         if self.closed or self.transport is None:
-            future.set_exception(StoreUnavailableError("redis connection closed"))
-            return future
-        self.waiting.append((count, [], future))
+            _fail(batch, StoreUnavailableError("redis connection closed"))
+            return
+        if len(self.waiting) >= MAX_OUTSTANDING_FLUSHES:
+            _fail(batch, StoreUnavailableError("redis is not answering"))
+            self.close()
+            return
+        flight = _Flight(batch, count)
+        timeouts = [g.timeout_s for g in batch if g.timeout_s is not None]
+        if timeouts:
+            first = min(timeouts)
+            flight.timer = asyncio.get_running_loop().call_later(first, _expire, flight, first)
+        self.waiting.append(flight)
         self.transport.write(payload)
-        return future
 
     def close(self) -> None:
         if not self.closed and self.transport is not None:
@@ -239,3 +298,22 @@ class _RespConnection(asyncio.Protocol):
             self.transport.close()
         with contextlib.suppress(Exception):
             self.connection_lost(None)
+
+
+def _expire(flight: _Flight, elapsed_s: float) -> None:
+    """A deadline in the flush passed: the callers whose time is up get an error now, the others keep waiting
+    (the next deadline is re-armed). The flight stays queued, so its replies, when they come, are still matched
+    in order; those for failed callers are dropped (their futures are done)."""
+    flight.timer = None
+    expired = StoreUnavailableError("redis timed out")
+    later: list[float] = []
+    for group in flight.batch:
+        if group.timeout_s is None or group.future.done():
+            continue
+        if group.timeout_s <= elapsed_s:
+            group.future.set_exception(expired)
+        else:
+            later.append(group.timeout_s)
+    if later:
+        nxt = min(later)
+        flight.timer = asyncio.get_running_loop().call_later(nxt - elapsed_s, _expire, flight, nxt)

@@ -7,7 +7,6 @@ whose freshness the answer reflects, and is remembered for a short replay window
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hmac
 import os
@@ -173,9 +172,8 @@ class Scanner:
         first: str | None = None
         available = True
         try:
-            async with asyncio.timeout(self.redis_timeout_s):
-                first = await self.store.first_place(replay_key, place.place_id, window_s)
-        except (TimeoutError, StoreUnavailableError):
+            first = await self.store.first_place(replay_key, place.place_id, window_s, timeout_s=self.redis_timeout_s)
+        except StoreUnavailableError:
             self.metrics.redis_errors.labels("scan_lookup").inc()
             available = False
         if first is not None:
@@ -190,9 +188,10 @@ class Scanner:
         ttl = int((code.exp - now).total_seconds()) + LEEWAY_S
         lookup: ScanLookup | None = None
         try:
-            async with asyncio.timeout(self.redis_timeout_s):
-                lookup = await self.store.lookup_scan(code.holder_ref, nonce_key, place.place_id, ttl)
-        except (TimeoutError, StoreUnavailableError):
+            lookup = await self.store.lookup_scan(
+                code.holder_ref, nonce_key, place.place_id, ttl, timeout_s=self.redis_timeout_s
+            )
+        except StoreUnavailableError:
             self.metrics.redis_errors.labels("scan_lookup").inc()
         if lookup is not None and lookup.first_place is not None:
             reason = Reason.REPLAYED if lookup.first_place == place.place_id else Reason.CODE_SHARED
@@ -212,31 +211,31 @@ class Scanner:
         day = day_of(now)
         expire_at = partition_expiry(day, self.retention_days)
         millis = str(int(now.timestamp() * 1000))
+        timeout_s = self.redis_timeout_s
         try:
-            async with asyncio.timeout(self.redis_timeout_s):
-                pseudonym = ""
-                if holder_ref is not None:
-                    day_key = await self.store.day_key(day, expire_at)
-                    pseudonym = hmac.new(day_key, holder_ref.encode(), "sha256").hexdigest()[:32]
-                entry = {
-                    "scan_id": scan_id, "t": millis, "place": place.place_id, "device": device_id,
-                    "decision": decision.action.value, "reason": decision.reason, "rule": decision.rule_id,
-                    "rules_version": decision.rules_version, "degraded": "1" if decision.degraded else "0",
-                    "purpose": PURPOSE, "pseudonym": pseudonym,
+            pseudonym = ""
+            if holder_ref is not None:
+                day_key = await self.store.day_key(day, expire_at, timeout_s=timeout_s)
+                pseudonym = hmac.new(day_key, holder_ref.encode(), "sha256").hexdigest()[:32]
+            entry = {
+                "scan_id": scan_id, "t": millis, "place": place.place_id, "device": device_id,
+                "decision": decision.action.value, "reason": decision.reason, "rule": decision.rule_id,
+                "rules_version": decision.rules_version, "degraded": "1" if decision.degraded else "0",
+                "purpose": PURPOSE, "pseudonym": pseudonym,
+            }
+            event = None
+            if decision.reason in EXCEPTION_REASONS:
+                event_class = _EVENT_CLASS.get(decision.reason, "forged_code")
+                event = {
+                    "event_id": scan_id, "source": "scan", "event_class": event_class,
+                    "reason": decision.reason, "place": place.place_id, "jurisdiction": place.jurisdiction,
+                    "device": device_id, "occurred_at": millis, "day": day, "pseudonym": pseudonym,
+                    "holder_sealed": self.sealer.seal(holder_ref) if holder_ref is not None else "",
+                    "purpose": PURPOSE,
                 }
-                event = None
-                if decision.reason in EXCEPTION_REASONS:
-                    event_class = _EVENT_CLASS.get(decision.reason, "forged_code")
-                    event = {
-                        "event_id": scan_id, "source": "scan", "event_class": event_class,
-                        "reason": decision.reason, "place": place.place_id, "jurisdiction": place.jurisdiction,
-                        "device": device_id, "occurred_at": millis, "day": day, "pseudonym": pseudonym,
-                        "holder_sealed": self.sealer.seal(holder_ref) if holder_ref is not None else "",
-                        "purpose": PURPOSE,
-                    }
-                    self.metrics.exceptions.labels(event_class).inc()
-                await self.store.record_scan(day, entry, expire_at, event)
-        except (TimeoutError, StoreUnavailableError):
+                self.metrics.exceptions.labels(event_class).inc()
+            await self.store.record_scan(day, entry, expire_at, event, timeout_s=timeout_s)
+        except StoreUnavailableError:
             # The answer still goes out (a person is waiting at the gate) but says it is degraded; the metric
             # lets operators see every record that could not be written.
             self.metrics.redis_errors.labels("scan_record").inc()

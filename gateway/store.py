@@ -11,12 +11,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from gateway import keys
 from gateway.errors import StoreUnavailableError
-from gateway.redisio import CommandBatcher, PipelineFiller
+from gateway.redisio import Command, CommandBatcher, is_noscript
 from gateway.status_cache import UPSERT_LUA, UPSERT_SHA, StatusLocator, StatusRecord, pack_status, unpack_status
 from policy.status import HolderStatus
 
@@ -67,14 +66,14 @@ class Store:
         """``upsert_statuses`` for (holder reference, packed value) pairs: the bulk loader's path."""
         locate = self.locator.locate
         orders: list[list[int]] = []
-        calls: list[list[Any]] = []
+        calls: list[Command] = []
         for start in range(0, len(records), UPSERT_CHUNK):
             grouped: dict[str, list[tuple[int, bytes]]] = {}
             for i in range(start, min(start + UPSERT_CHUNK, len(records))):
                 holder, packed = records[i]
                 key, field = locate(holder)
                 grouped.setdefault(key, []).append((i, field + packed))
-            argv: list[Any] = [self.status_ttl_s]
+            argv: list[bytes | int] = [self.status_ttl_s]
             order: list[int] = []
             for members in grouped.values():
                 argv.append(len(members))
@@ -82,20 +81,16 @@ class Store:
                     argv.append(packed)
                     order.append(i)
             orders.append(order)
-            calls.append([UPSERT_SHA, len(grouped), *grouped, *argv])
+            calls.append(("EVALSHA", UPSERT_SHA, len(grouped), *grouped, *argv))
 
-        def fill(pipe: Pipeline) -> None:
-            for call in calls:
-                pipe.evalsha(*call)
-
-        replies = await self._run_script(fill)
+        replies = await self._run_script(calls)
         applied = [False] * len(records)
         for order, reply in zip(orders, replies, strict=True):
             for i, flag in zip(order, bytes(reply), strict=True):
                 applied[i] = flag == 0x31  # "1"
         return applied
 
-    async def _run_script(self, fill: PipelineFiller) -> list[Any]:
+    async def _run_script(self, calls: list[Command]) -> list[Any]:
         """Run EVALSHA calls, loading the script first (and again after a server restart: NOSCRIPT)."""
         for attempt in range(2):
             if not self._script_loaded:
@@ -104,8 +99,8 @@ class Store:
                 except (RedisError, OSError) as exc:
                     raise StoreUnavailableError("status cache unavailable") from exc
                 self._script_loaded = True
-            replies = await self.batcher.submit(fill)
-            if attempt == 0 and any(isinstance(r, ResponseError) and "NOSCRIPT" in str(r) for r in replies):
+            replies = await self.batcher.submit(calls)
+            if attempt == 0 and any(is_noscript(r) for r in replies):
                 self._script_loaded = False
                 continue
             for reply in replies:
@@ -115,39 +110,34 @@ class Store:
         raise StoreUnavailableError("status upsert script could not be loaded")
 
     # --- scan path ---------------------------------------------------------------------------------------
-    async def lookup_scan(self, holder_ref: str, nonce_key: str, place_id: str, nonce_ttl_s: int) -> ScanLookup:
+    # Commands are plain tuples (``gateway.redisio.Command``); replies come back raw, as hiredis parses them.
+    # ``timeout_s`` bounds the wait for Redis (settings.redis_timeout_ms): past it, StoreUnavailableError.
+    async def lookup_scan(
+        self, holder_ref: str, nonce_key: str, place_id: str, nonce_ttl_s: int, *, timeout_s: float | None = None
+    ) -> ScanLookup:
         """Status read and replay memory in one group: SET NX GET records the first place atomically."""
         bucket, field = self.locator.locate(holder_ref)
-
-        def fill(pipe: Pipeline) -> None:
-            pipe.hget(bucket, field)
-            pipe.set(nonce_key, place_id, nx=True, get=True, ex=max(1, nonce_ttl_s))
-
-        raw_status, first = await self.batcher.run(fill)
+        raw_status, first = await self.batcher.run(
+            (("HGET", bucket, field), ("SET", nonce_key, place_id, "NX", "GET", "EX", max(1, nonce_ttl_s))),
+            timeout_s,
+        )
         status = None if raw_status is None else unpack_status(raw_status)
         return ScanLookup(status, None if first is None else first.decode())
 
-    async def first_place(self, key: str, place_id: str, ttl_s: int) -> str | None:
+    async def first_place(self, key: str, place_id: str, ttl_s: int, *, timeout_s: float | None = None) -> str | None:
         """Remember ``place_id`` under ``key`` for ``ttl_s``; the place remembered before, if any (SET NX GET)."""
-
-        def fill(pipe: Pipeline) -> None:
-            pipe.set(key, place_id, nx=True, get=True, ex=max(1, ttl_s))
-
-        (first,) = await self.batcher.run(fill)
+        (first,) = await self.batcher.run((("SET", key, place_id, "NX", "GET", "EX", max(1, ttl_s)),), timeout_s)
         return None if first is None else bytes(first).decode()
 
-    async def day_key(self, day: str, expire_at: int) -> bytes:
+    async def day_key(self, day: str, expire_at: int, *, timeout_s: float | None = None) -> bytes:
         """The day's pseudonym key, created on first use with the day partition's expiry (crypto-shredding)."""
         cached = self._day_keys.get(day)
         if cached is not None:
             return cached
         name = keys.day_key(day)
-
-        def fill(pipe: Pipeline) -> None:
-            pipe.set(name, os.urandom(32), nx=True, exat=expire_at)
-            pipe.get(name)
-
-        _, value = await self.batcher.run(fill)
+        _, value = await self.batcher.run(
+            (("SET", name, os.urandom(32), "NX", "EXAT", expire_at), ("GET", name)), timeout_s
+        )
         if value is None:
             # The day is already past retention (EXAT in the past): whatever is written for it expires at
             # once, so a throwaway key pseudonymises it and nothing links it to anyone.
@@ -157,22 +147,27 @@ class Store:
         self._day_keys[day] = bytes(value)
         return bytes(value)
 
-    async def record_scan(self, day: str, entry: Fields, expire_at: int, event: Fields | None) -> None:
+    async def record_scan(
+        self, day: str, entry: Fields, expire_at: int, event: Fields | None, *, timeout_s: float | None = None
+    ) -> None:
         """Append the scan-log record and, for an exception, the dispatch intake event."""
         log_key = keys.scan_log_key(day)
-
-        def fill(pipe: Pipeline) -> None:
-            pipe.xadd(log_key, entry)  # type: ignore[arg-type]
+        commands: list[Command] = [
+            ("XADD", log_key, "*", *_flat(entry)),
             # Sent with every record, not once per day: if the partition was ever recreated (deleted, failed
             # over to a replica that missed the first EXPIREAT) it must never live without its expiry.
-            pipe.expireat(log_key, expire_at)
-            if event is not None:
-                # Events carry a pseudonym and a sealed holder reference: none outlives the scan log's retention.
-                # MINID trimming keeps the stream inside that window without a TTL on the stream itself.
-                min_id = max(0, int(expire_at * 1000) - self.retention_ms - 86_400_000)
-                pipe.xadd(keys.DISPATCH_INTAKE, event, minid=min_id, approximate=False)  # type: ignore[arg-type]
-
-        await self.batcher.run(fill)
+            ("EXPIREAT", log_key, expire_at),
+        ]
+        if event is not None:
+            # Events carry a pseudonym and a sealed holder reference: none outlives the scan log's retention.
+            # MINID trimming keeps the stream inside that window without a TTL on the stream itself.
+            min_id = max(0, int(expire_at * 1000) - self.retention_ms - 86_400_000)
+            commands.append(("XADD", keys.DISPATCH_INTAKE, "MINID", "=", min_id, "*", *_flat(event)))
+        await self.batcher.run(commands, timeout_s)
 
     async def aclose(self) -> None:
         await self.batcher.aclose()
+
+
+def _flat(fields: Fields) -> list[str]:
+    return [part for pair in fields.items() for part in pair]

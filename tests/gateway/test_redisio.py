@@ -1,0 +1,86 @@
+"""The command batcher on a real server: raw replies on both transports, errors as values, per-caller deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from redis.asyncio import Redis
+
+from gateway.errors import StoreUnavailableError
+from gateway.redisio import CommandBatcher
+
+COMMANDS = (
+    ("SET", "k", b"v\x00\xff", "NX", "GET", "EX", 30),
+    ("SET", "k", "other", "NX", "GET", "EX", 30),
+    ("HSET", "h", b"f", 7),
+    ("HGET", "h", b"f"),
+    ("HGET", "h", b"missing"),
+    ("XADD", "s", "*", "a", "1"),
+    ("EXPIREAT", "s", 4_000_000_000),
+    ("INCR", "h"),  # WRONGTYPE: an error value, not an exception for the whole pipeline
+)
+
+
+async def _replies(batcher: CommandBatcher) -> list[object]:
+    try:
+        return await batcher.submit(COMMANDS)
+    finally:
+        await batcher.aclose()
+
+
+async def test_resp_connection_and_redis_py_fallback_return_the_same_raw_replies(redis: Redis) -> None:
+    direct = await _replies(CommandBatcher(redis))
+    await redis.flushdb()
+    fallback_batcher = CommandBatcher(redis)
+    fallback_batcher._endpoint = None  # what a TLS or cluster client gets: redis-py carries the pipeline
+    fallback = await _replies(fallback_batcher)
+    for replies in (direct, fallback):
+        assert replies[:5] == [None, b"v\x00\xff", 1, b"7", None]
+        assert isinstance(replies[5], bytes) and b"-" in replies[5]
+        assert replies[6] == 1
+        assert isinstance(replies[7], Exception) and "WRONGTYPE" in str(replies[7])
+
+
+async def test_run_raises_store_unavailable_for_an_error_reply(redis: Redis) -> None:
+    batcher = CommandBatcher(redis)
+    try:
+        await redis.set("str", "x")
+        with pytest.raises(StoreUnavailableError):
+            await batcher.run((("HGET", "str", "f"),))
+        assert await batcher.run((("GET", "str"),)) == [b"x"]
+    finally:
+        await batcher.aclose()
+
+
+async def test_a_deadline_fails_only_its_caller_and_the_connection_stays_in_order(redis: Redis) -> None:
+    batcher = CommandBatcher(redis)
+    try:
+        await batcher.run((("PING",),))  # opens the connection
+        started = time.monotonic()
+        # One flush: a command the server blocks on for 0.4 s, then a patient caller behind it.
+        blocked = batcher.submit((("BLPOP", "empty-list", 0.4),), timeout_s=0.05)
+        patient = batcher.submit((("SET", "after", "1"), ("GET", "after")), timeout_s=None)
+        with pytest.raises(StoreUnavailableError):
+            await blocked
+        assert time.monotonic() - started < 0.3
+        assert await patient == [b"OK", b"1"]
+        # The late BLPOP reply was matched to its own (failed) caller, not handed to the next one.
+        assert await batcher.run((("GET", "after"),), timeout_s=1.0) == [b"1"]
+    finally:
+        await batcher.aclose()
+
+
+async def test_a_closed_server_connection_fails_pending_callers_then_reconnects(redis: Redis) -> None:
+    batcher = CommandBatcher(redis)
+    try:
+        await batcher.run((("CLIENT", "SETNAME", "pg-batcher"),))
+        waiting = batcher.submit((("BLPOP", "never", 5),))
+        await asyncio.sleep(0.05)
+        await redis.execute_command("CLIENT", "KILL", "SKIPME", "yes", "TYPE", "normal")
+        with pytest.raises(StoreUnavailableError):
+            await waiting
+        assert await batcher.run((("PING",),)) == [b"PONG"]
+    finally:
+        await batcher.aclose()
