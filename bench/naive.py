@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Sequence
 from typing import cast
 
 from redis.exceptions import RedisError
@@ -18,7 +19,7 @@ from gateway import keys
 from gateway.__main__ import main as placegate_main
 from gateway.errors import StoreUnavailableError
 from gateway.status_cache import unpack_status
-from gateway.store import Fields, ScanLookup, Store
+from gateway.store import Fields, LookupRequest, ScanLookup, Store
 
 __all__ = ["NaiveStore", "main"]
 
@@ -26,18 +27,24 @@ __all__ = ["NaiveStore", "main"]
 class NaiveStore(Store):
     """One awaited round trip per Redis command: what the scan path costs without ``CommandBatcher``."""
 
-    async def lookup_scan(
-        self, holder_ref: str, nonce_key: str, place_id: str, nonce_ttl_s: int, *, timeout_s: float | None = None
-    ) -> ScanLookup:
-        bucket, field = self.locator.locate(holder_ref)
-        try:
-            async with asyncio.timeout(timeout_s):
-                raw = await self.redis.hget(bucket, field)  # type: ignore[arg-type,unused-ignore]
-                first = await self.redis.set(nonce_key, place_id, nx=True, get=True, ex=max(1, nonce_ttl_s))
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise StoreUnavailableError("redis failed") from exc
-        status = None if raw is None else unpack_status(cast(bytes, raw))
-        return ScanLookup(status, None if first is None else cast(bytes, first).decode())
+    async def lookup_scans(
+        self, requests: Sequence[LookupRequest], place_id: str, *, timeout_s: float | None = None
+    ) -> list[ScanLookup | None]:
+        lookups: list[ScanLookup | None] = []
+        for holder_ref, memory_key, ttl_s in requests:
+            raw: object = None
+            try:
+                async with asyncio.timeout(timeout_s):
+                    if holder_ref is not None:
+                        bucket, field = self.locator.locate(holder_ref)
+                        raw = await self.redis.hget(bucket, field)  # type: ignore[arg-type,unused-ignore]
+                    first = await self.redis.set(memory_key, place_id, nx=True, get=True, ex=max(1, ttl_s))
+            except (RedisError, OSError, TimeoutError):
+                lookups.append(None)
+                continue
+            status = None if raw is None else unpack_status(cast(bytes, raw))
+            lookups.append(ScanLookup(status, None if first is None else cast(bytes, first).decode()))
+        return lookups
 
     async def day_key(self, day: str, expire_at: int, *, timeout_s: float | None = None) -> bytes:
         cached = self._day_keys.get(day)
@@ -53,16 +60,18 @@ class NaiveStore(Store):
         self._day_keys[day] = cast(bytes, value)
         return self._day_keys[day]
 
-    async def record_scan(
-        self, day: str, entry: Fields, expire_at: int, event: Fields | None, *, timeout_s: float | None = None
+    async def record_scans(
+        self, day: str, records: Sequence[tuple[Fields, Fields | None]], expire_at: int, *,
+        timeout_s: float | None = None,
     ) -> None:
         log_key = keys.scan_log_key(day)
         try:
             async with asyncio.timeout(timeout_s):
-                await self.redis.xadd(log_key, entry)  # type: ignore[arg-type]
-                await self.redis.expireat(log_key, expire_at)
-                if event is not None:
-                    await self.redis.xadd(keys.DISPATCH_INTAKE, event)  # type: ignore[arg-type]
+                for entry, event in records:
+                    await self.redis.xadd(log_key, entry)  # type: ignore[arg-type]
+                    await self.redis.expireat(log_key, expire_at)
+                    if event is not None:
+                        await self.redis.xadd(keys.DISPATCH_INTAKE, event)  # type: ignore[arg-type]
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailableError("redis failed") from exc
 

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from aiohttp import web
 
-from gateway.app import create_app
+from gateway.app import serving_app
 from gateway.cli_common import add_common_args, embedded_dir, settings_from
 from gateway.demo import prepare_demo
 from gateway.embedded import EmbeddedServer, socket_alive
@@ -70,7 +70,7 @@ def _serve(args: argparse.Namespace) -> int:
             return serve_workers(settings, settings.workers, announce=announce)
         loop = _event_loop()
         asyncio.set_event_loop(loop)
-        web.run_app(create_app(settings), host=settings.host, port=settings.port, print=announce, loop=loop,
+        web.run_app(serving_app(settings), host=settings.host, port=settings.port, print=announce, loop=loop,
                     access_log=None)
     finally:
         if server is not None:

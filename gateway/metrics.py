@@ -16,6 +16,7 @@ class Metrics:
         self.scans = Counter(
             "placegate_scans", "Scans answered", ["decision", "reason", "degraded"], registry=self.registry
         )
+        self._scan_children: dict[tuple[str, str, bool], Counter] = {}
         self.scan_seconds = Histogram(
             "placegate_scan_seconds",
             "Scan answer latency inside the gateway",
@@ -35,6 +36,15 @@ class Metrics:
         # Under `serve --workers N` every worker loads the same trust list: report the latest value of a live one.
         self.trust_keys = Gauge("placegate_trust_keys", "Keys in the loaded trust list", registry=self.registry,
                                 multiprocess_mode="livemostrecent")
+
+    def count_scan(self, action: str, reason: str, degraded: bool) -> None:
+        """Count one answer; the labelled child is looked up once per label set, not once per scan (``labels``
+        takes a lock and builds a key each call: a measurable share of the hot path)."""
+        key = (action, reason, degraded)
+        child = self._scan_children.get(key)
+        if child is None:
+            child = self._scan_children[key] = self.scans.labels(action, reason, "true" if degraded else "false")
+        child.inc()
 
     def render(self) -> bytes:
         """This process's metrics, or, under `serve --workers N`, the sum over every worker.

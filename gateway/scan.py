@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import hmac
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -27,7 +27,7 @@ from gateway.errors import MalformedCodeError, StoreUnavailableError
 from gateway.metrics import Metrics
 from gateway.registry import Place
 from gateway.sealing import Sealer
-from gateway.store import ScanLookup, Store
+from gateway.store import Fields, LookupRequest, Store
 from policy.admission import EXCEPTION_REASONS, Decision, Reason, decide_admission, refuse
 from policy.dcc_status import decide_dcc_admission
 from policy.rules import Rules
@@ -134,111 +134,165 @@ class Scanner:
 
         :raises MalformedCodeError: when the text is not a code at all (no known prefix, not base45): HTTP 400.
         """
-        scan_id = new_scan_id(now)
-        verified: VerifiedCode | None = None
+        (result,) = await self.scan_many((code,), place, device_id, now=now)
+        if isinstance(result, MalformedCodeError):
+            raise result
+        return result
+
+    async def scan_many(
+        self, codes: Sequence[str], place: Place, device_id: str, *, now: datetime
+    ) -> list[ScanOutcome | MalformedCodeError]:
+        """``scan`` for every code of a request, in order; a text that is not a code gets its error instead.
+
+        The codes go through each phase together: every verification, then one Redis group for all their
+        lookups, every decision, then one group for all their records. A batch of N codes costs two pipelined
+        groups, not 2 x N futures and tasks, and codes repeated within the batch are seen in order (the second
+        presentation of a code is its replay).
+        """
+        anchors = TrustAnchors(self.trust, self.dcc.trust)
+        items = [self._verify(code, anchors, now) for code in codes]
+        live = [item for item in items if isinstance(item, _Item)]
+        if live:
+            await self._decide(live, place, now)
+            for item in live:
+                if item.fresh is not Freshness.FRESH and item.decision is not None and not item.decision.degraded:
+                    item.decision = replace(item.decision, degraded=True)
+            await self._record(live, place, device_id, now)
+        count = self.metrics.count_scan
+        for item in live:
+            decision = item.decision
+            assert decision is not None
+            count(decision.action.value, decision.reason, decision.degraded)
+        return [item if isinstance(item, MalformedCodeError) else item.outcome(now) for item in items]
+
+    def _verify(self, code: str, anchors: TrustAnchors, now: datetime) -> _Item | MalformedCodeError:
+        item = _Item(new_scan_id(now))
         trust_refusal = False
         try:
             fmt = format_for(code)
-            verified = fmt.verify(code, TrustAnchors(self.trust, self.dcc.trust), now)
-        except NOT_A_CODE_ERRORS as exc:
-            raise MalformedCodeError("not a health code") from exc
+            item.verified = fmt.verify(code, anchors, now)
+        except NOT_A_CODE_ERRORS:
+            return MalformedCodeError("not a health code")
         except CodeError as exc:
-            decision = refuse(self.rules, exc.code)
+            item.decision = refuse(self.rules, exc.code)
             trust_refusal = isinstance(exc, TrustKeyError) and not isinstance(exc, CoseHeaderError)
-        fresh = self.dcc.freshness(now) if fmt.trust_list == "dsc" else Freshness.FRESH
-        if fresh is Freshness.STALE and (verified is not None or trust_refusal):
+        if fmt.trust_list == "dsc":
+            item.fresh = self.dcc.freshness(now)
+        if item.fresh is Freshness.STALE and (item.verified is not None or trust_refusal):
             # Fail closed, and without a forgery case: an unknown kid may only be unknown to our old list.
-            verified = None
-            decision = refuse(self.rules, TRUST_LIST_STALE, rule_id="trust_list")
-        elif verified is not None:
-            if isinstance(verified.evidence, HealthCode):
-                decision = await self._decide(verified.evidence, place, now)
+            item.verified = None
+            item.decision = refuse(self.rules, TRUST_LIST_STALE, rule_id="trust_list")
+        return item
+
+    async def _decide(self, items: list[_Item], place: Place, now: datetime) -> None:
+        """Status and replay memory for every verified code (one Redis group), then the policy decides."""
+        pending: list[tuple[_Item, VerifiedCode]] = []
+        requests: list[LookupRequest] = []
+        for item in items:
+            verified = item.verified
+            if item.decision is not None or verified is None:
+                continue
+            evidence = verified.evidence
+            if isinstance(evidence, HealthCode):
+                ttl = int((evidence.exp - now).total_seconds()) + LEEWAY_S
+                requests.append((evidence.holder_ref, keys.nonce_key(evidence.kid.hex(), evidence.nonce.hex()), ttl))
             else:
-                decision = await self._decide_dcc(verified, verified.evidence, place, now)
-        if fresh is not Freshness.FRESH and not decision.degraded:
-            decision = replace(decision, degraded=True)
-        colour = None if verified is None or verified.signed_colour is None else verified.signed_colour.label
-        if decision.reason in ("status_red", "status_yellow"):
-            colour = decision.reason.removeprefix("status_")
-        holder_ref = None if verified is None else verified.holder_ref
-        decision = await self._record(scan_id, decision, holder_ref, place, device_id, now)
-        self.metrics.scans.labels(decision.action.value, decision.reason, str(decision.degraded).lower()).inc()
-        return ScanOutcome(decision, colour, scan_id, now)
+                # No live status exists for a DCC holder: only the replay memory, keyed by a MAC of the UVCI.
+                digest = hmac.new(self.dcc.replay_key, verified.replay_id.encode(), "sha256").hexdigest()[:32]
+                requests.append((None, keys.dcc_replay_key(digest), self.dcc.replay_window_s))
+            pending.append((item, verified))
+        if not pending:
+            return
+        lookups = await self.store.lookup_scans(requests, place.place_id, timeout_s=self.redis_timeout_s)
+        unavailable = 0
+        for (item, verified), lookup in zip(pending, lookups, strict=True):
+            unavailable += lookup is None
+            if lookup is not None and lookup.first_place is not None:
+                reason = Reason.REPLAYED if lookup.first_place == place.place_id else Reason.CODE_SHARED
+                item.decision = refuse(self.rules, reason, rule_id="replay")
+            elif isinstance(verified.evidence, HealthCode):
+                item.decision = decide_admission(
+                    self.rules,
+                    venue_class=place.venue_class,
+                    signed_colour=verified.evidence.colour_at_issue,
+                    status=None if lookup is None else lookup.status,
+                    now=now,
+                    status_available=lookup is not None,
+                )
+            else:
+                assert isinstance(verified.evidence, VerifiedDcc)
+                decision = decide_dcc_admission(
+                    self.rules, venue_class=place.venue_class, dcc=verified.evidence.decoded.dcc, now=now
+                )
+                # The certificate still decides, but nothing could check that it is not a copy in use elsewhere.
+                item.decision = decision if lookup is not None else replace(decision, degraded=True)
+        if unavailable:
+            self.metrics.redis_errors.labels("scan_lookup").inc(unavailable)
 
-    async def _decide_dcc(self, code: VerifiedCode, dcc: VerifiedDcc, place: Place, now: datetime) -> Decision:
-        """No live status exists for a DCC holder: replay memory, then the certificate's own entries decide."""
-        digest = hmac.new(self.dcc.replay_key, code.replay_id.encode(), "sha256").hexdigest()[:32]
-        replay_key, window_s = keys.dcc_replay_key(digest), self.dcc.replay_window_s
-        first: str | None = None
-        available = True
-        try:
-            first = await self.store.first_place(replay_key, place.place_id, window_s, timeout_s=self.redis_timeout_s)
-        except StoreUnavailableError:
-            self.metrics.redis_errors.labels("scan_lookup").inc()
-            available = False
-        if first is not None:
-            reason = Reason.REPLAYED if first == place.place_id else Reason.CODE_SHARED
-            return refuse(self.rules, reason, rule_id="replay")
-        decision = decide_dcc_admission(self.rules, venue_class=place.venue_class, dcc=dcc.decoded.dcc, now=now)
-        # The certificate still decides, but nothing could check that it is not a copy in use elsewhere.
-        return decision if available else replace(decision, degraded=True)
-
-    async def _decide(self, code: HealthCode, place: Place, now: datetime) -> Decision:
-        nonce_key = keys.nonce_key(code.kid.hex(), code.nonce.hex())
-        ttl = int((code.exp - now).total_seconds()) + LEEWAY_S
-        lookup: ScanLookup | None = None
-        try:
-            lookup = await self.store.lookup_scan(
-                code.holder_ref, nonce_key, place.place_id, ttl, timeout_s=self.redis_timeout_s
-            )
-        except StoreUnavailableError:
-            self.metrics.redis_errors.labels("scan_lookup").inc()
-        if lookup is not None and lookup.first_place is not None:
-            reason = Reason.REPLAYED if lookup.first_place == place.place_id else Reason.CODE_SHARED
-            return refuse(self.rules, reason, rule_id="replay")
-        return decide_admission(
-            self.rules,
-            venue_class=place.venue_class,
-            signed_colour=code.colour_at_issue,
-            status=None if lookup is None else lookup.status,
-            now=now,
-            status_available=lookup is not None,
-        )
-
-    async def _record(
-        self, scan_id: str, decision: Decision, holder_ref: str | None, place: Place, device_id: str, now: datetime
-    ) -> Decision:
+    async def _record(self, items: list[_Item], place: Place, device_id: str, now: datetime) -> None:
+        """The scan-log record of every code, and an intake event for each exception (one Redis group)."""
         day = day_of(now)
         expire_at = partition_expiry(day, self.retention_days)
         millis = str(int(now.timestamp() * 1000))
         timeout_s = self.redis_timeout_s
         try:
-            pseudonym = ""
-            if holder_ref is not None:
+            day_key = b""
+            if any(item.verified is not None for item in items):
                 day_key = await self.store.day_key(day, expire_at, timeout_s=timeout_s)
-                pseudonym = hmac.new(day_key, holder_ref.encode(), "sha256").hexdigest()[:32]
-            entry = {
-                "scan_id": scan_id, "t": millis, "place": place.place_id, "device": device_id,
-                "decision": decision.action.value, "reason": decision.reason, "rule": decision.rule_id,
-                "rules_version": decision.rules_version, "degraded": "1" if decision.degraded else "0",
-                "purpose": PURPOSE, "pseudonym": pseudonym,
-            }
-            event = None
-            if decision.reason in EXCEPTION_REASONS:
-                event_class = _EVENT_CLASS.get(decision.reason, "forged_code")
-                event = {
-                    "event_id": scan_id, "source": "scan", "event_class": event_class,
-                    "reason": decision.reason, "place": place.place_id, "jurisdiction": place.jurisdiction,
-                    "device": device_id, "occurred_at": millis, "day": day, "pseudonym": pseudonym,
-                    "holder_sealed": self.sealer.seal(holder_ref) if holder_ref is not None else "",
-                    "purpose": PURPOSE,
+            records: list[tuple[Fields, Fields | None]] = []
+            for item in items:
+                decision = item.decision
+                assert decision is not None
+                holder_ref = None if item.verified is None else item.verified.holder_ref
+                pseudonym = "" if holder_ref is None else _pseudonym(day_key, holder_ref)
+                entry = {
+                    "scan_id": item.scan_id, "t": millis, "place": place.place_id, "device": device_id,
+                    "decision": decision.action.value, "reason": decision.reason, "rule": decision.rule_id,
+                    "rules_version": decision.rules_version, "degraded": "1" if decision.degraded else "0",
+                    "purpose": PURPOSE, "pseudonym": pseudonym,
                 }
-                self.metrics.exceptions.labels(event_class).inc()
-            await self.store.record_scan(day, entry, expire_at, event, timeout_s=timeout_s)
+                event = None
+                if decision.reason in EXCEPTION_REASONS:
+                    event_class = _EVENT_CLASS.get(decision.reason, "forged_code")
+                    event = {
+                        "event_id": item.scan_id, "source": "scan", "event_class": event_class,
+                        "reason": decision.reason, "place": place.place_id, "jurisdiction": place.jurisdiction,
+                        "device": device_id, "occurred_at": millis, "day": day, "pseudonym": pseudonym,
+                        "holder_sealed": self.sealer.seal(holder_ref) if holder_ref is not None else "",
+                        "purpose": PURPOSE,
+                    }
+                    self.metrics.exceptions.labels(event_class).inc()
+                records.append((entry, event))
+            await self.store.record_scans(day, records, expire_at, timeout_s=timeout_s)
         except StoreUnavailableError:
-            # The answer still goes out (a person is waiting at the gate) but says it is degraded; the metric
+            # The answers still go out (people are waiting at the gate) but say they are degraded; the metric
             # lets operators see every record that could not be written.
-            self.metrics.redis_errors.labels("scan_record").inc()
-            if not decision.degraded:
-                decision = replace(decision, degraded=True)
-        return decision
+            self.metrics.redis_errors.labels("scan_record").inc(len(items))
+            for item in items:
+                assert item.decision is not None
+                if not item.decision.degraded:
+                    item.decision = replace(item.decision, degraded=True)
+
+
+def _pseudonym(day_key: bytes, holder_ref: str) -> str:
+    """The day's pseudonym of a holder: linkable within one day's log only, unlinkable once the key expires."""
+    return hmac.new(day_key, holder_ref.encode(), "sha256").hexdigest()[:32]
+
+
+@dataclass(slots=True)
+class _Item:
+    """One presented code on its way through the phases of ``Scanner.scan_many``."""
+
+    scan_id: str
+    verified: VerifiedCode | None = None
+    decision: Decision | None = None
+    fresh: Freshness = Freshness.FRESH
+
+    def outcome(self, now: datetime) -> ScanOutcome:
+        decision = self.decision
+        assert decision is not None
+        verified = self.verified
+        colour = None if verified is None or verified.signed_colour is None else verified.signed_colour.label
+        if decision.reason in ("status_red", "status_yellow"):
+            colour = decision.reason.removeprefix("status_")
+        return ScanOutcome(decision, colour, self.scan_id, now)

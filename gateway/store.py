@@ -19,9 +19,11 @@ from gateway.redisio import Command, CommandBatcher, is_noscript
 from gateway.status_cache import UPSERT_LUA, UPSERT_SHA, StatusLocator, StatusRecord, pack_status, unpack_status
 from policy.status import HolderStatus
 
-__all__ = ["ScanLookup", "Store"]
+__all__ = ["Fields", "LookupRequest", "ScanLookup", "Store"]
 
 Fields = Mapping[str, str]
+# What one scan asks of the store: (holder reference or None, replay-memory key, that key's TTL in seconds).
+LookupRequest = tuple[str | None, str, int]
 UPSERT_CHUNK = 2000  # records per script call: bounds the time one script blocks the server
 
 
@@ -112,22 +114,38 @@ class Store:
     # --- scan path ---------------------------------------------------------------------------------------
     # Commands are plain tuples (``gateway.redisio.Command``); replies come back raw, as hiredis parses them.
     # ``timeout_s`` bounds the wait for Redis (settings.redis_timeout_ms): past it, StoreUnavailableError.
-    async def lookup_scan(
-        self, holder_ref: str, nonce_key: str, place_id: str, nonce_ttl_s: int, *, timeout_s: float | None = None
-    ) -> ScanLookup:
-        """Status read and replay memory in one group: SET NX GET records the first place atomically."""
-        bucket, field = self.locator.locate(holder_ref)
-        raw_status, first = await self.batcher.run(
-            (("HGET", bucket, field), ("SET", nonce_key, place_id, "NX", "GET", "EX", max(1, nonce_ttl_s))),
-            timeout_s,
-        )
-        status = None if raw_status is None else unpack_status(raw_status)
-        return ScanLookup(status, None if first is None else first.decode())
+    async def lookup_scans(
+        self, requests: Sequence[LookupRequest], place_id: str, *, timeout_s: float | None = None
+    ) -> list[ScanLookup | None]:
+        """For each (holder reference or None, replay-memory key, its TTL): the cached status, when a holder is
+        given, and the place the code was first presented at; ``None`` where Redis could not answer.
 
-    async def first_place(self, key: str, place_id: str, ttl_s: int, *, timeout_s: float | None = None) -> str | None:
-        """Remember ``place_id`` under ``key`` for ``ttl_s``; the place remembered before, if any (SET NX GET)."""
-        (first,) = await self.batcher.run((("SET", key, place_id, "NX", "GET", "EX", max(1, ttl_s)),), timeout_s)
-        return None if first is None else bytes(first).decode()
+        All in one group. SET NX GET records the first place atomically, so of two presentations of one code,
+        in one request or in two, exactly one finds the memory empty.
+        """
+        commands: list[Command] = []
+        locate = self.locator.locate
+        for holder_ref, memory_key, ttl_s in requests:
+            if holder_ref is not None:
+                commands.append(("HGET", *locate(holder_ref)))
+            commands.append(("SET", memory_key, place_id, "NX", "GET", "EX", max(1, ttl_s)))
+        try:
+            replies = await self.batcher.submit(commands, timeout_s)
+        except StoreUnavailableError:
+            return [None] * len(requests)
+        lookups: list[ScanLookup | None] = []
+        at = 0
+        for holder_ref, _, _ in requests:
+            raw_status = None
+            if holder_ref is not None:
+                raw_status, at = replies[at], at + 1
+            first, at = replies[at], at + 1
+            if isinstance(raw_status, Exception) or isinstance(first, Exception):
+                lookups.append(None)
+                continue
+            status = None if raw_status is None else unpack_status(raw_status)
+            lookups.append(ScanLookup(status, None if first is None else first.decode()))
+        return lookups
 
     async def day_key(self, day: str, expire_at: int, *, timeout_s: float | None = None) -> bytes:
         """The day's pseudonym key, created on first use with the day partition's expiry (crypto-shredding)."""
@@ -147,22 +165,23 @@ class Store:
         self._day_keys[day] = bytes(value)
         return bytes(value)
 
-    async def record_scan(
-        self, day: str, entry: Fields, expire_at: int, event: Fields | None, *, timeout_s: float | None = None
+    async def record_scans(
+        self, day: str, records: Sequence[tuple[Fields, Fields | None]], expire_at: int, *,
+        timeout_s: float | None = None,
     ) -> None:
-        """Append the scan-log record and, for an exception, the dispatch intake event."""
+        """Append each scan-log record and, for an exception, its dispatch intake event (one group)."""
         log_key = keys.scan_log_key(day)
-        commands: list[Command] = [
-            ("XADD", log_key, "*", *_flat(entry)),
-            # Sent with every record, not once per day: if the partition was ever recreated (deleted, failed
-            # over to a replica that missed the first EXPIREAT) it must never live without its expiry.
-            ("EXPIREAT", log_key, expire_at),
-        ]
-        if event is not None:
-            # Events carry a pseudonym and a sealed holder reference: none outlives the scan log's retention.
-            # MINID trimming keeps the stream inside that window without a TTL on the stream itself.
-            min_id = max(0, int(expire_at * 1000) - self.retention_ms - 86_400_000)
-            commands.append(("XADD", keys.DISPATCH_INTAKE, "MINID", "=", min_id, "*", *_flat(event)))
+        commands: list[Command] = []
+        min_id = max(0, int(expire_at * 1000) - self.retention_ms - 86_400_000)
+        for entry, event in records:
+            commands.append(("XADD", log_key, "*", *_flat(entry)))
+            if event is not None:
+                # Events carry a pseudonym and a sealed holder reference: none outlives the scan log's retention.
+                # MINID trimming keeps the stream inside that window without a TTL on the stream itself.
+                commands.append(("XADD", keys.DISPATCH_INTAKE, "MINID", "=", min_id, "*", *_flat(event)))
+        # Sent with every group, not once per day: if the partition was ever recreated (deleted, failed over to
+        # a replica that missed the first EXPIREAT) it must never live without its expiry.
+        commands.append(("EXPIREAT", log_key, expire_at))
         await self.batcher.run(commands, timeout_s)
 
     async def aclose(self) -> None:

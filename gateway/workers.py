@@ -44,7 +44,7 @@ def metrics_dir(settings: Settings) -> Path:
 def run_worker(settings: Settings) -> None:
     """One worker: the whole app on the shared port; SIGTERM/SIGINT end it gracefully (aiohttp's run_app)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    from gateway.app import create_app  # imported here: after PROMETHEUS_MULTIPROC_DIR is in the environment
+    from gateway.app import serving_app  # imported here: after PROMETHEUS_MULTIPROC_DIR is in the environment
 
     try:
         import uvloop
@@ -53,7 +53,7 @@ def run_worker(settings: Settings) -> None:
     except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, reuse_port=True, loop=loop,
+    web.run_app(serving_app(settings), host=settings.host, port=settings.port, reuse_port=True, loop=loop,
                 access_log=None, print=None)
 
 

@@ -36,3 +36,31 @@ async def test_concurrent_scans_share_pipelines(world: World) -> None:
     assert store.batcher.commands - commands == 4 * len(holders)
     # 160 commands in a handful of pipelines: one per loop turn, not one per command or per scan.
     assert store.batcher.flushes - flushes <= 4
+
+
+async def test_a_batch_is_two_groups_whatever_its_size(world: World) -> None:
+    holders = [f"holder-{i}" for i in range(16)]
+    for holder in holders:
+        await world.set_status(holder)
+    scanner = world.client.app[SCANNER]
+    store = world.client.app[STORE]
+    now = datetime.now(UTC)
+    await scanner.scan(world.code("warm-up"), PLACES[2], "dev-c", now=now)  # creates the day key
+    codes = [world.code(h) for h in holders]
+    flushes, commands = store.batcher.flushes, store.batcher.commands
+    outcomes = await scanner.scan_many(codes, PLACES[2], "dev-c", now=now)
+    assert [o.decision.reason for o in outcomes if not isinstance(o, Exception)] == ["ok"] * 16
+    # lookups: HGET + SET NX GET per code; records: XADD per code and one EXPIREAT for the partition
+    assert (store.batcher.flushes - flushes, store.batcher.commands - commands) == (2, 16 * 2 + 16 + 1)
+
+
+async def test_a_batch_whose_lookup_times_out_answers_every_code_degraded(world: World) -> None:
+    for holder in ("holder-a", "holder-b"):
+        await world.set_status(holder)
+    scanner = world.client.app[SCANNER]
+    scanner.redis_timeout_s = 0.0  # every group's deadline passes before Redis can answer
+    outcomes = await scanner.scan_many(
+        [world.code("holder-a"), "not a code", world.code("holder-b")], PLACES[2], "dev-c", now=datetime.now(UTC)
+    )
+    answers = [(o.decision.reason, o.decision.degraded) if not isinstance(o, Exception) else "error" for o in outcomes]
+    assert answers == [("ok", True), "error", ("ok", True)]  # place C admits a green signed colour, degraded
