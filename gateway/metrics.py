@@ -9,6 +9,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 __all__ = ["Metrics"]
 
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -19,8 +21,14 @@ class Metrics:
         self._scan_children: dict[tuple[str, str, bool], Counter] = {}
         self.scan_seconds = Histogram(
             "placegate_scan_seconds",
-            "Scan answer latency inside the gateway",
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
+            "POST /v1/scan: time from the handler's start to its answer (verify, Redis, policy, log)",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_seconds = Histogram(
+            "placegate_scan_batch_seconds",
+            "POST /v1/scan/batch: time from the handler's start to its answer, per request",
+            buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.redis_errors = Counter(

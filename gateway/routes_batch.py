@@ -6,6 +6,7 @@ Same authentication and the same answer per code as ``POST /v1/scan``; the codes
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from aiohttp import web
@@ -15,7 +16,7 @@ from gateway.errors import BadRequestError, MalformedCodeError
 from gateway.http import json_response, read_json
 from gateway.places import resolve_place
 from gateway.scan import ScanOutcome, new_scan_id
-from gateway.state import SCANNER, SETTINGS
+from gateway.state import METRICS, SCANNER, SETTINGS
 from policy.admission import refuse
 
 __all__ = ["MAX_BATCH_CODES", "scan_batch"]
@@ -28,6 +29,7 @@ _BODY_FACTOR = 8
 @requires(Role.DEVICE, Role.APP)
 async def scan_batch(request: web.Request) -> web.Response:
     """One decision per presented code, in order; a malformed item answers ``{"error": "malformed_code"}``."""
+    started = time.perf_counter()
     app = request.app
     body = await read_json(request, limit=app[SETTINGS].max_body_bytes * _BODY_FACTOR)
     codes, place_code, place_id = _fields(body)
@@ -47,7 +49,9 @@ async def scan_batch(request: web.Request) -> web.Response:
         outcome.to_json() if isinstance(outcome, ScanOutcome) else {"error": MalformedCodeError.code}
         for outcome in outcomes
     ]
-    return json_response({"results": results})
+    response = json_response({"results": results})
+    app[METRICS].batch_seconds.observe(time.perf_counter() - started)
+    return response
 
 
 def _fields(body: object) -> tuple[Sequence[str], str | None, str | None]:

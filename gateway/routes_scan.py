@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from aiohttp import web
 
 from gateway.auth import PRINCIPAL, Role, requires
@@ -9,7 +11,7 @@ from gateway.errors import BadRequestError
 from gateway.http import json_response, read_json
 from gateway.places import resolve_place
 from gateway.scan import ScanOutcome, new_scan_id
-from gateway.state import SCANNER, SETTINGS
+from gateway.state import METRICS, SCANNER, SETTINGS
 from policy.admission import refuse
 
 __all__ = ["scan"]
@@ -18,6 +20,7 @@ __all__ = ["scan"]
 @requires(Role.DEVICE, Role.APP)
 async def scan(request: web.Request) -> web.Response:
     """Answer admit / deny / review for one presented code."""
+    started = time.perf_counter()
     app = request.app
     body = await read_json(request, limit=app[SETTINGS].max_body_bytes)
     code, place_code, place_id = _fields(body)
@@ -29,7 +32,9 @@ async def scan(request: web.Request) -> web.Response:
         outcome = ScanOutcome(refuse(scanner.rules, place, rule_id="place"), None, new_scan_id(now), now)
         return json_response(outcome.to_json())
     outcome = await scanner.scan(code, place, principal.principal_id, now=now)
-    return json_response(outcome.to_json())
+    response = json_response(outcome.to_json())
+    app[METRICS].scan_seconds.observe(time.perf_counter() - started)
+    return response
 
 
 def _fields(body: object) -> tuple[str, str | None, str | None]:

@@ -162,3 +162,15 @@ async def test_each_fresh_code_of_one_holder_is_admitted(world: World) -> None:
     await world.set_status("holder-1")
     results = [(await world.scan(world.code("holder-1")))[1]["decision"] for _ in range(5)]
     assert results == ["admit"] * 5
+
+
+async def test_every_scan_and_batch_answer_is_timed_in_metrics(world: World) -> None:
+    await world.set_status("holder-1")
+    for _ in range(3):
+        await world.scan(world.code("holder-1"))
+    resp = await world.client.post("/v1/scan/batch", json={"codes": [world.code("holder-1")] * 2},
+                                   headers=world.auth("dev-a"))
+    assert resp.status == 200
+    metrics = await (await world.client.get("/metrics")).text()
+    assert "placegate_scan_seconds_count 3.0" in metrics
+    assert "placegate_scan_batch_seconds_count 1.0" in metrics
