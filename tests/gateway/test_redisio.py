@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
+from gateway.embedded import EmbeddedServer
 from gateway.errors import StoreUnavailableError
-from gateway.redisio import CommandBatcher
+from gateway.redisio import CommandBatcher, connect_redis
 
 COMMANDS = (
     ("SET", "k", b"v\x00\xff", "NX", "GET", "EX", 30),
@@ -84,3 +88,30 @@ async def test_a_closed_server_connection_fails_pending_callers_then_reconnects(
         assert await batcher.run((("PING",),)) == [b"PONG"]
     finally:
         await batcher.aclose()
+
+
+async def test_the_resp_connection_authenticates_and_a_wrong_password_is_store_unavailable() -> None:
+    directory = Path(tempfile.mkdtemp(prefix="pg-auth-"))  # short: unix socket paths are limited to ~100 bytes
+    server = EmbeddedServer(directory, persistent=False).start()
+    try:
+        path = server.socket_path
+        opener = connect_redis(server.url)
+        await opener.config_set("requirepass", "s3cret")  # after start: the start-up probe PINGs without AUTH
+        await opener.aclose()
+        good = connect_redis(f"unix://:s3cret@{path}?db=2")
+        bad = connect_redis(f"unix://:wrong@{path}")
+        try:
+            batcher = CommandBatcher(good)
+            await batcher.run((("SET", "k", "v"),))
+            assert await good.get("k") == b"v"  # same database (2) as the batcher's SELECT
+            await batcher.aclose()
+            refused = CommandBatcher(bad)
+            with pytest.raises(StoreUnavailableError):
+                await refused.run((("PING",),))
+            await refused.aclose()
+        finally:
+            await good.aclose()
+            await bad.aclose()
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
