@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -18,44 +19,13 @@ from gateway.keys import status_bucket_key
 from policy.status import HolderStatus, TestResult
 
 __all__ = [
-    "UPSERT_LUA", "UPSERT_SHA", "StatusLocator", "StatusRecord", "derive_key", "pack_fields", "pack_status",
-    "unpack_status",
+    "StatusLocator", "StatusRecord", "derive_key", "pack_columns", "pack_fields",
+    "pack_flags", "pack_status", "unpack_status",
 ]
 
 _PACK = struct.Struct(">IIB")  # updated_at, tested_at (0 = never), flags
 _RESULTS = (TestResult.NONE, TestResult.NEGATIVE, TestResult.POSITIVE)
 _RESULT_BITS = {r: i for i, r in enumerate(_RESULTS)}
-
-# Last-writer-wins by the record's own updated_at (first 4 bytes, big-endian). Compared as numbers, never as
-# strings: Lua string comparison follows the server's collation locale.
-UPSERT_LUA = """
-local function ts(s)
-  local a, b, c, d = string.byte(s, 1, 4)
-  return ((a * 256 + b) * 256 + c) * 256 + d
-end
-local ttl = tonumber(ARGV[1])
-local out = {}
-local at = 2
-for k = 1, #KEYS do
-  local n = tonumber(ARGV[at]); at = at + 1
-  local wrote = false
-  for _ = 1, n do
-    -- one argument per record, field (8 bytes) then value: half the arguments to encode and parse
-    local rec = ARGV[at]; at = at + 1
-    local f, v = string.sub(rec, 1, 8), string.sub(rec, 9)
-    local old = redis.call('HGET', KEYS[k], f)
-    if (not old) or ts(v) > ts(old) then
-      redis.call('HSET', KEYS[k], f, v); out[#out + 1] = '1'; wrote = true
-    else
-      out[#out + 1] = '0'
-    end
-  end
-  if wrote then redis.call('EXPIRE', KEYS[k], ttl) end
-end
-return table.concat(out)
-"""
-UPSERT_SHA = hashlib.sha1(UPSERT_LUA.encode()).hexdigest()
-
 
 def derive_key(master: bytes, label: bytes) -> bytes:
     """A purpose-bound sub-key (keyed BLAKE2b as a PRF), so one leaked sub-key exposes one purpose only."""
@@ -75,10 +45,19 @@ def pack_status(status: HolderStatus) -> bytes:
     return pack_fields(int(status.updated_at.timestamp()), tested, status.colour, status.test_result, status.vaccinated)
 
 
+def pack_flags(colour: Colour, result: TestResult, vaccinated: bool) -> int:
+    """The value's last byte: colour, test result and vaccinated."""
+    return int(colour) | (_RESULT_BITS[result] << 2) | (0x10 if vaccinated else 0)
+
+
 def pack_fields(updated_s: int, tested_s: int, colour: Colour, result: TestResult, vaccinated: bool) -> bytes:
     """The 9-byte value: updated_at, tested_at (0 = never), flags (colour, test result, vaccinated)."""
-    flags = int(colour) | (_RESULT_BITS[result] << 2) | (0x10 if vaccinated else 0)
-    return _PACK.pack(updated_s, tested_s, flags)
+    return _PACK.pack(updated_s, tested_s, pack_flags(colour, result, vaccinated))
+
+
+def pack_columns(updated_s: Iterable[int], tested_s: Iterable[int], flags: Iterable[int]) -> list[bytes]:
+    """``pack_fields`` over columns, with flags from ``pack_flags``: the bulk loader's path."""
+    return list(map(_PACK.pack, updated_s, tested_s, flags))
 
 
 def unpack_status(raw: bytes) -> HolderStatus | None:
@@ -101,11 +80,27 @@ def unpack_status(raw: bytes) -> HolderStatus | None:
 class StatusLocator:
     """Maps a holder reference to (bucket key, field) with a keyed hash."""
 
-    __slots__ = ("_buckets", "_key")
+    __slots__ = ("_buckets", "_hasher", "_key")
 
     def __init__(self, master: bytes, buckets: int) -> None:
         self._key = derive_key(master, b"placegate/status-cache/v1")
         self._buckets = buckets
+        self._hasher = hashlib.blake2b(key=self._key, digest_size=12)
+
+    @property
+    def buckets(self) -> int:
+        return self._buckets
+
+    def hasher(self) -> hashlib.blake2b:
+        """The keyed hash before any input: ``copy()`` it per holder (cheaper than keying a new one each time)."""
+        return self._hasher
+
+    def position(self, holder: bytes) -> tuple[int, bytes]:
+        """(bucket number, field) of an encoded holder reference: what ``locate`` names, before the key name."""
+        h = self._hasher.copy()
+        h.update(holder)
+        digest = h.digest()
+        return int.from_bytes(digest[:4], "big") % self._buckets, digest[4:]
 
     def locate(self, holder_ref: str) -> tuple[str, bytes]:
         digest = hashlib.blake2b(holder_ref.encode(), key=self._key, digest_size=12).digest()

@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+import operator
 import re
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from itertools import repeat
+from typing import Any
+
+import orjson
 
 from crypto.native import Colour
-from gateway.status_cache import StatusRecord, pack_fields
+from gateway.status_cache import StatusRecord, pack_columns, pack_fields, pack_flags
 from policy.status import HolderStatus, TestResult
 
-__all__ = ["MAX_FUTURE_S", "RecordError", "parse_status_packed", "parse_status_record"]
+__all__ = ["MAX_FUTURE_S", "RecordError", "parse_status_lines", "parse_status_packed", "parse_status_record"]
 
-_HOLDER_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_HOLDER = r"[A-Za-z0-9._-]{1,64}"
+_HOLDER_RE = re.compile(_HOLDER)
+_HOLDERS_RE = re.compile(rf"{_HOLDER}(?:\n{_HOLDER})*")  # a window's holders joined by newlines
 _COLOURS = {"green": Colour.GREEN, "yellow": Colour.YELLOW, "red": Colour.RED}
 _RESULTS = {r.value: r for r in TestResult}
+# (colour, test_result, vaccinated, tested_at absent) -> flags, for every valid combination and nothing else: the
+# whole-window check of parse_status_lines. vaccinated is checked to be a bool first (1 == True as a dict key).
+_FLAGS: dict[tuple[object, object, bool, bool], int] = {
+    (name, raw, vaccinated, result is TestResult.NONE): pack_flags(colour, result, vaccinated)
+    for name, colour in _COLOURS.items()
+    for raw, result in [(None, TestResult.NONE), *_RESULTS.items()]
+    for vaccinated in (False, True)
+}
+_MAX_S = 2**32 - 1
 # A record dated further ahead would win last-writer-wins against every honest update until then.
 MAX_FUTURE_S = 300
 
@@ -50,10 +67,12 @@ def _validate(obj: object, now_s: int) -> tuple[str, int, int, Colour, TestResul
     holder = obj.get("holder")
     if not isinstance(holder, str) or not _HOLDER_RE.fullmatch(holder):
         raise RecordError("invalid_holder")
-    colour = _COLOURS.get(obj.get("colour"))  # type: ignore[arg-type]
+    raw_colour = obj.get("colour")
+    colour = _COLOURS.get(raw_colour) if isinstance(raw_colour, str) else None
     if colour is None:
         raise RecordError("invalid_colour")
-    result = _RESULTS.get(obj.get("test_result") or "none")
+    raw_result = obj.get("test_result") or "none"
+    result = _RESULTS.get(raw_result) if isinstance(raw_result, str) else None
     if result is None:
         raise RecordError("invalid_test_result")
     vaccinated = obj.get("vaccinated", False)
@@ -86,3 +105,77 @@ def parse_status_packed(obj: object, *, now_s: int) -> tuple[str, bytes]:
     """
     holder, updated_s, tested_s, colour, result, vaccinated = _validate(obj, now_s)
     return holder, pack_fields(updated_s, tested_s, colour, result, vaccinated)
+
+
+def parse_status_lines(
+    lines: Sequence[bytes], *, now_s: int
+) -> tuple[list[bytes], list[bytes], list[tuple[int, str]]]:
+    """JSON lines to (encoded holder references, packed values, (line index, error code) per bad line).
+
+    Blank lines are skipped. A window of valid records in the common shape (integer times) is checked column by
+    column; any other window goes record by record, with the same outcome.
+    """
+    try:
+        objs = list(map(orjson.loads, lines))
+    except orjson.JSONDecodeError:
+        pass
+    else:
+        fast = _packed_window(objs, now_s)
+        if fast is not None:
+            return fast[0], fast[1], []
+    holders: list[bytes] = []
+    values: list[bytes] = []
+    errors: list[tuple[int, str]] = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            holder, value = parse_status_packed(orjson.loads(line), now_s=now_s)
+        except orjson.JSONDecodeError:
+            errors.append((i, "invalid_json"))
+        except RecordError as exc:
+            errors.append((i, exc.code))
+        else:
+            holders.append(holder.encode())
+            values.append(value)
+    return holders, values, errors
+
+
+def _packed_window(objs: list[Any], now_s: int) -> tuple[list[bytes], list[bytes]] | None:
+    """``parse_status_packed`` over a whole window at C speed, or None when any record needs the full check.
+
+    Accepts exactly the records ``_validate`` accepts with integer (or absent) times and packs them the same way.
+    """
+    if not objs or set(map(type, objs)) != {dict}:
+        return None
+    get: Callable[..., Any] = dict.get
+    holders = list(map(get, objs, repeat("holder")))
+    updated = list(map(get, objs, repeat("updated_at")))
+    tested = list(map(get, objs, repeat("tested_at")))
+    vaccinated = list(map(get, objs, repeat("vaccinated"), repeat(False)))
+    try:
+        joined = "\n".join(holders)
+    except TypeError:
+        return None
+    if joined.count("\n") != len(objs) - 1 or _HOLDERS_RE.fullmatch(joined) is None:
+        return None
+    if set(map(type, updated)) != {int} or not set(map(type, vaccinated)) <= {bool}:
+        return None
+    if min(updated) <= 0 or max(updated) > min(now_s + MAX_FUTURE_S, _MAX_S):
+        return None
+    if not set(map(type, tested)) <= {int, type(None)} or 0 in tested:
+        return None
+    known = list(filter(None, tested))
+    if known and (min(known) <= 0 or max(known) > _MAX_S):
+        return None
+    keys = zip(
+        map(get, objs, repeat("colour")), map(get, objs, repeat("test_result")), vaccinated,
+        map(operator.not_, tested), strict=True,
+    )
+    try:
+        flags = list(map(_FLAGS.__getitem__, keys))
+    except (KeyError, TypeError):  # TypeError: an unhashable value (a list or an object)
+        return None
+    if len(known) != len(tested):
+        tested = [t or 0 for t in tested]
+    return joined.encode().split(b"\n"), pack_columns(updated, tested, flags)

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway import keys
 from gateway.errors import StoreUnavailableError
-from gateway.redisio import Command, CommandBatcher, is_noscript
-from gateway.status_cache import UPSERT_LUA, UPSERT_SHA, StatusLocator, StatusRecord, pack_status, unpack_status
+from gateway.redisio import Command, CommandBatcher
+from gateway.status_cache import StatusLocator, StatusRecord, pack_status, unpack_status
+from gateway.status_writer import StatusWriter
 from policy.status import HolderStatus
 
 __all__ = ["Fields", "LookupRequest", "ScanLookup", "Store"]
@@ -24,7 +24,6 @@ __all__ = ["Fields", "LookupRequest", "ScanLookup", "Store"]
 Fields = Mapping[str, str]
 # What one scan asks of the store: (holder reference or None, replay-memory key, that key's TTL in seconds).
 LookupRequest = tuple[str | None, str, int]
-UPSERT_CHUNK = 2000  # records per script call: bounds the time one script blocks the server
 
 
 class ScanLookup:
@@ -56,60 +55,20 @@ class Store:
             return False
 
     # --- status cache ------------------------------------------------------------------------------------
-    async def upsert_statuses(self, records: Sequence[StatusRecord]) -> list[bool]:
-        """Write statuses, last-writer-wins by ``updated_at``; True where the record was applied.
+    def status_writer(self) -> StatusWriter:
+        """The status-cache writer (gateway/status_writer.py) on this store's batcher, made on first use."""
+        writer: StatusWriter | None = getattr(self, "_status_writer", None)
+        if writer is None:
+            writer = self._status_writer = StatusWriter(self.redis, self.batcher, self.locator, self.status_ttl_s)
+        return writer
 
-        Every chunk's script call goes out in one pipeline through the batcher (hiredis-packed), so a bulk load
-        pays the client cost of one flush, not of one round trip per chunk.
-        """
-        return await self.upsert_packed([(r.holder_ref, pack_status(r.status)) for r in records])
+    async def upsert_statuses(self, records: Sequence[StatusRecord]) -> list[bool]:
+        """Write statuses, last-writer-wins by ``updated_at``; True where the record was applied."""
+        return await self.status_writer().upsert([(r.holder_ref, pack_status(r.status)) for r in records])
 
     async def upsert_packed(self, records: Sequence[tuple[str, bytes]]) -> list[bool]:
-        """``upsert_statuses`` for (holder reference, packed value) pairs: the bulk loader's path."""
-        locate = self.locator.locate
-        orders: list[list[int]] = []
-        calls: list[Command] = []
-        for start in range(0, len(records), UPSERT_CHUNK):
-            grouped: dict[str, list[tuple[int, bytes]]] = {}
-            for i in range(start, min(start + UPSERT_CHUNK, len(records))):
-                holder, packed = records[i]
-                key, field = locate(holder)
-                grouped.setdefault(key, []).append((i, field + packed))
-            argv: list[bytes | int] = [self.status_ttl_s]
-            order: list[int] = []
-            for members in grouped.values():
-                argv.append(len(members))
-                for i, packed in members:
-                    argv.append(packed)
-                    order.append(i)
-            orders.append(order)
-            calls.append(("EVALSHA", UPSERT_SHA, len(grouped), *grouped, *argv))
-
-        replies = await self._run_script(calls)
-        applied = [False] * len(records)
-        for order, reply in zip(orders, replies, strict=True):
-            for i, flag in zip(order, bytes(reply), strict=True):
-                applied[i] = flag == 0x31  # "1"
-        return applied
-
-    async def _run_script(self, calls: list[Command]) -> list[Any]:
-        """Run EVALSHA calls, loading the script first (and again after a server restart: NOSCRIPT)."""
-        for attempt in range(2):
-            if not self._script_loaded:
-                try:
-                    await self.redis.script_load(UPSERT_LUA)
-                except (RedisError, OSError) as exc:
-                    raise StoreUnavailableError("status cache unavailable") from exc
-                self._script_loaded = True
-            replies = await self.batcher.submit(calls)
-            if attempt == 0 and any(is_noscript(r) for r in replies):
-                self._script_loaded = False
-                continue
-            for reply in replies:
-                if isinstance(reply, Exception):
-                    raise StoreUnavailableError(f"status upsert failed: {reply.__class__.__name__}")
-            return replies
-        raise StoreUnavailableError("status upsert script could not be loaded")
+        """``upsert_statuses`` for (holder reference, packed value) pairs."""
+        return await self.status_writer().upsert(records)
 
     # --- scan path ---------------------------------------------------------------------------------------
     # Commands are plain tuples (``gateway.redisio.Command``); replies come back raw, as hiredis parses them.

@@ -1,0 +1,216 @@
+"""Writing the status cache: last-writer-wins by ``updated_at``, decided on the server, grouped by bucket.
+
+A batch is grouped by bucket on the client (``StatusBatch``); each script call covers the buckets of one
+hash-tag group (256 consecutive buckets, gateway/keys.py), so the server answers a bucket with one HMGET, one
+HSET of the records that win and one EXPIRE, however many records it gets, and each call stays inside one Redis
+Cluster slot. Within a bucket the records keep their order, and the script takes them one after the other: a
+holder twice in one batch is decided exactly as if the records had been written one by one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from array import array
+from collections.abc import Sequence
+from operator import itemgetter
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from gateway.errors import StoreUnavailableError
+from gateway.keys import status_bucket_key
+from gateway.redisio import Command, CommandBatcher, is_noscript
+from gateway.status_cache import StatusLocator
+
+__all__ = ["BUCKET_RECORDS", "CALL_RECORDS", "UPSERT_LUA", "UPSERT_SHA", "StatusBatch", "StatusWriter"]
+
+# Records per script call: bounds the time one script blocks the server (about 1 µs of server CPU a record).
+CALL_RECORDS = 4000
+# Records in one bucket argument: the script unpacks a bucket's fields (HMGET) and field-value pairs (HSET) onto
+# the Lua stack, which holds fewer than 8000 values.
+BUCKET_RECORDS = 1000
+_TAG_BUCKETS = 256  # consecutive buckets that share a hash tag (gateway.keys.status_bucket_key)
+_PREFIX = itemgetter(slice(0, 4))  # the digest bytes that pick the bucket
+
+# KEYS[k]: a bucket; ARGV[1]: the TTL in seconds; ARGV[k + 1]: KEYS[k]'s records, 21 bytes each: the 12-byte keyed
+# hash of the holder (4 bytes that picked the bucket, then the 8-byte field) and the 9-byte value. Last-writer-wins
+# by the record's own updated_at (the value's first 4 bytes, big-endian), compared as numbers, never as strings:
+# Lua string comparison follows the server's collation locale. An equal updated_at does not overwrite. Records are
+# decided in order, each against what the ones before it left. Reply: '1' (written) or '0' (not newer) per record.
+UPSERT_LUA = """
+local function ts(s)
+  local a, b, c, d = string.byte(s, 1, 4)
+  return ((a * 256 + b) * 256 + c) * 256 + d
+end
+for k = 1, #KEYS do
+  if #ARGV[k + 1] % 21 ~= 0 then return redis.error_reply('ERR status records are 21 bytes each') end
+end
+local ttl = ARGV[1]
+local sub = string.sub
+local out = {}
+for k = 1, #KEYS do
+  local key, blob = KEYS[k], ARGV[k + 1]
+  local n = #blob / 21
+  local fields, values = {}, {}
+  for i = 1, n do
+    local at = i * 21 - 16
+    fields[i] = sub(blob, at, at + 7)
+    values[i] = sub(blob, at + 8, at + 16)
+  end
+  local stored = redis.call('HMGET', key, unpack(fields))
+  local wrote, writes, flags, w = {}, {}, {}, 0
+  for i = 1, n do
+    local f, v = fields[i], values[i]
+    local old = wrote[f] or stored[i]
+    if (not old) or ts(v) > ts(old) then
+      wrote[f] = v
+      writes[w + 1] = f; writes[w + 2] = v; w = w + 2
+      flags[i] = '1'
+    else
+      flags[i] = '0'
+    end
+  end
+  if w > 0 then
+    redis.call('HSET', key, unpack(writes))
+    redis.call('EXPIRE', key, ttl)
+  end
+  out[k] = table.concat(flags)
+end
+return table.concat(out)
+"""
+UPSERT_SHA = hashlib.sha1(UPSERT_LUA.encode()).hexdigest()
+
+
+class StatusBatch:
+    """Records grouped by bucket, in the order they were added; holder references are dropped once hashed."""
+
+    __slots__ = ("_groups", "_locator", "lines")
+
+    def __init__(self, locator: StatusLocator) -> None:
+        self._locator = locator
+        self._groups: list[list[bytes]] = [[] for _ in range(locator.buckets)]
+        self.lines = 0
+
+    def add(self, holders: Sequence[bytes], values: Sequence[bytes]) -> None:
+        """Add (encoded holder reference, packed value) pairs."""
+        copy = self._locator.hasher().copy
+
+        def record(holder: bytes, value: bytes) -> bytes:
+            h = copy()
+            h.update(holder)
+            return h.digest() + value
+
+        records = list(map(record, holders, values))
+        prefixes = _uint32(b"".join(map(_PREFIX, records)))
+        groups, modulus = self._groups, self._locator.buckets
+        for prefix, rec in zip(prefixes, records, strict=True):
+            groups[prefix % modulus].append(rec)
+        self.lines += len(records)
+
+    def __len__(self) -> int:
+        return self.lines
+
+    def buckets(self) -> list[list[bytes]]:
+        """Each bucket's records, by bucket number."""
+        return self._groups
+
+
+def _uint32(raw: bytes) -> array[int]:
+    """Big-endian 4-byte unsigned integers."""
+    numbers = array(_UINT32, raw)
+    if sys.byteorder == "little":
+        numbers.byteswap()
+    return numbers
+
+
+_UINT32 = next(code for code in "IL" if array(code).itemsize == 4)
+
+
+class StatusWriter:
+    """Runs the last-writer-wins script over batches; loads it first and again after NOSCRIPT."""
+
+    def __init__(self, redis: Redis, batcher: CommandBatcher, locator: StatusLocator, ttl_s: int) -> None:
+        self._redis = redis
+        self._batcher = batcher
+        self._locator = locator
+        self._ttl_s = ttl_s
+        self._script_loaded = False
+        self._keys: dict[int, str] = {}
+
+    def batch(self) -> StatusBatch:
+        return StatusBatch(self._locator)
+
+    def _calls(self, batch: StatusBatch) -> list[Command]:
+        """One call per hash-tag group (more when it holds over CALL_RECORDS records), buckets in order."""
+        calls: list[Command] = []
+        keys: list[str] = []
+        blobs: list[bytes] = []
+        size = 0
+        names = self._keys
+        groups = batch.buckets()
+        for tag_start in range(0, len(groups), _TAG_BUCKETS):
+            for bucket in range(tag_start, min(tag_start + _TAG_BUCKETS, len(groups))):
+                records = groups[bucket]
+                if not records:
+                    continue
+                if size and size + len(records) > CALL_RECORDS:
+                    calls.append(("EVALSHA", UPSERT_SHA, len(keys), *keys, self._ttl_s, *blobs))
+                    keys, blobs, size = [], [], 0
+                key = names.get(bucket)
+                if key is None:
+                    key = names[bucket] = status_bucket_key(bucket)
+                if len(records) <= BUCKET_RECORDS:
+                    keys.append(key)
+                    blobs.append(b"".join(records))
+                else:
+                    for start in range(0, len(records), BUCKET_RECORDS):
+                        keys.append(key)
+                        blobs.append(b"".join(records[start : start + BUCKET_RECORDS]))
+                size += len(records)
+            if keys:
+                calls.append(("EVALSHA", UPSERT_SHA, len(keys), *keys, self._ttl_s, *blobs))
+                keys, blobs, size = [], [], 0
+        return calls
+
+    async def apply(self, batch: StatusBatch) -> tuple[int, int]:
+        """Write a batch; (applied, stale) record counts."""
+        replies = await self._run_script(self._calls(batch))
+        applied = sum(bytes(reply).count(b"1") for reply in replies)
+        return applied, batch.lines - applied
+
+    async def upsert(self, records: Sequence[tuple[str, bytes]]) -> list[bool]:
+        """Write (holder reference, packed value) pairs; True where that record was written."""
+        holders = [holder.encode() for holder, _ in records]
+        batch = self.batch()
+        batch.add(holders, [value for _, value in records])
+        replies = await self._run_script(self._calls(batch))
+        # The replies follow the buckets in order and, inside a bucket, the records in order.
+        position = self._locator.position
+        buckets = [position(holder)[0] for holder in holders]
+        order = sorted(range(len(records)), key=buckets.__getitem__)
+        flags = b"".join(bytes(reply) for reply in replies)
+        applied = [False] * len(records)
+        for i, flag in zip(order, flags, strict=True):
+            applied[i] = flag == 0x31  # "1"
+        return applied
+
+    async def _run_script(self, calls: list[Command]) -> list[Any]:
+        """Run EVALSHA calls, loading the script first (and again after a server restart: NOSCRIPT)."""
+        for attempt in range(2):
+            if not self._script_loaded:
+                try:
+                    await self._redis.script_load(UPSERT_LUA)
+                except (RedisError, OSError) as exc:
+                    raise StoreUnavailableError("status cache unavailable") from exc
+                self._script_loaded = True
+            replies = await self._batcher.submit(calls)
+            if attempt == 0 and any(is_noscript(r) for r in replies):
+                self._script_loaded = False
+                continue
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise StoreUnavailableError(f"status upsert failed: {reply.__class__.__name__}")
+            return replies
+        raise StoreUnavailableError("status upsert script could not be loaded")
