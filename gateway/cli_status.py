@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from gateway.cli_common import add_common_args, admin_redis, run, settings_from
 from gateway.status_feed import parse_status_lines
@@ -15,9 +18,12 @@ from gateway.store import Store
 
 __all__ = ["READ_BYTES", "WINDOW", "load_file", "register"]
 
-READ_BYTES = 1 << 17  # one parse window: about 14,000 lines of a typical feed
-# Records grouped by bucket per write. Larger windows touch each bucket fewer times (65,536 buckets: about 4
-# records per bucket per window at 250,000) but hold more memory (~150 B a record) and delay the first write.
+READ_BYTES = 1 << 17  # one parse window (~1,000 lines): the event loop runs between two, so the write drains
+# Records grouped by bucket per write. A larger window touches each bucket fewer times (65,536 buckets: about 4
+# records a bucket at 250,000; the server pays ~3 µs a bucket touched, ~0.5 µs a record) but holds ~80 B a record
+# on the client, and the first window's parse and the last one's write do not overlap anything. A whole city
+# feed (25 M lines) in one window would hold ~2 GB. Measured at 1,000,000 lines: 125,000 loads ~10 % slower,
+# 500,000 the same as 250,000 with less Redis CPU (bench/RESULTS.md, docs/performance.md).
 WINDOW = 250_000
 
 
@@ -54,14 +60,39 @@ class _Progress:
         sys.stderr.flush()
 
 
+def _read_lines(handle: BinaryIO) -> Iterator[tuple[int, list[bytes]]]:
+    """(bytes read so far, the complete lines of the next ``READ_BYTES``); the last line may lack its newline."""
+    done = 0
+    rest = b""
+    while chunk := handle.read(READ_BYTES):
+        done += len(chunk)
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()  # completed by the next read
+        yield done, lines
+    if rest:
+        yield done, [rest]
+
+
 async def load_file(store: Store, path: Path, *, progress: bool = True, window: int = WINDOW) -> dict[str, int]:
     """Parse and upsert every line; bad lines are counted and reported by line number, never fatal.
 
     Records are grouped by bucket over a window of ``window`` records, so the server touches each bucket once
-    per window (gateway/status_writer.py). A holder twice in one window is written once (the newest
-    ``updated_at``, on a tie the earlier line); the other line counts as stale. Parsing the next window overlaps
-    with Redis applying the previous one (one window in flight).
+    per window (gateway/status_writer.py). The records of one holder are decided in file order: the newest
+    ``updated_at`` wins whatever the order, an equal one keeps the earlier line, and a line that did not change
+    the stored status counts as stale. Parsing the next window overlaps with Redis applying the previous one
+    (one window in flight).
     """
+    collecting = gc.isenabled()
+    # Millions of short-lived, acyclic parsed records: the cycle collector would only scan them again and again.
+    gc.disable()
+    try:
+        return await _load_lines(store, path, progress=progress, window=window)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+async def _load_lines(store: Store, path: Path, *, progress: bool, window: int) -> dict[str, int]:
     counts = {"applied": 0, "stale": 0, "rejected": 0}
     bar = _Progress(path.stat().st_size, progress)
     now_s = int(datetime.now(UTC).timestamp())
@@ -79,32 +110,30 @@ async def load_file(store: Store, path: Path, *, progress: bool = True, window: 
 
     lineno = 1  # of the first line in ``lines``
     done = 0
-    rest = b""
-    with path.open("rb") as handle:
-        while True:
-            chunk = handle.read(READ_BYTES)
-            done += len(chunk)
-            if chunk:
-                lines = (rest + chunk).split(b"\n")
-                rest = lines.pop()  # the line the next read completes
-            else:
-                lines, rest = ([rest] if rest else []), b""
-            holders, values, errors = parse_status_lines(lines, now_s=now_s)
-            for i, code in errors:
-                counts["rejected"] += 1
-                if counts["rejected"] <= 20:
-                    sys.stderr.write(f"\nline {lineno + i}: {code}")
-            lineno += len(lines)
-            batch.add(holders, values)
-            if len(batch) >= window or (not chunk and len(batch)):
-                await settle()
-                in_flight = asyncio.create_task(writer.apply(batch))
-                batch = writer.batch()
-            bar.show(done, counts["applied"] + counts["stale"])
-            if not chunk:
-                break
-            await asyncio.sleep(0)  # lets the in-flight window be sent and answered meanwhile
-    await settle()
+    try:
+        with path.open("rb") as handle:
+            for done, lines in _read_lines(handle):
+                holders, values, errors = parse_status_lines(lines, now_s=now_s)
+                for i, code in errors:
+                    counts["rejected"] += 1
+                    if counts["rejected"] <= 20:
+                        sys.stderr.write(f"\nline {lineno + i}: {code}")
+                lineno += len(lines)
+                batch.add(holders, values)
+                if len(batch) >= window:
+                    await settle()
+                    in_flight = asyncio.create_task(writer.apply(batch))
+                    batch = writer.batch()
+                bar.show(done, counts["applied"] + counts["stale"])
+                await asyncio.sleep(0)  # lets the in-flight window be sent and answered meanwhile
+        await settle()
+        if len(batch):
+            applied, stale = await writer.apply(batch)
+            counts["applied"] += applied
+            counts["stale"] += stale
+    finally:
+        if in_flight is not None:
+            in_flight.cancel()
     bar.show(done, counts["applied"] + counts["stale"], final=True)
     return counts
 

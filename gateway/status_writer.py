@@ -48,21 +48,21 @@ for k = 1, #KEYS do
   if #ARGV[k + 1] % 21 ~= 0 then return redis.error_reply('ERR status records are 21 bytes each') end
 end
 local ttl = ARGV[1]
-local sub = string.sub
-local out = {}
+local sub, call, concat = string.sub, redis.call, table.concat
+local fields, writes, flags, out = {}, {}, {}, {}
 for k = 1, #KEYS do
   local key, blob = KEYS[k], ARGV[k + 1]
   local n = #blob / 21
-  local fields, values = {}, {}
   for i = 1, n do
     local at = i * 21 - 16
     fields[i] = sub(blob, at, at + 7)
-    values[i] = sub(blob, at + 8, at + 16)
   end
-  local stored = redis.call('HMGET', key, unpack(fields))
-  local wrote, writes, flags, w = {}, {}, {}, 0
+  local stored = call('HMGET', key, unpack(fields, 1, n))
+  local wrote, w = {}, 0
   for i = 1, n do
-    local f, v = fields[i], values[i]
+    local f = fields[i]
+    local at = i * 21 - 8
+    local v = sub(blob, at, at + 8)
     local old = wrote[f] or stored[i]
     if (not old) or ts(v) > ts(old) then
       wrote[f] = v
@@ -73,12 +73,12 @@ for k = 1, #KEYS do
     end
   end
   if w > 0 then
-    redis.call('HSET', key, unpack(writes))
-    redis.call('EXPIRE', key, ttl)
+    call('HSET', key, unpack(writes, 1, w))
+    call('EXPIRE', key, ttl)
   end
-  out[k] = table.concat(flags)
+  out[k] = concat(flags, '', 1, n)
 end
-return table.concat(out)
+return concat(out)
 """
 UPSERT_SHA = hashlib.sha1(UPSERT_LUA.encode()).hexdigest()
 
