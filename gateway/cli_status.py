@@ -97,7 +97,7 @@ async def _load_lines(store: Store, path: Path, *, progress: bool, window: int) 
     bar = _Progress(path.stat().st_size, progress)
     now_s = int(datetime.now(UTC).timestamp())
     writer = store.status_writer()
-    batch = writer.batch()
+    batch = writer.batch(dense=True)
     in_flight: asyncio.Task[tuple[int, int]] | None = None
 
     async def settle() -> None:
@@ -123,7 +123,7 @@ async def _load_lines(store: Store, path: Path, *, progress: bool, window: int) 
                 if len(batch) >= window:
                     await settle()
                     in_flight = asyncio.create_task(writer.apply(batch))
-                    batch = writer.batch()
+                    batch = writer.batch(dense=True)
                 bar.show(done, counts["applied"] + counts["stale"])
                 await asyncio.sleep(0)  # lets the in-flight window be sent and answered meanwhile
         await settle()

@@ -95,13 +95,6 @@ class StatusLocator:
         """The keyed hash before any input: ``copy()`` it per holder (cheaper than keying a new one each time)."""
         return self._hasher
 
-    def position(self, holder: bytes) -> tuple[int, bytes]:
-        """(bucket number, field) of an encoded holder reference: what ``locate`` names, before the key name."""
-        h = self._hasher.copy()
-        h.update(holder)
-        digest = h.digest()
-        return int.from_bytes(digest[:4], "big") % self._buckets, digest[4:]
-
     def locate(self, holder_ref: str) -> tuple[str, bytes]:
         digest = hashlib.blake2b(holder_ref.encode(), key=self._key, digest_size=12).digest()
         bucket = int.from_bytes(digest[:4], "big") % self._buckets

@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import sys
 from array import array
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -84,17 +85,22 @@ UPSERT_SHA = hashlib.sha1(UPSERT_LUA.encode()).hexdigest()
 
 
 class StatusBatch:
-    """Records grouped by bucket, in the order they were added; holder references are dropped once hashed."""
+    """Records grouped by bucket, in the order they were added; holder references are dropped once hashed.
+
+    ``dense`` keeps one list per bucket (a bulk load fills nearly all of them); otherwise only the buckets used.
+    """
 
     __slots__ = ("_groups", "_locator", "lines")
 
-    def __init__(self, locator: StatusLocator) -> None:
+    def __init__(self, locator: StatusLocator, *, dense: bool = False) -> None:
         self._locator = locator
-        self._groups: list[list[bytes]] = [[] for _ in range(locator.buckets)]
+        self._groups: list[list[bytes]] | defaultdict[int, list[bytes]] = (
+            [[] for _ in range(locator.buckets)] if dense else defaultdict(list)
+        )
         self.lines = 0
 
-    def add(self, holders: Sequence[bytes], values: Sequence[bytes]) -> None:
-        """Add (encoded holder reference, packed value) pairs."""
+    def add(self, holders: Sequence[bytes], values: Sequence[bytes]) -> list[int]:
+        """Add (encoded holder reference, packed value) pairs; the bucket of each."""
         copy = self._locator.hasher().copy
 
         def record(holder: bytes, value: bytes) -> bytes:
@@ -103,18 +109,23 @@ class StatusBatch:
             return h.digest() + value
 
         records = list(map(record, holders, values))
-        prefixes = _uint32(b"".join(map(_PREFIX, records)))
-        groups, modulus = self._groups, self._locator.buckets
-        for prefix, rec in zip(prefixes, records, strict=True):
-            groups[prefix % modulus].append(rec)
+        modulus = self._locator.buckets
+        buckets = [prefix % modulus for prefix in _uint32(b"".join(map(_PREFIX, records)))]
+        groups = self._groups
+        for bucket, rec in zip(buckets, records, strict=True):
+            groups[bucket].append(rec)
         self.lines += len(records)
+        return buckets
 
     def __len__(self) -> int:
         return self.lines
 
-    def buckets(self) -> list[list[bytes]]:
-        """Each bucket's records, by bucket number."""
-        return self._groups
+    def buckets(self) -> Iterator[tuple[int, list[bytes]]]:
+        """(bucket, its records) for every bucket with records, by bucket number."""
+        groups = self._groups
+        if isinstance(groups, list):
+            return ((bucket, records) for bucket, records in enumerate(groups) if records)
+        return ((bucket, groups[bucket]) for bucket in sorted(groups))
 
 
 def _uint32(raw: bytes) -> array[int]:
@@ -139,8 +150,9 @@ class StatusWriter:
         self._script_loaded = False
         self._keys: dict[int, str] = {}
 
-    def batch(self) -> StatusBatch:
-        return StatusBatch(self._locator)
+    def batch(self, *, dense: bool = False) -> StatusBatch:
+        """An empty batch; ``dense`` for a bulk load (see ``StatusBatch``)."""
+        return StatusBatch(self._locator, dense=dense)
 
     def _calls(self, batch: StatusBatch) -> list[Command]:
         """One call per hash-tag group (more when it holds over CALL_RECORDS records), buckets in order."""
@@ -148,30 +160,26 @@ class StatusWriter:
         keys: list[str] = []
         blobs: list[bytes] = []
         size = 0
+        tag = 0
         names = self._keys
-        groups = batch.buckets()
-        for tag_start in range(0, len(groups), _TAG_BUCKETS):
-            for bucket in range(tag_start, min(tag_start + _TAG_BUCKETS, len(groups))):
-                records = groups[bucket]
-                if not records:
-                    continue
-                if size and size + len(records) > CALL_RECORDS:
-                    calls.append(("EVALSHA", UPSERT_SHA, len(keys), *keys, self._ttl_s, *blobs))
-                    keys, blobs, size = [], [], 0
-                key = names.get(bucket)
-                if key is None:
-                    key = names[bucket] = status_bucket_key(bucket)
-                if len(records) <= BUCKET_RECORDS:
-                    keys.append(key)
-                    blobs.append(b"".join(records))
-                else:
-                    for start in range(0, len(records), BUCKET_RECORDS):
-                        keys.append(key)
-                        blobs.append(b"".join(records[start : start + BUCKET_RECORDS]))
-                size += len(records)
-            if keys:
+        for bucket, records in batch.buckets():
+            if keys and (bucket // _TAG_BUCKETS != tag or size + len(records) > CALL_RECORDS):
                 calls.append(("EVALSHA", UPSERT_SHA, len(keys), *keys, self._ttl_s, *blobs))
                 keys, blobs, size = [], [], 0
+            tag = bucket // _TAG_BUCKETS
+            key = names.get(bucket)
+            if key is None:
+                key = names[bucket] = status_bucket_key(bucket)
+            if len(records) <= BUCKET_RECORDS:
+                keys.append(key)
+                blobs.append(b"".join(records))
+            else:
+                for start in range(0, len(records), BUCKET_RECORDS):
+                    keys.append(key)
+                    blobs.append(b"".join(records[start : start + BUCKET_RECORDS]))
+            size += len(records)
+        if keys:
+            calls.append(("EVALSHA", UPSERT_SHA, len(keys), *keys, self._ttl_s, *blobs))
         return calls
 
     async def apply(self, batch: StatusBatch) -> tuple[int, int]:
@@ -182,13 +190,10 @@ class StatusWriter:
 
     async def upsert(self, records: Sequence[tuple[str, bytes]]) -> list[bool]:
         """Write (holder reference, packed value) pairs; True where that record was written."""
-        holders = [holder.encode() for holder, _ in records]
         batch = self.batch()
-        batch.add(holders, [value for _, value in records])
+        buckets = batch.add([holder.encode() for holder, _ in records], [value for _, value in records])
         replies = await self._run_script(self._calls(batch))
         # The replies follow the buckets in order and, inside a bucket, the records in order.
-        position = self._locator.position
-        buckets = [position(holder)[0] for holder in holders]
         order = sorted(range(len(records)), key=buckets.__getitem__)
         flags = b"".join(bytes(reply) for reply in replies)
         applied = [False] * len(records)
