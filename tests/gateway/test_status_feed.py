@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from tests.gateway.conftest import World
 
 
-def _rec(holder: str, colour: str, updated: datetime, **extra: object) -> dict[str, object]:
+def _rec(holder: str, colour: object, updated: datetime, **extra: object) -> dict[str, object]:
     return {"holder": holder, "colour": colour, "updated_at": updated.isoformat(), **extra}
 
 
@@ -84,3 +84,27 @@ def test_bulk_loader_path_packs_exactly_what_the_feed_path_stores() -> None:
     for raw in samples:
         record = parse_status_record(raw, now=now)
         assert parse_status_packed(raw, now_s=int(now.timestamp())) == (record.holder_ref, pack_status(record.status))
+
+
+async def test_a_list_or_object_where_a_name_belongs_is_rejected_not_an_error(world: World) -> None:
+    now = datetime.now(UTC)
+    status, body = await _put(world, [
+        _rec("h1", ["green"], now), _rec("h2", "green", now, test_result={"negative": True}), _rec("h3", "green", now),
+    ])
+    assert status == 200
+    errors = {r["index"]: r.get("error") for r in body["results"]}  # type: ignore[union-attr]
+    assert errors == {0: "invalid_colour", 1: "invalid_test_result", 2: None}
+
+
+async def test_one_batch_with_a_holder_twice_answers_each_record(world: World) -> None:
+    now = datetime.now(UTC)
+    older, newer = now - timedelta(minutes=5), now - timedelta(minutes=1)
+    _, body = await _put(world, [
+        _rec("h1", "red", older), _rec("h1", "green", newer),  # older first: both applied, in turn
+        _rec("h2", "green", newer), _rec("h2", "red", older),  # newer first: the older one is stale
+        _rec("h3", "green", now), _rec("h3", "red", now),  # the same updated_at: the first one stays
+    ])
+    outcomes = [r["outcome"] for r in body["results"]]  # type: ignore[index]
+    assert outcomes == ["applied", "applied", "applied", "stale", "applied", "stale"]
+    for holder in ("h1", "h2", "h3"):
+        assert (await world.scan(world.code(holder), who="dev-c"))[1]["decision"] == "admit"

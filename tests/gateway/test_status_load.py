@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,6 +63,7 @@ async def test_a_holder_twice_in_one_window_keeps_the_newer_record_whatever_the_
     ])
     counts = await _load(store, feed)
     assert counts == {"applied": 3, "stale": 1, "rejected": 0}  # every line counted; only the late older one stale
+    assert gc.isenabled()  # the loader switches the cycle collector off only while it runs
     for holder in ("older-first", "newer-first"):
         status = await _stored(store, holder)
         assert status is not None and status.colour is Colour.GREEN
