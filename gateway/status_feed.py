@@ -142,16 +142,12 @@ def parse_status_lines(
 
 
 def _packed_window(objs: list[Any], now_s: int) -> tuple[list[bytes], list[bytes]] | None:
-    """``parse_status_packed`` over a whole window at C speed, or None when any record needs the full check.
-
-    Accepts exactly the records ``_validate`` accepts with integer (or absent) times and packs them the same way.
-    """
+    """``parse_status_packed`` over a whole window, column by column, or None when any record fails a check
+    (the caller then goes record by record, for the error codes). Accepts exactly what ``_validate`` accepts."""
     if not objs or set(map(type, objs)) != {dict}:
         return None
     get: Callable[..., Any] = dict.get
     holders = list(map(get, objs, repeat("holder")))
-    updated = list(map(get, objs, repeat("updated_at")))
-    tested = list(map(get, objs, repeat("tested_at")))
     vaccinated = list(map(get, objs, repeat("vaccinated"), repeat(False)))
     try:
         joined = "\n".join(holders)
@@ -159,14 +155,16 @@ def _packed_window(objs: list[Any], now_s: int) -> tuple[list[bytes], list[bytes
         return None
     if joined.count("\n") != len(objs) - 1 or _HOLDERS_RE.fullmatch(joined) is None:
         return None
-    if set(map(type, updated)) != {int} or not set(map(type, vaccinated)) <= {bool}:
+    if not set(map(type, vaccinated)) <= {bool}:
+        return None
+    updated = _seconds_column(list(map(get, objs, repeat("updated_at"))))
+    tested = _seconds_column(list(map(get, objs, repeat("tested_at"))))
+    if updated is None or tested is None or None in updated:
         return None
     if min(updated) <= 0 or max(updated) > min(now_s + MAX_FUTURE_S, _MAX_S):
         return None
-    if not set(map(type, tested)) <= {int, type(None)} or 0 in tested:
-        return None
     known = list(filter(None, tested))
-    if known and (min(known) <= 0 or max(known) > _MAX_S):
+    if 0 in tested or (known and (min(known) <= 0 or max(known) > _MAX_S)):
         return None
     keys = zip(
         map(get, objs, repeat("colour")), map(get, objs, repeat("test_result")), vaccinated,
@@ -179,3 +177,29 @@ def _packed_window(objs: list[Any], now_s: int) -> tuple[list[bytes], list[bytes
     if len(known) != len(tested):
         tested = [t or 0 for t in tested]
     return joined.encode().split(b"\n"), pack_columns(updated, tested, flags)
+
+
+def _seconds_column(values: list[Any]) -> list[Any] | None:
+    """Integers and None as they are, ISO 8601 strings as ``_seconds`` reads them; None when that fails or for
+    any other type (the range checks are the caller's)."""
+    kinds = set(map(type, values))
+    if kinds <= {int, type(None)}:
+        return values
+    if not kinds <= {int, str, type(None)}:
+        return None
+    cache = _ISO_SECONDS
+    out: list[Any] = list(map(cache.get, values, values))  # a feed repeats its times: most strings are seen before
+    if str in set(map(type, out)):
+        for i, value in enumerate(out):
+            if type(value) is str:
+                try:
+                    out[i] = cache[value] = _seconds(value, "time")
+                except RecordError:
+                    return None
+        if len(cache) > _ISO_SECONDS_MAX:
+            cache.clear()
+    return out
+
+
+_ISO_SECONDS: dict[str, int] = {}  # ISO 8601 time -> Unix seconds (a pure function of the string)
+_ISO_SECONDS_MAX = 1 << 17

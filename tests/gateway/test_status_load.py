@@ -239,6 +239,11 @@ def _variants() -> list[dict[str, object]]:
         {"vaccinated": True}, {"vaccinated": 1}, {"vaccinated": None}, {"vaccinated": "yes"},
         {"updated_at": NOW + 300}, {"updated_at": NOW + 301}, {"updated_at": 0}, {"updated_at": 1},
         {"updated_at": False}, {"updated_at": 1.0}, {"updated_at": iso}, {"updated_at": None},
+        {"updated_at": iso.replace("+00:00", "Z")}, {"updated_at": iso.replace("+00:00", "+08:00")},
+        {"updated_at": iso.replace("+00:00", "")}, {"updated_at": "1969-12-31T23:59:59+00:00"},
+        {"updated_at": "2026-13-01T00:00:00+00:00"}, {"updated_at": "2106-02-07T06:28:16+00:00"},
+        {"updated_at": iso, "tested_at": iso}, {"updated_at": iso, "tested_at": None, "test_result": None},
+        {"tested_at": iso.replace("+00:00", ".5+00:00")}, {"tested_at": ""},
     ]
     variants = [{**base, **edit} for edit in edits]
     for missing in ("tested_at", "test_result", "vaccinated", "holder", "colour", "updated_at"):
