@@ -45,7 +45,6 @@ class Store:
         self.locator = StatusLocator(secret, status_buckets)
         self.status_ttl_s = status_ttl_s
         self.retention_ms = retention_days * 86_400_000
-        self._script_loaded = False
         self._day_keys: dict[str, bytes] = {}
 
     async def ping(self) -> bool:
