@@ -85,6 +85,9 @@ class CommandBatcher:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
+        if not commands:  # nothing to send: a flight of zero replies would never complete
+            future.set_result([])
+            return future
         self._pending.append(_Group(commands, future, timeout_s))
         if not self._scheduled:
             self._scheduled = True

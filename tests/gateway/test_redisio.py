@@ -115,3 +115,13 @@ async def test_the_resp_connection_authenticates_and_a_wrong_password_is_store_u
     finally:
         server.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+async def test_an_empty_group_is_answered_at_once(redis: Redis) -> None:
+    batcher = CommandBatcher(redis)
+    try:
+        assert await asyncio.wait_for(batcher.submit(()), 1.0) == []
+        assert await asyncio.wait_for(batcher.run((), timeout_s=0.5), 1.0) == []
+        assert batcher.flushes == 0
+    finally:
+        await batcher.aclose()
