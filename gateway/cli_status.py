@@ -23,7 +23,7 @@ READ_BYTES = 1 << 17  # one parse window (~1,000 lines): the event loop runs bet
 # records a bucket at 250,000; the server pays ~3 µs a bucket touched, ~0.5 µs a record) but holds ~80 B a record
 # on the client, and the first window's parse and the last one's write do not overlap anything. A whole city
 # feed (25 M lines) in one window would hold ~2 GB. Measured at 1,000,000 lines: 125,000 loads ~10 % slower,
-# 500,000 the same as 250,000 with less Redis CPU (bench/RESULTS.md, docs/performance.md).
+# 500,000 the same as 250,000 with less Redis CPU (docs/performance.md, "Status cache").
 WINDOW = 250_000
 
 
@@ -96,7 +96,7 @@ async def _load_lines(store: Store, path: Path, *, progress: bool, window: int) 
     counts = {"applied": 0, "stale": 0, "rejected": 0}
     bar = _Progress(path.stat().st_size, progress)
     now_s = int(datetime.now(UTC).timestamp())
-    writer = store.status_writer()
+    writer = store.status_writer
     batch = writer.batch(dense=True)
     in_flight: asyncio.Task[tuple[int, int]] | None = None
 

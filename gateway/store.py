@@ -43,7 +43,8 @@ class Store:
         self.redis = redis
         self.batcher = CommandBatcher(redis)
         self.locator = StatusLocator(secret, status_buckets)
-        self.status_ttl_s = status_ttl_s
+        # The status cache's writer (gateway/status_writer.py) shares this store's batcher.
+        self.status_writer = StatusWriter(redis, self.batcher, self.locator, status_ttl_s)
         self.retention_ms = retention_days * 86_400_000
         self._day_keys: dict[str, bytes] = {}
 
@@ -54,20 +55,9 @@ class Store:
             return False
 
     # --- status cache ------------------------------------------------------------------------------------
-    def status_writer(self) -> StatusWriter:
-        """The status-cache writer (gateway/status_writer.py) on this store's batcher, made on first use."""
-        writer: StatusWriter | None = getattr(self, "_status_writer", None)
-        if writer is None:
-            writer = self._status_writer = StatusWriter(self.redis, self.batcher, self.locator, self.status_ttl_s)
-        return writer
-
     async def upsert_statuses(self, records: Sequence[StatusRecord]) -> list[bool]:
         """Write statuses, last-writer-wins by ``updated_at``; True where the record was applied."""
-        return await self.status_writer().upsert([(r.holder_ref, pack_status(r.status)) for r in records])
-
-    async def upsert_packed(self, records: Sequence[tuple[str, bytes]]) -> list[bool]:
-        """``upsert_statuses`` for (holder reference, packed value) pairs."""
-        return await self.status_writer().upsert(records)
+        return await self.status_writer.upsert([(r.holder_ref, pack_status(r.status)) for r in records])
 
     # --- scan path ---------------------------------------------------------------------------------------
     # Commands are plain tuples (``gateway.redisio.Command``); replies come back raw, as hiredis parses them.
