@@ -33,9 +33,11 @@ __all__ = [
     "Colour",
     "HealthCode",
     "PlaceCode",
+    "check_place_window",
     "issue_health_code",
     "issue_place_code",
     "parse_health_code",
+    "parse_place_code",
     "verify_health_code",
     "verify_place_code",
 ]
@@ -199,10 +201,10 @@ def issue_place_code(
     return PLACE_PREFIX + b45encode(body + key.sign_raw(_PLACE_CONTEXT + body))
 
 
-def verify_place_code(text: str, trust: TrustList, *, now: datetime) -> PlaceCode:
-    """Decode and verify a place code; a forged, revoked or out-of-window one is refused like a health code.
+def parse_place_code(text: str) -> tuple[PlaceCode, int, bytes, bytes]:
+    """Decode a place code without verifying it: (fields, algorithm id, signed message, signature).
 
-    :raises CodeError: a subclass whose ``code`` is the deny reason.
+    :raises CodeFormatError, Base45Error, UnsupportedVersionError: on any structural defect.
     """
     raw = _strip(text, PLACE_PREFIX)
     head = _PLACE_HEAD.size
@@ -226,11 +228,27 @@ def verify_place_code(text: str, trust: TrustList, *, now: datetime) -> PlaceCod
         raise CodeFormatError("place code is not ASCII") from None
     if not (_PLACE_ID_RE.fullmatch(place_id) and _JURISDICTION_RE.fullmatch(path) and cls.isupper()):
         raise CodeFormatError("invalid place-code field")
-    key = trust.resolve(kid, alg=ALG_IDS[alg_id], usage=Usage.PLACE, now=now)
-    verify_raw(key.public_key, key.alg, raw[end:], _PLACE_CONTEXT + raw[:end])
     code = PlaceCode(kid, place_id, cls, path, _dt(nbf), _dt(naf))
+    return code, alg_id, _PLACE_CONTEXT + raw[:end], raw[end:]
+
+
+def check_place_window(code: PlaceCode, now: datetime) -> None:
+    """Refuse a place code outside its own validity window (its signature is checked elsewhere)."""
     if now < code.not_before:
         raise CodeNotYetValidError("place code not yet valid")
     if now > code.not_after:
         raise CodeExpiredError("place code expired")
+
+
+def verify_place_code(text: str, trust: TrustList, *, now: datetime) -> PlaceCode:
+    """Decode and verify a place code; a forged, revoked or out-of-window one is refused like a health code.
+
+    The refusals come in this order: structure, then the key (``TrustList.resolve``), the signature, the window.
+
+    :raises CodeError: a subclass whose ``code`` is the deny reason.
+    """
+    code, alg_id, message, signature = parse_place_code(text)
+    key = trust.resolve(code.kid, alg=ALG_IDS[alg_id], usage=Usage.PLACE, now=now)
+    verify_raw(key.public_key, key.alg, signature, message)
+    check_place_window(code, now)
     return code

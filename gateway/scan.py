@@ -20,6 +20,7 @@ from crypto.dcc_trust import DscTrustList
 from crypto.errors import CodeError, TrustKeyError
 from crypto.formats import NOT_A_CODE_ERRORS, TrustAnchors, VerifiedCode, format_for
 from crypto.native import LEEWAY_S, HealthCode
+from crypto.place_cache import PlaceCodeVerifier
 from crypto.trust import TrustList
 from gateway import keys
 from gateway.dsc_registry import Freshness, freshness
@@ -125,6 +126,7 @@ class Scanner:
         self.retention_days = retention_days
         self.redis_timeout_s = redis_timeout_s
         self.trust = TrustList()
+        self.place_codes = PlaceCodeVerifier()
         self.dcc = DccGate()
         # The routes read the time here, so tests can move the clock (trust-list age, code validity).
         self.clock: Callable[[], datetime] = _utcnow

@@ -12,6 +12,7 @@ from crypto.native import HEALTH_PREFIX, Colour
 from crypto.trust import TrustedKey, Usage
 from gateway.app import refresh_trust
 from gateway.registry import Registry
+from gateway.state import SCANNER
 from policy.status import TestResult
 from tests.gateway.conftest import World
 
@@ -156,6 +157,25 @@ async def test_self_scan_with_forged_place_code_is_denied(world: World) -> None:
                               not_before=now - timedelta(hours=1), not_after=now + timedelta(hours=1))
     _, body = await world.scan(world.code(), who="app", place_code=forged)
     assert (body["decision"], body["reason"]) == ("deny", "place_unknown_key")
+
+
+async def test_a_venue_code_is_verified_once_and_its_revocation_still_applies(world: World) -> None:
+    """Every visitor presents the venue's one place code: its signature is checked once, the key every time."""
+    await world.set_status("holder-1")
+    place_codes = world.client.app[SCANNER].place_codes
+    before = place_codes.signature_checks
+    for _ in range(4):
+        _, body = await world.scan(world.code(), who="app", place_code=world.place_codes["place-c"])
+        assert body["decision"] == "admit"
+    assert place_codes.signature_checks == before + 1
+    registry = Registry(world.redis)
+    _, trust = await registry.load_trust()
+    entry = trust.get(world.place_key.kid)
+    assert entry is not None
+    await registry.put_trusted_key(entry.revoke())
+    await refresh_trust(world.client.app, force=True)
+    _, body = await world.scan(world.code(), who="app", place_code=world.place_codes["place-c"])
+    assert (body["decision"], body["reason"]) == ("deny", "place_key_revoked")
 
 
 async def test_each_fresh_code_of_one_holder_is_admitted(world: World) -> None:
