@@ -39,16 +39,18 @@ async def scan_batch(request: web.Request) -> web.Response:
     if isinstance(resolved, str):
         # The venue's place code itself was refused: every code of the batch is refused for that reason.
         refusal = refuse(scanner.rules, resolved, rule_id="place")
+        for _ in codes:
+            app[METRICS].count_scan(refusal.action.value, refusal.reason, refusal.degraded)
         results: list[dict[str, object]] = [
             ScanOutcome(refusal, None, new_scan_id(now), now).to_json() for _ in codes
         ]
-        return json_response({"results": results})
-    principal_id = request[PRINCIPAL].principal_id
-    outcomes = await scanner.scan_many(codes, resolved, principal_id, now=now)
-    results = [
-        outcome.to_json() if isinstance(outcome, ScanOutcome) else {"error": MalformedCodeError.code}
-        for outcome in outcomes
-    ]
+    else:
+        principal_id = request[PRINCIPAL].principal_id
+        outcomes = await scanner.scan_many(codes, resolved, principal_id, now=now)
+        results = [
+            outcome.to_json() if isinstance(outcome, ScanOutcome) else {"error": MalformedCodeError.code}
+            for outcome in outcomes
+        ]
     response = json_response({"results": results})
     app[METRICS].batch_seconds.observe(time.perf_counter() - started)
     return response

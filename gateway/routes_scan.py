@@ -29,9 +29,12 @@ async def scan(request: web.Request) -> web.Response:
     now = scanner.clock()
     place = await resolve_place(app, principal, place_code, place_id, now)
     if isinstance(place, str):
-        outcome = ScanOutcome(refuse(scanner.rules, place, rule_id="place"), None, new_scan_id(now), now)
-        return json_response(outcome.to_json())
-    outcome = await scanner.scan(code, place, principal.principal_id, now=now)
+        # The venue's place code was refused: the answer is a deny, counted and timed like any other.
+        refusal = refuse(scanner.rules, place, rule_id="place")
+        app[METRICS].count_scan(refusal.action.value, refusal.reason, refusal.degraded)
+        outcome = ScanOutcome(refusal, None, new_scan_id(now), now)
+    else:
+        outcome = await scanner.scan(code, place, principal.principal_id, now=now)
     response = json_response(outcome.to_json())
     app[METRICS].scan_seconds.observe(time.perf_counter() - started)
     return response

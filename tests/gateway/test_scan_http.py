@@ -8,7 +8,7 @@ import pytest
 
 from crypto.base45 import b45decode, b45encode
 from crypto.keys import Alg, SigningKey
-from crypto.native import HEALTH_PREFIX, Colour
+from crypto.native import HEALTH_PREFIX, Colour, issue_place_code
 from crypto.trust import TrustedKey, Usage
 from gateway.app import refresh_trust
 from gateway.registry import Registry
@@ -191,6 +191,16 @@ async def test_every_scan_and_batch_answer_is_timed_in_metrics(world: World) -> 
     resp = await world.client.post("/v1/scan/batch", json={"codes": [world.code("holder-1")] * 2},
                                    headers=world.auth("dev-a"))
     assert resp.status == 200
+    # A refused place code is an answer too (a deny): timed and counted like the others.
+    expired = issue_place_code(world.place_key, place_id="place-c", venue_class="C", jurisdiction="city/d1",
+                               not_before=datetime.now(UTC) - timedelta(days=2),
+                               not_after=datetime.now(UTC) - timedelta(days=1))
+    _, body = await world.scan(world.code("holder-1"), who="app", place_code=expired)
+    assert body["reason"] == "place_code_expired"
+    resp = await world.client.post("/v1/scan/batch", headers=world.auth("app"),
+                                   json={"codes": [world.code("holder-1")] * 2, "place_code": expired})
+    assert [r["reason"] for r in (await resp.json())["results"]] == ["place_code_expired"] * 2
     metrics = await (await world.client.get("/metrics")).text()
-    assert "placegate_scan_seconds_count 3.0" in metrics
-    assert "placegate_scan_batch_seconds_count 1.0" in metrics
+    assert "placegate_scan_seconds_count 4.0" in metrics
+    assert "placegate_scan_batch_seconds_count 2.0" in metrics
+    assert 'placegate_scans_total{decision="deny",degraded="false",reason="place_code_expired"} 3.0' in metrics
