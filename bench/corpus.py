@@ -17,7 +17,7 @@ import orjson
 from redis.asyncio import Redis
 
 from crypto.keys import Alg, SigningKey
-from crypto.native import Colour, issue_health_code
+from crypto.native import Colour, issue_health_code, issue_place_code
 from crypto.trust import TrustedKey, Usage
 from gateway.auth import Principal, Role
 from gateway.cli_registry import create_principal
@@ -48,24 +48,37 @@ class World:
     health_pem: bytes
     device_token: str
     holders: int
+    app_token: str  # a citizen-app backend: self-scans present the venue's place code
+    place_code: str  # BENCH_PLACE's signed place code, valid for a week
 
 
 async def seed_world(redis: Redis, *, secret: bytes, status_buckets: int, holders: int) -> World:
-    """Trust one ES256 health key, register the place and one device, and give ``holders`` green statuses."""
+    """Trust one ES256 health key and one place key, register the place, one device and one app backend, and
+    give ``holders`` green statuses."""
     registry = Registry(redis)
     now = datetime.now(UTC)
-    key = SigningKey.generate(Alg.ES256)
-    await registry.put_trusted_key(
-        TrustedKey.create(
-            key.public_key(),
-            usage=Usage.HEALTH,
-            not_before=now - timedelta(days=1),
-            not_after=now + timedelta(days=7),
+    key, place_key = SigningKey.generate(Alg.ES256), SigningKey.generate(Alg.ES256)
+    for trusted, usage in ((key, Usage.HEALTH), (place_key, Usage.PLACE)):
+        await registry.put_trusted_key(
+            TrustedKey.create(
+                trusted.public_key(),
+                usage=usage,
+                not_before=now - timedelta(days=1),
+                not_after=now + timedelta(days=7),
+            )
         )
-    )
     await registry.add_place(BENCH_PLACE)
     token = await create_principal(
         registry, Principal("bench-device", Role.DEVICE, frozenset({BENCH_PLACE.place_id}))
+    )
+    app_token = await create_principal(registry, Principal("bench-app", Role.APP))
+    place_code = issue_place_code(
+        place_key,
+        place_id=BENCH_PLACE.place_id,
+        venue_class=BENCH_PLACE.venue_class,
+        jurisdiction=BENCH_PLACE.jurisdiction,
+        not_before=now - timedelta(hours=1),
+        not_after=now + timedelta(days=7),
     )
     store = Store(redis, secret=secret, status_buckets=status_buckets, status_ttl_s=2 * 24 * 3600)
     tested = now - timedelta(hours=2)
@@ -76,7 +89,7 @@ async def seed_world(redis: Redis, *, secret: bytes, status_buckets: int, holder
     for start in range(0, len(records), 20_000):
         await store.upsert_statuses(records[start : start + 20_000])
     await store.aclose()
-    return World(key.to_pem(), token, holders)
+    return World(key.to_pem(), token, holders, app_token, place_code)
 
 
 def _mint_chunk(args: tuple[bytes, int, int, int]) -> list[str]:
@@ -103,14 +116,16 @@ def mint_codes(pem: bytes, count: int, *, holders: int, offset: int = 0, process
         return [c for part in pool.map(_mint_chunk, jobs) for c in part]
 
 
-def write_bodies(path: Path, codes: Sequence[str], *, per_request: int = 1) -> int:
-    """One JSON body per line (``{"code": ..}``, or ``{"codes": [..]}`` when batching); returns the count."""
+def write_bodies(path: Path, codes: Sequence[str], *, per_request: int = 1, place_code: str | None = None) -> int:
+    """One JSON body per line (``{"code": ..}``, or ``{"codes": [..]}`` when batching), each with the venue's
+    ``place_code`` when one is given (a self-scan); returns the count."""
+    extra = {} if place_code is None else {"place_code": place_code}
     lines = []
     if per_request == 1:
-        lines = [orjson.dumps({"code": c}) for c in codes]
+        lines = [orjson.dumps({"code": c, **extra}) for c in codes]
     else:
         lines = [
-            orjson.dumps({"codes": list(codes[i : i + per_request])})
+            orjson.dumps({"codes": list(codes[i : i + per_request]), **extra})
             for i in range(0, len(codes) - per_request + 1, per_request)
         ]
     path.write_bytes(b"\n".join(lines) + b"\n")

@@ -3,9 +3,10 @@
 One private Redis (pinned with the load generator to core 1) and three servers pinned to core 0, started
 side by side: the gateway (``placegate serve``), the naive variant (``bench.naive``: same app, one awaited
 Redis command at a time) and a bare aiohttp JSON POST handler (``bench.bare``). wrk, pinned to core 1, drives
-each in turn (bare, full, naive, batch; the order rotates each pair) with freshly minted single-use codes. CPU
-per request is the server process's utime+stime delta from /proc. Then the status cache: 1,000,000 holders loaded with
-``placegate status load``, bytes per holder from INFO memory. The table goes to stdout and bench/RESULTS.md.
+each in turn (bare, full, naive, batch, and self: a citizen-app self-scan carrying the venue's place code; the
+order rotates each round) with freshly minted single-use codes. CPU per request is the server process's
+utime+stime delta from /proc. Then the status cache: 1,000,000 holders loaded with ``placegate status load``,
+bytes per holder from INFO memory. The table goes to stdout and bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -125,6 +126,8 @@ class Harness:
         }
         self.redis_server = EmbeddedServer(self.tmp / "redis", persistent=False)
         self.token = ""
+        self.app_token = ""
+        self.place_code = ""
         self.pem = b""
         self.offset = 0
         self.estimates: dict[str, float] = {}
@@ -210,11 +213,14 @@ class Harness:
         world = await seed_world(redis, secret=self.secret, status_buckets=65536, holders=self.args.holders)
         await redis.aclose()
         self.token, self.pem = world.device_token, world.health_pem
+        self.app_token, self.place_code = world.app_token, world.place_code
 
     # --- one wrk run -----------------------------------------------------------------------------------------
     def run_wrk(self, variant: str, pair: int, duration_s: float, profile: Path | None = None) -> Run:
         per_request = self.args.batch if variant == "batch" else 1
-        server = "full" if variant == "batch" else variant
+        # "self": the citizen-app self-scan (an app token, the venue's place code on every request) on the full
+        # gateway; "batch": turnstile banks, same server.
+        server = "full" if variant in ("batch", "self") else variant
         load_cores = "0,1" if server.startswith("w") else str(LOAD_CORE)
         port = self.ports[server]
         path = "/v1/scan/batch" if variant == "batch" else "/v1/scan"
@@ -225,7 +231,8 @@ class Harness:
         codes = mint_codes(self.pem, count, holders=self.args.holders, offset=self.offset)
         self.offset += count
         bodies_file = self.tmp / f"bodies-{variant}.jsonl"
-        bodies = write_bodies(bodies_file, codes, per_request=per_request)
+        place_code = self.place_code if variant == "self" else None
+        bodies = write_bodies(bodies_file, codes, per_request=per_request, place_code=place_code)
         before = _scrape_scans(port) if server != "bare" else {}
         pid = self.procs[server].pid
         assert self.redis_server.process is not None
@@ -247,7 +254,7 @@ class Harness:
             f"http://127.0.0.1:{port}{path}",
             "--",
             str(bodies_file),
-            self.token,
+            self.app_token if variant == "self" else self.token,
             str(self.failures),
         ]
         spy: subprocess.Popen[bytes] | None = None
@@ -400,7 +407,9 @@ def _machine() -> str:
 def _render(
     args: argparse.Namespace, runs: list[Run], cache: dict[str, float] | None, started: str, failures: str = ""
 ) -> str:
-    variants = [v for v in ("bare", "full", "naive", "batch", "w1", "w2") if any(r.variant == v for r in runs)]
+    variants = [
+        v for v in ("bare", "full", "naive", "batch", "self", "w1", "w2") if any(r.variant == v for r in runs)
+    ]
     lines = [
         "# Benchmark results",
         "",
@@ -451,6 +460,7 @@ def _render(
         "full / naive": "≥ 2",
         "batch per code / bare": "≥ 0.30",
         "batch per code / full": "-",
+        "self / full": "- (self-scan: the place code's signature is checked once per venue, not per scan)",
         "w2 / w1": "- (unpinned; wrk and Redis share the 2 cores)",
     }
     for name, vals in ratios.items():
@@ -527,6 +537,7 @@ def _ratios(runs: list[Run]) -> dict[str, list[float]]:
         "full / naive": [],
         "batch per code / bare": [],
         "batch per code / full": [],
+        "self / full": [],
         "w2 / w1": [],
     }
     for pair in sorted({r.pair for r in runs}):
@@ -546,7 +557,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--holders", type=int, default=10_000, help="seeded green holders")
     parser.add_argument("--batch", type=int, default=16, help="codes per batch request")
     parser.add_argument("--status-holders", type=int, default=1_000_000, help="0 skips the status-cache phase")
-    parser.add_argument("--variants", default="bare,full,naive,batch")
+    parser.add_argument("--variants", default="bare,full,naive,batch,self")
     parser.add_argument("--port", type=int, default=18600, help="first of three loopback ports")
     parser.add_argument(
         "--scaling",
