@@ -58,7 +58,8 @@ def create_app(settings: Settings, *, redis: Redis | None = None) -> web.Applica
 
 
 def serving_app(settings: Settings) -> web.Application:
-    """The app as a served process runs it: after start-up the heap built so far is frozen.
+    """The app as a served process runs it: after start-up the heap built so far is frozen, and the young
+    generation is collected less often (``_GEN0_THRESHOLD``).
 
     Everything alive once the resources are open (modules, app, trust list, caches) lives as long as the process;
     ``gc.freeze`` moves it out of the collector's generations, so full collections stop rescanning it while
@@ -70,9 +71,19 @@ def serving_app(settings: Settings) -> web.Application:
     return app
 
 
+# Young-generation threshold of a served process (CPython's default is 700). A scan allocates and frees dozens of
+# tracked objects and 64 requests are in flight, so at 700 the collector ran about once per 50 requests, scanning
+# every object of the requests in flight each time (about 0.2 ms, 2-3 % of the CPU in the in-process wrk run).
+# Refcounting frees everything a request leaves behind; only cyclic garbage waits for a collection, and it still
+# gets one after 10,000 net allocations, so memory stays bounded.
+_GEN0_THRESHOLD = 10_000
+
+
 async def _freeze_heap(app: web.Application) -> None:
     gc.collect()
     gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(_GEN0_THRESHOLD, gen1, gen2)
 
 
 def _resources(injected: Redis | None):  # type: ignore[no-untyped-def]
