@@ -33,7 +33,9 @@ from policy.admission import EXCEPTION_REASONS, Decision, Reason, decide_admissi
 from policy.dcc_status import decide_dcc_admission
 from policy.rules import Rules
 
-__all__ = ["PURPOSE", "TRUST_LIST_STALE", "DccGate", "ScanOutcome", "Scanner", "day_of", "partition_expiry"]
+__all__ = [
+    "PURPOSE", "TRUST_LIST_STALE", "DccGate", "ScanOutcome", "Scanner", "day_of", "partition_expiry", "pseudonym",
+]
 
 # Purpose limitation (seed regulation; PIPL Art. 6): every record says what it may be used for.
 PURPOSE = "epidemic_prevention"
@@ -246,12 +248,12 @@ class Scanner:
                 decision = item.decision
                 assert decision is not None
                 holder_ref = None if item.verified is None else item.verified.holder_ref
-                pseudonym = "" if holder_ref is None else _pseudonym(day_key, holder_ref)
+                holder_alias = "" if holder_ref is None else pseudonym(day_key, holder_ref)
                 entry = {
                     "scan_id": item.scan_id, "t": millis, "place": place.place_id, "device": device_id,
                     "decision": decision.action.value, "reason": decision.reason, "rule": decision.rule_id,
                     "rules_version": decision.rules_version, "degraded": "1" if decision.degraded else "0",
-                    "purpose": PURPOSE, "pseudonym": pseudonym,
+                    "purpose": PURPOSE, "pseudonym": holder_alias,
                 }
                 event = None
                 if decision.reason in EXCEPTION_REASONS:
@@ -259,7 +261,7 @@ class Scanner:
                     event = {
                         "event_id": item.scan_id, "source": "scan", "event_class": event_class,
                         "reason": decision.reason, "place": place.place_id, "jurisdiction": place.jurisdiction,
-                        "device": device_id, "occurred_at": millis, "day": day, "pseudonym": pseudonym,
+                        "device": device_id, "occurred_at": millis, "day": day, "pseudonym": holder_alias,
                         "holder_sealed": self.sealer.seal(holder_ref) if holder_ref is not None else "",
                         "purpose": PURPOSE,
                     }
@@ -276,9 +278,12 @@ class Scanner:
                     item.decision = replace(item.decision, degraded=True)
 
 
-def _pseudonym(day_key: bytes, holder_ref: str) -> str:
-    """The day's pseudonym of a holder: linkable within one day's log only, unlinkable once the key expires."""
-    return hmac.new(day_key, holder_ref.encode(), "sha256").hexdigest()[:32]
+def pseudonym(day_key: bytes, holder_ref: str) -> str:
+    """The day's pseudonym of a holder: linkable within one day's log only, unlinkable once the key expires.
+
+    HMAC-SHA256 under the day key, first 128 bits in hex (PRIVACY.md). ``hmac.digest`` is the one-shot C path.
+    """
+    return hmac.digest(day_key, holder_ref.encode(), "sha256").hex()[:32]
 
 
 @dataclass(slots=True)

@@ -8,7 +8,6 @@ here, never created: a day whose key has expired is reported ``unlinkable`` (cry
 
 from __future__ import annotations
 
-import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from redis.exceptions import RedisError, WatchError
 
 from gateway import keys
 from gateway.errors import StoreUnavailableError
+from gateway.scan import pseudonym as scan_pseudonym
 from policy.purpose import TRACE_PAGE_MAX, Approval, trace_days
 
 __all__ = ["DayState", "TraceResult", "Visit", "consume_approval", "grant_approval", "load_approval",
@@ -56,8 +56,8 @@ class TraceResult:
 
 
 def pseudonym(day_key: bytes, holder_ref: str) -> bytes:
-    """The same derivation the scan path uses (gateway.scan), as stored bytes."""
-    return hmac.new(day_key, holder_ref.encode(), "sha256").hexdigest()[:32].encode()
+    """The scan path's pseudonym (``gateway.scan.pseudonym``: one derivation, never two), as stored bytes."""
+    return scan_pseudonym(day_key, holder_ref).encode()
 
 
 async def trace_holder(
