@@ -29,6 +29,7 @@ from gateway.metrics import Metrics
 from gateway.registry import Place
 from gateway.sealing import Sealer
 from gateway.store import Fields, LookupRequest, Store
+from gateway.turnbatch import TurnBatcher
 from policy.admission import EXCEPTION_REASONS, Decision, Reason, decide_admission, refuse
 from policy.dcc_status import decide_dcc_admission
 from policy.rules import Rules
@@ -132,6 +133,9 @@ class Scanner:
         self.dcc = DccGate()
         # The routes read the time here, so tests can move the clock (trust-list age, code validity).
         self.clock: Callable[[], datetime] = _utcnow
+        self.verifier: TurnBatcher[tuple[Sequence[str], datetime], list[_Item | MalformedCodeError]] = TurnBatcher(
+            self._verify_group
+        )
 
     async def scan(self, code: str, place: Place, device_id: str, *, now: datetime) -> ScanOutcome:
         """Verify, look up, decide and record one presented code.
@@ -148,13 +152,13 @@ class Scanner:
     ) -> list[ScanOutcome | MalformedCodeError]:
         """``scan`` for every code of a request, in order; a text that is not a code gets its error instead.
 
-        The codes go through each phase together: every verification, then one Redis group for all their
-        lookups, every decision, then one group for all their records. A batch of N codes costs two pipelined
-        groups, not 2 x N futures and tasks, and codes repeated within the batch are seen in order (the second
-        presentation of a code is its replay).
+        The codes go through each phase together: every verification (joined with those of the other requests
+        of this loop turn), then one Redis group for all their lookups, every decision, then one group for all
+        their records. A batch of N codes costs two pipelined groups, not 2 x N futures and tasks, and codes
+        repeated within the batch are seen in order (the second presentation of a code is its replay).
         """
-        anchors = TrustAnchors(self.trust, self.dcc.trust)
-        items = [self._verify(code, anchors, now) for code in codes]
+        # Signatures are checked back to back with the rest of the turn's (gateway/turnbatch.py: caches stay warm).
+        items = await self.verifier.submit((codes, now))
         live = [item for item in items if isinstance(item, _Item)]
         if live:
             await self._decide(live, place, now)
@@ -168,6 +172,11 @@ class Scanner:
             assert decision is not None
             count(decision.action.value, decision.reason, decision.degraded)
         return [item if isinstance(item, MalformedCodeError) else item.outcome(now) for item in items]
+
+    def _verify_group(self, group: tuple[Sequence[str], datetime]) -> list[_Item | MalformedCodeError]:
+        codes, now = group
+        anchors = TrustAnchors(self.trust, self.dcc.trust)
+        return [self._verify(code, anchors, now) for code in codes]
 
     def _verify(self, code: str, anchors: TrustAnchors, now: datetime) -> _Item | MalformedCodeError:
         item = _Item(new_scan_id(now))

@@ -38,6 +38,22 @@ async def test_concurrent_scans_share_pipelines(world: World) -> None:
     assert store.batcher.flushes - flushes <= 4
 
 
+async def test_concurrent_scans_verify_their_codes_in_one_run(world: World) -> None:
+    """The signatures of the scans of one loop turn are checked back to back (gateway/turnbatch.py)."""
+    holders = [f"holder-{i}" for i in range(24)]
+    for holder in holders:
+        await world.set_status(holder)
+    scanner = world.client.app[SCANNER]
+    now = datetime.now(UTC)
+    await scanner.scan(world.code("warm-up"), PLACES[2], "dev-c", now=now)
+    verifier = scanner.verifier
+    runs, groups = verifier.runs, verifier.groups
+    codes = [world.code(h) for h in holders]
+    outcomes = await asyncio.gather(*(scanner.scan(code, PLACES[2], "dev-c", now=now) for code in codes))
+    assert [o.decision.reason for o in outcomes] == ["ok"] * len(holders)
+    assert (verifier.runs - runs, verifier.groups - groups) == (1, len(holders))
+
+
 async def test_a_batch_is_two_groups_whatever_its_size(world: World) -> None:
     holders = [f"holder-{i}" for i in range(16)]
     for holder in holders:
