@@ -114,13 +114,18 @@ async def test_unknown_kid_wrong_usage_and_revoked_keys_are_denied(world: World)
     assert (await world.scan(world.code(key=stranger)))[1]["reason"] == "unknown_key"
     # A place key must never validate a health code.
     assert (await world.scan(world.code(key=world.place_key)))[1]["reason"] == "wrong_key_usage"
+    await _revoke(world, world.health_key.kid)
+    assert (await world.scan(world.code()))[1]["reason"] == "key_revoked"
+
+
+async def _revoke(world: World, kid: bytes) -> None:
+    """Revoke a trusted key as `placegate keys revoke` does, and have the gateway reload its trust list."""
     registry = Registry(world.redis)
     _, trust = await registry.load_trust()
-    entry = trust.get(world.health_key.kid)
+    entry = trust.get(kid)
     assert entry is not None
     await registry.put_trusted_key(entry.revoke())
     await refresh_trust(world.client.app, force=True)
-    assert (await world.scan(world.code()))[1]["reason"] == "key_revoked"
 
 
 async def test_key_outside_its_window_is_denied(world: World) -> None:
@@ -168,12 +173,7 @@ async def test_a_venue_code_is_verified_once_and_its_revocation_still_applies(wo
         _, body = await world.scan(world.code(), who="app", place_code=world.place_codes["place-c"])
         assert body["decision"] == "admit"
     assert place_codes.signature_checks == before + 1
-    registry = Registry(world.redis)
-    _, trust = await registry.load_trust()
-    entry = trust.get(world.place_key.kid)
-    assert entry is not None
-    await registry.put_trusted_key(entry.revoke())
-    await refresh_trust(world.client.app, force=True)
+    await _revoke(world, world.place_key.kid)
     _, body = await world.scan(world.code(), who="app", place_code=world.place_codes["place-c"])
     assert (body["decision"], body["reason"]) == ("deny", "place_key_revoked")
 
