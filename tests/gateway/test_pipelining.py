@@ -6,8 +6,19 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+from gateway.scan import Scanner
 from gateway.state import SCANNER, STORE
+from gateway.store import Store
 from tests.gateway.conftest import PLACES, World
+
+
+async def _warm_scanner(world: World, holders: list[str], now: datetime) -> tuple[Scanner, Store, list[str]]:
+    """Green statuses and a fresh code for each holder, after one scan that creates the day key."""
+    for holder in holders:
+        await world.set_status(holder)
+    scanner = world.client.app[SCANNER]
+    await scanner.scan(world.code("warm-up"), PLACES[2], "dev-c", now=now)
+    return scanner, world.client.app[STORE], [world.code(h) for h in holders]
 
 
 async def test_one_scan_is_two_pipelined_groups_not_one_await_per_command(world: World) -> None:
@@ -22,47 +33,24 @@ async def test_one_scan_is_two_pipelined_groups_not_one_await_per_command(world:
     assert (store.batcher.flushes - flushes, store.batcher.commands - commands) == (2, 4)
 
 
-async def test_concurrent_scans_share_pipelines(world: World) -> None:
+async def test_concurrent_scans_share_pipelines_and_one_verification_run(world: World) -> None:
     holders = [f"holder-{i}" for i in range(40)]
-    for holder in holders:
-        await world.set_status(holder)
-    scanner = world.client.app[SCANNER]
-    store = world.client.app[STORE]
     now = datetime.now(UTC)
-    await scanner.scan(world.code("warm-up"), PLACES[2], "dev-c", now=now)
+    scanner, store, codes = await _warm_scanner(world, holders, now)
     flushes, commands = store.batcher.flushes, store.batcher.commands
-    outcomes = await asyncio.gather(*(scanner.scan(world.code(h), PLACES[2], "dev-c", now=now) for h in holders))
+    runs, groups = scanner.verifier.runs, scanner.verifier.groups
+    outcomes = await asyncio.gather(*(scanner.scan(code, PLACES[2], "dev-c", now=now) for code in codes))
     assert all(o.decision.reason == "ok" for o in outcomes)
     assert store.batcher.commands - commands == 4 * len(holders)
     # 160 commands in a handful of pipelines: one per loop turn, not one per command or per scan.
     assert store.batcher.flushes - flushes <= 4
-
-
-async def test_concurrent_scans_verify_their_codes_in_one_run(world: World) -> None:
-    """The signatures of the scans of one loop turn are checked back to back (gateway/turnbatch.py)."""
-    holders = [f"holder-{i}" for i in range(24)]
-    for holder in holders:
-        await world.set_status(holder)
-    scanner = world.client.app[SCANNER]
-    now = datetime.now(UTC)
-    await scanner.scan(world.code("warm-up"), PLACES[2], "dev-c", now=now)
-    verifier = scanner.verifier
-    runs, groups = verifier.runs, verifier.groups
-    codes = [world.code(h) for h in holders]
-    outcomes = await asyncio.gather(*(scanner.scan(code, PLACES[2], "dev-c", now=now) for code in codes))
-    assert [o.decision.reason for o in outcomes] == ["ok"] * len(holders)
-    assert (verifier.runs - runs, verifier.groups - groups) == (1, len(holders))
+    # The signatures of one loop turn's scans are checked back to back, in one run (gateway/turnbatch.py).
+    assert (scanner.verifier.runs - runs, scanner.verifier.groups - groups) == (1, len(holders))
 
 
 async def test_a_batch_is_two_groups_whatever_its_size(world: World) -> None:
-    holders = [f"holder-{i}" for i in range(16)]
-    for holder in holders:
-        await world.set_status(holder)
-    scanner = world.client.app[SCANNER]
-    store = world.client.app[STORE]
     now = datetime.now(UTC)
-    await scanner.scan(world.code("warm-up"), PLACES[2], "dev-c", now=now)  # creates the day key
-    codes = [world.code(h) for h in holders]
+    scanner, store, codes = await _warm_scanner(world, [f"holder-{i}" for i in range(16)], now)
     flushes, commands = store.batcher.flushes, store.batcher.commands
     outcomes = await scanner.scan_many(codes, PLACES[2], "dev-c", now=now)
     assert [o.decision.reason for o in outcomes if not isinstance(o, Exception)] == ["ok"] * 16
