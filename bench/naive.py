@@ -19,32 +19,36 @@ from gateway import keys
 from gateway.__main__ import main as placegate_main
 from gateway.errors import StoreUnavailableError
 from gateway.status_cache import unpack_status
-from gateway.store import Fields, LookupRequest, ScanLookup, Store
+from gateway.store import LookupRequest, ScanLookup, ScanRecord, Store
 
 __all__ = ["NaiveStore", "main"]
 
 
 class NaiveStore(Store):
-    """One awaited round trip per Redis command: what the scan path costs without ``CommandBatcher``."""
+    """One awaited round trip per Redis command: what the scan path costs without ``CommandBatcher``.
+
+    The scanner hands the store a whole loop turn's scans at once; each scan's commands run in their own
+    coroutine, concurrently with the other scans', as they would in per-request handlers.
+    """
 
     async def lookup_scans(
-        self, requests: Sequence[LookupRequest], place_id: str, *, timeout_s: float | None = None
+        self, requests: Sequence[LookupRequest], *, timeout_s: float | None = None
     ) -> list[ScanLookup | None]:
-        lookups: list[ScanLookup | None] = []
-        for holder_ref, memory_key, ttl_s in requests:
-            raw: object = None
-            try:
-                async with asyncio.timeout(timeout_s):
-                    if holder_ref is not None:
-                        bucket, field = self.locator.locate(holder_ref)
-                        raw = await self.redis.hget(bucket, field)  # type: ignore[arg-type,unused-ignore]
-                    first = await self.redis.set(memory_key, place_id, nx=True, get=True, ex=max(1, ttl_s))
-            except (RedisError, OSError, TimeoutError):
-                lookups.append(None)
-                continue
-            status = None if raw is None else unpack_status(cast(bytes, raw))
-            lookups.append(ScanLookup(status, None if first is None else cast(bytes, first).decode()))
-        return lookups
+        return await asyncio.gather(*(self._lookup(request, timeout_s) for request in requests))
+
+    async def _lookup(self, request: LookupRequest, timeout_s: float | None) -> ScanLookup | None:
+        holder_ref, memory_key, ttl_s, place_id = request
+        raw: object = None
+        try:
+            async with asyncio.timeout(timeout_s):
+                if holder_ref is not None:
+                    bucket, field = self.locator.locate(holder_ref)
+                    raw = await self.redis.hget(bucket, field)  # type: ignore[arg-type,unused-ignore]
+                first = await self.redis.set(memory_key, place_id, nx=True, get=True, ex=max(1, ttl_s))
+        except (RedisError, OSError, TimeoutError):
+            return None
+        status = None if raw is None else unpack_status(cast(bytes, raw))
+        return ScanLookup(status, None if first is None else cast(bytes, first).decode())
 
     async def day_key(self, day: str, expire_at: int, *, timeout_s: float | None = None) -> bytes:
         cached = self._day_keys.get(day)
@@ -60,20 +64,20 @@ class NaiveStore(Store):
         self._day_keys[day] = cast(bytes, value)
         return self._day_keys[day]
 
-    async def record_scans(
-        self, day: str, records: Sequence[tuple[Fields, Fields | None]], expire_at: int, *,
-        timeout_s: float | None = None,
-    ) -> None:
-        log_key = keys.scan_log_key(day)
+    async def record_scans(self, records: Sequence[ScanRecord], *, timeout_s: float | None = None) -> None:
         try:
             async with asyncio.timeout(timeout_s):
-                for entry, event in records:
-                    await self.redis.xadd(log_key, entry)  # type: ignore[arg-type]
-                    await self.redis.expireat(log_key, expire_at)
-                    if event is not None:
-                        await self.redis.xadd(keys.DISPATCH_INTAKE, event)  # type: ignore[arg-type]
+                await asyncio.gather(*(self._record(record) for record in records))
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailableError("redis failed") from exc
+
+    async def _record(self, record: ScanRecord) -> None:
+        day, expire_at, entry, event = record
+        log_key = keys.scan_log_key(day)
+        await self.redis.xadd(log_key, entry)  # type: ignore[arg-type]
+        await self.redis.expireat(log_key, expire_at)
+        if event is not None:
+            await self.redis.xadd(keys.DISPATCH_INTAKE, event)  # type: ignore[arg-type]
 
 
 def main() -> int:

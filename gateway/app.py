@@ -111,6 +111,7 @@ def _resources(injected: Redis | None):  # type: ignore[no-untyped-def]
             async with refreshing(lambda: refresh_trust(app), every_s=TRUST_REFRESH_S, what="trust-list"):
                 yield
         finally:
+            await app[SCANNER].aclose()
             await store.aclose()
             if injected is None:
                 await redis.aclose()

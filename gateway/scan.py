@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import hmac
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -28,8 +28,8 @@ from gateway.errors import MalformedCodeError, StoreUnavailableError
 from gateway.metrics import Metrics
 from gateway.registry import Place
 from gateway.sealing import Sealer
-from gateway.store import Fields, LookupRequest, Store
-from gateway.turnbatch import TurnBatcher
+from gateway.store import LookupRequest, ScanRecord, Store
+from gateway.turnbatch import TurnTask
 from policy.admission import EXCEPTION_REASONS, Decision, Reason, decide_admission, refuse
 from policy.dcc_status import decide_dcc_admission
 from policy.rules import Rules
@@ -111,6 +111,19 @@ def new_scan_id(now: datetime) -> str:
     return f"{int(now.timestamp() * 1000):012x}{os.urandom(8).hex()}"
 
 
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """The codes of one HTTP request and where, by whom and when they were presented."""
+
+    codes: Sequence[str]
+    place: Place
+    device_id: str
+    now: datetime
+
+
+_Answers = list["ScanOutcome | MalformedCodeError"]
+
+
 class Scanner:
     def __init__(
         self,
@@ -133,53 +146,67 @@ class Scanner:
         self.dcc = DccGate()
         # The routes read the time here, so tests can move the clock (trust-list age, code validity).
         self.clock: Callable[[], datetime] = _utcnow
-        self.verifier: TurnBatcher[tuple[Sequence[str], datetime], list[_Item | MalformedCodeError]] = TurnBatcher(
-            self._verify_group
-        )
+        # Every request of a loop turn goes through the phases together, in one task (gateway/turnbatch.py).
+        self.turns: TurnTask[_Request, _Answers] = TurnTask(self._scan_turn)
+
+    async def aclose(self) -> None:
+        """Let the turns in progress finish (their records are written before the store closes)."""
+        await self.turns.aclose()
 
     async def scan(self, code: str, place: Place, device_id: str, *, now: datetime) -> ScanOutcome:
         """Verify, look up, decide and record one presented code.
 
         :raises MalformedCodeError: when the text is not a code at all (no known prefix, not base45): HTTP 400.
         """
-        (result,) = await self.scan_many((code,), place, device_id, now=now)
+        (result,) = await self.turns.submit(_Request((code,), place, device_id, now))
         if isinstance(result, MalformedCodeError):
             raise result
         return result
 
-    async def scan_many(
+    def scan_many(
         self, codes: Sequence[str], place: Place, device_id: str, *, now: datetime
-    ) -> list[ScanOutcome | MalformedCodeError]:
+    ) -> Awaitable[_Answers]:
         """``scan`` for every code of a request, in order; a text that is not a code gets its error instead.
 
-        The codes go through each phase together: every verification (joined with those of the other requests
-        of this loop turn), then one Redis group for all their lookups, every decision, then one group for all
-        their records. A batch of N codes costs two pipelined groups, not 2 x N futures and tasks, and codes
-        repeated within the batch are seen in order (the second presentation of a code is its replay).
+        Codes repeated within the batch are seen in order: the second presentation of a code is its replay.
         """
-        # Signatures are checked back to back with the rest of the turn's (gateway/turnbatch.py: caches stay warm).
-        items = await self.verifier.submit((codes, now))
-        live = [item for item in items if isinstance(item, _Item)]
+        return self.turns.submit(_Request(codes, place, device_id, now))
+
+    async def _scan_turn(self, requests: list[_Request]) -> list[_Answers | Exception]:
+        """Every request of one loop turn, phase by phase: all verifications back to back, one Redis group for
+        all their lookups, every decision, then one Redis group for all their records. A turn of N codes costs
+        two pipelined groups and one task, not 2 x N awaited futures in N handler tasks.
+        """
+        verified = [self._verify_request(request) for request in requests]
+        live = [item for items in verified if not isinstance(items, Exception) for item in items
+                if isinstance(item, _Item)]
         if live:
-            await self._decide(live, place, now)
+            await self._decide(live)
             for item in live:
                 if item.fresh is not Freshness.FRESH and item.decision is not None and not item.decision.degraded:
                     item.decision = replace(item.decision, degraded=True)
-            await self._record(live, place, device_id, now)
-        count = self.metrics.count_scan
-        for item in live:
-            decision = item.decision
-            assert decision is not None
-            count(decision.action.value, decision.reason, decision.degraded)
-        return [item if isinstance(item, MalformedCodeError) else item.outcome(now) for item in items]
+            await self._record(live)
+            count = self.metrics.count_scan
+            for item in live:
+                decision = item.decision
+                assert decision is not None
+                count(decision.action.value, decision.reason, decision.degraded)
+        return [
+            items if isinstance(items, Exception)
+            else [item if isinstance(item, MalformedCodeError) else item.outcome() for item in items]
+            for items in verified
+        ]
 
-    def _verify_group(self, group: tuple[Sequence[str], datetime]) -> list[_Item | MalformedCodeError]:
-        codes, now = group
-        anchors = TrustAnchors(self.trust, self.dcc.trust)
-        return [self._verify(code, anchors, now) for code in codes]
+    def _verify_request(self, request: _Request) -> list[_Item | MalformedCodeError] | Exception:
+        try:
+            anchors = TrustAnchors(self.trust, self.dcc.trust)
+            return [self._verify(code, anchors, request) for code in request.codes]
+        except Exception as exc:  # a defect in one request's codes must not fail the turn's other requests
+            return exc
 
-    def _verify(self, code: str, anchors: TrustAnchors, now: datetime) -> _Item | MalformedCodeError:
-        item = _Item(new_scan_id(now))
+    def _verify(self, code: str, anchors: TrustAnchors, request: _Request) -> _Item | MalformedCodeError:
+        now = request.now
+        item = _Item(new_scan_id(now), request)
         trust_refusal = False
         try:
             fmt = format_for(code)
@@ -197,7 +224,7 @@ class Scanner:
             item.decision = refuse(self.rules, TRUST_LIST_STALE, rule_id="trust_list")
         return item
 
-    async def _decide(self, items: list[_Item], place: Place, now: datetime) -> None:
+    async def _decide(self, items: list[_Item]) -> None:
         """Status and replay memory for every verified code (one Redis group), then the policy decides."""
         pending: list[tuple[_Item, VerifiedCode]] = []
         requests: list[LookupRequest] = []
@@ -205,21 +232,24 @@ class Scanner:
             verified = item.verified
             if item.decision is not None or verified is None:
                 continue
+            place_id = item.request.place.place_id
             evidence = verified.evidence
             if isinstance(evidence, HealthCode):
-                ttl = int((evidence.exp - now).total_seconds()) + LEEWAY_S
-                requests.append((evidence.holder_ref, keys.nonce_key(evidence.kid.hex(), evidence.nonce.hex()), ttl))
+                ttl = int((evidence.exp - item.request.now).total_seconds()) + LEEWAY_S
+                memory_key = keys.nonce_key(evidence.kid.hex(), evidence.nonce.hex())
+                requests.append((evidence.holder_ref, memory_key, ttl, place_id))
             else:
                 # No live status exists for a DCC holder: only the replay memory, keyed by a MAC of the UVCI.
                 digest = hmac.new(self.dcc.replay_key, verified.replay_id.encode(), "sha256").hexdigest()[:32]
-                requests.append((None, keys.dcc_replay_key(digest), self.dcc.replay_window_s))
+                requests.append((None, keys.dcc_replay_key(digest), self.dcc.replay_window_s, place_id))
             pending.append((item, verified))
         if not pending:
             return
-        lookups = await self.store.lookup_scans(requests, place.place_id, timeout_s=self.redis_timeout_s)
+        lookups = await self.store.lookup_scans(requests, timeout_s=self.redis_timeout_s)
         unavailable = 0
         for (item, verified), lookup in zip(pending, lookups, strict=True):
             unavailable += lookup is None
+            place, now = item.request.place, item.request.now
             if lookup is not None and lookup.first_place is not None:
                 reason = Reason.REPLAYED if lookup.first_place == place.place_id else Reason.CODE_SHARED
                 item.decision = refuse(self.rules, reason, rule_id="replay")
@@ -242,24 +272,28 @@ class Scanner:
         if unavailable:
             self.metrics.redis_errors.labels("scan_lookup").inc(unavailable)
 
-    async def _record(self, items: list[_Item], place: Place, device_id: str, now: datetime) -> None:
+    async def _record(self, items: list[_Item]) -> None:
         """The scan-log record of every code, and an intake event for each exception (one Redis group)."""
-        day = day_of(now)
-        expire_at = partition_expiry(day, self.retention_days)
-        millis = str(int(now.timestamp() * 1000))
         timeout_s = self.redis_timeout_s
         try:
-            day_key = b""
-            if any(item.verified is not None for item in items):
-                day_key = await self.store.day_key(day, expire_at, timeout_s=timeout_s)
-            records: list[tuple[Fields, Fields | None]] = []
+            # The day of each scan's own time: a turn that straddles midnight writes to both partitions.
+            day_keys: dict[str, bytes] = {}
             for item in items:
-                decision = item.decision
+                day = day_of(item.request.now)
+                if day not in day_keys and item.verified is not None:
+                    expire_at = partition_expiry(day, self.retention_days)
+                    day_keys[day] = await self.store.day_key(day, expire_at, timeout_s=timeout_s)
+            records: list[ScanRecord] = []
+            for item in items:
+                request, decision = item.request, item.decision
                 assert decision is not None
+                place, now = request.place, request.now
+                day = day_of(now)
+                millis = str(int(now.timestamp() * 1000))
                 holder_ref = None if item.verified is None else item.verified.holder_ref
-                holder_alias = "" if holder_ref is None else pseudonym(day_key, holder_ref)
+                holder_alias = "" if holder_ref is None else pseudonym(day_keys[day], holder_ref)
                 entry = {
-                    "scan_id": item.scan_id, "t": millis, "place": place.place_id, "device": device_id,
+                    "scan_id": item.scan_id, "t": millis, "place": place.place_id, "device": request.device_id,
                     "decision": decision.action.value, "reason": decision.reason, "rule": decision.rule_id,
                     "rules_version": decision.rules_version, "degraded": "1" if decision.degraded else "0",
                     "purpose": PURPOSE, "pseudonym": holder_alias,
@@ -270,13 +304,13 @@ class Scanner:
                     event = {
                         "event_id": item.scan_id, "source": "scan", "event_class": event_class,
                         "reason": decision.reason, "place": place.place_id, "jurisdiction": place.jurisdiction,
-                        "device": device_id, "occurred_at": millis, "day": day, "pseudonym": holder_alias,
+                        "device": request.device_id, "occurred_at": millis, "day": day, "pseudonym": holder_alias,
                         "holder_sealed": self.sealer.seal(holder_ref) if holder_ref is not None else "",
                         "purpose": PURPOSE,
                     }
                     self.metrics.exceptions.labels(event_class).inc()
-                records.append((entry, event))
-            await self.store.record_scans(day, records, expire_at, timeout_s=timeout_s)
+                records.append((day, partition_expiry(day, self.retention_days), entry, event))
+            await self.store.record_scans(records, timeout_s=timeout_s)
         except StoreUnavailableError:
             # The answers still go out (people are waiting at the gate) but say they are degraded; the metric
             # lets operators see every record that could not be written.
@@ -297,18 +331,19 @@ def pseudonym(day_key: bytes, holder_ref: str) -> str:
 
 @dataclass(slots=True)
 class _Item:
-    """One presented code on its way through the phases of ``Scanner.scan_many``."""
+    """One presented code on its way through the phases of ``Scanner._scan_turn``."""
 
     scan_id: str
+    request: _Request
     verified: VerifiedCode | None = None
     decision: Decision | None = None
     fresh: Freshness = Freshness.FRESH
 
-    def outcome(self, now: datetime) -> ScanOutcome:
+    def outcome(self) -> ScanOutcome:
         decision = self.decision
         assert decision is not None
         verified = self.verified
         colour = None if verified is None or verified.signed_colour is None else verified.signed_colour.label
         if decision.reason in ("status_red", "status_yellow"):
             colour = decision.reason.removeprefix("status_")
-        return ScanOutcome(decision, colour, self.scan_id, now)
+        return ScanOutcome(decision, colour, self.scan_id, self.request.now)

@@ -19,11 +19,14 @@ from gateway.status_cache import StatusLocator, StatusRecord, pack_status, unpac
 from gateway.status_writer import StatusWriter
 from policy.status import HolderStatus
 
-__all__ = ["Fields", "LookupRequest", "ScanLookup", "Store"]
+__all__ = ["Fields", "LookupRequest", "ScanLookup", "ScanRecord", "Store"]
 
 Fields = Mapping[str, str]
-# What one scan asks of the store: (holder reference or None, replay-memory key, that key's TTL in seconds).
-LookupRequest = tuple[str | None, str, int]
+# What one scan asks of the store: (holder reference or None, replay-memory key, that key's TTL in seconds,
+# the place the code is presented at).
+LookupRequest = tuple[str | None, str, int, str]
+# What one scan leaves: (its log day, the day partition's expiry, the log entry, the intake event or None).
+ScanRecord = tuple[str, int, Fields, Fields | None]
 
 
 class ScanLookup:
@@ -63,17 +66,17 @@ class Store:
     # Commands are plain tuples (``gateway.redisio.Command``); replies come back raw, as hiredis parses them.
     # ``timeout_s`` bounds the wait for Redis (settings.redis_timeout_ms): past it, StoreUnavailableError.
     async def lookup_scans(
-        self, requests: Sequence[LookupRequest], place_id: str, *, timeout_s: float | None = None
+        self, requests: Sequence[LookupRequest], *, timeout_s: float | None = None
     ) -> list[ScanLookup | None]:
-        """For each (holder reference or None, replay-memory key, its TTL): the cached status, when a holder is
-        given, and the place the code was first presented at; ``None`` where Redis could not answer.
+        """For each (holder reference or None, replay-memory key, its TTL, place): the cached status, when a
+        holder is given, and the place the code was first presented at; ``None`` where Redis could not answer.
 
         All in one group. SET NX GET records the first place atomically, so of two presentations of one code,
         in one request or in two, exactly one finds the memory empty.
         """
         commands: list[Command] = []
         locate = self.locator.locate
-        for holder_ref, memory_key, ttl_s in requests:
+        for holder_ref, memory_key, ttl_s, place_id in requests:
             if holder_ref is not None:
                 commands.append(("HGET", *locate(holder_ref)))
             commands.append(("SET", memory_key, place_id, "NX", "GET", "EX", max(1, ttl_s)))
@@ -83,7 +86,7 @@ class Store:
             return [None] * len(requests)
         lookups: list[ScanLookup | None] = []
         at = 0
-        for holder_ref, _, _ in requests:
+        for holder_ref, _, _, _ in requests:
             raw_status = None
             if holder_ref is not None:
                 raw_status, at = replies[at], at + 1
@@ -113,23 +116,22 @@ class Store:
         self._day_keys[day] = bytes(value)
         return bytes(value)
 
-    async def record_scans(
-        self, day: str, records: Sequence[tuple[Fields, Fields | None]], expire_at: int, *,
-        timeout_s: float | None = None,
-    ) -> None:
-        """Append each scan-log record and, for an exception, its dispatch intake event (one group)."""
-        log_key = keys.scan_log_key(day)
+    async def record_scans(self, records: Sequence[ScanRecord], *, timeout_s: float | None = None) -> None:
+        """Append each scan-log record to its day's partition and, for an exception, its dispatch intake event
+        (one group)."""
         commands: list[Command] = []
-        min_id = max(0, int(expire_at * 1000) - self.retention_ms - 86_400_000)
-        for entry, event in records:
-            commands.append(("XADD", log_key, "*", *_flat(entry)))
+        expiries: dict[str, int] = {}
+        for day, expire_at, entry, event in records:
+            expiries[day] = expire_at
+            commands.append(("XADD", keys.scan_log_key(day), "*", *_flat(entry)))
             if event is not None:
                 # Events carry a pseudonym and a sealed holder reference: none outlives the scan log's retention.
                 # MINID trimming keeps the stream inside that window without a TTL on the stream itself.
+                min_id = max(0, expire_at * 1000 - self.retention_ms - 86_400_000)
                 commands.append(("XADD", keys.DISPATCH_INTAKE, "MINID", "=", min_id, "*", *_flat(event)))
         # Sent with every group, not once per day: if the partition was ever recreated (deleted, failed over to
         # a replica that missed the first EXPIREAT) it must never live without its expiry.
-        commands.append(("EXPIREAT", log_key, expire_at))
+        commands.extend(("EXPIREAT", keys.scan_log_key(day), expire_at) for day, expire_at in expiries.items())
         await self.batcher.run(commands, timeout_s)
 
     async def aclose(self) -> None:
