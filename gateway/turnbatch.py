@@ -35,12 +35,13 @@ class TurnTask(Generic[G, R]):
     caller only. An exception raised by ``work`` itself fails every caller of the turn.
     """
 
-    __slots__ = ("_pending", "_tasks", "_work", "groups", "runs")
+    __slots__ = ("_pending", "_starter", "_tasks", "_work", "groups", "runs")
 
     def __init__(self, work: Callable[[list[G]], Awaitable[Sequence[R | Exception]]]) -> None:
         self._work = work
         self._pending: list[tuple[G, asyncio.Future[R]]] = []
         self._tasks: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
+        self._starter: asyncio.Task[None] | None = None  # the task that will take the pending submissions
         self.runs = 0  # turns that ran (tests and benchmarks read these)
         self.groups = 0
 
@@ -48,8 +49,9 @@ class TurnTask(Generic[G, R]):
         """The future gets this group's result, or its exception."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
-        if not self._pending:
-            task = loop.create_task(self._run())
+        # A starter that ended without running (its loop was closed first) must not strand later submissions.
+        if self._starter is None or self._starter.done():
+            task = self._starter = loop.create_task(self._run())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         self._pending.append((group, future))
@@ -58,8 +60,10 @@ class TurnTask(Generic[G, R]):
     async def _run(self) -> None:
         # The task's first step runs after this turn's submissions: take them all, and let the next turn's
         # first submission start the next task.
-        batch, self._pending = self._pending, []
-        live = [(group, future) for group, future in batch if not future.done()]  # cancelled callers are skipped
+        batch, self._pending, self._starter = self._pending, [], None
+        # Skipped: cancelled callers, and submissions stranded by a loop that closed before its turn ran.
+        loop = asyncio.get_running_loop()
+        live = [(group, future) for group, future in batch if not future.done() and future.get_loop() is loop]
         if not live:
             return
         self.runs += 1

@@ -102,3 +102,19 @@ async def test_cancelling_the_turn_cancels_its_callers_and_aclose_waits_for_it()
     task.cancel()
     await turns.aclose()
     assert caller.cancelled() and not turns._tasks
+
+
+def test_a_turn_whose_loop_closed_before_it_ran_does_not_strand_the_next_loop() -> None:
+    turns: TurnTask[list[int], list[int]] = TurnTask(_square_all)
+
+    async def submit_and_leave() -> None:
+        turns.submit([1])
+        (task,) = turns._tasks
+        task.cancel()  # as a closing loop does: the turn's task never takes its first step
+
+    async def submit_and_wait() -> list[int]:
+        return await asyncio.wait_for(turns.submit([3]), 5)
+
+    asyncio.run(submit_and_leave())
+    assert asyncio.run(submit_and_wait()) == [9]
+    assert (turns.runs, turns.groups) == (1, 1)  # the stranded submission of the closed loop is dropped
