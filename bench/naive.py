@@ -74,10 +74,10 @@ class NaiveStore(Store):
     async def _record(self, record: ScanRecord) -> None:
         day, expire_at, entry, event = record
         log_key = keys.scan_log_key(day)
-        await self.redis.xadd(log_key, entry)  # type: ignore[arg-type]
+        await self.redis.xadd(log_key, dict(zip(entry[::2], entry[1::2], strict=True)))  # type: ignore[arg-type]
         await self.redis.expireat(log_key, expire_at)
         if event is not None:
-            await self.redis.xadd(keys.DISPATCH_INTAKE, event)  # type: ignore[arg-type]
+            await self.redis.xadd(keys.DISPATCH_INTAKE, dict(zip(event[::2], event[1::2], strict=True)))  # type: ignore[arg-type]
 
 
 def main() -> int:

@@ -49,6 +49,7 @@ VERSION = 1
 MAX_LIFETIME_S = 300
 LEEWAY_S = 10  # tolerated clock difference between issuer and gateway
 MAX_CODE_CHARS = 1024  # far above any valid code; bounds work done on hostile input
+_MAX_LIFETIME, _LEEWAY = timedelta(seconds=MAX_LIFETIME_S), timedelta(seconds=LEEWAY_S)  # built once, not per scan
 _HEALTH_CONTEXT = b"placegate/health-code/v1\x00"
 _PLACE_CONTEXT = b"placegate/place-code/v1\x00"
 _SIG = 64
@@ -164,12 +165,11 @@ def verify_health_code(text: str, trust: TrustList, *, now: datetime) -> HealthC
 
 
 def _check_lifetime(iat: datetime, exp: datetime, now: datetime) -> None:
-    leeway = timedelta(seconds=LEEWAY_S)
-    if exp - iat > timedelta(seconds=MAX_LIFETIME_S) or exp <= iat:
+    if exp - iat > _MAX_LIFETIME or exp <= iat:
         raise CodeLifetimeError("lifetime outside (0, 5 min]")
-    if now + leeway < iat:
+    if now + _LEEWAY < iat:
         raise CodeNotYetValidError("issued in the future")
-    if now - leeway > exp:
+    if now - _LEEWAY > exp:
         raise CodeExpiredError("code expired")
 
 

@@ -292,22 +292,23 @@ class Scanner:
                 millis = str(int(now.timestamp() * 1000))
                 holder_ref = None if item.verified is None else item.verified.holder_ref
                 holder_alias = "" if holder_ref is None else pseudonym(day_keys[day], holder_ref)
-                entry = {
-                    "scan_id": item.scan_id, "t": millis, "place": place.place_id, "device": request.device_id,
-                    "decision": decision.action.value, "reason": decision.reason, "rule": decision.rule_id,
-                    "rules_version": decision.rules_version, "degraded": "1" if decision.degraded else "0",
-                    "purpose": PURPOSE, "pseudonym": holder_alias,
-                }
+                # Field, value pairs in XADD order: the scan-log record and intake event PRIVACY.md lists.
+                entry = (
+                    "scan_id", item.scan_id, "t", millis, "place", place.place_id, "device", request.device_id,
+                    "decision", decision.action.value, "reason", decision.reason, "rule", decision.rule_id,
+                    "rules_version", decision.rules_version, "degraded", "1" if decision.degraded else "0",
+                    "purpose", PURPOSE, "pseudonym", holder_alias,
+                )
                 event = None
                 if decision.reason in EXCEPTION_REASONS:
                     event_class = _EVENT_CLASS.get(decision.reason, "forged_code")
-                    event = {
-                        "event_id": item.scan_id, "source": "scan", "event_class": event_class,
-                        "reason": decision.reason, "place": place.place_id, "jurisdiction": place.jurisdiction,
-                        "device": request.device_id, "occurred_at": millis, "day": day, "pseudonym": holder_alias,
-                        "holder_sealed": self.sealer.seal(holder_ref) if holder_ref is not None else "",
-                        "purpose": PURPOSE,
-                    }
+                    event = (
+                        "event_id", item.scan_id, "source", "scan", "event_class", event_class,
+                        "reason", decision.reason, "place", place.place_id, "jurisdiction", place.jurisdiction,
+                        "device", request.device_id, "occurred_at", millis, "day", day, "pseudonym", holder_alias,
+                        "holder_sealed", self.sealer.seal(holder_ref) if holder_ref is not None else "",
+                        "purpose", PURPOSE,
+                    )
                     self.metrics.exceptions.labels(event_class).inc()
                 records.append((day, partition_expiry(day, self.retention_days), entry, event))
             await self.store.record_scans(records, timeout_s=timeout_s)

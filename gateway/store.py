@@ -7,7 +7,7 @@ one group, the record (log + exception event) another, so no command is awaited 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -19,14 +19,15 @@ from gateway.status_cache import StatusLocator, StatusRecord, pack_status, unpac
 from gateway.status_writer import StatusWriter
 from policy.status import HolderStatus
 
-__all__ = ["Fields", "LookupRequest", "ScanLookup", "ScanRecord", "Store"]
+__all__ = ["FieldPairs", "LookupRequest", "ScanLookup", "ScanRecord", "Store"]
 
-Fields = Mapping[str, str]
+# A stream entry as XADD takes it: field, value, field, value, ... (built flat: no dict per scan on the hot path).
+FieldPairs = tuple[str, ...]
 # What one scan asks of the store: (holder reference or None, replay-memory key, that key's TTL in seconds,
 # the place the code is presented at).
 LookupRequest = tuple[str | None, str, int, str]
 # What one scan leaves: (its log day, the day partition's expiry, the log entry, the intake event or None).
-ScanRecord = tuple[str, int, Fields, Fields | None]
+ScanRecord = tuple[str, int, FieldPairs, FieldPairs | None]
 
 
 class ScanLookup:
@@ -123,12 +124,12 @@ class Store:
         expiries: dict[str, int] = {}
         for day, expire_at, entry, event in records:
             expiries[day] = expire_at
-            commands.append(("XADD", keys.scan_log_key(day), "*", *_flat(entry)))
+            commands.append(("XADD", keys.scan_log_key(day), "*", *entry))
             if event is not None:
                 # Events carry a pseudonym and a sealed holder reference: none outlives the scan log's retention.
                 # MINID trimming keeps the stream inside that window without a TTL on the stream itself.
                 min_id = max(0, expire_at * 1000 - self.retention_ms - 86_400_000)
-                commands.append(("XADD", keys.DISPATCH_INTAKE, "MINID", "=", min_id, "*", *_flat(event)))
+                commands.append(("XADD", keys.DISPATCH_INTAKE, "MINID", "=", min_id, "*", *event))
         # Sent with every group, not once per day: if the partition was ever recreated (deleted, failed over to
         # a replica that missed the first EXPIREAT) it must never live without its expiry.
         commands.extend(("EXPIREAT", keys.scan_log_key(day), expire_at) for day, expire_at in expiries.items())
@@ -137,6 +138,3 @@ class Store:
     async def aclose(self) -> None:
         await self.batcher.aclose()
 
-
-def _flat(fields: Fields) -> list[str]:
-    return [part for pair in fields.items() for part in pair]
