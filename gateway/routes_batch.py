@@ -15,9 +15,8 @@ from gateway.auth import PRINCIPAL, Role, requires
 from gateway.errors import BadRequestError, MalformedCodeError
 from gateway.http import json_response, read_json
 from gateway.places import resolve_place
-from gateway.scan import ScanOutcome, new_scan_id
+from gateway.scan import ScanOutcome
 from gateway.state import METRICS, SCANNER, SETTINGS
-from policy.admission import refuse
 
 __all__ = ["MAX_BATCH_CODES", "scan_batch"]
 
@@ -38,12 +37,7 @@ async def scan_batch(request: web.Request) -> web.Response:
     resolved = await resolve_place(app, request[PRINCIPAL], place_code, place_id, now)
     if isinstance(resolved, str):
         # The venue's place code itself was refused: every code of the batch is refused for that reason.
-        refusal = refuse(scanner.rules, resolved, rule_id="place")
-        for _ in codes:
-            app[METRICS].count_scan(refusal.action.value, refusal.reason, refusal.degraded)
-        results: list[dict[str, object]] = [
-            ScanOutcome(refusal, None, new_scan_id(now), now).to_json() for _ in codes
-        ]
+        results: list[dict[str, object]] = [o.to_json() for o in scanner.refuse_place(resolved, len(codes), now)]
     else:
         principal_id = request[PRINCIPAL].principal_id
         outcomes = await scanner.scan_many(codes, resolved, principal_id, now=now)

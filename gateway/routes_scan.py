@@ -10,9 +10,7 @@ from gateway.auth import PRINCIPAL, Role, requires
 from gateway.errors import BadRequestError
 from gateway.http import json_response, read_json
 from gateway.places import resolve_place
-from gateway.scan import ScanOutcome, new_scan_id
 from gateway.state import METRICS, SCANNER, SETTINGS
-from policy.admission import refuse
 
 __all__ = ["scan"]
 
@@ -30,9 +28,7 @@ async def scan(request: web.Request) -> web.Response:
     place = await resolve_place(app, principal, place_code, place_id, now)
     if isinstance(place, str):
         # The venue's place code was refused: the answer is a deny, counted and timed like any other.
-        refusal = refuse(scanner.rules, place, rule_id="place")
-        app[METRICS].count_scan(refusal.action.value, refusal.reason, refusal.degraded)
-        outcome = ScanOutcome(refusal, None, new_scan_id(now), now)
+        (outcome,) = scanner.refuse_place(place, 1, now)
     else:
         outcome = await scanner.scan(code, place, principal.principal_id, now=now)
     response = json_response(outcome.to_json())

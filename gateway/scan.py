@@ -172,12 +172,21 @@ class Scanner:
         """
         return self.turns.submit(_Request(codes, place, device_id, now))
 
+    def refuse_place(self, reason: str, codes: int, now: datetime) -> list[ScanOutcome]:
+        """The answers when the venue's place code itself is refused: a deny for each presented code, counted
+        like any other scan (the codes are not looked at: nothing says where they were shown)."""
+        refusal = refuse(self.rules, reason, rule_id="place")
+        for _ in range(codes):
+            self.metrics.count_scan(refusal.action.value, refusal.reason, refusal.degraded)
+        return [ScanOutcome(refusal, None, new_scan_id(now), now) for _ in range(codes)]
+
     async def _scan_turn(self, requests: list[_Request]) -> list[_Answers | Exception]:
         """Every request of one loop turn, phase by phase: all verifications back to back, one Redis group for
         all their lookups, every decision, then one Redis group for all their records. A turn of N codes costs
         two pipelined groups and one task, not 2 x N awaited futures in N handler tasks.
         """
-        verified = [self._verify_request(request) for request in requests]
+        anchors = TrustAnchors(self.trust, self.dcc.trust)  # one trust snapshot for the whole turn
+        verified = [self._verify_request(request, anchors) for request in requests]
         live = [item for items in verified if not isinstance(items, Exception) for item in items
                 if isinstance(item, _Item)]
         if live:
@@ -197,9 +206,10 @@ class Scanner:
             for items in verified
         ]
 
-    def _verify_request(self, request: _Request) -> list[_Item | MalformedCodeError] | Exception:
+    def _verify_request(
+        self, request: _Request, anchors: TrustAnchors
+    ) -> list[_Item | MalformedCodeError] | Exception:
         try:
-            anchors = TrustAnchors(self.trust, self.dcc.trust)
             return [self._verify(code, anchors, request) for code in request.codes]
         except Exception as exc:  # a defect in one request's codes must not fail the turn's other requests
             return exc
@@ -277,18 +287,17 @@ class Scanner:
         timeout_s = self.redis_timeout_s
         try:
             # The day of each scan's own time: a turn that straddles midnight writes to both partitions.
+            days = [day_of(item.request.now) for item in items]
             day_keys: dict[str, bytes] = {}
-            for item in items:
-                day = day_of(item.request.now)
+            for item, day in zip(items, days, strict=True):
                 if day not in day_keys and item.verified is not None:
                     expire_at = partition_expiry(day, self.retention_days)
                     day_keys[day] = await self.store.day_key(day, expire_at, timeout_s=timeout_s)
             records: list[ScanRecord] = []
-            for item in items:
+            for item, day in zip(items, days, strict=True):
                 request, decision = item.request, item.decision
                 assert decision is not None
                 place, now = request.place, request.now
-                day = day_of(now)
                 millis = str(int(now.timestamp() * 1000))
                 holder_ref = None if item.verified is None else item.verified.holder_ref
                 holder_alias = "" if holder_ref is None else pseudonym(day_keys[day], holder_ref)
