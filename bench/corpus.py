@@ -20,10 +20,10 @@ from crypto.keys import Alg, SigningKey
 from crypto.native import Colour, issue_health_code, issue_place_code
 from crypto.trust import TrustedKey, Usage
 from gateway.auth import Principal, Role
-from gateway.cli_registry import create_principal
-from gateway.registry import Place, Registry
-from gateway.status_cache import StatusRecord
-from gateway.store import Store
+from gateway.scan.store import Store
+from gateway.status.cache import StatusRecord
+from gateway.trust.cli_registry import create_principal
+from gateway.trust.registry import Place, Registry
 from policy.status import HolderStatus, TestResult
 
 __all__ = [

@@ -15,11 +15,11 @@ from typing import cast
 from redis.exceptions import RedisError
 
 import gateway.app
-from gateway import keys
-from gateway.__main__ import main as placegate_main
+from gateway import keyspace
+from gateway.cli import main as placegate_main
 from gateway.errors import StoreUnavailableError
-from gateway.status_cache import unpack_status
-from gateway.store import LookupRequest, ScanLookup, ScanRecord, Store
+from gateway.scan.store import LookupRequest, ScanLookup, ScanRecord, Store
+from gateway.status.cache import unpack_status
 
 __all__ = ["NaiveStore", "main"]
 
@@ -54,7 +54,7 @@ class NaiveStore(Store):
         cached = self._day_keys.get(day)
         if cached is not None:
             return cached
-        name = keys.day_key(day)
+        name = keyspace.day_key(day)
         try:
             async with asyncio.timeout(timeout_s):
                 await self.redis.set(name, os.urandom(32), nx=True, exat=expire_at)
@@ -73,11 +73,11 @@ class NaiveStore(Store):
 
     async def _record(self, record: ScanRecord) -> None:
         day, expire_at, entry, event = record
-        log_key = keys.scan_log_key(day)
+        log_key = keyspace.scan_log_key(day)
         await self.redis.xadd(log_key, dict(zip(entry[::2], entry[1::2], strict=True)))  # type: ignore[arg-type]
         await self.redis.expireat(log_key, expire_at)
         if event is not None:
-            await self.redis.xadd(keys.DISPATCH_INTAKE, dict(zip(event[::2], event[1::2], strict=True)))  # type: ignore[arg-type]
+            await self.redis.xadd(keyspace.DISPATCH_INTAKE, dict(zip(event[::2], event[1::2], strict=True)))  # type: ignore[arg-type]
 
 
 def main() -> int:

@@ -12,7 +12,7 @@ import os
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from gateway.status_cache import derive_key
+from crypto.kdf import derive_key
 
 __all__ = ["SealError", "Sealer"]
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from redis.asyncio import Redis
 
+from crypto.sealing import Sealer
 from crypto.trust import Usage
 from gateway.auth import PRINCIPAL_CACHE, PrincipalCache
 from gateway.background import refreshing
@@ -17,17 +18,16 @@ from gateway.errors import StoreUnavailableError
 from gateway.features import FEATURES
 from gateway.http import error_middleware
 from gateway.metrics import Metrics
+from gateway.ops import healthz, metrics, readyz
 from gateway.redisio import connect_redis
-from gateway.registry import Registry
-from gateway.routes_batch import scan_batch
-from gateway.routes_ops import healthz, metrics, readyz
-from gateway.routes_scan import scan
-from gateway.routes_status import put_status
-from gateway.scan import Scanner
-from gateway.sealing import Sealer
+from gateway.scan.routes import scan
+from gateway.scan.routes_batch import scan_batch
+from gateway.scan.scanner import Scanner
+from gateway.scan.store import Store
 from gateway.settings import Settings
 from gateway.state import METRICS, PLACES, REGISTRY, SCANNER, SETTINGS, STORE, TRUST_STATE, PlaceCache, TrustState
-from gateway.store import Store
+from gateway.status.routes import put_status
+from gateway.trust.registry import Registry
 from policy.rules import load_rules
 
 __all__ = ["TRUST_REFRESH_S", "create_app", "refresh_trust", "serving_app"]

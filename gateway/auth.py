@@ -22,7 +22,7 @@ from gateway.errors import AuthError, ForbiddenError
 from gateway.ttlcache import TtlCache
 
 if TYPE_CHECKING:
-    from gateway.registry import Registry
+    from gateway.trust.registry import Registry
 
 __all__ = [
     "PRINCIPAL",

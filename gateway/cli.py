@@ -7,7 +7,13 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from gateway import cli_audit, cli_dispatch, cli_keys, cli_registry, cli_serve, cli_status, cli_trust, cli_verify
+from gateway import serve as cli_serve
+from gateway.dispatch import cli as cli_dispatch
+from gateway.privacy import cli as cli_audit
+from gateway.status import cli as cli_status
+from gateway.trust import cli_dsc as cli_trust
+from gateway.trust import cli_keys, cli_registry
+from gateway.trust import verify as cli_verify
 
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 

@@ -17,8 +17,8 @@ from crypto.keys import Alg, SigningKey
 from crypto.trust import TrustedKey, Usage
 from gateway.embedded import EmbeddedServer, socket_alive
 from gateway.redisio import connect_redis
-from gateway.registry import Registry
 from gateway.settings import Settings
+from gateway.trust.registry import Registry
 
 __all__ = [
     "add_common_args",

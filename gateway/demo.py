@@ -11,11 +11,11 @@ from crypto.native import Colour, issue_health_code
 from crypto.trust import Usage
 from gateway.auth import Principal, Role
 from gateway.cli_common import admin_redis, latest_signing_key, new_issuer_key
-from gateway.cli_registry import create_principal
-from gateway.registry import Place, Registry
+from gateway.scan.store import Store
 from gateway.settings import Settings
-from gateway.status_cache import StatusRecord
-from gateway.store import Store
+from gateway.status.cache import StatusRecord
+from gateway.trust.cli_registry import create_principal
+from gateway.trust.registry import Place, Registry
 from policy.status import HolderStatus, TestResult
 
 __all__ = ["DEMO_HOLDER", "DEMO_PLACE", "prepare_demo"]

@@ -7,7 +7,9 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from gateway import dispatch_feature, dsc_feature, privacy_feature
+from gateway.dispatch import feature as dispatch_feature
+from gateway.privacy import feature as privacy_feature
+from gateway.trust import refresh as dsc_feature
 
 __all__ = ["FEATURES"]
 

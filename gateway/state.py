@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.metrics import Metrics
-from gateway.registry import Place, Registry
-from gateway.scan import Scanner
+from gateway.scan.scanner import Scanner
+from gateway.scan.store import Store
 from gateway.settings import Settings
-from gateway.store import Store
+from gateway.trust.registry import Place, Registry
 from gateway.ttlcache import TtlCache
 
 __all__ = ["METRICS", "PLACES", "REGISTRY", "SCANNER", "SETTINGS", "STORE", "TRUST_STATE", "PlaceCache", "TrustState"]

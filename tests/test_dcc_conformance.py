@@ -1,4 +1,4 @@
-"""Runs the shared DCC conformance runner against ``placegate verify`` (python -m gateway.cli_verify)."""
+"""Runs the shared DCC conformance runner against ``placegate verify`` (python -m gateway.trust.verify)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ KNOWN_WRONG = {("common/2DCode/raw/CO20.json", "EXPECTEDVERIFY")}
 )
 def test_dcc_conformance_runner_passes(tmp_path: Path) -> None:
     report_file = tmp_path / "report.json"
-    verifier = [sys.executable, "-m", "gateway.cli_verify", "--trust-cert", "{cert_file}", "--at", "{clock}"]
+    verifier = [sys.executable, "-m", "gateway.trust.verify", "--trust-cert", "{cert_file}", "--at", "{clock}"]
     proc = subprocess.run(
         [
             sys.executable,

@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 from gateway.cli_common import add_common_args, admin_redis, run, settings_from
-from gateway.dispatch_feature import consumer_name, make_runtime
-from gateway.dispatch_worker import IntakeWorker, sweep_open_cases
-from gateway.routes_reports import evaluation_document, parse_instant
+from gateway.dispatch.feature import consumer_name, make_runtime
+from gateway.dispatch.reports import evaluation_document, parse_instant
+from gateway.dispatch.worker import IntakeWorker, sweep_open_cases
 from policy.routing import JurisdictionLevel
 
 __all__ = ["register"]

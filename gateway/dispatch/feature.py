@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 from aiohttp import web
 from redis.asyncio import Redis
 
-from gateway.dispatch_store import CaseStore
-from gateway.dispatch_worker import IntakeWorker, sweep_open_cases
+from crypto.sealing import Sealer
+from gateway.dispatch.store import CaseStore
+from gateway.dispatch.worker import IntakeWorker, sweep_open_cases
 from gateway.errors import GatewayError
-from gateway.sealing import Sealer
 from gateway.settings import DispatchSettings, Settings
 from gateway.state import SETTINGS, STORE
 from policy.deadlines import DeadlineTable, load_default_deadline_table, parse_deadline_table
@@ -84,8 +84,8 @@ def consumer_name() -> str:
 
 def install(app: web.Application) -> None:
     """Add the dispatch routes and the background tasks to the gateway."""
-    from gateway.routes_dispatch import add_routes as add_case_routes
-    from gateway.routes_reports import add_routes as add_report_routes
+    from gateway.dispatch.reports import add_routes as add_report_routes
+    from gateway.dispatch.routes import add_routes as add_case_routes
 
     dispatch = app[SETTINGS].dispatch
     load_tables(dispatch)  # fail at start-up, not on the first event

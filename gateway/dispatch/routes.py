@@ -16,14 +16,14 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.audit import record_access
+from crypto.sealing import SealError
 from gateway.auth import PRINCIPAL, Principal, Role, requires
-from gateway.dispatch_feature import DISPATCH, DispatchRuntime
-from gateway.dispatch_store import valid_case_id
+from gateway.dispatch.feature import DISPATCH, DispatchRuntime
+from gateway.dispatch.store import valid_case_id
 from gateway.errors import BadRequestError, CaseRefusedError, GatewayError, NotFoundError
 from gateway.http import json_response, read_json
-from gateway.scan import PURPOSE
-from gateway.sealing import SealError
+from gateway.privacy.audit import record_access
+from gateway.scan.scanner import PURPOSE
 from policy.case_errors import CaseError, IllegalTransitionError
 from policy.casework import (
     Action,

@@ -23,7 +23,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from gateway import keys
+from gateway import keyspace
 from gateway.errors import CaseRefusedError, NotDurableError, NotFoundError, StoreUnavailableError
 from policy.casework import TERMINAL_STATES, Case, case_from_fields, case_to_fields, entry_from_fields, entry_to_fields
 
@@ -82,7 +82,7 @@ class CaseStore:
         redis: Redis,
         *,
         waitaof_timeout_ms: int = 2000,
-        case_retention_s: int = keys.CASE_RETENTION_S,
+        case_retention_s: int = keyspace.CASE_RETENTION_S,
         holder_retention_s: int = 21 * 24 * 3600,
     ) -> None:
         self.redis = redis
@@ -128,7 +128,7 @@ class CaseStore:
             # One connection for the script, the index updates and WAITAOF: WAITAOF counts this client's writes.
             async with self.redis.client() as conn:
                 ok = await self._script(
-                    keys=[keys.case_key(cid), keys.case_history_key(cid), keys.case_holder_key(cid)],
+                    keys=[keyspace.case_key(cid), keyspace.case_history_key(cid), keyspace.case_holder_key(cid)],
                     args=args,
                     client=conn,
                 )
@@ -142,12 +142,12 @@ class CaseStore:
 
     async def _index(self, conn: Redis, case: Case, *, created: bool) -> None:
         if case.state in TERMINAL_STATES:
-            await conn.srem(keys.DISPATCH_OPEN, case.case_id)
+            await conn.srem(keyspace.DISPATCH_OPEN, case.case_id)
         else:
-            await conn.sadd(keys.DISPATCH_OPEN, case.case_id)
-            await conn.pexpire(keys.DISPATCH_OPEN, self.case_retention_ms)
+            await conn.sadd(keyspace.DISPATCH_OPEN, case.case_id)
+            await conn.pexpire(keyspace.DISPATCH_OPEN, self.case_retention_ms)
         if created:
-            day = keys.dispatch_day_key(_day(case.created_at))
+            day = keyspace.dispatch_day_key(_day(case.created_at))
             await conn.sadd(day, case.case_id)
             await conn.pexpire(day, self.case_retention_ms)
 
@@ -187,9 +187,9 @@ class CaseStore:
         """The case with its full history (``history=False``: the hash only, for queue listings)."""
         try:
             pipe = self.redis.pipeline(transaction=True)
-            pipe.hgetall(keys.case_key(case_id))
+            pipe.hgetall(keyspace.case_key(case_id))
             if history:
-                pipe.xrange(keys.case_history_key(case_id))
+                pipe.xrange(keyspace.case_history_key(case_id))
             replies = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise StoreUnavailableError("dispatch store unavailable") from exc
@@ -203,9 +203,9 @@ class CaseStore:
         try:
             pipe = self.redis.pipeline(transaction=False)
             for cid in case_ids:
-                pipe.hgetall(keys.case_key(cid))
+                pipe.hgetall(keyspace.case_key(cid))
                 if history:
-                    pipe.xrange(keys.case_history_key(cid))
+                    pipe.xrange(keyspace.case_history_key(cid))
             replies = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise StoreUnavailableError("dispatch store unavailable") from exc
@@ -220,7 +220,7 @@ class CaseStore:
     async def holder(self, case_id: str) -> dict[str, str] | None:
         """The stored (still sealed) holder fields of a case, ``None`` when it has none."""
         try:
-            raw = await self.redis.hgetall(keys.case_holder_key(case_id))
+            raw = await self.redis.hgetall(keyspace.case_holder_key(case_id))
         except (RedisError, OSError) as exc:
             raise StoreUnavailableError("dispatch store unavailable") from exc
         return _text(raw) or None
@@ -228,14 +228,14 @@ class CaseStore:
     async def scan_open(self, cursor: int, count: int) -> tuple[int, list[str]]:
         """One SSCAN step over the open cases: the next cursor (0 at the end) and some ids."""
         try:
-            nxt, ids = await self.redis.sscan(keys.DISPATCH_OPEN, cursor=cursor, count=count)
+            nxt, ids = await self.redis.sscan(keyspace.DISPATCH_OPEN, cursor=cursor, count=count)
         except (RedisError, OSError) as exc:
             raise StoreUnavailableError("dispatch store unavailable") from exc
         return int(nxt), sorted(_s(i) for i in ids)
 
     async def drop_open(self, case_id: str) -> None:
         try:
-            await self.redis.srem(keys.DISPATCH_OPEN, case_id)
+            await self.redis.srem(keyspace.DISPATCH_OPEN, case_id)
         except (RedisError, OSError) as exc:
             raise StoreUnavailableError("dispatch store unavailable") from exc
 
@@ -245,7 +245,7 @@ class CaseStore:
         day = end.replace(hour=0, minute=0, second=0, microsecond=0)
         try:
             while day >= start.replace(hour=0, minute=0, second=0, microsecond=0) and len(ids) < limit:
-                members = await self.redis.smembers(keys.dispatch_day_key(_day(day)))
+                members = await self.redis.smembers(keyspace.dispatch_day_key(_day(day)))
                 ids += sorted(_s(m) for m in members)
                 day -= timedelta(days=1)
         except (RedisError, OSError) as exc:
@@ -260,7 +260,7 @@ class CaseStore:
         """XADD an event to the intake stream, acknowledged once on disk; returns the stream id."""
         try:
             async with self.redis.client() as conn:
-                mid = await conn.xadd(keys.DISPATCH_INTAKE, dict(event))  # type: ignore[arg-type]
+                mid = await conn.xadd(keyspace.DISPATCH_INTAKE, dict(event))  # type: ignore[arg-type]
                 if await self.aof_enabled():
                     await self._wait_aof(conn)
         except (RedisError, OSError) as exc:
@@ -269,7 +269,7 @@ class CaseStore:
 
     async def request_extension(self, case_id: str, request: Mapping[str, str]) -> bool:
         """Record the handler's one extension request; False if one was already made."""
-        name = keys.case_extension_key(case_id)
+        name = keyspace.case_extension_key(case_id)
         try:
             async with self.redis.client() as conn:
                 if not await conn.hsetnx(name, "requested_at", request["requested_at"]):
@@ -284,7 +284,7 @@ class CaseStore:
 
     async def extension_request(self, case_id: str) -> dict[str, str] | None:
         try:
-            raw = await self.redis.hgetall(keys.case_extension_key(case_id))
+            raw = await self.redis.hgetall(keyspace.case_extension_key(case_id))
         except (RedisError, OSError) as exc:
             raise StoreUnavailableError("dispatch store unavailable") from exc
         return _text(raw) or None

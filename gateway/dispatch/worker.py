@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from gateway import keys
-from gateway.dispatch_store import CaseStore, case_id_for_event
+from gateway import keyspace
+from gateway.dispatch.store import CaseStore, case_id_for_event
 from gateway.errors import GatewayError, StoreUnavailableError
 from policy.case_errors import CaseError
 from policy.casework import TERMINAL_STATES, Action, Actor, Case, Role, apply_transition, new_case
@@ -149,7 +149,7 @@ class IntakeWorker:
 
     async def ensure_group(self) -> None:
         try:
-            await self.redis.xgroup_create(keys.DISPATCH_INTAKE, GROUP, id="0", mkstream=True)
+            await self.redis.xgroup_create(keyspace.DISPATCH_INTAKE, GROUP, id="0", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise StoreUnavailableError("cannot create the intake group") from exc
@@ -162,7 +162,7 @@ class IntakeWorker:
         try:
             claimed = await self._reclaim()
             read = await self.redis.xreadgroup(
-                GROUP, self.consumer, {keys.DISPATCH_INTAKE: ">"}, count=self.batch, block=block_ms
+                GROUP, self.consumer, {keyspace.DISPATCH_INTAKE: ">"}, count=self.batch, block=block_ms
             )
         except (RedisError, OSError) as exc:
             raise StoreUnavailableError("intake stream unavailable") from exc
@@ -177,7 +177,7 @@ class IntakeWorker:
 
     async def _reclaim(self) -> list[tuple[bytes, dict[bytes, bytes] | None, int]]:
         reply = await self.redis.xautoclaim(
-            keys.DISPATCH_INTAKE, GROUP, self.consumer, self.claim_idle_ms, self._claim_cursor, count=self.batch
+            keyspace.DISPATCH_INTAKE, GROUP, self.consumer, self.claim_idle_ms, self._claim_cursor, count=self.batch
         )
         self._claim_cursor = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
         entries: list[tuple[bytes, dict[bytes, bytes] | None]] = list(reply[1])
@@ -185,7 +185,7 @@ class IntakeWorker:
             return []
         ids = [mid for mid, _ in entries]
         pending = await self.redis.xpending_range(
-            keys.DISPATCH_INTAKE, GROUP, min=ids[0], max=ids[-1], count=len(ids) + 64, consumername=self.consumer
+            keyspace.DISPATCH_INTAKE, GROUP, min=ids[0], max=ids[-1], count=len(ids) + 64, consumername=self.consumer
         )
         times = {p["message_id"]: int(p["times_delivered"]) for p in pending}
         return [(mid, fields, times.get(mid, 1)) for mid, fields in entries]
@@ -226,7 +226,7 @@ class IntakeWorker:
 
     async def _ack(self, mid: bytes) -> None:
         try:
-            await self.redis.xack(keys.DISPATCH_INTAKE, GROUP, mid)
+            await self.redis.xack(keyspace.DISPATCH_INTAKE, GROUP, mid)
         except (RedisError, OSError):
             log.warning("ack of %s failed; it will be redelivered (idempotent)", mid.decode())
 
@@ -236,8 +236,8 @@ class IntakeWorker:
         entry = {**fields, "dl_event_id": mid.decode(), "dl_reason": reason, "dl_deliveries": str(deliveries)}
         try:
             # Dead letters keep the event's sealed holder reference: trimmed to the default scan-log retention.
-            min_id = max(0, int(time.time() * 1000) - keys.DEADLETTER_RETENTION_S * 1000)
-            await self.redis.xadd(keys.DISPATCH_DEADLETTER, entry, minid=min_id)  # type: ignore[arg-type]
+            min_id = max(0, int(time.time() * 1000) - keyspace.DEADLETTER_RETENTION_S * 1000)
+            await self.redis.xadd(keyspace.DISPATCH_DEADLETTER, entry, minid=min_id)  # type: ignore[arg-type]
         except (RedisError, OSError):
             log.warning("dead-lettering %s failed; it stays pending", mid.decode())
             return

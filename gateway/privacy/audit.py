@@ -32,7 +32,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, WatchError
 
-from gateway import keys
+from gateway import keyspace
 from gateway.auth import Principal
 from gateway.errors import StoreUnavailableError
 
@@ -116,15 +116,15 @@ def _next_id(now: datetime, last_id: str) -> str:
 
 async def _head(redis: Any) -> tuple[int, str, str]:
     """(seq, hash, last stream id) of the chain's newest entry; rebuilt from the stream if the key was lost."""
-    raw = await redis.get(keys.AUDIT_HEAD)
+    raw = await redis.get(keyspace.AUDIT_HEAD)
     if raw:
         seq, digest, last_id = raw.decode().split(" ")
         return int(seq), digest, last_id
-    newest = await redis.xrevrange(keys.AUDIT_STREAM, count=1)
+    newest = await redis.xrevrange(keyspace.AUDIT_STREAM, count=1)
     if newest:
         eid, f = newest[0]
         return int(f[b"seq"]), f[b"hash"].decode(), eid.decode()
-    base = await redis.get(keys.AUDIT_BASE)
+    base = await redis.get(keyspace.AUDIT_BASE)
     if base:
         seq, digest = base.decode().split(" ")[:2]
         return int(seq), digest, ""
@@ -141,15 +141,15 @@ async def _append(redis: Redis, fields: dict[str, str], now: datetime) -> str:
         for attempt in range(_MAX_ATTEMPTS):
             async with redis.pipeline(transaction=True) as pipe:
                 try:
-                    await pipe.watch(keys.AUDIT_HEAD)
+                    await pipe.watch(keyspace.AUDIT_HEAD)
                     seq, prev, last_id = await _head(pipe)
                     seq += 1
                     digest = _digest(seq, prev, fields)
                     entry_id = _next_id(now, last_id)
                     pipe.multi()  # type: ignore[no-untyped-call]
                     stored = {"seq": str(seq), "prev": prev, **fields, "hash": digest}
-                    pipe.xadd(keys.AUDIT_STREAM, stored, id=entry_id)  # type: ignore[arg-type]
-                    pipe.set(keys.AUDIT_HEAD, f"{seq} {digest} {entry_id}")
+                    pipe.xadd(keyspace.AUDIT_STREAM, stored, id=entry_id)  # type: ignore[arg-type]
+                    pipe.set(keyspace.AUDIT_HEAD, f"{seq} {digest} {entry_id}")
                     await pipe.execute()
                     return entry_id
                 except WatchError:
@@ -256,7 +256,7 @@ async def query_audit(
     last = ""
     try:
         while scanned < scan_max:
-            batch = _rows(await redis.xrange(keys.AUDIT_STREAM, min=lo, max=hi, count=min(500, scan_max - scanned)))
+            batch = _rows(await redis.xrange(keyspace.AUDIT_STREAM, min=lo, max=hi, count=min(500, scan_max - scanned)))
             if not batch:
                 return AuditPage(out, None, scanned)
             for eid, raw in batch:
@@ -280,15 +280,15 @@ async def verify_chain(redis: Redis, *, anchor: tuple[int, str] | None = None, b
     ``head_mismatch``, ``anchor_mismatch``."""
     problems: list[str] = []
     try:
-        base = _bytes(await redis.get(keys.AUDIT_BASE))
+        base = _bytes(await redis.get(keyspace.AUDIT_BASE))
         seq, prev = (int(base.split()[0]), base.split()[1].decode()) if base else (0, GENESIS)
-        head = _bytes(await redis.get(keys.AUDIT_HEAD))
+        head = _bytes(await redis.get(keyspace.AUDIT_HEAD))
         count = 0
         last_id = ""
         anchor_seen = anchor is None or anchor[0] <= seq
         lo = "-"
         while True:
-            page = _rows(await redis.xrange(keys.AUDIT_STREAM, min=lo, max="+", count=batch))
+            page = _rows(await redis.xrange(keyspace.AUDIT_STREAM, min=lo, max="+", count=batch))
             if not page:
                 break
             for eid, raw in page:
@@ -311,7 +311,7 @@ async def verify_chain(redis: Redis, *, anchor: tuple[int, str] | None = None, b
         raise StoreUnavailableError("audit trail unavailable") from exc
     expected_head = f"{seq} {prev} {last_id}"
     if (head is not None or count) and (head is None or head.decode() != expected_head):
-        problems.append(f"{keys.AUDIT_HEAD}: head_mismatch")
+        problems.append(f"{keyspace.AUDIT_HEAD}: head_mismatch")
     if not anchor_seen:
         problems.append(f"seq {anchor[0] if anchor else 0}: anchor_mismatch")
     return ChainReport(not problems, count, seq, prev, problems)
@@ -327,22 +327,22 @@ async def trim_before(redis: Redis, *, cutoff: datetime, now: datetime, actor: s
         raise ValueError("audit entries are kept at least 3 years (PIPL Art. 56)")
     try:
         async with redis.pipeline(transaction=True) as pipe:
-            await pipe.watch(keys.AUDIT_HEAD, keys.AUDIT_BASE)
-            newest_old = _rows(await pipe.xrevrange(keys.AUDIT_STREAM, max=f"({_ms(cutoff)}", count=1))
+            await pipe.watch(keyspace.AUDIT_HEAD, keyspace.AUDIT_BASE)
+            newest_old = _rows(await pipe.xrevrange(keyspace.AUDIT_STREAM, max=f"({_ms(cutoff)}", count=1))
             if not newest_old:
                 await pipe.reset()  # type: ignore[no-untyped-call]
                 return 0
             _, raw = newest_old[0]
-            old_base = _bytes(await pipe.get(keys.AUDIT_BASE))
+            old_base = _bytes(await pipe.get(keyspace.AUDIT_BASE))
             dropped = int(raw[b"seq"]) - (int(old_base.split()[0]) if old_base else 0)
             pipe.multi()  # type: ignore[no-untyped-call]
-            pipe.set(keys.AUDIT_BASE, f"{int(raw[b'seq'])} {raw[b'hash'].decode()}")
-            pipe.xtrim(keys.AUDIT_STREAM, minid=str(_ms(cutoff)), approximate=False)
+            pipe.set(keyspace.AUDIT_BASE, f"{int(raw[b'seq'])} {raw[b'hash'].decode()}")
+            pipe.xtrim(keyspace.AUDIT_STREAM, minid=str(_ms(cutoff)), approximate=False)
             await pipe.execute()
     except WatchError as exc:
         raise StoreUnavailableError("audit trail changed during the trim; run it again") from exc
     except (RedisError, OSError) as exc:
         raise StoreUnavailableError("audit trail unavailable") from exc
-    await record_privileged(redis, actor=actor, action="audit_trim", obj=keys.AUDIT_STREAM, now=now,
+    await record_privileged(redis, actor=actor, action="audit_trim", obj=keyspace.AUDIT_STREAM, now=now,
                             extra={"before": cutoff.isoformat(), "dropped": str(dropped)})
     return dropped

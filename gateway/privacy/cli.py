@@ -9,14 +9,14 @@ from datetime import UTC, datetime
 
 import orjson
 
-from gateway.audit import cli_actor, query_audit, record_access, trim_before, verify_chain
 from gateway.cli_common import add_common_args, admin_redis, run, settings_from
 from gateway.errors import GatewayError
-from gateway.registry import Registry
-from gateway.retention import retention_report
-from gateway.ropa import build_ropa, render_markdown
+from gateway.privacy.audit import cli_actor, query_audit, record_access, trim_before, verify_chain
+from gateway.privacy.retention import retention_report
+from gateway.privacy.ropa import build_ropa, render_markdown
+from gateway.privacy.tracing import trace_holder
 from gateway.settings import Secret
-from gateway.tracing import trace_holder
+from gateway.trust.registry import Registry
 from policy.purpose import PurposeError, TraceRequest, check_audit_query, check_trace
 from policy.rules import load_rules
 

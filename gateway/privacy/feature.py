@@ -10,9 +10,9 @@ from typing import cast
 
 from aiohttp import web
 
-from gateway import keys
-from gateway.audit import record_privileged
-from gateway.routes_privacy import (
+from gateway import keyspace
+from gateway.privacy.audit import record_privileged
+from gateway.privacy.routes import (
     audit_query,
     audit_verify,
     privacy_retention,
@@ -43,7 +43,7 @@ async def _audit_configuration(app: web.Application) -> AsyncIterator[None]:
                             str(settings.retention_days), str(settings.status_ttl_s)))
     redis = app[STORE].redis
     # GETSET makes N workers starting together write one entry, not N.
-    previous = cast(bytes | None, await redis.getset(keys.AUDIT_CONFIG, fingerprint))
+    previous = cast(bytes | None, await redis.getset(keyspace.AUDIT_CONFIG, fingerprint))
     if previous != fingerprint.encode():
         await record_privileged(redis, actor="gateway", role="system", action="config_change", obj="rules",
                                 now=datetime.now(UTC),

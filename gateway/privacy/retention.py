@@ -15,10 +15,10 @@ from typing import cast
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from gateway import keys
-from gateway.audit import AUDIT_RETENTION
+from gateway import keyspace
 from gateway.errors import StoreUnavailableError
-from gateway.scan import partition_expiry
+from gateway.privacy.audit import AUDIT_RETENTION
+from gateway.scan.scanner import partition_expiry
 from policy.purpose import oldest_retained_day
 
 __all__ = ["retention_report"]
@@ -32,7 +32,7 @@ _CLASSES: tuple[tuple[str, str, bool], ...] = (
     ("replay_memory", "pg:nonce:", True),
     ("approvals", "pg:approval:", True),
     ("cases", "pg:case:", True),
-    ("dispatch_intake", keys.DISPATCH_INTAKE, False),
+    ("dispatch_intake", keyspace.DISPATCH_INTAKE, False),
     ("audit", "pg:{audit}:", False),
     ("registry", "pg:", False),
 )
@@ -144,17 +144,17 @@ async def _report(redis: Redis, now: datetime, retention_days: int, status_ttl_s
 
 
 async def _audit_span(redis: Redis) -> dict[str, object]:
-    first = cast(list[tuple[bytes, dict[bytes, bytes]]], await redis.xrange(keys.AUDIT_STREAM, count=1))
-    return {"entries": int(await redis.xlen(keys.AUDIT_STREAM)),
+    first = cast(list[tuple[bytes, dict[bytes, bytes]]], await redis.xrange(keyspace.AUDIT_STREAM, count=1))
+    return {"entries": int(await redis.xlen(keyspace.AUDIT_STREAM)),
             "oldest_record": first[0][1][b"when"].decode() if first else None}
 
 
 async def _intake_age(redis: Redis, now: datetime, retention_days: int) -> dict[str, object]:
     # The intake stream is the dispatch core's queue; events carry a pseudonym and a sealed holder reference,
     # so anything older than the scan-log retention is reported as a finding for the dispatch owner.
-    first = cast(list[tuple[bytes, dict[bytes, bytes]]], await redis.xrange(keys.DISPATCH_INTAKE, count=1))
+    first = cast(list[tuple[bytes, dict[bytes, bytes]]], await redis.xrange(keyspace.DISPATCH_INTAKE, count=1))
     if not first:
         return {"entries": 0, "oldest_record": None}
     t = datetime.fromtimestamp(int(first[0][1].get(b"occurred_at", b"0")) / 1000, UTC)
-    return {"entries": int(await redis.xlen(keys.DISPATCH_INTAKE)), "oldest_record": t.isoformat(),
+    return {"entries": int(await redis.xlen(keyspace.DISPATCH_INTAKE)), "oldest_record": t.isoformat(),
             "older_than_retention": t < oldest_retained_day(now, retention_days)}

@@ -9,8 +9,8 @@ from datetime import datetime
 
 from aiohttp import web
 
-from gateway.audit import AUDIT_RETENTION
 from gateway.auth import roles_of
+from gateway.privacy.audit import AUDIT_RETENTION
 from gateway.settings import Settings
 from policy.purpose import APPROVAL_MAX_S, Purpose
 from policy.rules import Rules

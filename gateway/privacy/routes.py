@@ -9,14 +9,14 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from gateway.audit import query_audit, record_access, verify_chain
 from gateway.auth import PRINCIPAL, Principal, Role, requires
 from gateway.errors import BadRequestError, GatewayError, StoreUnavailableError
 from gateway.http import json_response, read_json
-from gateway.retention import retention_report
-from gateway.ropa import build_ropa
+from gateway.privacy.audit import query_audit, record_access, verify_chain
+from gateway.privacy.retention import retention_report
+from gateway.privacy.ropa import build_ropa
+from gateway.privacy.tracing import consume_approval, grant_approval, load_approval, trace_holder
 from gateway.state import SCANNER, SETTINGS, STORE
-from gateway.tracing import consume_approval, grant_approval, load_approval, trace_holder
 from policy.purpose import (
     ApprovalInvalidError,
     InvalidRangeError,

@@ -16,9 +16,9 @@ from typing import Literal, cast
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, WatchError
 
-from gateway import keys
+from gateway import keyspace
 from gateway.errors import StoreUnavailableError
-from gateway.scan import pseudonym as scan_pseudonym
+from gateway.scan.scanner import pseudonym as scan_pseudonym
 from policy.purpose import TRACE_PAGE_MAX, Approval, trace_days
 
 __all__ = ["DayState", "TraceResult", "Visit", "consume_approval", "grant_approval", "load_approval",
@@ -56,7 +56,7 @@ class TraceResult:
 
 
 def pseudonym(day_key: bytes, holder_ref: str) -> bytes:
-    """The scan path's pseudonym (``gateway.scan.pseudonym``: one derivation, never two), as stored bytes."""
+    """The scan path's pseudonym (``gateway.scan.scanner.pseudonym``: one derivation, never two), as stored bytes."""
     return scan_pseudonym(day_key, holder_ref).encode()
 
 
@@ -70,15 +70,15 @@ async def trace_holder(
     scanned = 0
     try:
         for day in trace_days(since, until):
-            key = cast(bytes | None, await redis.get(keys.day_key(day)))
+            key = cast(bytes | None, await redis.get(keyspace.day_key(day)))
             if key is None:
-                states[day] = "unlinkable" if await redis.exists(keys.scan_log_key(day)) else "absent"
+                states[day] = "unlinkable" if await redis.exists(keyspace.scan_log_key(day)) else "absent"
                 continue
             states[day] = "linked"
             wanted = pseudonym(key, holder_ref)
             start = "-"
             while len(visits) < max_visits:
-                rows = cast(_Rows, await redis.xrange(keys.scan_log_key(day), min=start, max="+", count=_PAGE))
+                rows = cast(_Rows, await redis.xrange(keyspace.scan_log_key(day), min=start, max="+", count=_PAGE))
                 if not rows:
                     break
                 for _eid, f in rows:
@@ -103,7 +103,7 @@ async def grant_approval(
     """Store a privacy officer's approval; it expires on its own and can be used once."""
     approval = Approval("apv_" + secrets.token_hex(16), approver_id, approver_role, requester_id, case_ref,
                         purpose, expires_at)
-    name = keys.approval_key(approval.approval_id)
+    name = keyspace.approval_key(approval.approval_id)
     try:
         pipe = redis.pipeline(transaction=True)
         pipe.hset(name, mapping={"approver": approver_id, "approver_role": approver_role,
@@ -120,7 +120,7 @@ async def load_approval(redis: Redis, approval_id: str) -> Approval | None:
     if not approval_id.startswith("apv_") or len(approval_id) != 36:
         return None
     try:
-        raw = cast(dict[bytes, bytes], await redis.hgetall(keys.approval_key(approval_id)))
+        raw = cast(dict[bytes, bytes], await redis.hgetall(keyspace.approval_key(approval_id)))
     except (RedisError, OSError) as exc:
         raise StoreUnavailableError("approvals unavailable") from exc
     if not raw or b"requester" not in raw:
@@ -132,7 +132,7 @@ async def load_approval(redis: Redis, approval_id: str) -> Approval | None:
 
 async def consume_approval(redis: Redis, approval_id: str) -> bool:
     """Mark an approval used; False if another query used it first (one approval, one query)."""
-    name = keys.approval_key(approval_id)
+    name = keyspace.approval_key(approval_id)
     try:
         async with redis.pipeline(transaction=True) as pipe:
             # WATCH rather than a bare HSETNX: on a key that just expired HSETNX would recreate it without a TTL.

@@ -9,8 +9,8 @@ from aiohttp import web
 from crypto.errors import Base45Error, CodeError, UnknownFormatError
 from gateway.auth import Principal, Role
 from gateway.errors import BadRequestError, ForbiddenError, MalformedCodeError
-from gateway.registry import Place
 from gateway.state import PLACES, SCANNER
+from gateway.trust.registry import Place
 
 __all__ = ["resolve_place"]
 

@@ -9,7 +9,7 @@ from aiohttp import web
 from gateway.auth import PRINCIPAL, Role, requires
 from gateway.errors import BadRequestError
 from gateway.http import json_response, read_json
-from gateway.places import resolve_place
+from gateway.scan.places import resolve_place
 from gateway.state import METRICS, SCANNER, SETTINGS
 
 __all__ = ["scan"]

@@ -14,8 +14,8 @@ from aiohttp import web
 from gateway.auth import PRINCIPAL, Role, requires
 from gateway.errors import BadRequestError, MalformedCodeError
 from gateway.http import json_response, read_json
-from gateway.places import resolve_place
-from gateway.scan import ScanOutcome
+from gateway.scan.places import resolve_place
+from gateway.scan.scanner import ScanOutcome
 from gateway.state import METRICS, SCANNER, SETTINGS
 
 __all__ = ["MAX_BATCH_CODES", "scan_batch"]

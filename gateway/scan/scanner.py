@@ -21,15 +21,15 @@ from crypto.errors import CodeError, TrustKeyError
 from crypto.formats import NOT_A_CODE_ERRORS, TrustAnchors, VerifiedCode, format_for
 from crypto.native import LEEWAY_S, HealthCode
 from crypto.place_cache import PlaceCodeVerifier
+from crypto.sealing import Sealer
 from crypto.trust import TrustList
-from gateway import keys
-from gateway.dsc_registry import Freshness, freshness
+from gateway import keyspace
 from gateway.errors import MalformedCodeError, StoreUnavailableError
 from gateway.metrics import Metrics
-from gateway.registry import Place
-from gateway.sealing import Sealer
-from gateway.store import LookupRequest, ScanRecord, Store
-from gateway.turnbatch import TurnTask
+from gateway.scan.store import LookupRequest, ScanRecord, Store
+from gateway.scan.turnbatch import TurnTask
+from gateway.trust.dsc import Freshness, freshness
+from gateway.trust.registry import Place
 from policy.admission import EXCEPTION_REASONS, Decision, Reason, decide_admission, refuse
 from policy.dcc_status import decide_dcc_admission
 from policy.rules import Rules
@@ -146,7 +146,7 @@ class Scanner:
         self.dcc = DccGate()
         # The routes read the time here, so tests can move the clock (trust-list age, code validity).
         self.clock: Callable[[], datetime] = _utcnow
-        # Every request of a loop turn goes through the phases together, in one task (gateway/turnbatch.py).
+        # Every request of a loop turn goes through the phases together, in one task (gateway/scan/turnbatch.py).
         self.turns: TurnTask[_Request, _Answers] = TurnTask(self._scan_turn)
 
     async def aclose(self) -> None:
@@ -246,12 +246,12 @@ class Scanner:
             evidence = verified.evidence
             if isinstance(evidence, HealthCode):
                 ttl = int((evidence.exp - item.request.now).total_seconds()) + LEEWAY_S
-                memory_key = keys.nonce_key(evidence.kid.hex(), evidence.nonce.hex())
+                memory_key = keyspace.nonce_key(evidence.kid.hex(), evidence.nonce.hex())
                 requests.append((evidence.holder_ref, memory_key, ttl, place_id))
             else:
                 # No live status exists for a DCC holder: only the replay memory, keyed by a MAC of the UVCI.
                 digest = hmac.new(self.dcc.replay_key, verified.replay_id.encode(), "sha256").hexdigest()[:32]
-                requests.append((None, keys.dcc_replay_key(digest), self.dcc.replay_window_s, place_id))
+                requests.append((None, keyspace.dcc_replay_key(digest), self.dcc.replay_window_s, place_id))
             pending.append((item, verified))
         if not pending:
             return

@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from gateway import keys
+from gateway import keyspace
 from gateway.errors import StoreUnavailableError
 from gateway.redisio import Command, CommandBatcher
-from gateway.status_cache import StatusLocator, StatusRecord, pack_status, unpack_status
-from gateway.status_writer import StatusWriter
+from gateway.status.cache import StatusLocator, StatusRecord, pack_status, unpack_status
+from gateway.status.writer import StatusWriter
 from policy.status import HolderStatus
 
 __all__ = ["FieldPairs", "LookupRequest", "ScanLookup", "ScanRecord", "Store"]
@@ -47,7 +47,7 @@ class Store:
         self.redis = redis
         self.batcher = CommandBatcher(redis)
         self.locator = StatusLocator(secret, status_buckets)
-        # The status cache's writer (gateway/status_writer.py) shares this store's batcher.
+        # The status cache's writer (gateway/status/writer.py) shares this store's batcher.
         self.status_writer = StatusWriter(redis, self.batcher, self.locator, status_ttl_s)
         self.retention_ms = retention_days * 86_400_000
         self._day_keys: dict[str, bytes] = {}
@@ -104,7 +104,7 @@ class Store:
         cached = self._day_keys.get(day)
         if cached is not None:
             return cached
-        name = keys.day_key(day)
+        name = keyspace.day_key(day)
         _, value = await self.batcher.run(
             (("SET", name, os.urandom(32), "NX", "EXAT", expire_at), ("GET", name)), timeout_s
         )
@@ -124,15 +124,15 @@ class Store:
         expiries: dict[str, int] = {}
         for day, expire_at, entry, event in records:
             expiries[day] = expire_at
-            commands.append(("XADD", keys.scan_log_key(day), "*", *entry))
+            commands.append(("XADD", keyspace.scan_log_key(day), "*", *entry))
             if event is not None:
                 # Events carry a pseudonym and a sealed holder reference: none outlives the scan log's retention.
                 # MINID trimming keeps the stream inside that window without a TTL on the stream itself.
                 min_id = max(0, expire_at * 1000 - self.retention_ms - 86_400_000)
-                commands.append(("XADD", keys.DISPATCH_INTAKE, "MINID", "=", min_id, "*", *event))
+                commands.append(("XADD", keyspace.DISPATCH_INTAKE, "MINID", "=", min_id, "*", *event))
         # Sent with every group, not once per day: if the partition was ever recreated (deleted, failed over to
         # a replica that missed the first EXPIREAT) it must never live without its expiry.
-        commands.extend(("EXPIREAT", keys.scan_log_key(day), expire_at) for day, expire_at in expiries.items())
+        commands.extend(("EXPIREAT", keyspace.scan_log_key(day), expire_at) for day, expire_at in expiries.items())
         await self.batcher.run(commands, timeout_s)
 
     async def aclose(self) -> None:

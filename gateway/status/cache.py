@@ -14,23 +14,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from crypto.kdf import derive_key
 from crypto.native import Colour
-from gateway.keys import status_bucket_key
+from gateway.keyspace import status_bucket_key
 from policy.status import HolderStatus, TestResult
 
 __all__ = [
-    "StatusLocator", "StatusRecord", "derive_key", "pack_columns", "pack_fields",
+    "StatusLocator", "StatusRecord", "pack_columns", "pack_fields",
     "pack_flags", "pack_status", "unpack_status",
 ]
 
 _PACK = struct.Struct(">IIB")  # updated_at, tested_at (0 = never), flags
 _RESULTS = (TestResult.NONE, TestResult.NEGATIVE, TestResult.POSITIVE)
 _RESULT_BITS = {r: i for i, r in enumerate(_RESULTS)}
-
-def derive_key(master: bytes, label: bytes) -> bytes:
-    """A purpose-bound sub-key (keyed BLAKE2b as a PRF), so one leaked sub-key exposes one purpose only."""
-    return hashlib.blake2b(label, key=master, digest_size=32).digest()
-
 
 @dataclass(frozen=True, slots=True)
 class StatusRecord:

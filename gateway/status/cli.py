@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from gateway.cli_common import add_common_args, admin_redis, run, settings_from
-from gateway.status_feed import parse_status_lines
-from gateway.store import Store
+from gateway.scan.store import Store
+from gateway.status.feed import parse_status_lines
 
 __all__ = ["READ_BYTES", "WINDOW", "load_file", "register"]
 
@@ -77,7 +77,7 @@ async def load_file(store: Store, path: Path, *, progress: bool = True, window: 
     """Parse and upsert every line; bad lines are counted and reported by line number, never fatal.
 
     Records are grouped by bucket over a window of ``window`` records, so the server touches each bucket once
-    per window (gateway/status_writer.py). The records of one holder are decided in file order: the newest
+    per window (gateway/status/writer.py). The records of one holder are decided in file order: the newest
     ``updated_at`` wins whatever the order, an equal one keeps the earlier line, and a line that did not change
     the stored status counts as stale. Parsing the next window overlaps with Redis applying the previous one
     (one window in flight).

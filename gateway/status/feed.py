@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from crypto.native import Colour
-from gateway.status_cache import StatusRecord, pack_columns, pack_fields, pack_flags
+from gateway.status.cache import StatusRecord, pack_columns, pack_fields, pack_flags
 from policy.status import HolderStatus, TestResult
 
 __all__ = ["MAX_FUTURE_S", "RecordError", "parse_status_lines", "parse_status_packed", "parse_status_record"]

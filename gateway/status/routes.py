@@ -10,8 +10,8 @@ from gateway.auth import Role, requires
 from gateway.errors import BadRequestError
 from gateway.http import json_response, read_json
 from gateway.state import METRICS, STORE
-from gateway.status_cache import StatusRecord
-from gateway.status_feed import RecordError, parse_status_record
+from gateway.status.cache import StatusRecord
+from gateway.status.feed import RecordError, parse_status_record
 
 __all__ = ["MAX_BATCH", "put_status"]
 

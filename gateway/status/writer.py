@@ -1,7 +1,7 @@
 """Writing the status cache: last-writer-wins by ``updated_at``, decided on the server, grouped by bucket.
 
 A batch is grouped by bucket on the client (``StatusBatch``); each script call covers the buckets of one
-hash-tag group (256 consecutive buckets, gateway/keys.py), so the server answers a bucket with one HMGET, one
+hash-tag group (256 consecutive buckets, gateway/keyspace.py), so the server answers a bucket with one HMGET, one
 HSET of the records that win and one EXPIRE, however many records it gets, and each call stays inside one Redis
 Cluster slot. Within a bucket the records keep their order, and the script takes them one after the other: a
 holder twice in one batch is decided exactly as if the records had been written one by one.
@@ -21,9 +21,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.errors import StoreUnavailableError
-from gateway.keys import status_bucket_key
+from gateway.keyspace import status_bucket_key
 from gateway.redisio import Command, CommandBatcher, is_noscript
-from gateway.status_cache import StatusLocator
+from gateway.status.cache import StatusLocator
 
 __all__ = ["BUCKET_RECORDS", "CALL_RECORDS", "UPSERT_LUA", "UPSERT_SHA", "StatusBatch", "StatusWriter"]
 
@@ -32,7 +32,7 @@ CALL_RECORDS = 4000
 # Records in one bucket argument: the script unpacks a bucket's fields (HMGET) and field-value pairs (HSET) onto
 # the Lua stack, which holds fewer than 8000 values.
 BUCKET_RECORDS = 1000
-_TAG_BUCKETS = 256  # consecutive buckets that share a hash tag (gateway.keys.status_bucket_key)
+_TAG_BUCKETS = 256  # consecutive buckets that share a hash tag (gateway.keyspace.status_bucket_key)
 _PREFIX = itemgetter(slice(0, 4))  # the digest bytes that pick the bucket
 
 # KEYS[k]: a bucket; ARGV[1]: the TTL in seconds; ARGV[k + 1]: KEYS[k]'s records, 21 bytes each: the 12-byte keyed

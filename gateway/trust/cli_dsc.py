@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from crypto.errors import TrustListError
 from gateway.cli_common import add_common_args, admin_redis, run, settings_from
-from gateway.dsc_registry import DscRegistry, freshness, parse_trust_file
+from gateway.trust.dsc import DscRegistry, freshness, parse_trust_file
 
 __all__ = ["register"]
 

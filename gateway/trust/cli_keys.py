@@ -11,7 +11,7 @@ from crypto.keys import Alg
 from crypto.native import MAX_LIFETIME_S, Colour, issue_health_code
 from crypto.trust import Usage
 from gateway.cli_common import add_common_args, admin_redis, latest_signing_key, new_issuer_key, run, settings_from
-from gateway.registry import Registry
+from gateway.trust.registry import Registry
 
 __all__ = ["register"]
 

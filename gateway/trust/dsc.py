@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 
 from crypto.dcc_trust import DscKey, DscTrustList, json_bundle_ders
 from crypto.errors import TrustListError
-from gateway import keys
+from gateway import keyspace
 from gateway.errors import StoreUnavailableError
 
 __all__ = ["DscRegistry", "DscSnapshot", "Freshness", "freshness", "parse_trust_file"]
@@ -103,12 +103,12 @@ class DscRegistry:
         try:
             pipe = self.redis.pipeline(transaction=True)
             if replace:
-                pipe.delete(keys.DSC_TRUST)
+                pipe.delete(keyspace.DSC_TRUST)
             if mapping:
-                pipe.hset(keys.DSC_TRUST, mapping=mapping)  # type: ignore[arg-type]
-            pipe.set(keys.DSC_TRUST_IMPORTED_AT, int(now.timestamp()))
-            pipe.incr(keys.DSC_TRUST_VERSION)
-            pipe.hlen(keys.DSC_TRUST)
+                pipe.hset(keyspace.DSC_TRUST, mapping=mapping)  # type: ignore[arg-type]
+            pipe.set(keyspace.DSC_TRUST_IMPORTED_AT, int(now.timestamp()))
+            pipe.incr(keyspace.DSC_TRUST_VERSION)
+            pipe.hlen(keyspace.DSC_TRUST)
             replies = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise StoreUnavailableError("DSC trust list unavailable") from exc
@@ -116,7 +116,7 @@ class DscRegistry:
 
     async def version(self) -> int:
         try:
-            return int(await self.redis.get(keys.DSC_TRUST_VERSION) or 0)
+            return int(await self.redis.get(keyspace.DSC_TRUST_VERSION) or 0)
         except (RedisError, OSError) as exc:
             raise StoreUnavailableError("DSC trust list unavailable") from exc
 
@@ -124,9 +124,9 @@ class DscRegistry:
         """The stored list; an entry that no longer loads is skipped (it could never verify anything)."""
         try:
             pipe = self.redis.pipeline(transaction=True)
-            pipe.get(keys.DSC_TRUST_VERSION)
-            pipe.get(keys.DSC_TRUST_IMPORTED_AT)
-            pipe.hgetall(keys.DSC_TRUST)
+            pipe.get(keyspace.DSC_TRUST_VERSION)
+            pipe.get(keyspace.DSC_TRUST_IMPORTED_AT)
+            pipe.hgetall(keyspace.DSC_TRUST)
             version, imported, raw = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise StoreUnavailableError("DSC trust list unavailable") from exc

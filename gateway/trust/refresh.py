@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from crypto.kdf import derive_key
 from gateway.background import refreshing
-from gateway.dsc_registry import DscRegistry
 from gateway.errors import StoreUnavailableError
 from gateway.state import REGISTRY, SCANNER, SETTINGS
-from gateway.status_cache import derive_key
+from gateway.trust.dsc import DscRegistry
 
 __all__ = ["DSC_REFRESH_S", "DSC_REGISTRY", "install", "refresh_dsc"]
 

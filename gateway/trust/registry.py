@@ -10,10 +10,10 @@ from redis.exceptions import RedisError
 
 from crypto.errors import TrustListError
 from crypto.trust import TrustedKey, TrustList
-from gateway import keys
-from gateway.audit import cli_actor, record_privileged
+from gateway import keyspace
 from gateway.auth import Principal
 from gateway.errors import StoreUnavailableError
+from gateway.privacy.audit import cli_actor, record_privileged
 
 __all__ = ["Place", "Registry"]
 
@@ -53,14 +53,14 @@ class Registry:
 
     async def _pipe_get_trust(self) -> tuple[int, dict[bytes, bytes]]:
         pipe = self.redis.pipeline(transaction=True)
-        pipe.get(keys.TRUST_VERSION)
-        pipe.hgetall(keys.TRUST)
+        pipe.get(keyspace.TRUST_VERSION)
+        pipe.hgetall(keyspace.TRUST)
         version, raw = await pipe.execute()
         return int(version or 0), raw
 
     async def trust_version(self) -> int:
         try:
-            return int(await self.redis.get(keys.TRUST_VERSION) or 0)
+            return int(await self.redis.get(keyspace.TRUST_VERSION) or 0)
         except (RedisError, OSError) as exc:
             raise StoreUnavailableError("trust list unavailable") from exc
 
@@ -68,8 +68,8 @@ class Registry:
         await self._audit("key_revoke" if key.revoked else "key_put", f"key:{key.kid.hex()}",
                           usage=key.usage.value, alg=key.alg.value)
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(keys.TRUST, key.kid.hex(), orjson.dumps(key.to_dict()))
-        pipe.incr(keys.TRUST_VERSION)
+        pipe.hset(keyspace.TRUST, key.kid.hex(), orjson.dumps(key.to_dict()))
+        pipe.incr(keyspace.TRUST_VERSION)
         await pipe.execute()
 
     # --- places --------------------------------------------------------------------------------------------
@@ -78,15 +78,15 @@ class Registry:
                           jurisdiction=place.jurisdiction)
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(
-            keys.place_key(place.place_id),
+            keyspace.place_key(place.place_id),
             mapping={"name": place.name, "venue_class": place.venue_class, "jurisdiction": place.jurisdiction},
         )
-        pipe.sadd(keys.PLACES, place.place_id)
+        pipe.sadd(keyspace.PLACES, place.place_id)
         await pipe.execute()
 
     async def get_place(self, place_id: str) -> Place | None:
         try:
-            raw = await self.redis.hgetall(keys.place_key(place_id))
+            raw = await self.redis.hgetall(keyspace.place_key(place_id))
         except (RedisError, OSError) as exc:
             raise StoreUnavailableError("place registry unavailable") from exc
         if not raw:
@@ -96,7 +96,7 @@ class Registry:
 
     async def list_places(self) -> list[Place]:
         places = []
-        for pid in sorted(await self.redis.smembers(keys.PLACES)):
+        for pid in sorted(await self.redis.smembers(keyspace.PLACES)):
             place = await self.get_place(_text(pid))
             if place is not None:
                 places.append(place)
@@ -108,31 +108,31 @@ class Registry:
         await self._audit("token_issue", f"principal:{principal.principal_id}", target_role=principal.role.value,
                           scope=scope[:256], expires_at=str(principal.expires_at))
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(keys.principal_key(token_hash), mapping=dict(principal.to_fields()))  # type: ignore[arg-type]
-        pipe.hset(keys.PRINCIPAL_IDS, principal.principal_id, token_hash)
+        pipe.hset(keyspace.principal_key(token_hash), mapping=dict(principal.to_fields()))  # type: ignore[arg-type]
+        pipe.hset(keyspace.PRINCIPAL_IDS, principal.principal_id, token_hash)
         await pipe.execute()
 
     async def get_principal(self, token_hash: str) -> Principal | None:
         try:
-            raw = await self.redis.hgetall(keys.principal_key(token_hash))
+            raw = await self.redis.hgetall(keyspace.principal_key(token_hash))
         except (RedisError, OSError) as exc:
             raise StoreUnavailableError("principal registry unavailable") from exc
         return Principal.from_fields({_bytes(k): _bytes(v) for k, v in raw.items()}) if raw else None
 
     async def principal_exists(self, principal_id: str) -> bool:
-        return bool(await self.redis.hexists(keys.PRINCIPAL_IDS, principal_id))
+        return bool(await self.redis.hexists(keyspace.PRINCIPAL_IDS, principal_id))
 
     async def revoke_principal(self, principal_id: str) -> bool:
-        token_hash = await self.redis.hget(keys.PRINCIPAL_IDS, principal_id)
+        token_hash = await self.redis.hget(keyspace.PRINCIPAL_IDS, principal_id)
         if token_hash is None:
             return False
         await self._audit("token_revoke", f"principal:{principal_id}")
-        await self.redis.hset(keys.principal_key(_text(token_hash)), "revoked", "1")
+        await self.redis.hset(keyspace.principal_key(_text(token_hash)), "revoked", "1")
         return True
 
     async def list_principals(self) -> list[Principal]:
         out = []
-        for token_hash in (await self.redis.hgetall(keys.PRINCIPAL_IDS)).values():
+        for token_hash in (await self.redis.hgetall(keyspace.PRINCIPAL_IDS)).values():
             principal = await self.get_principal(_text(token_hash))
             if principal is not None:
                 out.append(principal)

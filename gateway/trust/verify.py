@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """A stand-alone parser for ``python -m gateway.cli_verify``."""
+    """A stand-alone parser for ``python -m gateway.trust.verify``."""
     parser = argparse.ArgumentParser(prog="placegate verify", description=__doc__.splitlines()[0])
     _add_arguments(parser)
     parser.set_defaults(func=run)
@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point for ``python -m gateway.cli_verify``."""
+    """Entry point for ``python -m gateway.trust.verify``."""
     args = build_parser().parse_args(argv)
     return run(args)
 

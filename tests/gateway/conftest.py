@@ -19,11 +19,11 @@ from crypto.native import Colour, issue_health_code, issue_place_code
 from crypto.trust import TrustedKey, Usage
 from gateway.app import create_app, refresh_trust
 from gateway.auth import Principal, Role
-from gateway.cli_registry import create_principal
-from gateway.registry import Place, Registry
+from gateway.scan.store import Store
 from gateway.settings import Secret, Settings
-from gateway.status_cache import StatusRecord
-from gateway.store import Store
+from gateway.status.cache import StatusRecord
+from gateway.trust.cli_registry import create_principal
+from gateway.trust.registry import Place, Registry
 from policy.status import HolderStatus, TestResult
 
 SECRET = Secret(bytes(range(32)))

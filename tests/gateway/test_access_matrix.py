@@ -12,8 +12,8 @@ from typing import Any
 from aiohttp import web
 
 from gateway.auth import Principal, Role, hash_token, in_jurisdiction, new_token, requires, roles_of, secrets_equal
-from gateway.cli_registry import create_principal
-from gateway.registry import Registry
+from gateway.trust.cli_registry import create_principal
+from gateway.trust.registry import Registry
 from tests.gateway.conftest import JURISDICTION, WorldFactory
 
 PUBLIC = {"/healthz", "/readyz", "/metrics"}
@@ -137,7 +137,7 @@ async def test_token_issue_and_revoke_are_audited_without_the_token(make_world: 
     registry = Registry(world.redis, actor="cli:alice")
     token = await create_principal(registry, Principal("po-4", Role.PRIVACY_OFFICER))
     await registry.revoke_principal("po-4")
-    from gateway.keys import AUDIT_STREAM
+    from gateway.keyspace import AUDIT_STREAM
 
     entries = [f for _, f in await world.redis.xrange(AUDIT_STREAM) if f[b"object"] == b"principal:po-4"]
     assert [(e[b"action"], e[b"who"]) for e in entries] == [(b"token_issue", b"cli:alice"),

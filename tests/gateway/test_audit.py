@@ -10,8 +10,9 @@ from typing import cast
 import pytest
 from redis.asyncio import Redis
 
-from gateway import keys
-from gateway.audit import (
+from gateway import keyspace
+from gateway.auth import Principal, Role
+from gateway.privacy.audit import (
     AUDIT_RETENTION,
     query_audit,
     record_access,
@@ -19,7 +20,6 @@ from gateway.audit import (
     trim_before,
     verify_chain,
 )
-from gateway.auth import Principal, Role
 from gateway.redisio import connect_redis
 
 NOW = datetime(2024, 3, 15, 10, 0, tzinfo=UTC)
@@ -30,11 +30,11 @@ Rows = list[tuple[bytes, dict[bytes, bytes]]]
 
 
 async def _xr(redis: Redis) -> Rows:
-    return cast(Rows, await redis.xrange(keys.AUDIT_STREAM))
+    return cast(Rows, await redis.xrange(keyspace.AUDIT_STREAM))
 
 
 async def _last(redis: Redis) -> tuple[bytes, dict[bytes, bytes]]:
-    return cast(Rows, await redis.xrevrange(keys.AUDIT_STREAM, count=1))[0]
+    return cast(Rows, await redis.xrevrange(keyspace.AUDIT_STREAM, count=1))[0]
 
 
 async def _fill(redis: Redis, n: int, *, start: datetime = NOW) -> None:
@@ -49,9 +49,9 @@ async def _rewrite(redis: Redis, mutate: Callable[[Rows], Rows]) -> None:
     """Tamper as someone with write access to Redis would: rewrite the stream with the same ids."""
     rows = await _xr(redis)
     changed = mutate(rows)
-    await redis.delete(keys.AUDIT_STREAM)
+    await redis.delete(keyspace.AUDIT_STREAM)
     for eid, fields in changed:
-        await redis.xadd(keys.AUDIT_STREAM, fields, id=eid)  # type: ignore[arg-type]
+        await redis.xadd(keyspace.AUDIT_STREAM, fields, id=eid)  # type: ignore[arg-type]
 
 
 async def test_an_untouched_chain_verifies(redis: Redis) -> None:
@@ -97,7 +97,7 @@ async def test_an_edited_entry_is_detected(redis: Redis) -> None:
 async def test_a_removed_entry_is_detected(redis: Redis) -> None:
     await _fill(redis, 10)
     eid = (await _xr(redis))[5][0]
-    await redis.xdel(keys.AUDIT_STREAM, eid)
+    await redis.xdel(keyspace.AUDIT_STREAM, eid)
     kinds = {p.split(": ")[1] for p in (await verify_chain(redis)).problems}
     assert kinds == {"sequence_gap", "broken_link"}
 
@@ -105,7 +105,7 @@ async def test_a_removed_entry_is_detected(redis: Redis) -> None:
 async def test_a_removed_last_entry_is_detected_by_the_head(redis: Redis) -> None:
     await _fill(redis, 10)
     eid = (await _last(redis))[0]
-    await redis.xdel(keys.AUDIT_STREAM, eid)
+    await redis.xdel(keyspace.AUDIT_STREAM, eid)
     report = await verify_chain(redis)
     assert [p.split(": ")[1] for p in report.problems] == ["head_mismatch"]
 
@@ -127,7 +127,7 @@ async def test_a_recomputed_chain_is_caught_by_an_anchor_kept_outside_redis(redi
     await _fill(redis, 10)
     anchor = await verify_chain(redis)
     # Someone with write access wipes the trail and writes a plausible new one from genesis.
-    await redis.delete(keys.AUDIT_STREAM, keys.AUDIT_HEAD)
+    await redis.delete(keyspace.AUDIT_STREAM, keyspace.AUDIT_HEAD)
     await _fill(redis, 10, start=NOW + timedelta(days=1))
     assert (await verify_chain(redis)).ok  # self-consistent...
     report = await verify_chain(redis, anchor=(anchor.head_seq, anchor.head_hash))
@@ -136,7 +136,7 @@ async def test_a_recomputed_chain_is_caught_by_an_anchor_kept_outside_redis(redi
 
 async def test_the_trail_never_expires_and_holds_no_health_fields(redis: Redis) -> None:
     await _fill(redis, 3)
-    assert await redis.ttl(keys.AUDIT_STREAM) == -1 and await redis.ttl(keys.AUDIT_HEAD) == -1
+    assert await redis.ttl(keyspace.AUDIT_STREAM) == -1 and await redis.ttl(keyspace.AUDIT_HEAD) == -1
     for name in ("colour", "holder_ref", "pseudonym", "test_result", "seq", "hash"):
         with pytest.raises(ValueError):
             await record_access(redis, principal=OFFICER, action="trace", obj="x", purpose="epidemic_prevention",
@@ -215,6 +215,6 @@ async def test_placegate_audit_verify_exits_nonzero_on_a_tampered_trail(redis: R
 
     ok = await asyncio.to_thread(cli)
     assert ok.returncode == 0 and '"ok": true' in ok.stdout and "anchor: 5:" in ok.stderr
-    await redis.xdel(keys.AUDIT_STREAM, (await _xr(redis))[2][0])
+    await redis.xdel(keyspace.AUDIT_STREAM, (await _xr(redis))[2][0])
     broken = await asyncio.to_thread(cli)
     assert broken.returncode == 1 and "sequence_gap" in broken.stdout

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from gateway.registry import Registry
+from gateway.trust.registry import Registry
 from tests.gateway.conftest import World, WorldFactory
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.auth import Principal, Role
-from gateway.cli_registry import create_principal
-from gateway.registry import Place, Registry
+from gateway.trust.cli_registry import create_principal
+from gateway.trust.registry import Place, Registry
 from tests.gateway.conftest import JURISDICTION, PLACES, WorldFactory
 
 

@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from gateway.dispatch_worker import sweep_open_cases
-from gateway.keys import AUDIT_STREAM
+from gateway.dispatch.worker import sweep_open_cases
+from gateway.keyspace import AUDIT_STREAM
 from tests.gateway import test_dispatch_fixtures as fx
 from tests.gateway.test_dispatch_fixtures import T0, DispatchWorld
 

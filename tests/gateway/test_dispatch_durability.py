@@ -8,10 +8,10 @@ import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gateway.dispatch_store import CaseStore
+from gateway.dispatch.store import CaseStore
 from gateway.embedded import EmbeddedServer
 from gateway.errors import GatewayError
-from gateway.keys import DISPATCH_OPEN
+from gateway.keyspace import DISPATCH_OPEN
 from gateway.redisio import connect_redis
 from policy.casework import Action, Actor, Case, Role, apply_transition, new_case
 from policy.deadlines import load_default_deadline_table

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from crypto.native import Colour
-from gateway.dispatch_store import case_id_for_event
+from gateway.dispatch.store import case_id_for_event
 from tests.gateway import test_dispatch_fixtures as fx
 from tests.gateway.test_dispatch_fixtures import DispatchWorld, DispatchWorldFactory
 

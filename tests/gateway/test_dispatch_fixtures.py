@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from gateway.auth import Principal, Role
-from gateway.cli_registry import create_principal
-from gateway.dispatch_feature import DISPATCH, DispatchRuntime
-from gateway.dispatch_store import case_id_for_event
-from gateway.dispatch_worker import IntakeWorker
-from gateway.registry import Place, Registry
+from gateway.dispatch.feature import DISPATCH, DispatchRuntime
+from gateway.dispatch.store import case_id_for_event
+from gateway.dispatch.worker import IntakeWorker
 from gateway.settings import DispatchSettings
+from gateway.trust.cli_registry import create_principal
+from gateway.trust.registry import Place, Registry
 from tests.gateway.conftest import World, WorldFactory
 
 ROUTING = """

@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
-from gateway.dispatch_store import CaseStore
-from gateway.dispatch_worker import GROUP, IntakeWorker
+from gateway.dispatch.store import CaseStore
+from gateway.dispatch.worker import GROUP, IntakeWorker
 from gateway.errors import StoreUnavailableError
-from gateway.keys import DISPATCH_DEADLETTER, DISPATCH_INTAKE, DISPATCH_OPEN
+from gateway.keyspace import DISPATCH_DEADLETTER, DISPATCH_INTAKE, DISPATCH_OPEN
 from policy.casework import Case
 from tests.gateway import test_dispatch_fixtures as fx
 from tests.gateway.test_dispatch_fixtures import DispatchWorld

@@ -16,11 +16,11 @@ import pytest
 
 from crypto.base45 import b45encode
 from crypto.cbor import encode_cbor
-from gateway import keys
-from gateway.__main__ import main
-from gateway.dsc_feature import refresh_dsc
-from gateway.dsc_registry import DscRegistry
+from gateway import keyspace
+from gateway.cli import main
 from gateway.state import SCANNER
+from gateway.trust.dsc import DscRegistry
+from gateway.trust.refresh import refresh_dsc
 from tests.crypto.conftest import TEST_DCC, VACCINATION_DCC, Dsc, make_dsc, make_hc1, sign_cose, wrap_hc1
 from tests.gateway.conftest import World, WorldFactory
 
@@ -90,7 +90,7 @@ async def stream(world: World, key: str) -> list[dict[bytes, bytes]]:
 
 
 async def intake_events(world: World) -> list[dict[bytes, bytes]]:
-    return await stream(world, keys.DISPATCH_INTAKE)
+    return await stream(world, keyspace.DISPATCH_INTAKE)
 
 
 # --- valid codes and the venue-class rules ---------------------------------------------------------------
@@ -332,7 +332,7 @@ async def test_no_name_birth_date_or_uvci_reaches_redis(world: World, dsc: Dsc) 
     await scan(world, code, who="dev-b")  # code_shared: an exception event with a sealed reference
     dump = await everything_in_redis(world)
     assert all(secret not in dump for secret in PERSONAL)
-    entries = await stream(world, keys.scan_log_key(T0.strftime("%Y%m%d")))
+    entries = await stream(world, keyspace.scan_log_key(T0.strftime("%Y%m%d")))
     pseudonyms = {fields[b"pseudonym"] for fields in entries}
     assert len(pseudonyms) == 1 and len(next(iter(pseudonyms))) == 32
 

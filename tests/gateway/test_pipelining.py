@@ -9,10 +9,10 @@ from typing import Any, cast
 
 import pytest
 
-from gateway import keys
-from gateway.scan import Scanner, ScanOutcome, day_of, partition_expiry
+from gateway import keyspace
+from gateway.scan.scanner import Scanner, ScanOutcome, day_of, partition_expiry
+from gateway.scan.store import Store
 from gateway.state import SCANNER, STORE
-from gateway.store import Store
 from tests.gateway.conftest import PLACES, World
 
 
@@ -45,7 +45,7 @@ async def test_concurrent_scans_share_pipelines_and_one_verification_run(world: 
     runs, groups = scanner.turns.runs, scanner.turns.groups
     outcomes = await asyncio.gather(*(scanner.scan(code, PLACES[2], "dev-c", now=now) for code in codes))
     assert all(o.decision.reason == "ok" for o in outcomes)
-    # The scans of one loop turn go through the phases together (gateway/turnbatch.py): their signatures in
+    # The scans of one loop turn go through the phases together (gateway/scan/turnbatch.py): their signatures in
     # one run, then one pipeline of every lookup (HGET + SET NX GET each) and one of every record (XADD each,
     # and one EXPIREAT for the day's partition): two round trips, not two per scan or one per command.
     assert (scanner.turns.runs - runs, scanner.turns.groups - groups) == (1, len(holders))
@@ -95,10 +95,10 @@ async def test_the_scans_of_one_turn_keep_their_own_place_device_and_day(world: 
     logged: dict[str, list[tuple[bytes, bytes, bytes]]] = {}
     for when in (before, after):
         day = day_of(when)
-        entries = cast(list[tuple[bytes, dict[bytes, bytes]]], await world.redis.xrange(keys.scan_log_key(day)))
+        entries = cast(list[tuple[bytes, dict[bytes, bytes]]], await world.redis.xrange(keyspace.scan_log_key(day)))
         logged[day] = [(e[b"place"], e[b"device"], e[b"reason"]) for _, e in entries]
         # Each partition expires with its own day, whichever turn wrote to it.
-        assert await world.redis.expiretime(keys.scan_log_key(day)) == partition_expiry(day, 21)
+        assert await world.redis.expiretime(keyspace.scan_log_key(day)) == partition_expiry(day, 21)
     assert logged == {
         day_of(before): [(b"place-b", b"dev-b", b"ok"), (b"place-c", b"dev-c", b"code_shared")],
         day_of(after): [(b"place-c", b"dev-c", late.decision.reason.encode()), (b"place-c", b"dev-c", b"replayed")],

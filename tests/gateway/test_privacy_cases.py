@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from crypto.native import Colour
-from gateway.dispatch_store import case_id_for_event
-from gateway.keys import REGISTRY_PREFIXES
+from gateway.dispatch.store import case_id_for_event
+from gateway.keyspace import REGISTRY_PREFIXES
 from tests.gateway import test_dispatch_fixtures as fx
 from tests.gateway.test_dispatch_fixtures import DispatchWorld, DispatchWorldFactory
 from tests.gateway.test_privacy_storage import _dump

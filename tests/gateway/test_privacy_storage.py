@@ -10,8 +10,8 @@ import pytest
 from redis.asyncio import Redis
 
 from crypto.native import Colour
-from gateway.keys import REGISTRY_PREFIXES, day_key, scan_log_key
-from gateway.scan import day_of, partition_expiry
+from gateway.keyspace import REGISTRY_PREFIXES, day_key, scan_log_key
+from gateway.scan.scanner import day_of, partition_expiry
 from gateway.state import SCANNER
 from tests.gateway.conftest import PLACES, World
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.keys import DISPATCH_INTAKE
+from gateway.keyspace import DISPATCH_INTAKE
 from policy.casework import Action, Actor, ClosureKind, Role, apply_transition, new_case
 from policy.routing import EventClass
 from tests.gateway import test_dispatch_fixtures as fx

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from gateway.keys import day_key, scan_log_key
-from gateway.scan import day_of, partition_expiry
+from gateway.keyspace import day_key, scan_log_key
+from gateway.privacy.tracing import pseudonym, trace_holder
+from gateway.scan.scanner import day_of, partition_expiry
 from gateway.state import SCANNER
-from gateway.tracing import pseudonym, trace_holder
 from tests.gateway.conftest import PLACES, World
 from tests.gateway.test_privacy_storage import _dump
 

@@ -11,8 +11,8 @@ from crypto.keys import Alg, SigningKey
 from crypto.native import HEALTH_PREFIX, Colour, issue_place_code
 from crypto.trust import TrustedKey, Usage
 from gateway.app import refresh_trust
-from gateway.registry import Registry
 from gateway.state import SCANNER
+from gateway.trust.registry import Registry
 from policy.status import TestResult
 from tests.gateway.conftest import World
 

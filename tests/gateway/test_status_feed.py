@@ -70,8 +70,8 @@ async def test_stale_status_counts_as_unknown(world: World) -> None:
 
 
 def test_bulk_loader_path_packs_exactly_what_the_feed_path_stores() -> None:
-    from gateway.status_cache import pack_status
-    from gateway.status_feed import parse_status_packed, parse_status_record
+    from gateway.status.cache import pack_status
+    from gateway.status.feed import parse_status_packed, parse_status_record
 
     now = datetime.now(UTC)
     samples = [

@@ -13,10 +13,11 @@ import pytest
 from redis.asyncio import Redis
 
 from crypto.native import Colour
-from gateway import cli_status, status_writer
-from gateway.__main__ import main
-from gateway.status_cache import StatusRecord, unpack_status
-from gateway.store import Store
+from gateway.cli import main
+from gateway.scan.store import Store
+from gateway.status import cli as cli_status
+from gateway.status import writer as status_writer
+from gateway.status.cache import StatusRecord, unpack_status
 from policy.status import HolderStatus, TestResult
 
 SECRET = bytes(range(32))
@@ -253,7 +254,7 @@ def _variants() -> list[dict[str, object]]:
 
 
 def _record_by_record(lines: Sequence[bytes]) -> tuple[list[bytes], list[bytes], list[tuple[int, str]]]:
-    from gateway.status_feed import RecordError, parse_status_packed
+    from gateway.status.feed import RecordError, parse_status_packed
 
     holders, values, errors = [], [], []
     for i, line in enumerate(lines):
@@ -269,7 +270,7 @@ def _record_by_record(lines: Sequence[bytes]) -> tuple[list[bytes], list[bytes],
 
 @pytest.mark.parametrize("variant", _variants(), ids=lambda v: orjson.dumps(v).decode()[:60])
 def test_window_parsing_agrees_with_the_record_by_record_check(variant: dict[str, object]) -> None:
-    from gateway.status_feed import parse_status_lines
+    from gateway.status.feed import parse_status_lines
 
     mixed = [orjson.dumps(_rec(f"w{i}", NOW - 30 - i, vaccinated=bool(i & 1))) for i in range(5)]
     mixed.insert(2, orjson.dumps(variant))

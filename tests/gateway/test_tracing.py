@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from gateway.auth import Principal, Role
-from gateway.cli_registry import create_principal
-from gateway.keys import AUDIT_STREAM, day_key, scan_log_key
-from gateway.registry import Registry
-from gateway.scan import day_of
+from gateway.keyspace import AUDIT_STREAM, day_key, scan_log_key
+from gateway.privacy.tracing import pseudonym
+from gateway.scan.scanner import day_of
 from gateway.state import SCANNER
-from gateway.tracing import pseudonym
+from gateway.trust.cli_registry import create_principal
+from gateway.trust.registry import Registry
 from tests.gateway.conftest import PLACES, World, WorldFactory
 
 NOW = datetime.now(UTC)

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from gateway.turnbatch import TurnTask
+from gateway.scan.turnbatch import TurnTask
 
 
 async def _square_all(groups: list[list[int]]) -> list[list[int] | Exception]:
