@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from crypto.keys import Alg, SigningKey
 from crypto.native import Colour, issue_health_code, issue_place_code
 from crypto.trust import TrustedKey, Usage
-from gateway.auth import Principal, Role
+from gateway.principals import Principal, Role
 from gateway.scan.store import Store
 from gateway.status.cache import StatusRecord
 from gateway.trust.cli_registry import create_principal

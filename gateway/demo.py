@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from crypto.keys import Alg
 from crypto.native import Colour, issue_health_code
 from crypto.trust import Usage
-from gateway.auth import Principal, Role
 from gateway.cli_common import admin_redis, latest_signing_key, new_issuer_key
+from gateway.principals import Principal, Role
 from gateway.scan.store import Store
 from gateway.settings import Settings
 from gateway.status.cache import StatusRecord

@@ -15,12 +15,13 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.auth import PRINCIPAL, Role, requires
+from gateway.auth import PRINCIPAL, requires
 from gateway.dispatch.feature import DISPATCH
 from gateway.dispatch.routes import in_scope
 from gateway.dispatch.store import case_id_for_event
 from gateway.errors import BadRequestError, CaseRefusedError, ForbiddenError
 from gateway.http import json_response, read_json
+from gateway.principals import Role
 from gateway.scan.scanner import PURPOSE
 from gateway.state import PLACES
 from policy.case_metrics import CaseMetrics, evaluate, evaluate_by_department, evaluate_by_jurisdiction

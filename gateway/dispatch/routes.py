@@ -17,11 +17,12 @@ from typing import Any
 from aiohttp import web
 
 from crypto.sealing import SealError
-from gateway.auth import PRINCIPAL, Principal, Role, requires
+from gateway.auth import PRINCIPAL, requires
 from gateway.dispatch.feature import DISPATCH, DispatchRuntime
 from gateway.dispatch.store import valid_case_id
 from gateway.errors import BadRequestError, CaseRefusedError, GatewayError, NotFoundError
 from gateway.http import json_response, read_json
+from gateway.principals import Principal, Role
 from gateway.privacy.audit import record_access
 from gateway.scan.scanner import PURPOSE
 from policy.case_errors import CaseError, IllegalTransitionError

@@ -33,8 +33,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, WatchError
 
 from gateway import keyspace
-from gateway.auth import Principal
 from gateway.errors import StoreUnavailableError
+from gateway.principals import Principal
 
 __all__ = [
     "AUDIT_RETENTION",

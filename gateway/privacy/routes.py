@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from gateway.auth import PRINCIPAL, Principal, Role, requires
+from gateway.auth import PRINCIPAL, requires
 from gateway.errors import BadRequestError, GatewayError, StoreUnavailableError
 from gateway.http import json_response, read_json
+from gateway.principals import Principal, Role
 from gateway.privacy.audit import query_audit, record_access, verify_chain
 from gateway.privacy.retention import retention_report
 from gateway.privacy.ropa import build_ropa

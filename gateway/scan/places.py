@@ -7,8 +7,8 @@ from datetime import datetime
 from aiohttp import web
 
 from crypto.errors import Base45Error, CodeError, UnknownFormatError
-from gateway.auth import Principal, Role
 from gateway.errors import BadRequestError, ForbiddenError, MalformedCodeError
+from gateway.principals import Principal, Role
 from gateway.state import PLACES, SCANNER
 from gateway.trust.registry import Place
 

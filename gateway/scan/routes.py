@@ -6,9 +6,10 @@ import time
 
 from aiohttp import web
 
-from gateway.auth import PRINCIPAL, Role, requires
+from gateway.auth import PRINCIPAL, requires
 from gateway.errors import BadRequestError
 from gateway.http import json_response, read_json
+from gateway.principals import Role
 from gateway.scan.places import resolve_place
 from gateway.state import METRICS, SCANNER, SETTINGS
 

@@ -11,9 +11,10 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from gateway.auth import PRINCIPAL, Role, requires
+from gateway.auth import PRINCIPAL, requires
 from gateway.errors import BadRequestError, MalformedCodeError
 from gateway.http import json_response, read_json
+from gateway.principals import Role
 from gateway.scan.places import resolve_place
 from gateway.scan.scanner import ScanOutcome
 from gateway.state import METRICS, SCANNER, SETTINGS

@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from gateway.auth import Role, requires
+from gateway.auth import requires
 from gateway.errors import BadRequestError
 from gateway.http import json_response, read_json
+from gateway.principals import Role
 from gateway.state import METRICS, STORE
 from gateway.status.cache import StatusRecord
 from gateway.status.feed import RecordError, parse_status_record

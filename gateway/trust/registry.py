@@ -11,8 +11,8 @@ from redis.exceptions import RedisError
 from crypto.errors import TrustListError
 from crypto.trust import TrustedKey, TrustList
 from gateway import keyspace
-from gateway.auth import Principal
 from gateway.errors import StoreUnavailableError
+from gateway.principals import Principal
 from gateway.privacy.audit import cli_actor, record_privileged
 
 __all__ = ["Place", "Registry"]

@@ -18,7 +18,7 @@ from crypto.keys import Alg, SigningKey
 from crypto.native import Colour, issue_health_code, issue_place_code
 from crypto.trust import TrustedKey, Usage
 from gateway.app import create_app, refresh_trust
-from gateway.auth import Principal, Role
+from gateway.principals import Principal, Role
 from gateway.scan.store import Store
 from gateway.settings import Secret, Settings
 from gateway.status.cache import StatusRecord

@@ -11,7 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.auth import Principal, Role, hash_token, in_jurisdiction, new_token, requires, roles_of, secrets_equal
+from gateway.auth import requires, roles_of
+from gateway.principals import Principal, Role, hash_token, in_jurisdiction, new_token, secrets_equal
 from gateway.trust.cli_registry import create_principal
 from gateway.trust.registry import Registry
 from tests.gateway.conftest import JURISDICTION, WorldFactory

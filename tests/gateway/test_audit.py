@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from gateway import keyspace
-from gateway.auth import Principal, Role
+from gateway.principals import Principal, Role
 from gateway.privacy.audit import (
     AUDIT_RETENTION,
     query_audit,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.auth import Principal, Role
+from gateway.principals import Principal, Role
 from gateway.trust.cli_registry import create_principal
 from gateway.trust.registry import Place, Registry
 from tests.gateway.conftest import JURISDICTION, PLACES, WorldFactory

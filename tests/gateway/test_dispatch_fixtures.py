@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from gateway.auth import Principal, Role
 from gateway.dispatch.feature import DISPATCH, DispatchRuntime
 from gateway.dispatch.store import case_id_for_event
 from gateway.dispatch.worker import IntakeWorker
+from gateway.principals import Principal, Role
 from gateway.settings import DispatchSettings
 from gateway.trust.cli_registry import create_principal
 from gateway.trust.registry import Place, Registry

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from gateway.auth import Principal, Role
 from gateway.keyspace import AUDIT_STREAM, day_key, scan_log_key
+from gateway.principals import Principal, Role
 from gateway.privacy.tracing import pseudonym
 from gateway.scan.scanner import day_of
 from gateway.state import SCANNER
