@@ -20,8 +20,8 @@ from crypto.keys import Alg, SigningKey
 from crypto.native import Colour, issue_health_code, issue_place_code
 from crypto.trust import TrustedKey, Usage
 from gateway.principals import Principal, Role
-from gateway.scan.store import Store
 from gateway.status.cache import StatusRecord
+from gateway.status.writer import StatusWriter
 from gateway.trust.cli_registry import create_principal
 from gateway.trust.registry import Place, Registry
 from policy.status import HolderStatus, TestResult
@@ -80,7 +80,7 @@ async def seed_world(redis: Redis, *, secret: bytes, status_buckets: int, holder
         not_before=now - timedelta(hours=1),
         not_after=now + timedelta(days=7),
     )
-    store = Store(redis, secret=secret, status_buckets=status_buckets, status_ttl_s=2 * 24 * 3600)
+    store = StatusWriter.standalone(redis, secret=secret, status_buckets=status_buckets, status_ttl_s=2 * 24 * 3600)
     tested = now - timedelta(hours=2)
     records = [
         StatusRecord(holder_name(i), HolderStatus(Colour.GREEN, now, tested, TestResult.NEGATIVE, True))

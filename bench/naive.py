@@ -14,17 +14,17 @@ from typing import cast
 
 from redis.exceptions import RedisError
 
-import gateway.app
+import gateway.scan.feature
 from gateway import keyspace
 from gateway.cli import main as placegate_main
 from gateway.errors import StoreUnavailableError
-from gateway.scan.store import LookupRequest, ScanLookup, ScanRecord, Store
+from gateway.scan.store import LookupRequest, ScanLookup, ScanRecord, ScanStore
 from gateway.status.cache import unpack_status
 
 __all__ = ["NaiveStore", "main"]
 
 
-class NaiveStore(Store):
+class NaiveStore(ScanStore):
     """One awaited round trip per Redis command: what the scan path costs without ``CommandBatcher``.
 
     The scanner hands the store a whole loop turn's scans at once; each scan's commands run in their own
@@ -81,7 +81,7 @@ class NaiveStore(Store):
 
 
 def main() -> int:
-    gateway.app.Store = NaiveStore  # type: ignore[attr-defined,misc,unused-ignore]
+    gateway.scan.feature.ScanStore = NaiveStore  # type: ignore[misc]
     return placegate_main(sys.argv[1:])
 
 

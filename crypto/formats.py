@@ -14,14 +14,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final, Literal
 
 from crypto.dcc import HC1_PREFIX, VerifiedDcc, verify_hc1
 from crypto.dcc_errors import DccBase45Error, DccSchemaError
 from crypto.dcc_trust import DscTrustList
 from crypto.errors import Base45Error, CodeError, UnknownFormatError
-from crypto.native import HEALTH_PREFIX, Colour, HealthCode, verify_health_code
+from crypto.native import HEALTH_PREFIX, LEEWAY_S, Colour, HealthCode, verify_health_code
 from crypto.trust import TrustList
 
 __all__ = [
@@ -59,8 +59,9 @@ class VerifiedCode:
     format: str  # registry name: "native" | "hc1"
     holder_ref: str  # stable holder reference for the pseudonym; never a name or a national ID number
     replay_id: str  # identifies the presented artefact for replay / sharing memory
-    # Native codes die within minutes, so their replay memory lasts their lifetime; a static code (a DCC is
-    # valid for months) has no such bound and the gateway remembers it for a configured window instead.
+    # Native codes die within minutes, so their replay memory lasts as long as they are accepted (expiry plus the
+    # clock leeway); a static code (a DCC is valid for months) has no such bound and the gateway remembers it for
+    # a configured window instead.
     replay_until: datetime | None
     signed_colour: Colour | None
     evidence: Evidence
@@ -82,13 +83,16 @@ class CodeFormat:
     trust_list: TrustListName = "native"
 
 
+_LEEWAY: Final = timedelta(seconds=LEEWAY_S)  # a code is accepted until exp + leeway (crypto.native)
+
+
 def _verify_native(text: str, anchors: TrustAnchors, now: datetime) -> VerifiedCode:
     code = verify_health_code(text, anchors.native, now=now)
     return VerifiedCode(
         format="native",
         holder_ref=code.holder_ref,
         replay_id=f"{code.kid.hex()}:{code.nonce.hex()}",
-        replay_until=code.exp,
+        replay_until=code.exp + _LEEWAY,
         signed_colour=code.colour_at_issue,
         evidence=code,
     )

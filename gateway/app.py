@@ -1,39 +1,45 @@
-"""The aiohttp application factory; resources open and close in one cleanup context."""
+"""The aiohttp application factory: the core resources and the features, each installed from its own folder.
+
+Resources open and close in cleanup contexts, in the order of ``FEATURES`` after the core one (the Redis client,
+the command batcher, the rules) and close in reverse, so a feature can rely on those before it at start-up and
+the scanner finishes its turns before the batcher closes.
+"""
 
 from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 from redis.asyncio import Redis
 
-from crypto.sealing import Sealer
-from crypto.trust import Usage
-from gateway.auth import PRINCIPAL_CACHE, PrincipalCache
-from gateway.background import refreshing
-from gateway.errors import StoreUnavailableError
-from gateway.features import FEATURES
+from gateway import ops
+from gateway.appstate import BATCHER, CLOCK, METRICS, REDIS, RULES, SETTINGS, Clock
+from gateway.dispatch import feature as dispatch_feature
 from gateway.http import error_middleware
 from gateway.metrics import Metrics
-from gateway.ops import healthz, metrics, readyz
-from gateway.redisio import connect_redis
-from gateway.scan.routes import scan
-from gateway.scan.routes_batch import scan_batch
-from gateway.scan.scanner import Scanner
-from gateway.scan.store import Store
+from gateway.privacy import feature as privacy_feature
+from gateway.redisio import CommandBatcher, connect_redis
+from gateway.scan import feature as scan_feature
 from gateway.settings import Settings
-from gateway.state import METRICS, PLACES, REGISTRY, SCANNER, SETTINGS, STORE, TRUST_STATE, PlaceCache, TrustState
-from gateway.status.routes import put_status
-from gateway.trust.registry import Registry
+from gateway.status import feature as status_feature
+from gateway.trust import refresh as trust_feature
 from policy.rules import load_rules
 
-__all__ = ["TRUST_REFRESH_S", "create_app", "refresh_trust", "serving_app"]
+__all__ = ["FEATURES", "create_app", "serving_app"]
 
 log = logging.getLogger("placegate.app")
-TRUST_REFRESH_S = 2.0
+
+# Each feature's install(app) adds its routes and, where it holds resources or background tasks, a cleanup
+# context. Order matters: the scan feature reads the trust state and the status-cache layout at start-up.
+FEATURES: tuple[Callable[[web.Application], None], ...] = (
+    trust_feature.install,  # native issuer keys, EU DCC signers, places; refreshed in the background
+    status_feature.install,  # the health authority's feed and the status-cache writer
+    scan_feature.install,  # POST /v1/scan and /v1/scan/batch
+    privacy_feature.install,  # privacy officer: audit trail, retention, RoPA, contact tracing
+    dispatch_feature.install,  # dispatch core: reports, cases, intake consumer, sweeper
+)
 
 
 def create_app(settings: Settings, *, redis: Redis | None = None) -> web.Application:
@@ -44,14 +50,11 @@ def create_app(settings: Settings, *, redis: Redis | None = None) -> web.Applica
     app = web.Application(middlewares=[error_middleware], client_max_size=8 * 1024 * 1024)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
-    app[TRUST_STATE] = TrustState()
-    app.cleanup_ctx.append(_resources(redis))
-    app.router.add_post("/v1/scan", scan)
-    app.router.add_post("/v1/scan/batch", scan_batch)
-    app.router.add_put("/v1/status", put_status)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    app[CLOCK] = Clock()
+    rules_text = settings.rules_file.read_text("utf-8") if settings.rules_file else None
+    app[RULES] = load_rules(rules_text)
+    app.cleanup_ctx.append(_core(redis))
+    app.router.add_routes(ops.routes)
     for install in FEATURES:
         install(app)
     return app
@@ -86,55 +89,20 @@ async def _freeze_heap(app: web.Application) -> None:
     gc.set_threshold(_GEN0_THRESHOLD, gen1, gen2)
 
 
-def _resources(injected: Redis | None):  # type: ignore[no-untyped-def]
+def _core(injected: Redis | None) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
-        assert settings.secret is not None
         if injected is None and settings.redis_url is None:
             raise ValueError("no redis_url: `placegate serve` starts the embedded server and passes its URL")
         redis = injected if injected is not None else connect_redis(str(settings.redis_url))
-        secret = settings.secret.reveal()
-        rules_text = settings.rules_file.read_text("utf-8") if settings.rules_file else None
-        store = Store(redis, secret=secret, status_buckets=settings.status_buckets,
-                      status_ttl_s=settings.status_ttl_s, retention_days=settings.retention_days)
-        registry = Registry(redis)
-        app[STORE] = store
-        app[REGISTRY] = registry
-        app[PLACES] = PlaceCache(registry, settings.principal_cache_s)
-        app[PRINCIPAL_CACHE] = PrincipalCache(registry, settings.principal_cache_s)
-        app[SCANNER] = Scanner(
-            store, rules=load_rules(rules_text), sealer=Sealer(secret), metrics=app[METRICS],
-            retention_days=settings.retention_days, redis_timeout_s=settings.redis_timeout_ms / 1000,
-        )
-        await refresh_trust(app)
+        batcher = CommandBatcher(redis)
+        app[REDIS] = redis
+        app[BATCHER] = batcher
         try:
-            async with refreshing(lambda: refresh_trust(app), every_s=TRUST_REFRESH_S, what="trust-list"):
-                yield
+            yield
         finally:
-            await app[SCANNER].aclose()
-            await store.aclose()
+            await batcher.aclose()
             if injected is None:
                 await redis.aclose()
 
     return ctx
-
-
-async def refresh_trust(app: web.Application, *, force: bool = False) -> None:
-    """Reload the trust list when its version moved; a failed refresh keeps the last good list."""
-    state = app[TRUST_STATE]
-    registry = app[REGISTRY]
-    try:
-        if not force and state.healthy and await registry.trust_version() == state.version:
-            return
-        version, trust = await registry.load_trust()
-    except StoreUnavailableError:
-        state.healthy = False
-        return
-    now = datetime.now(UTC)
-    app[SCANNER].trust = trust
-    state.version = version
-    state.healthy = True
-    state.usable_health_keys = sum(
-        1 for k in trust if k.usage is Usage.HEALTH and not k.revoked and k.not_before <= now <= k.not_after
-    )
-    app[METRICS].trust_keys.set(len(trust))

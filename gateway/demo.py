@@ -11,9 +11,9 @@ from crypto.native import Colour, issue_health_code
 from crypto.trust import Usage
 from gateway.cli_common import admin_redis, latest_signing_key, new_issuer_key
 from gateway.principals import Principal, Role
-from gateway.scan.store import Store
 from gateway.settings import Settings
 from gateway.status.cache import StatusRecord
+from gateway.status.writer import StatusWriter
 from gateway.trust.cli_registry import create_principal
 from gateway.trust.registry import Place, Registry
 from policy.status import HolderStatus, TestResult
@@ -41,13 +41,13 @@ async def prepare_demo(settings: Settings) -> str:
         # A device token is shown once and stored only as a hash, so each demo run issues a new one.
         await registry.revoke_principal(DEMO_DEVICE)
         token = await create_principal(registry, Principal(DEMO_DEVICE, Role.DEVICE, frozenset({DEMO_PLACE.place_id})))
-        store = Store(redis, secret=settings.secret.reveal(), status_buckets=settings.status_buckets,
-                      status_ttl_s=settings.status_ttl_s)
+        writer = StatusWriter.standalone(redis, secret=settings.secret.reveal(),
+                                         status_buckets=settings.status_buckets, status_ttl_s=settings.status_ttl_s)
         status = HolderStatus(Colour.GREEN, now, now - timedelta(hours=2), TestResult.NEGATIVE, True)
         try:
-            await store.upsert_statuses([StatusRecord(DEMO_HOLDER, status)])
+            await writer.upsert_statuses([StatusRecord(DEMO_HOLDER, status)])
         finally:
-            await store.aclose()
+            await writer.aclose()
     code = issue_health_code(health, holder_ref=DEMO_HOLDER, colour=Colour.GREEN, now=now, nonce=os.urandom(12))
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     body = '{"code": "' + code + '"}'

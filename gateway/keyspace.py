@@ -36,12 +36,12 @@ __all__ = [
     "case_key",
     "day_key",
     "day_tag",
-    "dcc_replay_key",
-    "dispatch_day_key",
+        "dispatch_day_key",
     "nonce_key",
     "place_key",
     "principal_key",
     "scan_log_key",
+    "static_replay_key",
     "status_bucket_key",
 ]
 
@@ -81,16 +81,22 @@ def status_bucket_key(bucket: int) -> str:
 
 
 # --- replay / sharing (TTL = the code's remaining lifetime + clock skew) -------------------------------
-def nonce_key(kid_hex: str, nonce_hex: str) -> str:
-    """Remembers where a code was first presented, for its lifetime."""
-    return f"pg:nonce:{kid_hex}:{nonce_hex}"
+def nonce_key(replay_id: str) -> str:
+    """Remembers where a short-lived code was first presented, for as long as it is accepted.
+
+    ``replay_id`` is the format's random identifier of the presented code (a native code's ``kid:nonce``, in hex):
+    it names no one.
+    """
+    return f"pg:nonce:{replay_id}"
 
 
-def dcc_replay_key(digest_hex: str) -> str:
-    """Remembers where a DCC (by keyed hash of its UVCI, never the UVCI itself) was first presented inside the window.
+def static_replay_key(digest_hex: str) -> str:
+    """Remembers where a static code (a DCC, by keyed hash of its UVCI, never the UVCI itself) was first presented
+    inside the replay window.
 
-    TTL = the DCC replay window: a DCC is static for months, so unlike a native nonce it cannot be
-    remembered for its lifetime without refusing its holder's every later visit.
+    TTL = the replay window: a DCC is static for months, so unlike a native nonce it cannot be remembered for its
+    lifetime without refusing its holder's every later visit. (The ``dcc`` in the name is kept so that the keys
+    of a running deployment keep their meaning.)
     """
     return f"pg:nonce:dcc:{digest_hex}"
 

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
+from gateway.appstate import METRICS, REDIS
 from gateway.http import json_response
-from gateway.state import METRICS, STORE, TRUST_STATE
+from gateway.trust.state import TRUST_STATE
 
-__all__ = ["healthz", "metrics", "readyz"]
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
 
 
+@routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
+@routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    redis_ok = await request.app[STORE].ping()
+    try:
+        redis_ok = bool(await request.app[REDIS].ping())
+    except (RedisError, OSError):
+        redis_ok = False
     trust = request.app[TRUST_STATE]
     trust_ok = trust.healthy and trust.usable_health_keys > 0
     ready = redis_ok and trust_ok
@@ -23,6 +32,7 @@ async def readyz(request: web.Request) -> web.Response:
     return json_response(body, status=200 if ready else 503)
 
 
+@routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     return web.Response(
         body=request.app[METRICS].render(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}

@@ -26,6 +26,7 @@ from typing import ClassVar
 from policy.errors import PolicyError
 
 __all__ = [
+    "PURPOSE",
     "APPROVAL_MAX_S",
     "AUDIT_MAX_RANGE",
     "AUDIT_PAGE_MAX",
@@ -67,6 +68,11 @@ class Purpose(StrEnum):
     """The closed set of purposes personal data may be processed for (one, by regulation)."""
 
     EPIDEMIC_PREVENTION = "epidemic_prevention"
+
+
+# Purpose limitation (seed regulation; PIPL Art. 6): every scan record, intake event and audited read says what
+# it may be used for; this is the only value there is.
+PURPOSE = Purpose.EPIDEMIC_PREVENTION.value
 
 
 class PurposeError(PolicyError):

@@ -16,19 +16,18 @@ from typing import Any
 from aiohttp import web
 
 from gateway.auth import PRINCIPAL, requires
-from gateway.dispatch.feature import DISPATCH
-from gateway.dispatch.routes import in_scope
+from gateway.dispatch.runtime import DISPATCH, in_scope
 from gateway.dispatch.store import case_id_for_event
 from gateway.errors import BadRequestError, CaseRefusedError, ForbiddenError
 from gateway.http import json_response, read_json
 from gateway.principals import Role
-from gateway.scan.scanner import PURPOSE
-from gateway.state import PLACES
+from gateway.trust.state import PLACES
 from policy.case_metrics import CaseMetrics, evaluate, evaluate_by_department, evaluate_by_jurisdiction
 from policy.casework import NOTE_MAX_CHARS, Case
+from policy.purpose import PURPOSE
 from policy.routing import EventClass, JurisdictionLevel
 
-__all__ = ["REPORT_CLASSES", "add_routes", "evaluation_document", "parse_instant"]
+__all__ = ["REPORT_CLASSES", "evaluation_document", "parse_instant", "routes"]
 
 MAX_BODY = 8 * 1024
 REPORT_CLASSES = frozenset(
@@ -45,9 +44,7 @@ CLOCK_SKEW = timedelta(minutes=5)
 REPORT_MAX_AGE = timedelta(days=7)
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/v1/reports", post_report)
-    app.router.add_get("/v1/dispatch/metrics", get_metrics)
+routes = web.RouteTableDef()
 
 
 def parse_instant(text: str) -> datetime:
@@ -58,6 +55,7 @@ def parse_instant(text: str) -> datetime:
     return value.astimezone(UTC)
 
 
+@routes.post("/v1/reports")
 @requires(Role.SITE_MANAGER)
 async def post_report(request: web.Request) -> web.Response:
     """``{"event_class", "place", "time", "note"?}`` → 202 with the event id and the case id it becomes."""
@@ -123,6 +121,7 @@ def evaluation_document(
     }  # fmt: skip
 
 
+@routes.get("/v1/dispatch/metrics")
 @requires(Role.SUPERVISOR, Role.DISPATCHER)
 async def get_metrics(request: web.Request) -> web.Response:
     """``?from=&to=&level=`` over the caller's jurisdiction subtree; the range is bounded."""

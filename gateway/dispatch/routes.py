@@ -18,13 +18,12 @@ from aiohttp import web
 
 from crypto.sealing import SealError
 from gateway.auth import PRINCIPAL, requires
-from gateway.dispatch.feature import DISPATCH, DispatchRuntime
+from gateway.dispatch.runtime import DISPATCH, DispatchRuntime, in_scope
 from gateway.dispatch.store import valid_case_id
 from gateway.errors import BadRequestError, CaseRefusedError, GatewayError, NotFoundError
 from gateway.http import json_response, read_json
 from gateway.principals import Principal, Role
 from gateway.privacy.audit import record_access
-from gateway.scan.scanner import PURPOSE
 from policy.case_errors import CaseError, IllegalTransitionError
 from policy.casework import (
     Action,
@@ -38,8 +37,9 @@ from policy.casework import (
     suggest_closure_kind,
 )
 from policy.casework import Role as CaseRole
+from policy.purpose import PURPOSE
 
-__all__ = ["add_routes", "case_json", "in_scope"]
+__all__ = ["case_json", "routes"]
 
 MAX_BODY = 8 * 1024
 _ACTIONS: dict[str, Action] = {
@@ -51,21 +51,7 @@ _INTAKE_ACTIONS = frozenset({Action.ACCEPT, Action.CANCEL, Action.FILE})
 _SCAN_STEPS = 10  # SSCAN steps one queue page may take: bounded work per request
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/v1/cases", list_cases)
-    app.router.add_get("/v1/cases/{case_id}", get_case)
-    app.router.add_post("/v1/cases/{case_id}/actions", act_on_case)
-    app.router.add_get("/v1/cases/{case_id}/holder", read_holder)
-
-
-def in_scope(principal: Principal, case: Case) -> bool:
-    """Whether ``principal`` may see ``case`` at all."""
-    if principal.role is Role.HANDLER:
-        return bool(principal.department) and case.department == principal.department
-    if principal.role in (Role.DISPATCHER, Role.SUPERVISOR) and principal.jurisdiction:
-        scope = tuple(principal.jurisdiction.split("/"))
-        return case.jurisdiction[: len(scope)] == scope
-    return False
+routes = web.RouteTableDef()
 
 
 def case_json(case: Case, *, history: bool = True) -> dict[str, Any]:
@@ -108,6 +94,7 @@ async def _visible_case(runtime: DispatchRuntime, principal: Principal, case_id:
     return case
 
 
+@routes.get("/v1/cases")
 @requires(Role.DISPATCHER, Role.HANDLER, Role.SUPERVISOR)
 async def list_cases(request: web.Request) -> web.Response:
     """The caller's queue of open cases: ``?state=&overdue=true|false&limit=&cursor=``."""
@@ -142,6 +129,7 @@ async def list_cases(request: web.Request) -> web.Response:
     )
 
 
+@routes.get("/v1/cases/{case_id}")
 @requires(Role.DISPATCHER, Role.HANDLER, Role.SUPERVISOR)
 async def get_case(request: web.Request) -> web.Response:
     runtime = request.app[DISPATCH]
@@ -159,6 +147,7 @@ def _text_field(body: dict[str, Any], name: str) -> str | None:
     return value
 
 
+@routes.post("/v1/cases/{case_id}/actions")
 @requires(Role.DISPATCHER, Role.HANDLER, Role.SUPERVISOR)
 async def act_on_case(request: web.Request) -> web.Response:
     """One workflow step: ``{"action": ..., "note"?, "department"?, "closure_kind"?, "result"?}``."""
@@ -254,6 +243,7 @@ async def _request_extension(
     return json_response(doc, status=202)
 
 
+@routes.get("/v1/cases/{case_id}/holder")
 @requires(Role.HANDLER, Role.SUPERVISOR)
 async def read_holder(request: web.Request) -> web.Response:
     """The holder reference of a case: audited (purpose epidemic_prevention, case reference = case id)."""

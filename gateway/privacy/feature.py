@@ -11,37 +11,27 @@ from typing import cast
 from aiohttp import web
 
 from gateway import keyspace
+from gateway.appstate import REDIS, RULES, SETTINGS
 from gateway.privacy.audit import record_privileged
-from gateway.privacy.routes import (
-    audit_query,
-    audit_verify,
-    privacy_retention,
-    privacy_ropa,
-    trace,
-    trace_approve,
-)
-from gateway.state import SCANNER, SETTINGS, STORE
+from gateway.privacy.routes import routes
 
-__all__ = ["install"]
+__all__ = ["ROUTES", "install"]
+
+ROUTES: tuple[web.AbstractRouteDef, ...] = tuple(routes)
 
 
 def install(app: web.Application) -> None:
-    app.router.add_get("/v1/privacy/audit", audit_query)
-    app.router.add_get("/v1/privacy/audit/verify", audit_verify)
-    app.router.add_get("/v1/privacy/retention", privacy_retention)
-    app.router.add_get("/v1/privacy/ropa", privacy_ropa)
-    app.router.add_post("/v1/privacy/approvals", trace_approve)
-    app.router.add_post("/v1/privacy/trace", trace)
+    app.router.add_routes(ROUTES)
     app.cleanup_ctx.append(_audit_configuration)
 
 
 async def _audit_configuration(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    rules = app[SCANNER].rules
+    rules = app[RULES]
     rules_text = settings.rules_file.read_bytes() if settings.rules_file else b""
     fingerprint = "|".join((rules.version, hashlib.sha256(rules_text).hexdigest()[:16],
                             str(settings.retention_days), str(settings.status_ttl_s)))
-    redis = app[STORE].redis
+    redis = app[REDIS]
     # GETSET makes N workers starting together write one entry, not N.
     previous = cast(bytes | None, await redis.getset(keyspace.AUDIT_CONFIG, fingerprint))
     if previous != fingerprint.encode():

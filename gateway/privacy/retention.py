@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from gateway import keyspace
 from gateway.errors import StoreUnavailableError
 from gateway.privacy.audit import AUDIT_RETENTION
-from gateway.scan.scanner import partition_expiry
+from gateway.scan.scanlog import partition_expiry
 from policy.purpose import oldest_retained_day
 
 __all__ = ["retention_report"]

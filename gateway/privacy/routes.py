@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
+from gateway.appstate import REDIS, RULES, SETTINGS
 from gateway.auth import PRINCIPAL, requires
 from gateway.errors import BadRequestError, GatewayError, StoreUnavailableError
 from gateway.http import json_response, read_json
@@ -17,7 +18,6 @@ from gateway.privacy.audit import query_audit, record_access, verify_chain
 from gateway.privacy.retention import retention_report
 from gateway.privacy.ropa import build_ropa
 from gateway.privacy.tracing import consume_approval, grant_approval, load_approval, trace_holder
-from gateway.state import SCANNER, SETTINGS, STORE
 from policy.purpose import (
     ApprovalInvalidError,
     InvalidRangeError,
@@ -28,7 +28,9 @@ from policy.purpose import (
     check_trace,
 )
 
-__all__ = ["audit_query", "audit_verify", "privacy_retention", "privacy_ropa", "trace", "trace_approve"]
+__all__ = ["OVERSIGHT", "routes"]
+
+routes = web.RouteTableDef()
 
 OVERSIGHT = "privacy_oversight"  # the purpose of the officer's own reads of the trail and reports
 _HOLDER = re.compile(r"[A-Za-z0-9._-]{1,64}")  # the opaque holder reference of the native code
@@ -60,6 +62,7 @@ def _int(raw: str | None, default: int) -> int:
         raise BadRequestError("limit must be an integer") from None
 
 
+@routes.get("/v1/privacy/audit")
 @requires(Role.PRIVACY_OFFICER)
 async def audit_query(request: web.Request) -> web.Response:
     """GET /v1/privacy/audit?since=&until=[&principal=&action=&limit=&cursor=]: bounded, paged, oldest first."""
@@ -74,7 +77,7 @@ async def audit_query(request: web.Request) -> web.Response:
     cursor = q.get("cursor") or None
     if cursor is not None and re.fullmatch(r"\d{1,15}-\d{1,15}", cursor) is None:
         raise _refused(InvalidRangeError("malformed cursor"))
-    redis = request.app[STORE].redis
+    redis = request.app[REDIS]
     page = await query_audit(redis, since=since, until=until, limit=limit, principal=q.get("principal") or None,
                              action=q.get("action") or None, cursor=cursor)
     await record_access(redis, principal=request[PRINCIPAL], action="audit_query", obj="audit",
@@ -84,6 +87,7 @@ async def audit_query(request: web.Request) -> web.Response:
     return json_response({"entries": [e.to_json() for e in page.entries], "next_cursor": page.next_cursor})
 
 
+@routes.get("/v1/privacy/audit/verify")
 @requires(Role.PRIVACY_OFFICER)
 async def audit_verify(request: web.Request) -> web.Response:
     """GET /v1/privacy/audit/verify[?anchor=SEQ:HASH]: walk the chain; 200 with ok=false when it is broken."""
@@ -94,7 +98,7 @@ async def audit_verify(request: web.Request) -> web.Response:
         if m is None:
             raise BadRequestError("anchor must be SEQ:HASH")
         anchor = (int(m[1]), m[2])
-    redis = request.app[STORE].redis
+    redis = request.app[REDIS]
     report = await verify_chain(redis, anchor=anchor)
     await record_access(redis, principal=request[PRINCIPAL], action="audit_verify", obj="audit",
                         purpose=OVERSIGHT, now=datetime.now(UTC), result_count=report.count,
@@ -102,11 +106,12 @@ async def audit_verify(request: web.Request) -> web.Response:
     return json_response(report.to_json())
 
 
+@routes.get("/v1/privacy/retention")
 @requires(Role.PRIVACY_OFFICER, Role.ADMIN)
 async def privacy_retention(request: web.Request) -> web.Response:
     """GET /v1/privacy/retention: per data class what is stored, oldest record, expiry, expired days."""
     settings = request.app[SETTINGS]
-    redis = request.app[STORE].redis
+    redis = request.app[REDIS]
     now = datetime.now(UTC)
     report = await retention_report(redis, now=now, retention_days=settings.retention_days,
                                     status_ttl_s=settings.status_ttl_s)
@@ -115,13 +120,15 @@ async def privacy_retention(request: web.Request) -> web.Response:
     return json_response(report)
 
 
+@routes.get("/v1/privacy/ropa")
 @requires(Role.PRIVACY_OFFICER, Role.ADMIN)
 async def privacy_ropa(request: web.Request) -> web.Response:
     """GET /v1/privacy/ropa: the record of processing activities of this running configuration."""
     app = request.app
-    return json_response(build_ropa(app[SETTINGS], app[SCANNER].rules, app, now=datetime.now(UTC)))
+    return json_response(build_ropa(app[SETTINGS], app[RULES], app, now=datetime.now(UTC)))
 
 
+@routes.post("/v1/privacy/approvals")
 @requires(Role.PRIVACY_OFFICER)
 async def trace_approve(request: web.Request) -> web.Response:
     """POST /v1/privacy/approvals {requester, case_ref, purpose, valid_s}: a single-use approval of one trace."""
@@ -139,7 +146,7 @@ async def trace_approve(request: web.Request) -> web.Response:
     except PurposeError as exc:
         raise _refused(exc) from None
     now = datetime.now(UTC)
-    redis = request.app[STORE].redis
+    redis = request.app[REDIS]
     approval = await grant_approval(redis, approver_id=officer.principal_id, approver_role=officer.role.value,
                                     requester_id=requester, case_ref=case_ref, purpose=purpose,
                                     expires_at=now + timedelta(seconds=valid_s))
@@ -149,6 +156,7 @@ async def trace_approve(request: web.Request) -> web.Response:
                           "expires_at": approval.expires_at.isoformat()}, status=201)
 
 
+@routes.post("/v1/privacy/trace")
 @requires(Role.PRIVACY_OFFICER, Role.DISPATCHER, Role.SUPERVISOR)
 async def trace(request: web.Request) -> web.Response:
     """POST /v1/privacy/trace {holder_ref, purpose, case_ref, since?, until?, approval_id?}: visits of one holder.
@@ -164,7 +172,7 @@ async def trace(request: web.Request) -> web.Response:
     principal: Principal = request[PRINCIPAL]
     purpose, case_ref = str(body.get("purpose", "")), str(body.get("case_ref", ""))
     approval_id = str(body.get("approval_id") or "")
-    redis = request.app[STORE].redis
+    redis = request.app[REDIS]
     retention_days = request.app[SETTINGS].retention_days
     now = datetime.now(UTC)
     try:

@@ -18,7 +18,7 @@ from redis.exceptions import RedisError, WatchError
 
 from gateway import keyspace
 from gateway.errors import StoreUnavailableError
-from gateway.scan.scanner import pseudonym as scan_pseudonym
+from gateway.scan.scanlog import pseudonym as scan_pseudonym
 from policy.purpose import TRACE_PAGE_MAX, Approval, trace_days
 
 __all__ = ["DayState", "TraceResult", "Visit", "consume_approval", "grant_approval", "load_approval",

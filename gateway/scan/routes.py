@@ -1,32 +1,46 @@
-"""POST /v1/scan: a device bound to its place, or an app backend presenting the venue's signed place code."""
+"""The scan API: ``POST /v1/scan`` (one code) and ``POST /v1/scan/batch`` (a turnstile bank's codes).
+
+A device is bound to its place; an app backend presents the venue's signed place code (self-scan). A batch gets
+the same answer per code as single scans, and its codes go through ``Scanner.scan_many`` together, so a batch
+costs two pipelined Redis groups, not two per code.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from aiohttp import web
 
+from gateway.appstate import CLOCK, METRICS, SETTINGS
 from gateway.auth import PRINCIPAL, requires
-from gateway.errors import BadRequestError
+from gateway.errors import BadRequestError, MalformedCodeError
 from gateway.http import json_response, read_json
 from gateway.principals import Role
-from gateway.scan.places import resolve_place
-from gateway.state import METRICS, SCANNER, SETTINGS
+from gateway.scan.scanner import ScanOutcome
+from gateway.scan.state import PLACE_RESOLVER, SCANNER
 
-__all__ = ["scan"]
+__all__ = ["MAX_BATCH_CODES", "routes"]
+
+routes = web.RouteTableDef()
+
+MAX_BATCH_CODES = 64
+# A batch carries up to MAX_BATCH_CODES codes, so its body may be this many times the single-scan body limit.
+_BODY_FACTOR = 8
 
 
+@routes.post("/v1/scan")
 @requires(Role.DEVICE, Role.APP)
 async def scan(request: web.Request) -> web.Response:
     """Answer admit / deny / review for one presented code."""
     started = time.perf_counter()
     app = request.app
     body = await read_json(request, limit=app[SETTINGS].max_body_bytes)
-    code, place_code, place_id = _fields(body)
+    code, place_code, place_id = _single_fields(body)
     principal = request[PRINCIPAL]
     scanner = app[SCANNER]
-    now = scanner.clock()
-    place = await resolve_place(app, principal, place_code, place_id, now)
+    now = app[CLOCK].now()
+    place = await app[PLACE_RESOLVER].resolve(principal, place_code, place_id, now)
     if isinstance(place, str):
         # The venue's place code was refused: the answer is a deny, counted and timed like any other.
         (outcome,) = scanner.refuse_place(place, 1, now)
@@ -37,14 +51,58 @@ async def scan(request: web.Request) -> web.Response:
     return response
 
 
-def _fields(body: object) -> tuple[str, str | None, str | None]:
-    if not isinstance(body, dict):
-        raise BadRequestError("body must be a JSON object")
-    code, place_code, place_id = body.get("code"), body.get("place_code"), body.get("place")
-    if not isinstance(code, str) or not code:
-        raise BadRequestError("'code' must be a non-empty string")
+@routes.post("/v1/scan/batch")
+@requires(Role.DEVICE, Role.APP)
+async def scan_batch(request: web.Request) -> web.Response:
+    """One decision per presented code, in order; a malformed item answers ``{"error": "malformed_code"}``."""
+    started = time.perf_counter()
+    app = request.app
+    body = await read_json(request, limit=app[SETTINGS].max_body_bytes * _BODY_FACTOR)
+    codes, place_code, place_id = _batch_fields(body)
+    principal = request[PRINCIPAL]
+    scanner = app[SCANNER]
+    now = app[CLOCK].now()
+    resolved = await app[PLACE_RESOLVER].resolve(principal, place_code, place_id, now)
+    if isinstance(resolved, str):
+        # The venue's place code itself was refused: every code of the batch is refused for that reason.
+        results: list[dict[str, object]] = [o.to_json() for o in scanner.refuse_place(resolved, len(codes), now)]
+    else:
+        outcomes = await scanner.scan_many(codes, resolved, principal.principal_id, now=now)
+        results = [
+            outcome.to_json() if isinstance(outcome, ScanOutcome) else {"error": MalformedCodeError.code}
+            for outcome in outcomes
+        ]
+    response = json_response({"results": results})
+    app[METRICS].batch_seconds.observe(time.perf_counter() - started)
+    return response
+
+
+def _place_fields(body: dict[str, object]) -> tuple[str | None, str | None]:
+    place_code, place_id = body.get("place_code"), body.get("place")
     if place_code is not None and not isinstance(place_code, str):
         raise BadRequestError("'place_code' must be a string")
     if place_id is not None and not isinstance(place_id, str):
         raise BadRequestError("'place' must be a string")
-    return code, place_code, place_id
+    return place_code, place_id
+
+
+def _single_fields(body: object) -> tuple[str, str | None, str | None]:
+    if not isinstance(body, dict):
+        raise BadRequestError("body must be a JSON object")
+    code = body.get("code")
+    if not isinstance(code, str) or not code:
+        raise BadRequestError("'code' must be a non-empty string")
+    return (code, *_place_fields(body))
+
+
+def _batch_fields(body: object) -> tuple[Sequence[str], str | None, str | None]:
+    if not isinstance(body, dict):
+        raise BadRequestError("body must be a JSON object")
+    codes = body.get("codes")
+    if not isinstance(codes, list) or not codes:
+        raise BadRequestError("'codes' must be a non-empty list")
+    if len(codes) > MAX_BATCH_CODES:
+        raise BadRequestError(f"at most {MAX_BATCH_CODES} codes per batch")
+    if not all(isinstance(c, str) and c for c in codes):
+        raise BadRequestError("every code must be a non-empty string")
+    return (codes, *_place_fields(body))

@@ -1,71 +1,55 @@
-"""One scan, from the presented code to the recorded decision (the orchestration of crypto, store and policy).
+"""One scan, from the presented code to the recorded decision: the phases verify -> look up -> decide -> record.
 
-The code's prefix picks its format (``crypto.formats``).  A native code's holder status comes from the status
-cache; an EU DCC (HC1) carries its own status (``policy.dcc_status``), is vouched for by the DSC trust list
-whose freshness the answer reflects, and is remembered for a short replay window keyed by its UVCI.
+The scanner only runs the phases. What it is given: the trust lists of this worker (``TrustState``, refreshed by
+the trust feature), the scan store (status lookup, replay memory, log and intake writes), the admission rules,
+the sealer of holder references, and the replay window of static codes. The code's prefix picks its format
+(``crypto.formats``); the format says whether the holder's status is live (looked up) or carried in the code,
+how long its replay memory lasts, and which trust list vouches for it, so no code type is named here.
 """
 
 from __future__ import annotations
 
-import functools
 import hmac
-import os
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
 
-from crypto.dcc import VerifiedDcc
 from crypto.dcc_errors import CoseHeaderError
-from crypto.dcc_trust import DscTrustList
 from crypto.errors import CodeError, TrustKeyError
 from crypto.formats import NOT_A_CODE_ERRORS, TrustAnchors, VerifiedCode, format_for
-from crypto.native import LEEWAY_S, HealthCode
-from crypto.place_cache import PlaceCodeVerifier
 from crypto.sealing import Sealer
-from crypto.trust import TrustList
 from gateway import keyspace
 from gateway.errors import MalformedCodeError, StoreUnavailableError
 from gateway.metrics import Metrics
-from gateway.scan.store import LookupRequest, ScanRecord, Store
+from gateway.scan.scanlog import day_of, new_scan_id, partition_expiry, pseudonym
+from gateway.scan.store import LookupRequest, ScanRecord, ScanStore
 from gateway.scan.turnbatch import TurnTask
-from gateway.trust.dsc import Freshness, freshness
+from gateway.trust.dsc import Freshness
 from gateway.trust.registry import Place
-from policy.admission import EXCEPTION_REASONS, Decision, Reason, decide_admission, refuse
-from policy.dcc_status import decide_dcc_admission
+from gateway.trust.state import TrustState
+from policy.admission import EXCEPTION_REASONS, Decision, Reason, refuse
+from policy.purpose import PURPOSE
 from policy.rules import Rules
+from policy.verified import decide_verified
 
-__all__ = [
-    "PURPOSE", "TRUST_LIST_STALE", "DccGate", "ScanOutcome", "Scanner", "day_of", "partition_expiry", "pseudonym",
-]
+__all__ = ["TRUST_LIST_STALE", "ScanOutcome", "Scanner", "StaticReplay"]
 
-# Purpose limitation (seed regulation; PIPL Art. 6): every record says what it may be used for.
-PURPOSE = "epidemic_prevention"
 _EVENT_CLASS = {"status_red": "status_red", "status_yellow": "status_yellow", "replayed": "replayed",
                 "code_shared": "code_shared"}
-# The DSC list is past its hard age limit: HC1 codes fail closed rather than trust withdrawn signers.
+# The list vouching for a format is past its hard age limit: its codes fail closed rather than trust withdrawn
+# signers.
 TRUST_LIST_STALE = "trust_list_stale"
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
+@dataclass(frozen=True, slots=True)
+class StaticReplay:
+    """Replay memory of codes without a short lifetime (a DCC is static for months): the same code at a second
+    place inside ``window_s`` is a shared copy. Keys are a MAC of the code's identifier (never the identifier
+    itself) under ``key``, which every worker derives from the master secret, so a copy shown at gates served by
+    two workers is still caught."""
 
-
-@dataclass
-class DccGate:
-    """What the scan path needs for HC1 codes; the DSC feature fills it from settings and Redis."""
-
-    trust: DscTrustList = field(default_factory=lambda: DscTrustList(()))
-    imported_at: datetime | None = None  # None: never imported, so HC1 codes fail closed
-    version: int = -1
-    degraded_after_s: int = 2 * 24 * 3600
-    fail_after_s: int = 7 * 24 * 3600
-    replay_window_s: int = 60
-    # Keys the UVCI hash in replay-memory key names; shared by every worker (derived from the master secret).
-    replay_key: bytes = field(default_factory=lambda: os.urandom(32), repr=False)
-
-    def freshness(self, now: datetime) -> Freshness:
-        return freshness(self.imported_at, now, degraded_after_s=self.degraded_after_s,
-                         fail_after_s=self.fail_after_s)
+    key: bytes
+    window_s: int = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,28 +73,6 @@ class ScanOutcome:
         }
 
 
-@functools.lru_cache(maxsize=64)
-def _day_of_epoch_day(epoch_day: int) -> str:
-    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=epoch_day)).strftime("%Y%m%d")
-
-
-def day_of(now: datetime) -> str:
-    """The log partition a scan belongs to (UTC days, so every worker and node agrees)."""
-    # Cached per day: a strftime per scan is measurable on the hot path (bench/profile-full.md).
-    return _day_of_epoch_day(int(now.timestamp()) // 86_400)
-
-
-@functools.lru_cache(maxsize=64)
-def partition_expiry(day: str, retention_days: int) -> int:
-    """Unix time at which a day's log partition and its pseudonym key expire together."""
-    start = datetime.strptime(day, "%Y%m%d").replace(tzinfo=UTC)
-    return int((start + timedelta(days=1 + retention_days)).timestamp())
-
-
-def new_scan_id(now: datetime) -> str:
-    return f"{int(now.timestamp() * 1000):012x}{os.urandom(8).hex()}"
-
-
 @dataclass(frozen=True, slots=True)
 class _Request:
     """The codes of one HTTP request and where, by whom and when they were presented."""
@@ -127,25 +89,24 @@ _Answers = list["ScanOutcome | MalformedCodeError"]
 class Scanner:
     def __init__(
         self,
-        store: Store,
+        store: ScanStore,
         *,
+        trust: TrustState,
         rules: Rules,
         sealer: Sealer,
         metrics: Metrics,
+        static_replay: StaticReplay,
         retention_days: int,
         redis_timeout_s: float,
     ) -> None:
         self.store = store
+        self.trust = trust
         self.rules = rules
         self.sealer = sealer
         self.metrics = metrics
+        self.static_replay = static_replay
         self.retention_days = retention_days
         self.redis_timeout_s = redis_timeout_s
-        self.trust = TrustList()
-        self.place_codes = PlaceCodeVerifier()
-        self.dcc = DccGate()
-        # The routes read the time here, so tests can move the clock (trust-list age, code validity).
-        self.clock: Callable[[], datetime] = _utcnow
         # Every request of a loop turn goes through the phases together, in one task (gateway/scan/turnbatch.py).
         self.turns: TurnTask[_Request, _Answers] = TurnTask(self._scan_turn)
 
@@ -185,7 +146,7 @@ class Scanner:
         all their lookups, every decision, then one Redis group for all their records. A turn of N codes costs
         two pipelined groups and one task, not 2 x N awaited futures in N handler tasks.
         """
-        anchors = TrustAnchors(self.trust, self.dcc.trust)  # one trust snapshot for the whole turn
+        anchors = self.trust.anchors()  # one trust snapshot for the whole turn
         verified = [self._verify_request(request, anchors) for request in requests]
         live = [item for items in verified if not isinstance(items, Exception) for item in items
                 if isinstance(item, _Item)]
@@ -226,8 +187,7 @@ class Scanner:
         except CodeError as exc:
             item.decision = refuse(self.rules, exc.code)
             trust_refusal = isinstance(exc, TrustKeyError) and not isinstance(exc, CoseHeaderError)
-        if fmt.trust_list == "dsc":
-            item.fresh = self.dcc.freshness(now)
+        item.fresh = self.trust.freshness(fmt.trust_list, now)
         if item.fresh is Freshness.STALE and (item.verified is not None or trust_refusal):
             # Fail closed, and without a forgery case: an unknown kid may only be unknown to our old list.
             item.verified = None
@@ -238,20 +198,21 @@ class Scanner:
         """Status and replay memory for every verified code (one Redis group), then the policy decides."""
         pending: list[tuple[_Item, VerifiedCode]] = []
         requests: list[LookupRequest] = []
+        replay = self.static_replay
         for item in items:
             verified = item.verified
             if item.decision is not None or verified is None:
                 continue
-            place_id = item.request.place.place_id
-            evidence = verified.evidence
-            if isinstance(evidence, HealthCode):
-                ttl = int((evidence.exp - item.request.now).total_seconds()) + LEEWAY_S
-                memory_key = keyspace.nonce_key(evidence.kid.hex(), evidence.nonce.hex())
-                requests.append((evidence.holder_ref, memory_key, ttl, place_id))
+            holder = verified.holder_ref if verified.live_status else None
+            if verified.replay_until is not None:
+                # A short-lived code: remembered for as long as it is accepted, by its (random) replay id.
+                ttl = int((verified.replay_until - item.request.now).total_seconds())
+                memory_key = keyspace.nonce_key(verified.replay_id)
             else:
-                # No live status exists for a DCC holder: only the replay memory, keyed by a MAC of the UVCI.
-                digest = hmac.new(self.dcc.replay_key, verified.replay_id.encode(), "sha256").hexdigest()[:32]
-                requests.append((None, keyspace.dcc_replay_key(digest), self.dcc.replay_window_s, place_id))
+                # A static code: remembered for the window, under a MAC of its identifier (it names a person).
+                digest = hmac.new(replay.key, verified.replay_id.encode(), "sha256").hexdigest()[:32]
+                ttl, memory_key = replay.window_s, keyspace.static_replay_key(digest)
+            requests.append((holder, memory_key, ttl, item.request.place.place_id))
             pending.append((item, verified))
         if not pending:
             return
@@ -259,26 +220,16 @@ class Scanner:
         unavailable = 0
         for (item, verified), lookup in zip(pending, lookups, strict=True):
             unavailable += lookup is None
-            place, now = item.request.place, item.request.now
+            place = item.request.place
             if lookup is not None and lookup.first_place is not None:
                 reason = Reason.REPLAYED if lookup.first_place == place.place_id else Reason.CODE_SHARED
                 item.decision = refuse(self.rules, reason, rule_id="replay")
-            elif isinstance(verified.evidence, HealthCode):
-                item.decision = decide_admission(
-                    self.rules,
-                    venue_class=place.venue_class,
-                    signed_colour=verified.evidence.colour_at_issue,
-                    status=None if lookup is None else lookup.status,
-                    now=now,
-                    status_available=lookup is not None,
-                )
             else:
-                assert isinstance(verified.evidence, VerifiedDcc)
-                decision = decide_dcc_admission(
-                    self.rules, venue_class=place.venue_class, dcc=verified.evidence.decoded.dcc, now=now
-                )
-                # The certificate still decides, but nothing could check that it is not a copy in use elsewhere.
-                item.decision = decision if lookup is not None else replace(decision, degraded=True)
+                item.decision = decide_verified(
+                    self.rules, verified, venue_class=place.venue_class,
+                    status=None if lookup is None else lookup.status, status_available=lookup is not None,
+                    now=item.request.now,
+                )  # fmt: skip
         if unavailable:
             self.metrics.redis_errors.labels("scan_lookup").inc(unavailable)
 
@@ -329,14 +280,6 @@ class Scanner:
                 assert item.decision is not None
                 if not item.decision.degraded:
                     item.decision = replace(item.decision, degraded=True)
-
-
-def pseudonym(day_key: bytes, holder_ref: str) -> str:
-    """The day's pseudonym of a holder: linkable within one day's log only, unlinkable once the key expires.
-
-    HMAC-SHA256 under the day key, first 128 bits in hex (PRIVACY.md). ``hmac.digest`` is the one-shot C path.
-    """
-    return hmac.digest(day_key, holder_ref.encode(), "sha256").hex()[:32]
 
 
 @dataclass(slots=True)

@@ -10,16 +10,14 @@ import os
 from collections.abc import Sequence
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from gateway import keyspace
 from gateway.errors import StoreUnavailableError
 from gateway.redisio import Command, CommandBatcher
-from gateway.status.cache import StatusLocator, StatusRecord, pack_status, unpack_status
-from gateway.status.writer import StatusWriter
+from gateway.status.cache import StatusLocator, unpack_status
 from policy.status import HolderStatus
 
-__all__ = ["FieldPairs", "LookupRequest", "ScanLookup", "ScanRecord", "Store"]
+__all__ = ["FieldPairs", "LookupRequest", "ScanLookup", "ScanRecord", "ScanStore"]
 
 # A stream entry as XADD takes it: field, value, field, value, ... (built flat: no dict per scan on the hot path).
 FieldPairs = tuple[str, ...]
@@ -40,28 +38,17 @@ class ScanLookup:
         self.first_place = first_place
 
 
-class Store:
+class ScanStore:
+    """The scan path's reads and writes; every command joins the loop turn's pipeline (``batcher``)."""
+
     def __init__(
-        self, redis: Redis, *, secret: bytes, status_buckets: int, status_ttl_s: int, retention_days: int = 21
+        self, redis: Redis, batcher: CommandBatcher, locator: StatusLocator, *, retention_days: int = 21
     ) -> None:
         self.redis = redis
-        self.batcher = CommandBatcher(redis)
-        self.locator = StatusLocator(secret, status_buckets)
-        # The status cache's writer (gateway/status/writer.py) shares this store's batcher.
-        self.status_writer = StatusWriter(redis, self.batcher, self.locator, status_ttl_s)
+        self.batcher = batcher
+        self.locator = locator  # the status cache's layout (gateway/status/cache.py): the lookup reads with it
         self.retention_ms = retention_days * 86_400_000
         self._day_keys: dict[str, bytes] = {}
-
-    async def ping(self) -> bool:
-        try:
-            return bool(await self.redis.ping())
-        except (RedisError, OSError):
-            return False
-
-    # --- status cache ------------------------------------------------------------------------------------
-    async def upsert_statuses(self, records: Sequence[StatusRecord]) -> list[bool]:
-        """Write statuses, last-writer-wins by ``updated_at``; True where the record was applied."""
-        return await self.status_writer.upsert([(r.holder_ref, pack_status(r.status)) for r in records])
 
     # --- scan path ---------------------------------------------------------------------------------------
     # Commands are plain tuples (``gateway.redisio.Command``); replies come back raw, as hiredis parses them.
@@ -134,7 +121,4 @@ class Store:
         # a replica that missed the first EXPIREAT) it must never live without its expiry.
         commands.extend(("EXPIREAT", keyspace.scan_log_key(day), expire_at) for day, expire_at in expiries.items())
         await self.batcher.run(commands, timeout_s)
-
-    async def aclose(self) -> None:
-        await self.batcher.aclose()
 

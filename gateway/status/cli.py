@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from gateway.cli_common import add_common_args, admin_redis, run, settings_from
-from gateway.scan.store import Store
 from gateway.status.feed import parse_status_lines
+from gateway.status.writer import StatusWriter
 
 __all__ = ["READ_BYTES", "WINDOW", "load_file", "register"]
 
@@ -73,7 +73,7 @@ def _read_lines(handle: BinaryIO) -> Iterator[tuple[int, list[bytes]]]:
         yield done, [rest]
 
 
-async def load_file(store: Store, path: Path, *, progress: bool = True, window: int = WINDOW) -> dict[str, int]:
+async def load_file(writer: StatusWriter, path: Path, *, progress: bool = True, window: int = WINDOW) -> dict[str, int]:
     """Parse and upsert every line; bad lines are counted and reported by line number, never fatal.
 
     Records are grouped by bucket over a window of ``window`` records, so the server touches each bucket once
@@ -86,17 +86,16 @@ async def load_file(store: Store, path: Path, *, progress: bool = True, window: 
     # Millions of short-lived, acyclic parsed records: the cycle collector would only scan them again and again.
     gc.disable()
     try:
-        return await _load_lines(store, path, progress=progress, window=window)
+        return await _load_lines(writer, path, progress=progress, window=window)
     finally:
         if collecting:
             gc.enable()
 
 
-async def _load_lines(store: Store, path: Path, *, progress: bool, window: int) -> dict[str, int]:
+async def _load_lines(writer: StatusWriter, path: Path, *, progress: bool, window: int) -> dict[str, int]:
     counts = {"applied": 0, "stale": 0, "rejected": 0}
     bar = _Progress(path.stat().st_size, progress)
     now_s = int(datetime.now(UTC).timestamp())
-    writer = store.status_writer
     batch = writer.batch(dense=True)
     in_flight: asyncio.Task[tuple[int, int]] | None = None
 
@@ -144,12 +143,13 @@ def _load(args: argparse.Namespace) -> int:
         assert settings.secret is not None
         started = time.perf_counter()
         async with admin_redis(settings) as redis:
-            store = Store(redis, secret=settings.secret.reveal(), status_buckets=settings.status_buckets,
-                          status_ttl_s=settings.status_ttl_s)
+            writer = StatusWriter.standalone(redis, secret=settings.secret.reveal(),
+                                             status_buckets=settings.status_buckets,
+                                             status_ttl_s=settings.status_ttl_s)
             try:
-                counts = await load_file(store, args.file, progress=not args.quiet)
+                counts = await load_file(writer, args.file, progress=not args.quiet)
             finally:
-                await store.aclose()
+                await writer.aclose()
         elapsed = time.perf_counter() - started
         total = counts["applied"] + counts["stale"]
         print(f"applied={counts['applied']} stale={counts['stale']} rejected={counts['rejected']} "

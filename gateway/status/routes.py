@@ -6,20 +6,24 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from gateway.appstate import METRICS
 from gateway.auth import requires
 from gateway.errors import BadRequestError
 from gateway.http import json_response, read_json
 from gateway.principals import Role
-from gateway.state import METRICS, STORE
 from gateway.status.cache import StatusRecord
 from gateway.status.feed import RecordError, parse_status_record
+from gateway.status.state import STATUS_WRITER
 
-__all__ = ["MAX_BATCH", "put_status"]
+__all__ = ["MAX_BATCH", "routes"]
+
+routes = web.RouteTableDef()
 
 MAX_BATCH = 10_000
 MAX_BODY = 4 * 1024 * 1024
 
 
+@routes.put("/v1/status")
 @requires(Role.FEEDER)
 async def put_status(request: web.Request) -> web.Response:
     """Upsert a batch; a bad record is reported by index and never fails the rest of the batch."""
@@ -37,7 +41,7 @@ async def put_status(request: web.Request) -> web.Response:
             valid.append((i, parse_status_record(raw, now=now)))
         except RecordError as exc:
             results[i] = {"index": i, "outcome": "rejected", "error": exc.code}
-    applied = await request.app[STORE].upsert_statuses([r for _, r in valid]) if valid else []
+    applied = await request.app[STATUS_WRITER].upsert_statuses([r for _, r in valid]) if valid else []
     for (i, _), ok in zip(valid, applied, strict=True):
         results[i] = {"index": i, "outcome": "applied" if ok else "stale"}
     counts = {"applied": 0, "stale": 0, "rejected": 0}

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 from gateway.errors import StoreUnavailableError
 from gateway.keyspace import status_bucket_key
 from gateway.redisio import Command, CommandBatcher, is_noscript
-from gateway.status.cache import StatusLocator
+from gateway.status.cache import StatusLocator, StatusRecord, pack_status
 
 __all__ = ["BUCKET_RECORDS", "CALL_RECORDS", "UPSERT_LUA", "UPSERT_SHA", "StatusBatch", "StatusWriter"]
 
@@ -149,6 +149,32 @@ class StatusWriter:
         self._ttl_s = ttl_s
         self._script_loaded = False
         self._keys: dict[int, str] = {}
+        self._owns_batcher = False
+
+    @classmethod
+    def standalone(cls, redis: Redis, *, secret: bytes, status_buckets: int, status_ttl_s: int) -> StatusWriter:
+        """A writer with a batcher of its own (the CLI, the demo, the benchmark corpus); close it with ``aclose``.
+        The gateway's writer shares the scan path's batcher instead (``gateway.appstate.BATCHER``)."""
+        writer = cls(redis, CommandBatcher(redis), StatusLocator(secret, status_buckets), status_ttl_s)
+        writer._owns_batcher = True
+        return writer
+
+    @property
+    def redis(self) -> Redis:
+        return self._redis
+
+    @property
+    def locator(self) -> StatusLocator:
+        """Where a holder's status lives; the scan path reads with the same one."""
+        return self._locator
+
+    async def aclose(self) -> None:
+        if self._owns_batcher:
+            await self._batcher.aclose()
+
+    async def upsert_statuses(self, records: Sequence[StatusRecord]) -> list[bool]:
+        """Write statuses, last-writer-wins by ``updated_at``; True where the record was applied."""
+        return await self.upsert([(r.holder_ref, pack_status(r.status)) for r in records])
 
     def batch(self, *, dense: bool = False) -> StatusBatch:
         """An empty batch; ``dense`` for a bulk load (see ``StatusBatch``)."""

@@ -1,63 +1,84 @@
-"""Feature: the EU DCC (HC1) document-signer list in every worker, reloaded when its version moves.
+"""The trust feature in the app: every worker holds the native issuer keys, the EU DCC document-signer list and
+the place registry, and reloads each list when its version counter moves.
 
-Installed through ``gateway.features.FEATURES``; its cleanup context runs after the core one, so the scanner
-and the registry exist.  Like ``refresh_trust`` for native keys, a failed reload keeps the last good list; the
-list's age (stamped at import) is judged at each scan, so a worker that cannot reach Redis still degrades and
-then fails closed on schedule.
+A failed reload keeps the last good list (``TrustState``); the DSC list's age is judged at each scan, so a
+worker that cannot reach Redis still degrades and then fails closed on schedule.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 from aiohttp import web
 
-from crypto.kdf import derive_key
+from gateway.appstate import METRICS, REDIS, SETTINGS
+from gateway.auth import PRINCIPAL_CACHE, PrincipalCache
 from gateway.background import refreshing
 from gateway.errors import StoreUnavailableError
-from gateway.state import REGISTRY, SCANNER, SETTINGS
 from gateway.trust.dsc import DscRegistry
+from gateway.trust.registry import Registry
+from gateway.trust.state import DSC_REGISTRY, PLACES, REGISTRY, TRUST_STATE, PlaceCache, TrustState
 
-__all__ = ["DSC_REFRESH_S", "DSC_REGISTRY", "install", "refresh_dsc"]
+__all__ = ["TRUST_REFRESH_S", "install", "refresh_dsc", "refresh_trust"]
 
-log = logging.getLogger("placegate.dsc")
-DSC_REFRESH_S = 2.0
-DSC_REGISTRY: web.AppKey[DscRegistry] = web.AppKey("dsc_registry", DscRegistry)
+log = logging.getLogger("placegate.trust")
+TRUST_REFRESH_S = 2.0
 
 
 def install(app: web.Application) -> None:
-    """Load the DSC list at start-up and keep it current."""
+    """Load every trust list at start-up and keep them current."""
+    settings = app[SETTINGS]
+    app[TRUST_STATE] = TrustState(dsc_degraded_after_s=settings.dsc_trust_degraded_after_s,
+                                  dsc_fail_after_s=settings.dsc_trust_fail_after_s)
     app.cleanup_ctx.append(_context)
 
 
 async def _context(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    assert settings.secret is not None
-    gate = app[SCANNER].dcc
-    gate.degraded_after_s = settings.dsc_trust_degraded_after_s
-    gate.fail_after_s = settings.dsc_trust_fail_after_s
-    gate.replay_window_s = settings.dcc_replay_window_s
-    # Every worker derives the same key, so a DCC shared between gates served by two workers is still caught.
-    gate.replay_key = derive_key(settings.secret.reveal(), b"placegate/dcc-replay/v1")
-    app[DSC_REGISTRY] = DscRegistry(app[REGISTRY].redis)
+    redis = app[REDIS]
+    registry = Registry(redis)
+    app[REGISTRY] = registry
+    app[DSC_REGISTRY] = DscRegistry(redis)
+    app[PLACES] = PlaceCache(registry, app[SETTINGS].principal_cache_s)
+    app[PRINCIPAL_CACHE] = PrincipalCache(registry, app[SETTINGS].principal_cache_s)
+    await refresh_trust(app)
     await refresh_dsc(app)
-    # A failed refresh keeps the last list; its age still counts towards degraded / fail-closed.
-    async with refreshing(lambda: refresh_dsc(app), every_s=DSC_REFRESH_S, what="DSC trust-list"):
+
+    async def refresh() -> None:
+        await refresh_trust(app)
+        await refresh_dsc(app)
+
+    async with refreshing(refresh, every_s=TRUST_REFRESH_S, what="trust-list"):
         yield
+
+
+async def refresh_trust(app: web.Application, *, force: bool = False) -> None:
+    """Reload the native keys when their version moved; a failed refresh keeps the last good list."""
+    state = app[TRUST_STATE]
+    registry = app[REGISTRY]
+    try:
+        if not force and state.healthy and await registry.trust_version() == state.version:
+            return
+        version, trust = await registry.load_trust()
+    except StoreUnavailableError:
+        state.healthy = False
+        return
+    state.set_native(version, trust, datetime.now(UTC))
+    app[METRICS].trust_keys.set(len(trust))
 
 
 async def refresh_dsc(app: web.Application, *, force: bool = False) -> bool:
     """Reload the DSC list when its version moved; False when Redis could not answer (last list kept)."""
-    gate = app[SCANNER].dcc
+    state = app[TRUST_STATE]
     registry = app[DSC_REGISTRY]
     try:
-        if not force and await registry.version() == gate.version:
+        if not force and await registry.version() == state.dsc_version:
             return True
         snapshot = await registry.load()
     except StoreUnavailableError:
         return False
-    gate.trust = snapshot.trust
-    gate.imported_at = snapshot.imported_at
-    gate.version = snapshot.version
+    state.dsc = snapshot.trust
+    state.dsc_imported_at = snapshot.imported_at
+    state.dsc_version = snapshot.version
     return True

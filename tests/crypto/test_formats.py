@@ -22,7 +22,7 @@ from crypto.formats import (
     verify_presented,
 )
 from crypto.keys import Alg, SigningKey
-from crypto.native import Colour, HealthCode, issue_health_code
+from crypto.native import LEEWAY_S, Colour, HealthCode, issue_health_code
 from crypto.trust import TrustedKey, TrustList, Usage
 from tests.crypto.conftest import NOW, VACCINATION_DCC, Dsc, make_hc1
 
@@ -62,7 +62,8 @@ def test_native_code_verifies_to_a_live_status_presentation() -> None:
     assert isinstance(code.evidence, HealthCode)
     assert code.holder_ref == "h-1" and code.signed_colour is Colour.YELLOW
     assert code.replay_id == f"{code.evidence.kid.hex()}:{code.evidence.nonce.hex()}"
-    assert code.replay_until == code.evidence.exp
+    # Remembered as long as the code is accepted: its expiry plus the clock leeway.
+    assert code.replay_until == code.evidence.exp + timedelta(seconds=LEEWAY_S)
 
 
 def test_hc1_verifies_to_a_uvci_keyed_presentation(ec_dsc: Dsc) -> None:

@@ -17,12 +17,13 @@ from redis.asyncio import Redis
 from crypto.keys import Alg, SigningKey
 from crypto.native import Colour, issue_health_code, issue_place_code
 from crypto.trust import TrustedKey, Usage
-from gateway.app import create_app, refresh_trust
+from gateway.app import create_app
 from gateway.principals import Principal, Role
-from gateway.scan.store import Store
 from gateway.settings import Secret, Settings
 from gateway.status.cache import StatusRecord
+from gateway.status.writer import StatusWriter
 from gateway.trust.cli_registry import create_principal
+from gateway.trust.refresh import refresh_trust
 from gateway.trust.registry import Place, Registry
 from policy.status import HolderStatus, TestResult
 
@@ -57,8 +58,8 @@ class World:
         now = datetime.now(UTC)
         tested = None if tested_h_ago is None else now - timedelta(hours=tested_h_ago)
         status = HolderStatus(colour, updated_at or now, tested, result if tested else TestResult.NONE, False)
-        store = Store(self.redis, secret=SECRET.reveal(), status_buckets=self.settings.status_buckets,
-                      status_ttl_s=self.settings.status_ttl_s)
+        store = StatusWriter.standalone(self.redis, secret=SECRET.reveal(), status_buckets=self.settings.status_buckets,
+                                        status_ttl_s=self.settings.status_ttl_s)
         try:
             await store.upsert_statuses([StatusRecord(holder, status)])
         finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from crypto.native import Colour
-from gateway.scan.routes_batch import MAX_BATCH_CODES
+from gateway.scan.routes import MAX_BATCH_CODES
 from tests.gateway.conftest import World
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from gateway.dispatch.feature import DISPATCH, DispatchRuntime
+from gateway.dispatch.runtime import DISPATCH, DispatchRuntime
 from gateway.dispatch.store import case_id_for_event
 from gateway.dispatch.worker import IntakeWorker
 from gateway.principals import Principal, Role

@@ -17,8 +17,8 @@ import pytest
 from crypto.base45 import b45encode
 from crypto.cbor import encode_cbor
 from gateway import keyspace
+from gateway.appstate import CLOCK
 from gateway.cli import main
-from gateway.state import SCANNER
 from gateway.trust.dsc import DscRegistry
 from gateway.trust.refresh import refresh_dsc
 from tests.crypto.conftest import TEST_DCC, VACCINATION_DCC, Dsc, make_dsc, make_hc1, sign_cose, wrap_hc1
@@ -35,7 +35,7 @@ def dsc() -> Dsc:
 
 
 def set_clock(world: World, at: datetime) -> None:
-    world.client.app[SCANNER].clock = lambda: at
+    world.client.app[CLOCK].now = lambda: at
 
 
 async def trust(world: World, *dscs: Dsc, at: datetime = T0) -> None:

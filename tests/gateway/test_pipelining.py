@@ -10,24 +10,25 @@ from typing import Any, cast
 import pytest
 
 from gateway import keyspace
-from gateway.scan.scanner import Scanner, ScanOutcome, day_of, partition_expiry
-from gateway.scan.store import Store
-from gateway.state import SCANNER, STORE
+from gateway.scan.scanlog import day_of, partition_expiry
+from gateway.scan.scanner import Scanner, ScanOutcome
+from gateway.scan.state import SCAN_STORE, SCANNER
+from gateway.scan.store import ScanStore
 from tests.gateway.conftest import PLACES, World
 
 
-async def _warm_scanner(world: World, holders: list[str], now: datetime) -> tuple[Scanner, Store, list[str]]:
+async def _warm_scanner(world: World, holders: list[str], now: datetime) -> tuple[Scanner, ScanStore, list[str]]:
     """Green statuses and a fresh code for each holder, after one scan that creates the day key."""
     for holder in holders:
         await world.set_status(holder)
     scanner = world.client.app[SCANNER]
     await scanner.scan(world.code("warm-up"), PLACES[2], "dev-c", now=now)
-    return scanner, world.client.app[STORE], [world.code(h) for h in holders]
+    return scanner, world.client.app[SCAN_STORE], [world.code(h) for h in holders]
 
 
 async def test_one_scan_is_two_pipelined_groups_not_one_await_per_command(world: World) -> None:
     await world.set_status("holder-1")
-    store = world.client.app[STORE]
+    store = world.client.app[SCAN_STORE]
     now = datetime.now(UTC)
     await world.client.app[SCANNER].scan(world.code("holder-0"), PLACES[2], "dev-c", now=now)  # creates the day key
     flushes, commands = store.batcher.flushes, store.batcher.commands

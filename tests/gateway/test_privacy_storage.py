@@ -11,8 +11,8 @@ from redis.asyncio import Redis
 
 from crypto.native import Colour
 from gateway.keyspace import REGISTRY_PREFIXES, day_key, scan_log_key
-from gateway.scan.scanner import day_of, partition_expiry
-from gateway.state import SCANNER
+from gateway.scan.scanlog import day_of, partition_expiry
+from gateway.scan.state import SCANNER
 from tests.gateway.conftest import PLACES, World
 
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 from gateway.keyspace import day_key, scan_log_key
 from gateway.privacy.tracing import pseudonym, trace_holder
-from gateway.scan.scanner import day_of, partition_expiry
-from gateway.state import SCANNER
+from gateway.scan.scanlog import day_of, partition_expiry
+from gateway.scan.state import SCANNER
 from tests.gateway.conftest import PLACES, World
 from tests.gateway.test_privacy_storage import _dump
 

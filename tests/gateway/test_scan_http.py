@@ -10,8 +10,8 @@ from crypto.base45 import b45decode, b45encode
 from crypto.keys import Alg, SigningKey
 from crypto.native import HEALTH_PREFIX, Colour, issue_place_code
 from crypto.trust import TrustedKey, Usage
-from gateway.app import refresh_trust
-from gateway.state import SCANNER
+from gateway.scan.state import PLACE_RESOLVER
+from gateway.trust.refresh import refresh_trust
 from gateway.trust.registry import Registry
 from policy.status import TestResult
 from tests.gateway.conftest import World
@@ -167,7 +167,7 @@ async def test_self_scan_with_forged_place_code_is_denied(world: World) -> None:
 async def test_a_venue_code_is_verified_once_and_its_revocation_still_applies(world: World) -> None:
     """Every visitor presents the venue's one place code: its signature is checked once, the key every time."""
     await world.set_status("holder-1")
-    place_codes = world.client.app[SCANNER].place_codes
+    place_codes = world.client.app[PLACE_RESOLVER].place_codes
     before = place_codes.signature_checks
     for _ in range(4):
         _, body = await world.scan(world.code(), who="app", place_code=world.place_codes["place-c"])

@@ -14,10 +14,10 @@ from redis.asyncio import Redis
 
 from crypto.native import Colour
 from gateway.cli import main
-from gateway.scan.store import Store
 from gateway.status import cli as cli_status
 from gateway.status import writer as status_writer
 from gateway.status.cache import StatusRecord, unpack_status
+from gateway.status.writer import StatusWriter
 from policy.status import HolderStatus, TestResult
 
 SECRET = bytes(range(32))
@@ -26,8 +26,8 @@ NOW = int(datetime.now(UTC).timestamp())
 
 
 @pytest.fixture
-async def store(redis: Redis) -> AsyncIterator[Store]:
-    store = Store(redis, secret=SECRET, status_buckets=1024, status_ttl_s=TTL_S)
+async def store(redis: Redis) -> AsyncIterator[StatusWriter]:
+    store = StatusWriter.standalone(redis, secret=SECRET, status_buckets=1024, status_ttl_s=TTL_S)
     try:
         yield store
     finally:
@@ -45,18 +45,18 @@ def _feed(tmp_path: Path, records: Sequence[object], name: str = "feed.jsonl") -
     return path
 
 
-async def _stored(store: Store, holder: str) -> HolderStatus | None:
+async def _stored(store: StatusWriter, holder: str) -> HolderStatus | None:
     key, field = store.locator.locate(holder)
     raw = await store.redis.hget(key, field)
     return None if raw is None else unpack_status(raw)
 
 
-async def _load(store: Store, path: Path, **kwargs: Any) -> dict[str, int]:
+async def _load(store: StatusWriter, path: Path, **kwargs: Any) -> dict[str, int]:
     return await cli_status.load_file(store, path, progress=False, **kwargs)
 
 
 async def test_a_holder_twice_in_one_window_keeps_the_newer_record_whatever_the_order(
-    store: Store, tmp_path: Path
+    store: StatusWriter, tmp_path: Path
 ) -> None:
     feed = _feed(tmp_path, [
         _rec("older-first", NOW - 100, "red"), _rec("older-first", NOW - 50, "green"),
@@ -71,14 +71,14 @@ async def test_a_holder_twice_in_one_window_keeps_the_newer_record_whatever_the_
         assert int(status.updated_at.timestamp()) == NOW - 50
 
 
-async def test_equal_updated_at_keeps_the_earlier_line(store: Store, tmp_path: Path) -> None:
+async def test_equal_updated_at_keeps_the_earlier_line(store: StatusWriter, tmp_path: Path) -> None:
     feed = _feed(tmp_path, [_rec("tie", NOW - 10, "yellow"), _rec("tie", NOW - 10, "red"), _rec("tie", NOW - 10)])
     assert await _load(store, feed) == {"applied": 1, "stale": 2, "rejected": 0}
     status = await _stored(store, "tie")
     assert status is not None and status.colour is Colour.YELLOW
 
 
-async def test_an_older_record_never_overwrites_a_newer_stored_status(store: Store, tmp_path: Path) -> None:
+async def test_an_older_record_never_overwrites_a_newer_stored_status(store: StatusWriter, tmp_path: Path) -> None:
     stored = HolderStatus(Colour.RED, datetime.fromtimestamp(NOW - 10, UTC), None, TestResult.NONE, False)
     assert await store.upsert_statuses([StatusRecord("h1", stored), StatusRecord("h2", stored)]) == [True, True]
     feed = _feed(tmp_path, [_rec("h1", NOW - 20), _rec("h2", NOW - 10), _rec("h3", NOW - 20)])
@@ -89,14 +89,14 @@ async def test_an_older_record_never_overwrites_a_newer_stored_status(store: Sto
 
 
 async def test_duplicates_across_windows_and_buckets_split_over_several_arguments(
-    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: StatusWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # 16 buckets: about 190 records a bucket, so with 50 records an argument each bucket spans several arguments,
     # and 600 records a call split a hash-tag group over several calls.
     monkeypatch.setattr(status_writer, "BUCKET_RECORDS", 50)
     monkeypatch.setattr(status_writer, "CALL_RECORDS", 600)
     monkeypatch.setattr(cli_status, "READ_BYTES", 4096)
-    small = Store(store.redis, secret=SECRET, status_buckets=16, status_ttl_s=TTL_S)
+    small = StatusWriter.standalone(store.redis, secret=SECRET, status_buckets=16, status_ttl_s=TTL_S)
     n = 3000
     first = [_rec(f"h{i}", NOW - 100) for i in range(n)]
     second = [_rec(f"h{i}", NOW - (50 if i % 2 else 200), "red") for i in range(n)]  # odd: newer, even: older
@@ -114,7 +114,7 @@ async def test_duplicates_across_windows_and_buckets_split_over_several_argument
         await small.aclose()
 
 
-async def test_every_written_bucket_expires(store: Store, tmp_path: Path) -> None:
+async def test_every_written_bucket_expires(store: StatusWriter, tmp_path: Path) -> None:
     await _load(store, _feed(tmp_path, [_rec(f"h{i}", NOW - 5) for i in range(5000)]), window=2000)
     keys = [key async for key in store.redis.scan_iter("pg:st:*")]
     assert len(keys) > 900  # 1024 buckets
@@ -122,7 +122,7 @@ async def test_every_written_bucket_expires(store: Store, tmp_path: Path) -> Non
         assert 0 < await store.redis.ttl(key) <= TTL_S
 
 
-async def test_an_unchanged_bucket_keeps_its_expiry(store: Store, tmp_path: Path) -> None:
+async def test_an_unchanged_bucket_keeps_its_expiry(store: StatusWriter, tmp_path: Path) -> None:
     await _load(store, _feed(tmp_path, [_rec("h1", NOW - 5)]))
     key, _ = store.locator.locate("h1")
     await store.redis.expire(key, 100)
@@ -131,7 +131,7 @@ async def test_an_unchanged_bucket_keeps_its_expiry(store: Store, tmp_path: Path
 
 
 async def test_bad_lines_are_reported_by_number_and_never_stop_the_load(
-    store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    store: StatusWriter, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     good = [_rec(f"g{i}", NOW - 5) for i in range(30)]
     lines: list[object] = [
@@ -165,7 +165,7 @@ async def test_bad_lines_are_reported_by_number_and_never_stop_the_load(
 
 
 async def test_line_numbers_hold_across_read_boundaries_and_without_a_final_newline(
-    store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    store: StatusWriter, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(cli_status, "READ_BYTES", 100)  # shorter than a line
     body = b"\r\n".join([orjson.dumps(_rec(f"h{i}", NOW - 5)) for i in range(40)] + [b"{oops"])
@@ -175,7 +175,7 @@ async def test_line_numbers_hold_across_read_boundaries_and_without_a_final_newl
     assert "line 41: invalid_json" in capsys.readouterr().err
 
 
-async def test_no_raw_holder_reference_reaches_redis(store: Store, tmp_path: Path) -> None:
+async def test_no_raw_holder_reference_reaches_redis(store: StatusWriter, tmp_path: Path) -> None:
     holders = [f"citizen-{i:05d}" for i in range(300)]
     await _load(store, _feed(tmp_path, [_rec(h, NOW - 5) for h in holders]))
     dump: list[bytes] = []
@@ -188,7 +188,7 @@ async def test_no_raw_holder_reference_reaches_redis(store: Store, tmp_path: Pat
     assert b"citizen" not in blob
 
 
-async def test_the_api_path_answers_each_record_of_a_holder_twice_in_one_batch(store: Store) -> None:
+async def test_the_api_path_answers_each_record_of_a_holder_twice_in_one_batch(store: StatusWriter) -> None:
     def status(colour: Colour, updated_s: int) -> HolderStatus:
         return HolderStatus(colour, datetime.fromtimestamp(updated_s, UTC), None, TestResult.NONE, False)
 
@@ -203,7 +203,7 @@ async def test_the_api_path_answers_each_record_of_a_holder_twice_in_one_batch(s
     assert await _stored(store, "c") == status(Colour.YELLOW, NOW - 1)
 
 
-async def test_the_script_is_loaded_again_after_the_server_forgets_it(store: Store, tmp_path: Path) -> None:
+async def test_the_script_is_loaded_again_after_the_server_forgets_it(store: StatusWriter, tmp_path: Path) -> None:
     await _load(store, _feed(tmp_path, [_rec("h1", NOW - 10)]))
     await store.redis.script_flush()
     assert await _load(store, _feed(tmp_path, [_rec("h1", NOW - 5)])) == {"applied": 1, "stale": 0, "rejected": 0}

@@ -11,8 +11,8 @@ import pytest
 from gateway.keyspace import AUDIT_STREAM, day_key, scan_log_key
 from gateway.principals import Principal, Role
 from gateway.privacy.tracing import pseudonym
-from gateway.scan.scanner import day_of
-from gateway.state import SCANNER
+from gateway.scan.scanlog import day_of
+from gateway.scan.state import SCANNER
 from gateway.trust.cli_registry import create_principal
 from gateway.trust.registry import Registry
 from tests.gateway.conftest import PLACES, World, WorldFactory

@@ -1,0 +1,39 @@
+"""Typed application state every feature may read (``web.AppKey``): settings, metrics, the Redis client, the
+command batcher, the admission rules and the clock. Each feature keeps its own keys in its own folder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from gateway.metrics import Metrics
+from gateway.redisio import CommandBatcher
+from gateway.settings import Settings
+from policy.rules import Rules
+
+__all__ = ["BATCHER", "CLOCK", "METRICS", "REDIS", "RULES", "SETTINGS", "Clock"]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Clock:
+    """The time every route reads; one object per app so that tests can move it (code validity, list ages)."""
+
+    __slots__ = ("now",)
+
+    def __init__(self, now: Callable[[], datetime] = _utcnow) -> None:
+        self.now = now
+
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+REDIS: web.AppKey[Redis] = web.AppKey("redis", Redis)
+# One batcher per process: the scan path and the status feed share its pipeline (gateway/redisio.py).
+BATCHER: web.AppKey[CommandBatcher] = web.AppKey("batcher", CommandBatcher)
+RULES: web.AppKey[Rules] = web.AppKey("rules", Rules)
+CLOCK: web.AppKey[Clock] = web.AppKey("clock", Clock)

@@ -1,0 +1,90 @@
+"""What the dispatch routes, the intake consumer, the sweeper and the CLI share: settings, the case store, the
+routing and deadline tables, the sealer and the clock; and who may see a case."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from crypto.sealing import Sealer
+from gateway.dispatch.store import CaseStore
+from gateway.principals import Principal, Role
+from gateway.settings import DispatchSettings, Settings
+from policy.casework import Case
+from policy.deadlines import DeadlineTable, load_default_deadline_table, parse_deadline_table
+from policy.routing import RoutingTable, load_default_routing_table, parse_routing_table
+
+__all__ = [
+    "DISPATCH",
+    "DISPATCH_SETTINGS",
+    "DispatchRuntime",
+    "consumer_name",
+    "in_scope",
+    "load_tables",
+    "make_runtime",
+]
+
+
+def load_tables(dispatch: DispatchSettings) -> tuple[RoutingTable, DeadlineTable]:
+    """Load and validate both tables (a bad table is a start-up failure)."""
+    routing = (
+        parse_routing_table(dispatch.routing_file.read_text("utf-8"))
+        if dispatch.routing_file
+        else load_default_routing_table()
+    )
+    deadlines = (
+        parse_deadline_table(dispatch.deadlines_file.read_text("utf-8"))
+        if dispatch.deadlines_file
+        else load_default_deadline_table()
+    )
+    return routing, deadlines
+
+
+@dataclass
+class DispatchRuntime:
+    """What the dispatch routes share; ``clock`` is replaceable so tests control time."""
+
+    settings: DispatchSettings
+    store: CaseStore
+    routing: RoutingTable
+    deadlines: DeadlineTable
+    sealer: Sealer
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    def now(self) -> datetime:
+        return self.clock()
+
+
+DISPATCH_SETTINGS: web.AppKey[DispatchSettings] = web.AppKey("dispatch_settings", DispatchSettings)
+DISPATCH: web.AppKey[DispatchRuntime] = web.AppKey("dispatch", DispatchRuntime)
+
+
+def make_runtime(redis: Redis, settings: Settings, dispatch: DispatchSettings) -> DispatchRuntime:
+    """Build the shared runtime on a Redis client (the app's, or the CLI's)."""
+    if settings.secret is None:
+        raise ValueError("settings.secret is required to seal and open holder references")
+    routing, deadlines = load_tables(dispatch)
+    store = CaseStore(
+        redis, waitaof_timeout_ms=dispatch.waitaof_timeout_ms, holder_retention_s=settings.retention_days * 24 * 3600
+    )
+    return DispatchRuntime(dispatch, store, routing, deadlines, Sealer(settings.secret.reveal()))
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+
+
+def in_scope(principal: Principal, case: Case) -> bool:
+    """Whether ``principal`` may see ``case`` at all."""
+    if principal.role is Role.HANDLER:
+        return bool(principal.department) and case.department == principal.department
+    if principal.role in (Role.DISPATCHER, Role.SUPERVISOR) and principal.jurisdiction:
+        scope = tuple(principal.jurisdiction.split("/"))
+        return case.jurisdiction[: len(scope)] == scope
+    return False

@@ -1,0 +1,74 @@
+"""What this worker trusts right now: the native issuer keys and the EU DCC document signers, each with the
+version it was loaded at, and the place registry behind a short cache. The refresh loop (``trust.refresh``)
+fills it; the scanner and the place resolver read it, one snapshot per loop turn."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from aiohttp import web
+
+from crypto.dcc_trust import DscTrustList
+from crypto.formats import TrustAnchors, TrustListName
+from crypto.trust import TrustList, Usage
+from gateway.trust.dsc import DscRegistry, Freshness, freshness
+from gateway.trust.registry import Place, Registry
+from gateway.ttlcache import TtlCache
+
+__all__ = ["DSC_REGISTRY", "PLACES", "REGISTRY", "TRUST_STATE", "PlaceCache", "TrustState"]
+
+
+@dataclass
+class TrustState:
+    """The trust lists this worker holds and whether the last refresh of each worked.
+
+    A failed refresh keeps the last good lists; the DSC list's age (stamped at import) is judged at each scan,
+    so a worker that cannot reach Redis still degrades and then fails closed on schedule.
+    """
+
+    native: TrustList = field(default_factory=TrustList)
+    version: int = -1
+    healthy: bool = False
+    usable_health_keys: int = 0
+    dsc: DscTrustList = field(default_factory=lambda: DscTrustList(()))
+    dsc_imported_at: datetime | None = None  # None: never imported, so HC1 codes fail closed
+    dsc_version: int = -1
+    dsc_degraded_after_s: int = 2 * 24 * 3600
+    dsc_fail_after_s: int = 7 * 24 * 3600
+
+    def anchors(self) -> TrustAnchors:
+        """One snapshot of every list (a loop turn verifies all its codes against the same one)."""
+        return TrustAnchors(self.native, self.dsc)
+
+    def set_native(self, version: int, trust: TrustList, now: datetime) -> None:
+        self.native = trust
+        self.version = version
+        self.healthy = True
+        self.usable_health_keys = sum(
+            1 for k in trust if k.usage is Usage.HEALTH and not k.revoked and k.not_before <= now <= k.not_after
+        )
+
+    def freshness(self, trust_list: TrustListName, now: datetime) -> Freshness:
+        """How far the list vouching for a format can be relied on at ``now`` (native keys carry their own
+        validity windows; the DSC list ages as a whole)."""
+        if trust_list == "native":
+            return Freshness.FRESH
+        return freshness(self.dsc_imported_at, now, degraded_after_s=self.dsc_degraded_after_s,
+                         fail_after_s=self.dsc_fail_after_s)
+
+
+class PlaceCache:
+    """Place registry lookups, cached for a few seconds (places change rarely; scans are many)."""
+
+    def __init__(self, registry: Registry, ttl_s: float) -> None:
+        self._cache: TtlCache[Place | None] = TtlCache(registry.get_place, ttl_s)
+
+    async def get(self, place_id: str) -> Place | None:
+        return await self._cache.get(place_id)
+
+
+TRUST_STATE: web.AppKey[TrustState] = web.AppKey("trust_state", TrustState)
+REGISTRY: web.AppKey[Registry] = web.AppKey("registry", Registry)
+DSC_REGISTRY: web.AppKey[DscRegistry] = web.AppKey("dsc_registry", DscRegistry)
+PLACES: web.AppKey[PlaceCache] = web.AppKey("places", PlaceCache)
