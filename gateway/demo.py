@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 from crypto.keys import Alg
 from crypto.native import Colour, issue_health_code
 from crypto.trust import Usage
-from gateway.cli_common import admin_redis, latest_signing_key, new_issuer_key
+from gateway.cli_common import admin_redis
 from gateway.principals import Principal, Role
 from gateway.settings import Settings
 from gateway.status.cache import StatusRecord
 from gateway.status.writer import StatusWriter
 from gateway.trust.cli_registry import create_principal
+from gateway.trust.keystore import latest_signing_key, new_issuer_key
 from gateway.trust.registry import Place, Registry
 from policy.status import HolderStatus, TestResult
 

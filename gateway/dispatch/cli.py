@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 from gateway.cli_common import add_common_args, admin_redis, run, settings_from
-from gateway.dispatch.reports import evaluation_document, parse_instant
+from gateway.dispatch.evaluation import evaluation_document, parse_instant
 from gateway.dispatch.runtime import consumer_name, make_runtime
 from gateway.dispatch.worker import IntakeWorker, sweep_open_cases
 from policy.routing import JurisdictionLevel

@@ -9,25 +9,23 @@ manager's scope and a place that does not exist get the same 403, so the API rev
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 from aiohttp import web
 
 from gateway.auth import PRINCIPAL, requires
+from gateway.dispatch.evaluation import evaluation_document, parse_instant
 from gateway.dispatch.runtime import DISPATCH, in_scope
 from gateway.dispatch.store import case_id_for_event
 from gateway.errors import BadRequestError, CaseRefusedError, ForbiddenError
 from gateway.http import json_response, read_json
 from gateway.principals import Role
 from gateway.trust.state import PLACES
-from policy.case_metrics import CaseMetrics, evaluate, evaluate_by_department, evaluate_by_jurisdiction
-from policy.casework import NOTE_MAX_CHARS, Case
+from policy.casework import NOTE_MAX_CHARS
 from policy.purpose import PURPOSE
 from policy.routing import EventClass, JurisdictionLevel
 
-__all__ = ["REPORT_CLASSES", "evaluation_document", "parse_instant", "routes"]
+__all__ = ["REPORT_CLASSES", "routes"]
 
 MAX_BODY = 8 * 1024
 REPORT_CLASSES = frozenset(
@@ -45,14 +43,6 @@ REPORT_MAX_AGE = timedelta(days=7)
 
 
 routes = web.RouteTableDef()
-
-
-def parse_instant(text: str) -> datetime:
-    """An ISO 8601 instant with an offset (``Z`` allowed), as UTC. :raises ValueError:"""
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        raise ValueError("an offset is required")
-    return value.astimezone(UTC)
 
 
 @routes.post("/v1/reports")
@@ -92,33 +82,6 @@ async def post_report(request: web.Request) -> web.Response:
     }  # fmt: skip
     await runtime.store.append_intake(event)
     return json_response({"event_id": event_id, "case_id": case_id_for_event(event_id), "status": "queued"}, status=202)
-
-
-def _metrics_json(m: CaseMetrics) -> dict[str, Any]:
-    return {
-        "cases": m.cases,
-        "cancelled": m.cancelled,
-        "filed": m.filed,
-        "dispatched": m.dispatched,
-        "handled": m.handled,
-        "closed": m.closed,
-        **m.rates(),
-    }
-
-
-def evaluation_document(
-    cases: Iterable[Case], *, start: datetime, end: datetime, level: JurisdictionLevel
-) -> dict[str, Any]:
-    """Overall, per-department and per-jurisdiction figures; counts and rates only, no personal data."""
-    population = list(cases)
-    by_dept = evaluate_by_department(population, start=start, end=end)
-    by_area = evaluate_by_jurisdiction(population, start=start, end=end, level=level)
-    return {
-        "from": start.isoformat(), "to": end.isoformat(), "level": level.value,
-        "overall": _metrics_json(evaluate(population, start=start, end=end)),
-        "by_department": {k: _metrics_json(v) for k, v in sorted(by_dept.items())},
-        "by_jurisdiction": {k: _metrics_json(v) for k, v in sorted(by_area.items())},
-    }  # fmt: skip
 
 
 @routes.get("/v1/dispatch/metrics")

@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from crypto.keys import Alg
 from crypto.native import MAX_LIFETIME_S, Colour, issue_health_code
 from crypto.trust import Usage
-from gateway.cli_common import add_common_args, admin_redis, latest_signing_key, new_issuer_key, run, settings_from
+from gateway.cli_common import add_common_args, admin_redis, run, settings_from
+from gateway.trust.keystore import latest_signing_key, new_issuer_key
 from gateway.trust.registry import Registry
 
 __all__ = ["register"]

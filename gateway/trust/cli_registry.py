@@ -10,8 +10,9 @@ from datetime import UTC, datetime, timedelta
 from crypto.errors import CodeFormatError
 from crypto.native import issue_place_code
 from crypto.trust import Usage
-from gateway.cli_common import add_common_args, admin_redis, latest_signing_key, run, settings_from
+from gateway.cli_common import add_common_args, admin_redis, run, settings_from
 from gateway.principals import Principal, Role, new_token
+from gateway.trust.keystore import latest_signing_key
 from gateway.trust.registry import Place, Registry
 
 __all__ = ["create_principal", "register"]
