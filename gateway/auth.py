@@ -13,7 +13,6 @@ from aiohttp import web
 
 from gateway.errors import AuthError, ForbiddenError
 from gateway.principals import Principal, Role, hash_token, is_token_shaped
-from gateway.trust.registry import Registry
 from gateway.ttlcache import TtlCache
 
 __all__ = ["PRINCIPAL", "PRINCIPAL_CACHE", "Handler", "PrincipalCache", "requires", "roles_of"]
@@ -21,8 +20,9 @@ __all__ = ["PRINCIPAL", "PRINCIPAL_CACHE", "Handler", "PrincipalCache", "require
 class PrincipalCache:
     """Short-lived cache of token lookups: a revocation takes effect within ``ttl_s`` seconds."""
 
-    def __init__(self, registry: Registry, ttl_s: float) -> None:
-        self._cache: TtlCache[Principal | None] = TtlCache(registry.get_principal, ttl_s)
+    def __init__(self, lookup: Callable[[str], Awaitable[Principal | None]], ttl_s: float) -> None:
+        """:param lookup: the principal stored under a token's SHA-256 (``Registry.get_principal``)."""
+        self._cache: TtlCache[Principal | None] = TtlCache(lookup, ttl_s)
 
     async def authenticate(self, request: web.Request) -> Principal:
         header = request.headers.get("Authorization", "")

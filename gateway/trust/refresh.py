@@ -41,7 +41,7 @@ async def _context(app: web.Application) -> AsyncIterator[None]:
     app[REGISTRY] = registry
     app[DSC_REGISTRY] = DscRegistry(redis)
     app[PLACES] = PlaceCache(registry, app[SETTINGS].principal_cache_s)
-    app[PRINCIPAL_CACHE] = PrincipalCache(registry, app[SETTINGS].principal_cache_s)
+    app[PRINCIPAL_CACHE] = PrincipalCache(registry.get_principal, app[SETTINGS].principal_cache_s)
     await refresh_trust(app)
     await refresh_dsc(app)
 
