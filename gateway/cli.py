@@ -1,40 +1,70 @@
-"""The `placegate` command line. Each sub-command lives in its own module and registers itself here."""
+"""The `placegate` command line. Each sub-command lives in its own module and registers itself here.
+
+Sub-command modules are imported lazily: ``placegate verify`` must start without aiohttp, redis or
+prometheus_client, which the admin commands pull in through ``cli_common`` (about 0.9 s of imports). The
+top-level parser therefore lists every command from the ``COMMANDS`` table and imports only the module of the
+command being run; ``tests/test_cli_imports.py`` keeps the table equal to what each module registers.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
-from types import ModuleType
 
-from gateway import serve as cli_serve
-from gateway.dispatch import cli as cli_dispatch
-from gateway.privacy import cli as cli_audit
-from gateway.status import cli as cli_status
-from gateway.trust import cli_dsc as cli_trust
-from gateway.trust import cli_keys, cli_registry
-from gateway.trust import verify as cli_verify
+__all__ = ["COMMANDS", "build_parser", "command_of", "main"]
 
-__all__ = ["COMMAND_MODULES", "build_parser", "main"]
+# Command name -> (module whose register() adds it, its one-line help). A module registering several commands
+# has them in a row, in its register() order, so that `placegate --help` lists them as registered.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("gateway.serve", "run the gateway (embedded Redis when no --redis-url)"),
+    "keys": ("gateway.trust.cli_keys", "manage trusted issuer keys"),
+    "issue": ("gateway.trust.cli_keys", "DEMO/TEST ONLY: mint a health code with a local test issuer key"),
+    "places": ("gateway.trust.cli_registry", "register places and print their signed place codes"),
+    "devices": ("gateway.trust.cli_registry", "register scanner devices (token printed once)"),
+    "principals": ("gateway.trust.cli_registry", "manage principals of every role (token printed once)"),
+    "status": ("gateway.status.cli", "health-authority status cache"),
+    "verify": ("gateway.trust.verify", "verify an EU DCC (HC1:) code and print the verdicts as JSON"),
+    "trust": ("gateway.trust.cli_dsc", "manage the EU DCC (HC1) document-signer trust list"),
+    "dispatch": ("gateway.dispatch.cli", "dispatch core: sweep deadlines, evaluation report, intake worker"),
+    "audit": ("gateway.privacy.cli", "verify and query the hash-chained audit trail"),
+    "privacy": ("gateway.privacy.cli", "retention report, record of processing activities, contact tracing"),
+}
 
-COMMAND_MODULES: list[ModuleType] = [
-    cli_serve, cli_keys, cli_registry, cli_status, cli_verify, cli_trust, cli_dispatch, cli_audit,
-]
+
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command argparse will dispatch to: the first word that is not an option, if it names a command."""
+    for word in argv:
+        # The top-level parser has no option taking a value, so the first non-option word is the command.
+        if word == "--" or word.startswith("-"):
+            continue
+        return word if word in COMMANDS else None
+    return None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser of ``command``'s module; every other command is a help-only stub from ``COMMANDS``.
+
+    :param command: a key of ``COMMANDS`` whose module is imported, or None to import no sub-command module.
+    """
     parser = argparse.ArgumentParser(
         prog="placegate", description="Place-code verification gateway: signed health codes, status cache, "
         "admission policy, purpose-limited log, dispatch of exceptions."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in COMMAND_MODULES:
-        module.register(sub)
+    loaded = COMMANDS[command][0] if command is not None else None
+    for name, (module_path, help_text) in COMMANDS.items():
+        if module_path != loaded:
+            sub.add_parser(name, help=help_text)
+        elif name not in sub.choices:
+            importlib.import_module(module_path).register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(command_of(words)).parse_args(words)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

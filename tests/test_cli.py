@@ -99,3 +99,9 @@ def test_serve_demo_prints_a_curl_line_that_admits_then_is_replayed(tmp_path: Pa
     # The embedded server was stopped with the gateway and left its AOF in the data directory.
     assert list((tmp_path / "redis").rglob("*.aof"))
     assert "Traceback" not in stderr
+
+
+def test_an_unknown_command_is_a_usage_error_naming_the_commands(tmp_path: Path) -> None:
+    proc = _run("bogus", data_dir=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "invalid choice: 'bogus'" in proc.stderr and "'verify'" in proc.stderr
