@@ -61,11 +61,6 @@ class Decision:
     rules_version: str
     degraded: bool = False
 
-    @property
-    def admit(self) -> bool:
-        return self.action is Action.ADMIT
-
-
 def refuse(rules: Rules, reason: str, *, rule_id: str = "code") -> Decision:
     """A deny for a code that failed verification, replay or sharing checks."""
     return Decision(Action.DENY, reason, rule_id, rules.version)

@@ -95,11 +95,6 @@ class Assessment:
     escalate_to: tuple[CentreLevel, ...]  # centres to step through now, lowest first
     next_check_at: datetime | None  # when the answer can next change; None: never (no clock or at city)
 
-    @property
-    def changes_case(self) -> bool:
-        return self.flag_overdue or bool(self.escalate_to)
-
-
 def _escalations_in_stage(case: Case) -> int:
     # ESCALATE and FLAG_OVERDUE never change the state, so the entries after the last state change are this
     # stage's; counting them makes a repeated sweep at the same ``now`` a no-op.

@@ -26,11 +26,11 @@ from typing import ClassVar
 from policy.errors import PolicyError
 
 __all__ = [
-    "PURPOSE",
     "APPROVAL_MAX_S",
     "AUDIT_MAX_RANGE",
     "AUDIT_PAGE_MAX",
     "PRIVACY_OFFICER",
+    "PURPOSE",
     "TRACE_PAGE_MAX",
     "TRACE_REQUESTER_ROLES",
     "Approval",
