@@ -1,14 +1,55 @@
-"""Settings, read once from the environment (prefix ``PLACEGATE_``) in ``__main__``; code below receives them."""
+"""Settings, read once from the environment (prefix ``PLACEGATE_``) in the CLI; code below receives them.
+
+Strict by design: a value that does not parse or is out of range raises ``SettingsError`` naming its variable
+(the CLI prints it and exits 2), and ``unknown_variables`` lists ``PLACEGATE_*`` names that no setting reads, so
+a typo (``PLACEGATE_PROT``) is reported instead of silently leaving the default in force.
+"""
 
 from __future__ import annotations
 
+import difflib
+import math
 import os
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import ClassVar
 
-__all__ = ["DispatchSettings", "Secret", "Settings", "load_or_create_secret"]
+__all__ = [
+    "DispatchSettings",
+    "Secret",
+    "Settings",
+    "SettingsError",
+    "known_variables",
+    "load_or_create_secret",
+    "unknown_variable_warnings",
+    "unknown_variables",
+]
+
+PREFIX = "PLACEGATE_"
+DISPATCH_PREFIX = "PLACEGATE_DISPATCH_"
+# PLACEGATE_* variables that are not settings of the gateway but are read by the tooling around it; they must
+# not be reported as unknown (tests/gateway/test_settings.py checks that this list covers every reader).
+READ_ELSEWHERE: Mapping[str, str] = {
+    "PLACEGATE_TEST_REDIS_URL": "tests/conftest.py: the Redis the test session uses instead of its own",
+    "PLACEGATE_LOCUST_STATE": "bench/locustfile.py: the load generator's state file",
+    "PLACEGATE_LOCUST_HOLDERS": "bench/locustfile.py: holders the load generator feeds",
+}
+# The secret keys keyed BLAKE2b (crypto/kdf.py), whose key is at most 64 bytes; below 32 bytes it is too weak.
+_SECRET_BYTES = (32, 64)
+
+
+class SettingsError(ValueError):
+    """A refused setting; ``variable`` names it (``PLACEGATE_PORT``) and the message starts with that name."""
+
+    code: ClassVar[str] = "invalid_setting"
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+        self.problem = problem
 
 
 class Secret:
@@ -44,16 +85,33 @@ class DispatchSettings:
     sweep_interval_s: float = 30.0  # 0 disables the in-process sweeper
     claim_idle_ms: int = 60_000  # XAUTOCLAIM pending events idle this long (a crashed consumer's)
     max_deliveries: int = 5  # dead-letter an event after this many failed deliveries
-    waitaof_timeout_ms: int = 2000
+    waitaof_timeout_ms: int = 2000  # 0 would be WAITAOF's "block forever": refused by RANGES
     auto_intake_reports: bool = False  # site managers' reports wait for an intake operator's accept
     page_max: int = 100  # bound of one queue page
     metrics_max_days: int = 92  # bound of one evaluation range
     metrics_max_cases: int = 50_000
 
+    # Inclusive bounds of every number; a test checks that no numeric field is missing here.
+    RANGES: ClassVar[Mapping[str, tuple[float, float]]] = {
+        "sweep_interval_s": (0, 24 * 3600),
+        "claim_idle_ms": (1000, 24 * 3600 * 1000),
+        "max_deliveries": (1, 1000),
+        "waitaof_timeout_ms": (1, 60_000),
+        "page_max": (1, 10_000),
+        "metrics_max_days": (1, 3 * 366),
+        "metrics_max_cases": (1, 10_000_000),
+    }
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> DispatchSettings:
-        """Build from ``PLACEGATE_DISPATCH_*`` variables; bad values raise ValueError."""
-        return cls(**_env_values(cls, "PLACEGATE_DISPATCH_", environ))  # type: ignore[arg-type]
+        """Build from ``PLACEGATE_DISPATCH_*`` variables; a bad value raises SettingsError naming it."""
+        settings = cls(**_env_values(cls, DISPATCH_PREFIX, environ))  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """:raises SettingsError: a value out of its range, named by its variable."""
+        _check_ranges(self, DISPATCH_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,28 +143,60 @@ class Settings:
     # A DCC is static for months: the same one at a second place inside this window is a shared copy; the
     # window matches the native code's 60 s refresh interval.
     dcc_replay_window_s: int = 60
+    # How often every worker re-reads the trust list (native keys and EU DCC signer list): a revoked key
+    # stops verifying within this delay.
+    trust_refresh_s: float = 2.0
+    # Codes in one POST /v1/scan/batch (a turnstile bank); the batch body limit scales with it.
+    max_batch_codes: int = 64
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
+
+    # Inclusive bounds of every number; a test checks that no numeric field is missing here.
+    RANGES: ClassVar[Mapping[str, tuple[float, float]]] = {
+        "port": (1, 65535),
+        "retention_days": (1, 366),
+        "status_buckets": (16, 1 << 24),
+        "status_ttl_s": (1, 366 * 24 * 3600),
+        "redis_timeout_ms": (1, 60_000),
+        # 0 turns the cache off; it is the delay before a revoked token stops working, hence the hour.
+        "principal_cache_s": (0, 3600),
+        "max_body_bytes": (1024, 16 * 1024 * 1024),
+        "workers": (1, 1024),
+        "dsc_trust_degraded_after_s": (1, 366 * 24 * 3600),
+        "dsc_trust_fail_after_s": (1, 366 * 24 * 3600),
+        "dcc_replay_window_s": (1, 24 * 3600),
+        "trust_refresh_s": (0.1, 3600),
+        "max_batch_codes": (1, 1024),
+    }
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
-        """Build from ``PLACEGATE_*`` variables; unknown variables are ignored, bad values raise ValueError."""
-        values = _env_values(cls, "PLACEGATE_", environ)
+        """Build from ``PLACEGATE_*`` variables; unknown names are ignored here (see ``unknown_variables``).
+
+        :raises SettingsError: a value that does not parse or is out of range, named by its variable.
+        """
+        values = _env_values(cls, PREFIX, environ)
         values["dispatch"] = DispatchSettings.from_env(environ)
         settings = cls(**values)  # type: ignore[arg-type]
         settings.validate()
         return settings
 
     def validate(self) -> None:
-        if not 1 <= self.retention_days <= 366:
-            raise ValueError("retention_days must be in [1, 366]")
-        if self.status_buckets < 16 or self.status_buckets & (self.status_buckets - 1):
-            raise ValueError("status_buckets must be a power of two >= 16")
-        if not 0 < self.dsc_trust_degraded_after_s <= self.dsc_trust_fail_after_s:
-            raise ValueError("need 0 < dsc_trust_degraded_after_s <= dsc_trust_fail_after_s")
-        if not 1 <= self.dcc_replay_window_s <= 24 * 3600:
-            raise ValueError("dcc_replay_window_s must be in [1, 86400]")
-        if self.secret is not None and len(self.secret.reveal()) < 32:
-            raise ValueError("secret must be at least 32 bytes (64 hex digits)")
+        """:raises SettingsError: a value out of its range, named by its variable."""
+        _check_ranges(self, PREFIX)
+        if self.status_buckets & (self.status_buckets - 1):
+            raise SettingsError("PLACEGATE_STATUS_BUCKETS", f"must be a power of two, got {self.status_buckets}")
+        if self.dsc_trust_degraded_after_s > self.dsc_trust_fail_after_s:
+            raise SettingsError("PLACEGATE_DSC_TRUST_DEGRADED_AFTER_S",
+                                f"must not exceed PLACEGATE_DSC_TRUST_FAIL_AFTER_S ({self.dsc_trust_fail_after_s}), "
+                                f"got {self.dsc_trust_degraded_after_s}")
+        if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            # Only the scheme is echoed: the rest of a URL may carry the server's password.
+            scheme, sep, _ = self.redis_url.partition("://")
+            got = f"scheme {scheme!r}" if sep else "no scheme"
+            raise SettingsError("PLACEGATE_REDIS_URL", f"expected a redis://, rediss:// or unix:// URL, got {got}")
+        if self.secret is not None and not _SECRET_BYTES[0] <= len(self.secret.reveal()) <= _SECRET_BYTES[1]:
+            raise SettingsError("PLACEGATE_SECRET", _SECRET_RULE)
+        self.dispatch.validate()
 
     def with_secret(self) -> Settings:
         """These settings with a secret, generating one into ``data_dir`` for the embedded mode."""
@@ -115,35 +205,130 @@ class Settings:
         return replace(self, secret=load_or_create_secret(self.data_dir / "secret"))
 
 
+_SECRET_RULE = f"expected {2 * _SECRET_BYTES[0]} to {2 * _SECRET_BYTES[1]} hex digits (value not shown)"
+_INT = re.compile(r"-?[0-9]+")
+_FLOAT = re.compile(r"-?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?")
+_HEX = re.compile(r"([0-9a-fA-F]{2})+")
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+class _Refused(ValueError):
+    """A text a converter cannot turn into its type; ``_env_values`` adds the variable's name."""
+
+
+def _to_int(raw: str) -> int:
+    # int() alone would also take "1_000", " 12 ", "+5" and non-ASCII digits: an operator's typo, not a number.
+    if not _INT.fullmatch(raw):
+        raise _Refused(f"expected an integer, got {raw!r}")
+    return int(raw)
+
+
+def _to_float(raw: str) -> float:
+    value = float(raw) if _FLOAT.fullmatch(raw) else math.nan  # float() alone takes "nan", "inf", " 1 "
+    if not math.isfinite(value):
+        raise _Refused(f"expected a finite number, got {raw!r}")
+    return value
+
+
+def _to_bool(raw: str) -> bool:
+    # Anything else used to mean False: PLACEGATE_DISPATCH_WORKER=ture must not silently turn the worker off.
+    value = _BOOLEANS.get(raw.lower())
+    if value is None:
+        raise _Refused(f"expected one of 1/0, true/false, yes/no, on/off, got {raw!r}")
+    return value
+
+
+def _to_path(raw: str) -> Path:
+    if not raw.strip():
+        raise _Refused(f"expected a path, got {raw!r}")
+    return Path(raw)
+
+
+def _to_secret(raw: str) -> Secret:
+    if not _HEX.fullmatch(raw):  # bytes.fromhex alone would take spaces between the digits
+        raise _Refused(_SECRET_RULE)  # never echo a secret, not even a malformed one
+    return Secret(bytes.fromhex(raw))
+
+
 # How a variable's text becomes a field's value, by the field's declared type (annotations are strings here).
 _CONVERT: dict[str, Callable[[str], object]] = {
-    "int": int,
-    "float": float,
+    "int": _to_int,
+    "float": _to_float,
     "str": str,
     "str | None": str,
-    "Path": Path,
-    "Path | None": Path,
-    "bool": lambda raw: raw.lower() in ("1", "true", "yes", "on"),
-    "Secret | None": lambda raw: Secret(bytes.fromhex(raw)),
+    "Path": _to_path,
+    "Path | None": _to_path,
+    "bool": _to_bool,
+    "Secret | None": _to_secret,
 }
 
 
 def _env_values(cls: type, prefix: str, environ: Mapping[str, str]) -> dict[str, object]:
-    """The fields of dataclass ``cls`` set in ``environ`` as ``PREFIX + NAME``; nested settings are skipped."""
+    """The fields of dataclass ``cls`` set in ``environ`` as ``PREFIX + NAME``; nested settings are skipped.
+
+    An empty value counts as unset (``VAR=`` in a unit file or shell clears an inherited one).
+    """
     values: dict[str, object] = {}
     for f in fields(cls):
-        raw = environ.get(prefix + f.name.upper())
-        convert = _CONVERT.get(str(f.type))
-        if raw is None or raw == "" or convert is None:
+        if str(f.type) not in _CONVERT:
             continue
-        values[f.name] = convert(raw)
+        variable = prefix + f.name.upper()
+        raw = environ.get(variable)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[f.name] = _CONVERT[str(f.type)](raw)
+        except _Refused as exc:
+            raise SettingsError(variable, str(exc)) from None
     return values
 
 
+def _check_ranges(settings: Settings | DispatchSettings, prefix: str) -> None:
+    for name, (low, high) in settings.RANGES.items():
+        value = getattr(settings, name)
+        if not low <= value <= high:
+            raise SettingsError(prefix + name.upper(), f"must be in [{_number(low)}, {_number(high)}], got {value}")
+
+
+def _number(bound: float) -> str:
+    return str(int(bound)) if bound == int(bound) else str(bound)
+
+
+def known_variables() -> frozenset[str]:
+    """Every ``PLACEGATE_*`` name something reads: the settings, the dispatch settings and ``READ_ELSEWHERE``."""
+    names = {PREFIX + f.name.upper() for f in fields(Settings) if str(f.type) in _CONVERT}
+    names |= {DISPATCH_PREFIX + f.name.upper() for f in fields(DispatchSettings)}
+    return frozenset(names | set(READ_ELSEWHERE))
+
+
+def unknown_variables(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """``PLACEGATE_*`` names in ``environ`` that nothing reads, sorted (any case: ``placegate_port`` too)."""
+    known = known_variables()
+    return sorted(name for name in environ if name.upper().startswith(PREFIX) and name not in known)
+
+
+def unknown_variable_warnings(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """One line per unknown variable, with the closest known name when it looks like a typo."""
+    # Compared without the shared prefix, which would make every name look close to every other.
+    known = {name[len(PREFIX):]: name for name in known_variables()}
+    lines = []
+    for name in unknown_variables(environ):
+        close = difflib.get_close_matches(name[len(PREFIX):].upper(), sorted(known), n=1, cutoff=0.7)
+        hint = f"; did you mean {known[close[0]]}?" if close else ""
+        lines.append(f"unknown setting {name} (ignored{hint})")
+    return lines
+
+
 def load_or_create_secret(path: Path) -> Secret:
-    """Read a hex secret file, creating it (mode 0600) on first use."""
+    """Read a hex secret file, creating it (mode 0600) on first use.
+
+    :raises SettingsError: the file does not hold a valid secret (named as PLACEGATE_SECRET, which it stands for).
+    """
     if path.exists():
-        return Secret(bytes.fromhex(path.read_text().strip()))
+        text = path.read_text().strip()
+        if not _HEX.fullmatch(text) or not _SECRET_BYTES[0] <= len(text) // 2 <= _SECRET_BYTES[1]:
+            raise SettingsError("PLACEGATE_SECRET", f"not set, and {path}: {_SECRET_RULE}")
+        return Secret(bytes.fromhex(text))
     path.parent.mkdir(parents=True, exist_ok=True)
     value = secrets.token_bytes(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
