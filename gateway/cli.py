@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+
+from gateway.settings import unknown_variable_warnings
 
 __all__ = ["COMMANDS", "build_parser", "command_of", "main"]
 
@@ -65,11 +68,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(command_of(words)).parse_args(words)
+    # Reported, not fatal: a stale variable left in a unit file must not stop a restart.
+    for warning in unknown_variable_warnings(os.environ):
+        print(f"placegate: warning: {warning}", file=sys.stderr)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130
-    except ValueError as exc:
+    except ValueError as exc:  # SettingsError among them: its message starts with the variable's name
         print(f"placegate: {exc}", file=sys.stderr)
         return 2
 

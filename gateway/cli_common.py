@@ -30,7 +30,10 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    """Environment first, then command-line overrides."""
+    """Environment first, then command-line overrides.
+
+    :raises SettingsError: a bad value, named by its variable (``main`` prints it and exits 2).
+    """
     settings = Settings.from_env()
     overrides: dict[str, Any] = {}
     if getattr(args, "redis_url", None):
@@ -44,6 +47,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         from dataclasses import replace
 
         settings = replace(settings, **overrides)
+        settings.validate()  # a flag is held to the same ranges as its variable (--port 0: PLACEGATE_PORT)
     return settings
 
 
