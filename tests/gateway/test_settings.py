@@ -235,3 +235,28 @@ def test_every_variable_read_in_the_tree_is_known() -> None:
             read |= set(_READER.findall(path.read_text("utf-8")))
     assert "PLACEGATE_TEST_REDIS_URL" in read  # the pattern does find readers
     assert read <= known_variables()
+
+
+def _doc_rows(doc: str) -> dict[str, str]:
+    """Table rows of a doc by the variable in their first cell (``| `NAME` | …``)."""
+    text = (ROOT / "docs" / doc).read_text("utf-8")
+    return {m.group(1): m.group(0) for m in re.finditer(r"^\| `([A-Z0-9_*]+)` \|.*$", text, re.MULTILINE)}
+
+
+def test_the_docs_list_every_setting_with_its_range_and_no_other_variable() -> None:
+    docs = ((Settings, "operations.md", "PLACEGATE_"), (DispatchSettings, "dispatch-operations.md", ""))
+    for cls, doc, prefix in docs:
+        rows = _doc_rows(doc)
+        for f in fields(cls):
+            if f.name == "dispatch":
+                continue
+            row = rows[prefix + f.name.upper()]
+            if f.name in cls.RANGES:
+                low, high = cls.RANGES[f.name]
+                assert f"| {_text(low)}\N{EN DASH}{_text(high)}" in row, row
+    mentioned: set[str] = set()
+    for path in [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "ops").iterdir(),
+                 ROOT / "bench" / "README.md"]:
+        mentioned |= set(re.findall(r"PLACEGATE_[A-Z0-9_]*[A-Z0-9]", path.read_text("utf-8")))
+    prose = {"PLACEGATE_DISPATCH", "PLACEGATE_PROT"}  # "PLACEGATE_DISPATCH_*" and the typo in the warning example
+    assert mentioned <= known_variables() | prose
