@@ -19,25 +19,16 @@ from gateway.dispatch.runtime import DISPATCH, in_scope
 from gateway.dispatch.store import case_id_for_event
 from gateway.errors import BadRequestError, CaseRefusedError, ForbiddenError
 from gateway.http import json_response, read_json
+from gateway.intake import REPORT_EVENT_CLASSES, report_event_fields
 from gateway.principals import Role
 from gateway.trust.state import PLACES
 from policy.casework import NOTE_MAX_CHARS
-from policy.purpose import PURPOSE
 from policy.routing import EventClass, JurisdictionLevel
 
 __all__ = ["REPORT_CLASSES", "routes"]
 
 MAX_BODY = 8 * 1024
-REPORT_CLASSES = frozenset(
-    {
-        EventClass.REFUSED_VERIFICATION,
-        EventClass.FORCED_ENTRY,
-        EventClass.SUSPECTED_FORGERY,
-        EventClass.DEVICE_FAULT,
-        EventClass.CROWDING,
-        EventClass.OTHER,
-    }
-)
+REPORT_CLASSES = REPORT_EVENT_CLASSES
 CLOCK_SKEW = timedelta(minutes=5)
 REPORT_MAX_AGE = timedelta(days=7)
 
@@ -75,11 +66,10 @@ async def post_report(request: web.Request) -> web.Response:
     if note is not None and len(note) > NOTE_MAX_CHARS:
         raise CaseRefusedError(f"note longer than {NOTE_MAX_CHARS} characters", code="note_too_long")
     event_id = "r" + f"{int(now.timestamp() * 1000):012x}" + os.urandom(8).hex()
-    event = {
-        "event_id": event_id, "source": "report", "event_class": event_class, "place": place.place_id,
-        "jurisdiction": place.jurisdiction, "reporter": principal.principal_id,
-        "occurred_at": str(int(at.timestamp() * 1000)), "note": note or "", "purpose": PURPOSE,
-    }  # fmt: skip
+    event = report_event_fields(
+        event_id=event_id, event_class=EventClass(event_class), place_id=place.place_id,
+        jurisdiction=place.jurisdiction, reporter=principal.principal_id, occurred_at=at, note=note,
+    )  # fmt: skip
     await runtime.store.append_intake(event)
     return json_response({"event_id": event_id, "case_id": case_id_for_event(event_id), "status": "queued"}, status=202)
 

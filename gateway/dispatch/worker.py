@@ -5,7 +5,8 @@ derived from the event id and the case write only succeeds on an empty history (
 case and is acknowledged again). An event is acknowledged (XACK) only after its case is confirmed on disk.
 Pending events of a crashed consumer are taken over with XAUTOCLAIM once idle for ``claim_idle_ms``; an event
 that fails ``max_deliveries`` times, or can never succeed (malformed, unknown class, place outside the routing
-table), is copied to ``pg:dispatch:deadletter`` with a reason code and acknowledged.
+table), is copied to ``pg:dispatch:deadletter`` with a reason code and acknowledged. The event format is
+``gateway.intake``.
 
 Logs name event ids, case ids, event classes and error codes only, never a holder or a note.
 """
@@ -25,20 +26,18 @@ from redis.exceptions import RedisError, ResponseError
 from gateway import keyspace
 from gateway.dispatch.store import CaseStore, case_id_for_event
 from gateway.errors import GatewayError, StoreUnavailableError
+from gateway.intake import IntakeEvent, MalformedEventError, decode_fields, parse_event
 from policy.case_errors import CaseError
 from policy.casework import TERMINAL_STATES, Action, Actor, Case, Role, apply_transition, new_case
 from policy.deadlines import DeadlineTable, sweep
-from policy.routing import RoutingTable, parse_event_class, parse_jurisdiction
+from policy.routing import RoutingTable, parse_jurisdiction
 
 __all__ = [
     "GROUP",
     "SYSTEM_ACTOR",
-    "IntakeEvent",
     "IntakeWorker",
-    "MalformedEventError",
     "SweepReport",
     "open_case",
-    "parse_event",
     "sweep_open_cases",
 ]
 
@@ -48,67 +47,16 @@ SYSTEM_ACTOR = Actor("dispatch-worker", Role.SYSTEM)
 Clock = Callable[[], datetime]
 
 
-class MalformedEventError(Exception):
-    code = "malformed_event"
-
-
-@dataclass(frozen=True, slots=True)
-class IntakeEvent:
-    """One exception event as the scan path or a site manager's report wrote it."""
-
-    event_id: str
-    source: str  # "scan" | "report"
-    event_class: str
-    place_id: str
-    jurisdiction: str
-    actor_id: str
-    occurred_at: datetime
-    note: str | None
-    holder: dict[str, str] | None  # sealed holder reference, pseudonym and day; never opened here
-
-
-def parse_event(fields: Mapping[str, str]) -> IntakeEvent:
-    """Read an intake stream entry. :raises MalformedEventError: it can never become a case."""
-    try:
-        source = fields["source"]
-        if source not in ("scan", "report"):
-            raise ValueError("unknown source")
-        millis = int(fields["occurred_at"])
-        sealed = fields.get("holder_sealed", "")
-        holder = None
-        if sealed:
-            holder = {
-                "holder_sealed": sealed,
-                "pseudonym": fields.get("pseudonym", ""),
-                "day": fields.get("day", ""),
-                "purpose": fields.get("purpose", ""),
-            }
-        return IntakeEvent(
-            event_id=fields["event_id"],
-            source=source,
-            event_class=fields["event_class"],
-            place_id=fields["place"],
-            jurisdiction=fields["jurisdiction"],
-            actor_id=fields.get("device") or fields.get("reporter") or source,
-            occurred_at=datetime.fromtimestamp(millis / 1000, UTC),
-            note=fields.get("note") or None,
-            holder=holder,
-        )
-    except (KeyError, ValueError, OverflowError) as exc:
-        raise MalformedEventError(f"unreadable intake event: {exc.__class__.__name__}") from None
-
-
 def open_case(
     event: IntakeEvent, *, routing: RoutingTable, deadlines: DeadlineTable, now: datetime, auto_intake: bool
 ) -> Case:
     """The case an event becomes: routed, reported by its source, and (``auto_intake``) accepted, filed and
     dispatched by the system. :raises CaseError: unknown class, bad path, no route (permanent)."""
-    event_class = parse_event_class(event.event_class)
     jurisdiction = parse_jurisdiction(event.jurisdiction)
-    route = routing.route(event_class, jurisdiction)
+    route = routing.route(event.event_class, jurisdiction)
     reported_at = min(event.occurred_at, now)
     case = new_case(
-        case_id=case_id_for_event(event.event_id), event_class=event_class, place_id=event.place_id,
+        case_id=case_id_for_event(event.event_id), event_class=event.event_class, place_id=event.place_id,
         jurisdiction=jurisdiction, department=route.department, actor=Actor(event.actor_id, Role.SOURCE),
         now=reported_at, urgent=route.urgent, note=event.note,
     )  # fmt: skip
@@ -194,7 +142,13 @@ class IntakeWorker:
         if raw is None:  # trimmed away while pending
             await self._ack(mid)
             return "gone"
-        fields = {k.decode(): v.decode() for k, v in raw.items()}
+        try:
+            fields = decode_fields(raw)
+        except MalformedEventError as exc:
+            # Copied with replacement characters: the dead letter shows what arrived, and the consumer lives on.
+            fields = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in raw.items()}
+            await self._dead_letter(mid, fields, exc.code, deliveries)
+            return "deadlettered"
         try:
             event = parse_event(fields)
             auto = event.source == "scan" or self.auto_intake_reports

@@ -20,6 +20,7 @@ from crypto.formats import NOT_A_CODE_ERRORS, TrustAnchors, VerifiedCode, format
 from crypto.sealing import Sealer
 from gateway import keyspace
 from gateway.errors import MalformedCodeError, StoreUnavailableError
+from gateway.intake import scan_event_class, scan_event_fields
 from gateway.metrics import Metrics
 from gateway.scan.scanlog import day_of, new_scan_id, partition_expiry, pseudonym
 from gateway.scan.store import LookupRequest, ScanRecord, ScanStore
@@ -34,8 +35,6 @@ from policy.verified import decide_verified
 
 __all__ = ["TRUST_LIST_STALE", "ScanOutcome", "Scanner", "StaticReplay"]
 
-_EVENT_CLASS = {"status_red": "status_red", "status_yellow": "status_yellow", "replayed": "replayed",
-                "code_shared": "code_shared"}
 # The list vouching for a format is past its hard age limit: its codes fail closed rather than trust withdrawn
 # signers.
 TRUST_LIST_STALE = "trust_list_stale"
@@ -261,15 +260,11 @@ class Scanner:
                 )
                 event = None
                 if decision.reason in EXCEPTION_REASONS:
-                    event_class = _EVENT_CLASS.get(decision.reason, "forged_code")
-                    event = (
-                        "event_id", item.scan_id, "source", "scan", "event_class", event_class,
-                        "reason", decision.reason, "place", place.place_id, "jurisdiction", place.jurisdiction,
-                        "device", request.device_id, "occurred_at", millis, "day", day, "pseudonym", holder_alias,
-                        "holder_sealed", self.sealer.seal(holder_ref) if holder_ref is not None else "",
-                        "purpose", PURPOSE,
+                    event = scan_event_fields(
+                        item.scan_id, decision.reason, place.place_id, place.jurisdiction, request.device_id,
+                        millis, day, holder_alias, self.sealer.seal(holder_ref) if holder_ref is not None else "",
                     )
-                    self.metrics.exceptions.labels(event_class).inc()
+                    self.metrics.exceptions.labels(scan_event_class(decision.reason)).inc()
                 records.append((day, partition_expiry(day, self.retention_days), entry, event))
             await self.store.record_scans(records, timeout_s=timeout_s)
         except StoreUnavailableError:

@@ -90,3 +90,13 @@ async def test_events_that_can_never_succeed_are_dead_lettered_at_once(dw: Dispa
     reasons = [f[b"dl_reason"] for _, f in await dw.world.redis.xrange(DISPATCH_DEADLETTER)]
     assert reasons == [b"unknown_event_class", b"no_route", b"malformed_event"]
     assert await _pending(dw) == 0
+
+
+async def test_an_event_that_is_not_utf8_is_dead_lettered_and_the_consumer_goes_on(dw: DispatchWorld) -> None:
+    await dw.world.redis.xadd(DISPATCH_INTAKE, {"event_id": b"\xff\xfe", "source": "scan"})
+    case_id = await dw.event()
+    assert await dw.pump() == {"deadlettered": 1, "created": 1}
+    ((_, dead),) = await dw.world.redis.xrange(DISPATCH_DEADLETTER)
+    assert (dead[b"dl_reason"], dead[b"event_id"]) == (b"malformed_event", "\ufffd\ufffd".encode())
+    assert (await dw.case(case_id)).state.value == "dispatched"
+

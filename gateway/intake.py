@@ -1,0 +1,183 @@
+"""The intake-event contract: what an exception event carries on ``pg:dispatch:intake``, built by the scan path
+and by site managers' reports, read by the dispatch worker. Every field name of the stream is written here and
+nowhere else.
+
+Pure values: no aiohttp, no Redis, no clock (time arrives as arguments). The wire format is flat field/value
+strings, as XADD stores them:
+
+    scan    event_id source=scan event_class reason place jurisdiction device occurred_at day pseudonym
+            holder_sealed purpose
+    report  event_id source=report event_class place jurisdiction reporter occurred_at note purpose
+
+``occurred_at`` is Unix milliseconds; ``holder_sealed`` is the holder reference sealed with AES-256-GCM
+(``crypto/sealing.py``), empty for a code whose holder is unknown; ``note`` is empty when there is none.
+Events already in the stream stay readable: the format is the one the scan path and the report route wrote
+before this module existed.
+
+    MalformedEventError ("malformed_event")               can never become a case: dead-lettered at once
+    └── UnknownIntakeClassError ("unknown_event_class")   an event class outside ``EventClass``
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import ClassVar, Literal
+
+from policy.purpose import PURPOSE
+from policy.routing import EventClass
+
+__all__ = [
+    "REPORT_EVENT_CLASSES",
+    "REPORT_FIELDS",
+    "SCAN_EVENT_CLASSES",
+    "SCAN_FIELDS",
+    "IntakeEvent",
+    "MalformedEventError",
+    "Source",
+    "UnknownIntakeClassError",
+    "decode_fields",
+    "parse_event",
+    "report_event_fields",
+    "scan_event_class",
+    "scan_event_fields",
+]
+
+Source = Literal["scan", "report"]
+
+# Scan deny reasons that name their own event class; every other exception reason (a bad signature, an
+# unknown or revoked key, a tampered DCC header...) is a forged code.
+SCAN_EVENT_CLASSES: Mapping[str, str] = {
+    "status_red": EventClass.STATUS_RED.value,
+    "status_yellow": EventClass.STATUS_YELLOW.value,
+    "replayed": EventClass.REPLAYED.value,
+    "code_shared": EventClass.CODE_SHARED.value,
+}
+_FORGED = EventClass.FORGED_CODE.value
+# What a site manager may report (``POST /v1/reports``); the scan classes are raised by the scan path only.
+REPORT_EVENT_CLASSES: frozenset[EventClass] = frozenset(
+    {
+        EventClass.REFUSED_VERIFICATION,
+        EventClass.FORCED_ENTRY,
+        EventClass.SUSPECTED_FORGERY,
+        EventClass.DEVICE_FAULT,
+        EventClass.CROWDING,
+        EventClass.OTHER,
+    }
+)
+SCAN_FIELDS: tuple[str, ...] = (
+    "event_id", "source", "event_class", "reason", "place", "jurisdiction", "device", "occurred_at", "day",
+    "pseudonym", "holder_sealed", "purpose",
+)  # fmt: skip
+REPORT_FIELDS: tuple[str, ...] = (
+    "event_id", "source", "event_class", "place", "jurisdiction", "reporter", "occurred_at", "note", "purpose",
+)  # fmt: skip
+_SOURCES: Mapping[str, Source] = {"scan": "scan", "report": "report"}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EVENT_CLASSES = frozenset(c.value for c in EventClass)
+
+
+class MalformedEventError(Exception):
+    """An intake entry that can never become a case (a missing field, an unknown source, a bad time)."""
+
+    code: ClassVar[str] = "malformed_event"
+
+
+class UnknownIntakeClassError(MalformedEventError):
+    code = "unknown_event_class"
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeEvent:
+    """One exception event as the scan path or a site manager's report wrote it."""
+
+    event_id: str
+    source: Source
+    event_class: EventClass
+    place_id: str
+    jurisdiction: str
+    actor_id: str  # the scanning device, the reporting manager
+    occurred_at: datetime
+    note: str | None
+    holder: dict[str, str] | None  # sealed holder reference, pseudonym, day and purpose; never opened here
+
+
+def scan_event_class(reason: str) -> str:
+    """The event class of a scan exception, from its deny reason."""
+    return SCAN_EVENT_CLASSES.get(reason, _FORGED)
+
+
+def scan_event_fields(
+    event_id: str, reason: str, place_id: str, jurisdiction: str, device_id: str, occurred_ms: str, day: str,
+    pseudonym: str, holder_sealed: str,
+) -> tuple[str, ...]:  # fmt: skip
+    """A scan exception's event as flat field/value pairs in XADD order (the scan path's hot loop: no dict).
+
+    :param occurred_ms: the scan's time in Unix milliseconds, as the scan-log record writes it.
+    :param holder_sealed: the sealed holder reference, or "" when the code named no holder.
+    """
+    return (
+        "event_id", event_id, "source", "scan", "event_class", SCAN_EVENT_CLASSES.get(reason, _FORGED),
+        "reason", reason, "place", place_id, "jurisdiction", jurisdiction, "device", device_id,
+        "occurred_at", occurred_ms, "day", day, "pseudonym", pseudonym, "holder_sealed", holder_sealed,
+        "purpose", PURPOSE,
+    )  # fmt: skip
+
+
+def report_event_fields(
+    *, event_id: str, event_class: EventClass, place_id: str, jurisdiction: str, reporter: str,
+    occurred_at: datetime, note: str | None,
+) -> dict[str, str]:  # fmt: skip
+    """A site manager's report as the intake stream stores it. :raises ValueError: not a reportable class."""
+    if event_class not in REPORT_EVENT_CLASSES:
+        raise ValueError("not a reportable event class")
+    return {
+        "event_id": event_id, "source": "report", "event_class": event_class.value, "place": place_id,
+        "jurisdiction": jurisdiction, "reporter": reporter, "occurred_at": str(_millis(occurred_at)),
+        "note": note or "", "purpose": PURPOSE,
+    }  # fmt: skip
+
+
+def decode_fields(raw: Mapping[bytes, bytes]) -> dict[str, str]:
+    """An entry as Redis returns it, as text. :raises MalformedEventError: a name or value is not UTF-8."""
+    try:
+        return {k.decode(): v.decode() for k, v in raw.items()}
+    except UnicodeDecodeError:
+        raise MalformedEventError("intake event is not UTF-8") from None
+
+
+def parse_event(fields: Mapping[str, str]) -> IntakeEvent:
+    """Read an intake stream entry. :raises MalformedEventError: it can never become a case."""
+    try:
+        source = _SOURCES[fields["source"]]
+        event_class = fields["event_class"]
+        if event_class not in _EVENT_CLASSES:
+            raise UnknownIntakeClassError("unknown event class")
+        occurred_at = _EPOCH + timedelta(milliseconds=int(fields["occurred_at"]))
+        sealed = fields.get("holder_sealed", "")
+        holder = None
+        if sealed:
+            holder = {
+                "holder_sealed": sealed,
+                "pseudonym": fields.get("pseudonym", ""),
+                "day": fields.get("day", ""),
+                "purpose": fields.get("purpose", ""),
+            }
+        return IntakeEvent(
+            event_id=fields["event_id"],
+            source=source,
+            event_class=EventClass(event_class),
+            place_id=fields["place"],
+            jurisdiction=fields["jurisdiction"],
+            actor_id=fields.get("device") or fields.get("reporter") or source,
+            occurred_at=occurred_at,
+            note=fields.get("note") or None,
+            holder=holder,
+        )
+    except (KeyError, ValueError, OverflowError) as exc:
+        raise MalformedEventError(f"unreadable intake event: {exc.__class__.__name__}") from None
+
+
+def _millis(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
