@@ -16,7 +16,6 @@ __all__ = [
     "AUDIT_HEAD",
     "AUDIT_STREAM",
     "CASE_RETENTION_S",
-    "DEADLETTER_RETENTION_S",
     "DISPATCH_DEADLETTER",
     "DISPATCH_INTAKE",
     "DISPATCH_OPEN",
@@ -118,8 +117,12 @@ def day_key(day: str) -> str:
 
 
 # --- dispatch ------------------------------------------------------------------------------------------
-DISPATCH_INTAKE: Final = "pg:dispatch:intake"  # stream of exception events (scans and reports)
-DISPATCH_DEADLETTER: Final = "pg:dispatch:deadletter"  # events that failed too many deliveries
+# Stream of exception events (scans and reports; format in gateway/intake.py). No TTL: the consumer group lives
+# on the key; the scan path and the dispatch sweep trim it to the scan log's retention by time (MINID).
+DISPATCH_INTAKE: Final = "pg:dispatch:intake"
+# Events that failed too many deliveries or can never succeed. They carry the sealed holder reference, so they
+# keep the intake stream's retention: trimmed by time on every sweep, and a TTL of that retention after each add.
+DISPATCH_DEADLETTER: Final = "pg:dispatch:deadletter"
 
 
 def case_key(case_id: str) -> str:
@@ -153,8 +156,6 @@ def dispatch_day_key(day: str) -> str:
 # A case is an administrative record of the city operation centre; the sealed holder reference beside it is
 # personal data and keeps the scan log's retention instead.
 CASE_RETENTION_S: Final = 3 * 366 * 24 * 3600
-# Dead-lettered events carry the sealed holder reference: kept no longer than the default scan-log retention.
-DEADLETTER_RETENTION_S: Final = 21 * 24 * 3600
 
 
 # --- audit (kept >= 3 years, PIPL Art. 56; never expires, trimmed only past 3 years) -------------------
@@ -170,8 +171,6 @@ def approval_key(approval_id: str) -> str:
     return f"pg:approval:{approval_id}"
 
 
-# Prefixes whose keys are configuration and legitimately carry no TTL; the privacy tests check every other
-# key for an expiry.
-REGISTRY_PREFIXES: Final = (
-    TRUST, PLACES, "pg:place:", "pg:principal", DISPATCH_INTAKE, DISPATCH_DEADLETTER, "pg:{audit}:",
-)
+# Prefixes whose keys legitimately carry no TTL (configuration; the intake queue, trimmed by time; the audit
+# trail, kept 3 years); the privacy tests check every other key for an expiry.
+REGISTRY_PREFIXES: Final = (TRUST, PLACES, "pg:place:", "pg:principal", DISPATCH_INTAKE, "pg:{audit}:")

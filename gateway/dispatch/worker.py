@@ -5,8 +5,8 @@ derived from the event id and the case write only succeeds on an empty history (
 case and is acknowledged again). An event is acknowledged (XACK) only after its case is confirmed on disk.
 Pending events of a crashed consumer are taken over with XAUTOCLAIM once idle for ``claim_idle_ms``; an event
 that fails ``max_deliveries`` times, or can never succeed (malformed, unknown class, place outside the routing
-table), is copied to ``pg:dispatch:deadletter`` with a reason code and acknowledged. The event format is
-``gateway.intake``.
+table), is copied to ``pg:dispatch:deadletter`` with a reason code and acknowledged. Dead letters keep the
+intake stream's retention; the sweep trims both streams by time. The event format is ``gateway.intake``.
 
 Logs name event ids, case ids, event classes and error codes only, never a holder or a note.
 """
@@ -39,6 +39,7 @@ __all__ = [
     "SweepReport",
     "open_case",
     "sweep_open_cases",
+    "trim_to_retention",
 ]
 
 log = logging.getLogger("placegate.dispatch")
@@ -186,12 +187,17 @@ class IntakeWorker:
 
     async def _dead_letter(self, mid: bytes, fields: Mapping[str, str], reason: str, deliveries: int) -> None:
         # Two keys in two slots: a crash between the XADD and the XACK can copy an event twice to the dead
-        # letters, never lose it.
+        # letters, never lose it. Dead letters keep the event's pseudonym and sealed holder reference, so they
+        # keep the intake stream's retention (the scan log's): the sweep trims them by time every pass; this
+        # trim and the TTL are the backstop where no sweep runs (stream ids are the server's clock: wall clock).
         entry = {**fields, "dl_event_id": mid.decode(), "dl_reason": reason, "dl_deliveries": str(deliveries)}
+        retention_ms = self.store.holder_retention_ms
+        min_id = max(0, int(time.time() * 1000) - retention_ms)
         try:
-            # Dead letters keep the event's sealed holder reference: trimmed to the default scan-log retention.
-            min_id = max(0, int(time.time() * 1000) - keyspace.DEADLETTER_RETENTION_S * 1000)
-            await self.redis.xadd(keyspace.DISPATCH_DEADLETTER, entry, minid=min_id)  # type: ignore[arg-type]
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.xadd(keyspace.DISPATCH_DEADLETTER, entry, minid=min_id)  # type: ignore[arg-type]
+                pipe.pexpire(keyspace.DISPATCH_DEADLETTER, retention_ms)
+                await pipe.execute()
         except (RedisError, OSError):
             log.warning("dead-lettering %s failed; it stays pending", mid.decode())
             return
@@ -217,10 +223,33 @@ class SweepReport:
     checked: int = 0
     flagged: int = 0
     escalated: int = 0
+    trimmed: int = 0  # dead letters and intake events past retention
+
+
+async def trim_to_retention(store: CaseStore, *, now: datetime) -> int:
+    """Drop dead letters and intake events older than the retention (the scan log's); returns how many.
+
+    By time, not by the next arrival: the sweep runs this every pass. A dead-letter stream without an expiry
+    (written before it carried one) gets it here. The intake stream keeps no TTL, since its consumer group
+    lives on the key, and XTRIM never touches the group; an event trimmed while pending is acknowledged as gone.
+    """
+    retention_ms = store.holder_retention_ms
+    min_id = max(0, int(now.timestamp() * 1000) - retention_ms)
+    try:
+        async with store.redis.pipeline(transaction=False) as pipe:
+            pipe.xtrim(keyspace.DISPATCH_DEADLETTER, minid=min_id, approximate=False)
+            pipe.execute_command("PEXPIRE", keyspace.DISPATCH_DEADLETTER, retention_ms, "NX")
+            pipe.xtrim(keyspace.DISPATCH_INTAKE, minid=min_id, approximate=False)
+            dead, _, intake = await pipe.execute()
+    except (RedisError, OSError) as exc:
+        raise StoreUnavailableError("dispatch streams unavailable") from exc
+    return int(dead) + int(intake)
 
 
 async def sweep_open_cases(store: CaseStore, *, now: datetime, scan_count: int = 200) -> SweepReport:
-    """One pass over every open case: overdue flags at 100 %, escalation at 2x (``policy.deadlines.sweep``)."""
+    """One pass: streams trimmed to retention, then every open case: overdue flags at 100 %, escalation at 2x
+    (``policy.deadlines.sweep``)."""
+    trimmed = await trim_to_retention(store, now=now)
     checked = flagged = escalated = 0
     cursor = 0
     while True:
@@ -241,4 +270,4 @@ async def sweep_open_cases(store: CaseStore, *, now: datetime, scan_count: int =
             flagged += sum(1 for e in added if e.action is Action.FLAG_OVERDUE)
             escalated += sum(1 for e in added if e.action is Action.ESCALATE)
         if cursor == 0:
-            return SweepReport(checked, flagged, escalated)
+            return SweepReport(checked, flagged, escalated, trimmed)

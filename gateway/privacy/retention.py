@@ -33,6 +33,7 @@ _CLASSES: tuple[tuple[str, str, bool], ...] = (
     ("approvals", "pg:approval:", True),
     ("cases", "pg:case:", True),
     ("dispatch_intake", keyspace.DISPATCH_INTAKE, False),
+    ("dead_letters", keyspace.DISPATCH_DEADLETTER, True),
     ("audit", "pg:{audit}:", False),
     ("registry", "pg:", False),
 )
@@ -135,6 +136,8 @@ async def _report(redis: Redis, now: datetime, retention_days: int, status_ttl_s
                          "kept_at_least": f"{AUDIT_RETENTION.days} days (PIPL Art. 56)"}
     sections["dispatch_intake"] = {**cast(dict[str, object], sections["dispatch_intake"]),
                                    **await _intake_age(redis, now, retention_days)}
+    sections["dead_letters"] = {**cast(dict[str, object], sections["dead_letters"]),
+                                **await _dead_letter_age(redis, now, retention_days)}
     return {
         "generated_at": now.isoformat(), "retention_days": retention_days,
         "oldest_retained_day": floor.strftime("%Y%m%d"),
@@ -158,3 +161,14 @@ async def _intake_age(redis: Redis, now: datetime, retention_days: int) -> dict[
     t = datetime.fromtimestamp(int(first[0][1].get(b"occurred_at", b"0")) / 1000, UTC)
     return {"entries": int(await redis.xlen(keyspace.DISPATCH_INTAKE)), "oldest_record": t.isoformat(),
             "older_than_retention": t < oldest_retained_day(now, retention_days)}
+
+
+async def _dead_letter_age(redis: Redis, now: datetime, retention_days: int) -> dict[str, object]:
+    # Dead letters keep the intake stream's retention; a malformed one may lack its event time, so its age is the
+    # stream id's (when it was dead-lettered, never earlier than the event).
+    first = cast(list[tuple[bytes, dict[bytes, bytes]]], await redis.xrange(keyspace.DISPATCH_DEADLETTER, count=1))
+    if not first:
+        return {"entries": 0, "oldest_record": None}
+    t = datetime.fromtimestamp(int(first[0][0].split(b"-")[0]) / 1000, UTC)
+    return {"entries": int(await redis.xlen(keyspace.DISPATCH_DEADLETTER)), "oldest_record": t.isoformat(),
+            "older_than_retention": t < now - timedelta(days=retention_days)}

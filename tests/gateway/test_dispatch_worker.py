@@ -1,20 +1,23 @@
 """The intake consumer on the real Redis: idempotent redelivery, XAUTOCLAIM of a crashed consumer's events,
-the dead-letter path, and permanent failures."""
+the dead-letter path, permanent failures, and the dead letters' retention (by time, on every sweep)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from datetime import timedelta
 
 from gateway.dispatch.store import CaseStore
-from gateway.dispatch.worker import GROUP, IntakeWorker
+from gateway.dispatch.worker import GROUP, IntakeWorker, sweep_open_cases
 from gateway.errors import StoreUnavailableError
 from gateway.keyspace import DISPATCH_DEADLETTER, DISPATCH_INTAKE, DISPATCH_OPEN
+from gateway.privacy.retention import retention_report
 from policy.casework import Case
 from tests.gateway import test_dispatch_fixtures as fx
 from tests.gateway.test_dispatch_fixtures import DispatchWorld
 
 dispatch_env, make_dispatch_world, dw = fx.dispatch_env, fx.make_dispatch_world, fx.dw
+RETENTION_S = 21 * 24 * 3600  # the test settings' retention_days
 
 
 def _worker(dw: DispatchWorld, consumer: str, store: CaseStore | None = None, **options: int) -> IntakeWorker:
@@ -80,6 +83,8 @@ async def test_an_event_that_keeps_failing_moves_to_the_dead_letters(dw: Dispatc
     assert (dead[b"dl_reason"], dead[b"dl_deliveries"]) == (b"store_unavailable", b"3")
     assert dead[b"holder_sealed"].startswith(b"s1.")  # copied as it was: still sealed
     assert await dw.case(case_id) is None
+    # The dead letter keeps the intake stream's retention (the scan log's 21 days), never lives without it.
+    assert RETENTION_S - 60 < await dw.world.redis.ttl(DISPATCH_DEADLETTER) <= RETENTION_S
 
 
 async def test_events_that_can_never_succeed_are_dead_lettered_at_once(dw: DispatchWorld) -> None:
@@ -100,3 +105,35 @@ async def test_an_event_that_is_not_utf8_is_dead_lettered_and_the_consumer_goes_
     assert (dead[b"dl_reason"], dead[b"event_id"]) == (b"malformed_event", "\ufffd\ufffd".encode())
     assert (await dw.case(case_id)).state.value == "dispatched"
 
+
+def _stream_id(at: timedelta, now_ms: int) -> str:
+    return f"{now_ms - int(at.total_seconds() * 1000)}-0"
+
+
+async def test_the_sweep_drops_dead_letters_and_intake_events_past_retention_by_time(dw: DispatchWorld) -> None:
+    """No new dead letter arrives: the sweep alone, at an injected ``now``, trims by the stream ids' time."""
+    redis, now = dw.world.redis, dw.clock.now
+    now_ms = int(now.timestamp() * 1000)
+    old, recent = _stream_id(timedelta(days=21, minutes=1), now_ms), _stream_id(timedelta(days=20), now_ms)
+    for key in (DISPATCH_DEADLETTER, DISPATCH_INTAKE):
+        await redis.xadd(key, {"event_id": "old", "dl_reason": "no_route"}, id=old)
+        await redis.xadd(key, {"event_id": "recent", "dl_reason": "no_route"}, id=recent)
+    assert await redis.ttl(DISPATCH_DEADLETTER) == -1  # as dead letters were written before they had a TTL
+
+    async def report() -> dict[str, object]:
+        doc = await retention_report(redis, now=now, retention_days=21, status_ttl_s=172_800)
+        return {"violations": doc["violations"], **doc["classes"]["dead_letters"]}  # type: ignore[index]
+
+    before = await report()
+    assert before["violations"] == [f"{DISPATCH_DEADLETTER}: no expiry"]
+    assert (before["keys"], before["entries"], before["older_than_retention"]) == (1, 2, True)
+
+    swept = await sweep_open_cases(dw.runtime.store, now=now)
+    assert swept.trimmed == 2
+    for key in (DISPATCH_DEADLETTER, DISPATCH_INTAKE):
+        assert [f[b"event_id"] for _, f in await redis.xrange(key)] == [b"recent"], key
+    assert 0 < await redis.ttl(DISPATCH_DEADLETTER) <= RETENTION_S
+    assert await redis.ttl(DISPATCH_INTAKE) == -1  # the consumer group lives on the key: trimmed, never expired
+    after = await report()
+    assert after["violations"] == [] and (after["without_expiry"], after["older_than_retention"]) == (0, False)
+    assert await sweep_open_cases(dw.runtime.store, now=now + timedelta(minutes=1)) == swept.__class__(trimmed=0)
