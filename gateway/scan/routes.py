@@ -20,13 +20,13 @@ from gateway.principals import Role
 from gateway.scan.scanner import ScanOutcome
 from gateway.scan.state import PLACE_RESOLVER, SCANNER
 
-__all__ = ["MAX_BATCH_CODES", "routes"]
+__all__ = ["routes"]
 
 routes = web.RouteTableDef()
 
-MAX_BATCH_CODES = 64
-# A batch carries up to MAX_BATCH_CODES codes, so its body may be this many times the single-scan body limit.
-_BODY_FACTOR = 8
+# The single-scan body limit covers the codes of this many batch items (a code is at most a few hundred bytes; the
+# limit's headroom is for clients that pretty-print): 64 codes get 8 times the single-scan limit.
+_CODES_PER_BODY = 8
 
 
 @routes.post("/v1/scan")
@@ -57,8 +57,10 @@ async def scan_batch(request: web.Request) -> web.Response:
     """One decision per presented code, in order; a malformed item answers ``{"error": "malformed_code"}``."""
     started = time.perf_counter()
     app = request.app
-    body = await read_json(request, limit=app[SETTINGS].max_body_bytes * _BODY_FACTOR)
-    codes, place_code, place_id = _batch_fields(body)
+    settings = app[SETTINGS]
+    body_limit = settings.max_body_bytes * max(1, -(-settings.max_batch_codes // _CODES_PER_BODY))
+    body = await read_json(request, limit=body_limit)
+    codes, place_code, place_id = _batch_fields(body, settings.max_batch_codes)
     principal = request[PRINCIPAL]
     scanner = app[SCANNER]
     now = app[CLOCK].now()
@@ -95,14 +97,14 @@ def _single_fields(body: object) -> tuple[str, str | None, str | None]:
     return (code, *_place_fields(body))
 
 
-def _batch_fields(body: object) -> tuple[Sequence[str], str | None, str | None]:
+def _batch_fields(body: object, max_codes: int) -> tuple[Sequence[str], str | None, str | None]:
     if not isinstance(body, dict):
         raise BadRequestError("body must be a JSON object")
     codes = body.get("codes")
     if not isinstance(codes, list) or not codes:
         raise BadRequestError("'codes' must be a non-empty list")
-    if len(codes) > MAX_BATCH_CODES:
-        raise BadRequestError(f"at most {MAX_BATCH_CODES} codes per batch")
+    if len(codes) > max_codes:
+        raise BadRequestError(f"at most {max_codes} codes per batch")
     if not all(isinstance(c, str) and c for c in codes):
         raise BadRequestError("every code must be a non-empty string")
     return (codes, *_place_fields(body))

@@ -21,10 +21,9 @@ from gateway.trust.dsc import DscRegistry
 from gateway.trust.registry import Registry
 from gateway.trust.state import DSC_REGISTRY, PLACES, REGISTRY, TRUST_STATE, PlaceCache, TrustState
 
-__all__ = ["TRUST_REFRESH_S", "install", "refresh_dsc", "refresh_trust"]
+__all__ = ["install", "refresh_dsc", "refresh_trust"]
 
 log = logging.getLogger("placegate.trust")
-TRUST_REFRESH_S = 2.0
 
 
 def install(app: web.Application) -> None:
@@ -49,7 +48,7 @@ async def _context(app: web.Application) -> AsyncIterator[None]:
         await refresh_trust(app)
         await refresh_dsc(app)
 
-    async with refreshing(refresh, every_s=TRUST_REFRESH_S, what="trust-list"):
+    async with refreshing(refresh, every_s=app[SETTINGS].trust_refresh_s, what="trust-list"):
         yield
 
 

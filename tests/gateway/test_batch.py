@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from crypto.native import Colour
-from gateway.scan.routes import MAX_BATCH_CODES
-from tests.gateway.conftest import World
+from tests.gateway.conftest import World, WorldFactory
 
 
 async def _batch(world: World, body: dict[str, Any], *, who: str = "dev-a") -> tuple[int, dict[str, Any]]:
@@ -60,15 +59,26 @@ async def test_every_scan_of_a_batch_is_logged(world: World) -> None:
 
 
 async def test_too_many_codes_is_invalid_request(world: World) -> None:
-    status, body = await _batch(world, {"codes": ["x"] * (MAX_BATCH_CODES + 1)})
+    assert world.settings.max_batch_codes == 64  # the default (PLACEGATE_MAX_BATCH_CODES)
+    status, body = await _batch(world, {"codes": ["x"] * (world.settings.max_batch_codes + 1)})
     assert (status, body["error"]) == (400, "invalid_request")
 
 
 async def test_largest_batch_is_answered(world: World) -> None:
     await world.set_status("holder-1")
-    status, body = await _batch(world, {"codes": [world.code("holder-1") for _ in range(MAX_BATCH_CODES)]})
+    largest = world.settings.max_batch_codes
+    status, body = await _batch(world, {"codes": [world.code("holder-1") for _ in range(largest)]})
     assert status == 200
-    assert [r["decision"] for r in body["results"]] == ["admit"] * MAX_BATCH_CODES
+    assert [r["decision"] for r in body["results"]] == ["admit"] * largest
+
+
+async def test_the_batch_limit_is_the_setting(make_world: WorldFactory) -> None:
+    world = await make_world(max_batch_codes=3)
+    await world.set_status("holder-1")
+    status, body = await _batch(world, {"codes": [world.code("holder-1") for _ in range(4)]})
+    assert (status, body["error"]) == (400, "invalid_request")
+    status, body = await _batch(world, {"codes": [world.code("holder-1") for _ in range(3)]})
+    assert (status, [r["decision"] for r in body["results"]]) == (200, ["admit"] * 3)
 
 
 async def test_empty_or_non_string_codes_are_invalid_request(world: World) -> None:

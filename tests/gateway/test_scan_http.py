@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,7 +15,7 @@ from gateway.scan.state import PLACE_RESOLVER
 from gateway.trust.refresh import refresh_trust
 from gateway.trust.registry import Registry
 from policy.status import TestResult
-from tests.gateway.conftest import World
+from tests.gateway.conftest import World, WorldFactory
 
 
 async def test_green_holder_with_recent_test_is_admitted(world: World) -> None:
@@ -204,3 +205,22 @@ async def test_every_scan_and_batch_answer_is_timed_in_metrics(world: World) -> 
     assert "placegate_scan_seconds_count 4.0" in metrics
     assert "placegate_scan_batch_seconds_count 2.0" in metrics
     assert 'placegate_scans_total{decision="deny",degraded="false",reason="place_code_expired"} 3.0' in metrics
+
+
+async def test_the_background_refresh_picks_up_a_revocation_within_trust_refresh_s(make_world: WorldFactory) -> None:
+    # 0.05 s, against the 2 s default: found within 1 s, the setting is what the refresh loop runs on.
+    world = await make_world(trust_refresh_s=0.05)
+    await world.set_status("holder-1")
+    assert (await world.scan(world.code()))[1]["decision"] == "admit"
+    registry = Registry(world.redis)
+    _, trust = await registry.load_trust()
+    entry = trust.get(world.health_key.kid)
+    assert entry is not None
+    await registry.put_trusted_key(entry.revoke())  # as `placegate keys revoke` does; no forced reload here
+    reasons = []
+    for _ in range(10):  # up to 1 s: 20 refresh periods
+        await asyncio.sleep(0.1)
+        reasons.append((await world.scan(world.code()))[1]["reason"])
+        if reasons[-1] == "key_revoked":
+            break
+    assert reasons[-1] == "key_revoked"
