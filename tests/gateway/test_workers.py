@@ -29,6 +29,15 @@ def _workers(parent: psutil.Process) -> list[psutil.Process]:
     return [c for c in parent.children() if "spawn_main" in " ".join(c.cmdline())]
 
 
+def _listening(worker: psutil.Process, port: int) -> bool:
+    """Whether the worker has bound its own SO_REUSEPORT socket: until it has, the kernel sends every connection
+    to the workers that have (a worker still importing is alive but not serving)."""
+    try:
+        return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in worker.net_connections("tcp"))
+    except psutil.NoSuchProcess:
+        return False
+
+
 @pytest.fixture
 def served(redis_url: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
     port = _free_port()
@@ -56,7 +65,8 @@ async def _wait_healthy(port: int, proc: subprocess.Popen[bytes]) -> None:
             assert proc.poll() is None, "placegate serve --workers 2 exited early"
             try:
                 async with session.get(f"http://127.0.0.1:{port}/healthz") as resp:
-                    if resp.status == 200 and len(_workers(psutil.Process(proc.pid))) == 2:
+                    workers = _workers(psutil.Process(proc.pid))
+                    if resp.status == 200 and len(workers) == 2 and all(_listening(w, port) for w in workers):
                         return
             except aiohttp.ClientError:
                 pass
@@ -73,8 +83,9 @@ async def test_two_workers_share_the_port_and_sigterm_stops_all(
     children = _workers(psutil.Process(proc.pid))
     pids = {c.pid for c in children}
     assert len(pids) == 2
-    # Each scan on a new connection: the kernel spreads connections over the two listening sockets.
-    for _ in range(60):
+    # Each scan on a new connection: the kernel spreads connections over the two listening sockets by a hash of
+    # the client's address and port, so 200 connections all landing on one of two sockets has odds of 2**-199.
+    for _ in range(200):
         async with aiohttp.ClientSession() as session, session.post(
             f"http://127.0.0.1:{port}/v1/scan", json={"code": world.code("holder-1")}, headers=world.auth("dev-a")
         ) as resp:
