@@ -9,7 +9,7 @@
     ├── NotFoundError ("not_found", 404)
     ├── PayloadTooLargeError ("payload_too_large", 413)
     ├── UnsupportedMediaTypeError ("unsupported_media_type", 415)
-    ├── StoreUnavailableError ("store_unavailable", 503)   Redis failed; redis exceptions never leave store.py
+    ├── StoreUnavailableError ("store_unavailable", 503)   Redis failed; redisio.redis_errors translates
     ├── NotDurableError ("not_durable", 503)             WAITAOF did not confirm the write on disk in time
     └── CaseRefusedError (a policy/case_errors.py code, 403/404/409/422)   the dispatch core refused
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from gateway.appstate import METRICS, REDIS
+from gateway.errors import StoreUnavailableError
 from gateway.http import json_response
+from gateway.redisio import redis_errors
 from gateway.trust.state import TRUST_STATE
 
 __all__ = ["routes"]
@@ -22,8 +23,9 @@ async def healthz(request: web.Request) -> web.Response:
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     try:
-        redis_ok = bool(await request.app[REDIS].ping())
-    except (RedisError, OSError):
+        with redis_errors("redis"):
+            redis_ok = bool(await request.app[REDIS].ping())
+    except StoreUnavailableError:  # readiness answers "no" rather than failing
         redis_ok = False
     trust = request.app[TRUST_STATE]
     trust_ok = trust.healthy and trust.usable_health_keys > 0

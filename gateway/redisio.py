@@ -2,7 +2,8 @@
 
 One awaited redis-py command costs about 50 µs of client CPU (DESIGN.md "Performance bar"); sending every
 command queued during a loop turn as one pipeline pays that cost once per turn instead of once per command.
-Every redis exception is translated here into ``StoreUnavailableError``; no other module sees one.
+Every redis exception is translated into ``StoreUnavailableError`` by the one translator, ``redis_errors``, at
+the store boundary; no other module sees one.
 
 The hot path speaks RESP itself: callers submit plain command tuples, hiredis packs them and parses the replies
 on one pipelined connection per batcher (``_RespConnection``), and the flush is written from the loop-turn
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
 import hiredis
@@ -28,7 +29,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from gateway.errors import StoreUnavailableError
 
-__all__ = ["Command", "CommandBatcher", "connect_redis", "is_noscript"]
+__all__ = ["Command", "CommandBatcher", "connect_redis", "is_noscript", "redis_errors"]
 
 # One Redis command: name then arguments, each bytes, str, int or float (what hiredis.pack_command encodes).
 Command = tuple[bytes | str | int | float, ...]
@@ -45,6 +46,21 @@ def connect_redis(url: str, *, max_connections: int = 64) -> Redis:
         url, decode_responses=False, max_connections=max_connections, timeout=5, health_check_interval=30
     )
     return Redis.from_pool(pool)
+
+
+@contextlib.contextmanager
+def redis_errors(what: str) -> Iterator[None]:
+    """``with redis_errors("cases"): ...``: the ONE place a redis or socket error becomes the store's error.
+
+    ``RedisError`` and ``OSError`` (a refused or reset connection, a missing socket, and ``TimeoutError``, which
+    is an ``OSError``) raise ``StoreUnavailableError(f"{what} unavailable")`` from the original; anything else
+    passes unchanged. A site that treats one redis error differently (``WatchError``, a ``BUSYGROUP`` reply)
+    catches it inside the ``with``: a redis error it re-raises is translated here.
+    """
+    try:
+        yield
+    except (RedisError, OSError) as exc:  # the translator itself (httpx's map_httpcore_exceptions)
+        raise StoreUnavailableError(f"{what} unavailable") from exc
 
 
 def is_noscript(reply: object) -> bool:
@@ -130,16 +146,17 @@ class CommandBatcher:
         """No open connection yet (or not a plain one): connect, or let redis-py carry the pipeline."""
         timeouts = [g.timeout_s for g in batch if g.timeout_s is not None]
         try:
-            async with asyncio.timeout(min(timeouts) if timeouts else None):
-                if self._endpoint is None:
-                    replies = await self._redis_py_pipeline([c for g in batch for c in g.commands])
-                    self.flushes += 1
-                    self.commands += len(replies)
-                    _distribute(batch, replies)
-                    return
-                conn = await self._connection()
-        except (RedisError, OSError, StoreUnavailableError, TimeoutError) as exc:
-            _fail(batch, StoreUnavailableError(f"redis pipeline failed: {exc.__class__.__name__}"))
+            with redis_errors("redis pipeline"):  # the deadline's TimeoutError is an OSError: translated too
+                async with asyncio.timeout(min(timeouts) if timeouts else None):
+                    if self._endpoint is None:
+                        replies = await self._redis_py_pipeline([c for g in batch for c in g.commands])
+                        self.flushes += 1
+                        self.commands += len(replies)
+                        _distribute(batch, replies)
+                        return
+                    conn = await self._connection()
+        except StoreUnavailableError as exc:  # not raised to anyone: every caller of this flush gets it
+            _fail(batch, exc)
             return
         self._write(conn, batch)
 

@@ -21,10 +21,11 @@ from datetime import datetime, timedelta
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from gateway import keyspace
-from gateway.errors import CaseRefusedError, NotDurableError, NotFoundError, StoreUnavailableError
+from gateway.errors import CaseRefusedError, NotDurableError, NotFoundError
+from gateway.redisio import redis_errors
 from policy.casework import TERMINAL_STATES, Case, case_from_fields, case_to_fields, entry_from_fields, entry_to_fields
 
 __all__ = ["WRITE_RETRIES", "CaseStore", "case_id_for_event", "valid_case_id"]
@@ -95,15 +96,14 @@ class CaseStore:
     async def aof_enabled(self) -> bool:
         """Whether the server persists to an AOF (checked once; a server that hides CONFIG is assumed to)."""
         if self._aof is None:
-            try:
-                reply = await self.redis.config_get("appendonly")
-            except ResponseError:
-                self._aof = True
-            except (RedisError, OSError) as exc:
-                raise StoreUnavailableError("dispatch store unavailable") from exc
-            else:
-                value = reply.get("appendonly", reply.get(b"appendonly", b""))  # type: ignore[call-overload]
-                self._aof = (value.decode() if isinstance(value, bytes) else str(value)) == "yes"
+            with redis_errors("dispatch store"):
+                try:
+                    reply = await self.redis.config_get("appendonly")
+                except ResponseError:  # an error reply, not an outage: CONFIG is renamed or denied
+                    self._aof = True
+                else:
+                    value = reply.get("appendonly", reply.get(b"appendonly", b""))  # type: ignore[call-overload]
+                    self._aof = (value.decode() if isinstance(value, bytes) else str(value)) == "yes"
         return self._aof
 
     # --- writes --------------------------------------------------------------------------------------------
@@ -124,7 +124,7 @@ class CaseStore:
             str(self.holder_retention_ms),
         ]
         durable = await self.aof_enabled()
-        try:
+        with redis_errors("dispatch store"):
             # One connection for the script, the index updates and WAITAOF: WAITAOF counts this client's writes.
             async with self.redis.client() as conn:
                 ok = await self._script(
@@ -136,8 +136,6 @@ class CaseStore:
                     await self._index(conn, new, created=old is None)
                 if durable:
                     await self._wait_aof(conn)
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError(f"case write failed: {exc.__class__.__name__}") from exc
         return bool(ok)
 
     async def _index(self, conn: Redis, case: Case, *, created: bool) -> None:
@@ -158,13 +156,11 @@ class CaseStore:
 
     async def ensure_durable(self, case: Case) -> None:
         """Re-index an existing case and wait for the disk (a redelivered event whose case already exists)."""
-        try:
+        with redis_errors("dispatch store"):
             async with self.redis.client() as conn:
                 await self._index(conn, case, created=True)
                 if await self.aof_enabled():
                     await self._wait_aof(conn)
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError(f"case index failed: {exc.__class__.__name__}") from exc
 
     async def update(self, case_id: str, change: Callable[[Case], Case]) -> Case:
         """Read, apply ``change`` (which may raise to refuse), write; retried on a concurrent write.
@@ -185,14 +181,12 @@ class CaseStore:
     # --- reads ---------------------------------------------------------------------------------------------
     async def get(self, case_id: str, *, history: bool = True) -> Case | None:
         """The case with its full history (``history=False``: the hash only, for queue listings)."""
-        try:
+        with redis_errors("dispatch store"):
             pipe = self.redis.pipeline(transaction=True)
             pipe.hgetall(keyspace.case_key(case_id))
             if history:
                 pipe.xrange(keyspace.case_history_key(case_id))
             replies = await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError("dispatch store unavailable") from exc
         if not replies[0]:
             return None
         entries = [entry_from_fields(_text(f)) for _, f in replies[1]] if history else []
@@ -200,15 +194,13 @@ class CaseStore:
 
     async def get_many(self, case_ids: Sequence[str], *, history: bool = False) -> list[Case]:
         """The cases that exist among ``case_ids``, in order."""
-        try:
+        with redis_errors("dispatch store"):
             pipe = self.redis.pipeline(transaction=False)
             for cid in case_ids:
                 pipe.hgetall(keyspace.case_key(cid))
                 if history:
                     pipe.xrange(keyspace.case_history_key(cid))
             replies = await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError("dispatch store unavailable") from exc
         step = 2 if history else 1
         out: list[Case] = []
         for i in range(0, len(replies), step):
@@ -219,37 +211,29 @@ class CaseStore:
 
     async def holder(self, case_id: str) -> dict[str, str] | None:
         """The stored (still sealed) holder fields of a case, ``None`` when it has none."""
-        try:
+        with redis_errors("dispatch store"):
             raw = await self.redis.hgetall(keyspace.case_holder_key(case_id))
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError("dispatch store unavailable") from exc
         return _text(raw) or None
 
     async def scan_open(self, cursor: int, count: int) -> tuple[int, list[str]]:
         """One SSCAN step over the open cases: the next cursor (0 at the end) and some ids."""
-        try:
+        with redis_errors("dispatch store"):
             nxt, ids = await self.redis.sscan(keyspace.DISPATCH_OPEN, cursor=cursor, count=count)
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError("dispatch store unavailable") from exc
         return int(nxt), sorted(_s(i) for i in ids)
 
     async def drop_open(self, case_id: str) -> None:
-        try:
+        with redis_errors("dispatch store"):
             await self.redis.srem(keyspace.DISPATCH_OPEN, case_id)
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError("dispatch store unavailable") from exc
 
     async def created_between(self, start: datetime, end: datetime, *, limit: int) -> list[Case]:
         """Cases created in ``[start, end)`` with their histories (at most ``limit``, the newest days first)."""
         ids: list[str] = []
         day = end.replace(hour=0, minute=0, second=0, microsecond=0)
-        try:
+        with redis_errors("dispatch store"):
             while day >= start.replace(hour=0, minute=0, second=0, microsecond=0) and len(ids) < limit:
                 members = await self.redis.smembers(keyspace.dispatch_day_key(_day(day)))
                 ids += sorted(_s(m) for m in members)
                 day -= timedelta(days=1)
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError("dispatch store unavailable") from exc
         cases: list[Case] = []
         for i in range(0, min(len(ids), limit), 200):
             cases += await self.get_many(ids[i : min(i + 200, limit)], history=True)
@@ -258,19 +242,17 @@ class CaseStore:
     # --- small durable writes beside the cases -------------------------------------------------------------
     async def append_intake(self, event: Mapping[str, str]) -> str:
         """XADD an event to the intake stream, acknowledged once on disk; returns the stream id."""
-        try:
+        with redis_errors("intake stream"):
             async with self.redis.client() as conn:
                 mid = await conn.xadd(keyspace.DISPATCH_INTAKE, dict(event))  # type: ignore[arg-type]
                 if await self.aof_enabled():
                     await self._wait_aof(conn)
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError("intake stream unavailable") from exc
         return mid.decode() if isinstance(mid, bytes) else str(mid)
 
     async def request_extension(self, case_id: str, request: Mapping[str, str]) -> bool:
         """Record the handler's one extension request; False if one was already made."""
         name = keyspace.case_extension_key(case_id)
-        try:
+        with redis_errors("dispatch store"):
             async with self.redis.client() as conn:
                 if not await conn.hsetnx(name, "requested_at", request["requested_at"]):
                     return False
@@ -278,13 +260,9 @@ class CaseStore:
                 await conn.pexpire(name, self.case_retention_ms)
                 if await self.aof_enabled():
                     await self._wait_aof(conn)
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError("dispatch store unavailable") from exc
         return True
 
     async def extension_request(self, case_id: str) -> dict[str, str] | None:
-        try:
+        with redis_errors("dispatch store"):
             raw = await self.redis.hgetall(keyspace.case_extension_key(case_id))
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError("dispatch store unavailable") from exc
         return _text(raw) or None

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from gateway import keyspace
 from gateway.dispatch.store import CaseStore, case_id_for_event
 from gateway.errors import GatewayError, StoreUnavailableError
 from gateway.intake import IntakeEvent, MalformedEventError, decode_fields, parse_event
+from gateway.redisio import redis_errors
 from policy.case_errors import CaseError
 from policy.casework import TERMINAL_STATES, Action, Actor, Case, Role, apply_transition, new_case
 from policy.deadlines import DeadlineTable, sweep
@@ -97,24 +98,21 @@ class IntakeWorker:
         self._claim_cursor = "0-0"
 
     async def ensure_group(self) -> None:
-        try:
-            await self.redis.xgroup_create(keyspace.DISPATCH_INTAKE, GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise StoreUnavailableError("cannot create the intake group") from exc
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError("cannot create the intake group") from exc
+        with redis_errors("intake group"):
+            try:
+                await self.redis.xgroup_create(keyspace.DISPATCH_INTAKE, GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):  # BUSYGROUP: the group exists already, as wanted
+                    raise
 
     async def run_once(self, *, block_ms: int | None = None) -> dict[str, int]:
         """Reclaim idle pending events, then read new ones; returns counts per outcome."""
         counts: dict[str, int] = {}
-        try:
+        with redis_errors("intake stream"):
             claimed = await self._reclaim()
             read = await self.redis.xreadgroup(
                 GROUP, self.consumer, {keyspace.DISPATCH_INTAKE: ">"}, count=self.batch, block=block_ms
             )
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError("intake stream unavailable") from exc
         messages = list(claimed)
         stream_replies: list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] = list(read or [])  # type: ignore[arg-type]
         for _, entries in stream_replies:
@@ -181,8 +179,9 @@ class IntakeWorker:
 
     async def _ack(self, mid: bytes) -> None:
         try:
-            await self.redis.xack(keyspace.DISPATCH_INTAKE, GROUP, mid)
-        except (RedisError, OSError):
+            with redis_errors("intake stream"):
+                await self.redis.xack(keyspace.DISPATCH_INTAKE, GROUP, mid)
+        except StoreUnavailableError:
             log.warning("ack of %s failed; it will be redelivered (idempotent)", mid.decode())
 
     async def _dead_letter(self, mid: bytes, fields: Mapping[str, str], reason: str, deliveries: int) -> None:
@@ -194,11 +193,12 @@ class IntakeWorker:
         retention_ms = self.store.holder_retention_ms
         min_id = max(0, int(time.time() * 1000) - retention_ms)
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.xadd(keyspace.DISPATCH_DEADLETTER, entry, minid=min_id)  # type: ignore[arg-type]
-                pipe.pexpire(keyspace.DISPATCH_DEADLETTER, retention_ms)
-                await pipe.execute()
-        except (RedisError, OSError):
+            with redis_errors("dead letters"):
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.xadd(keyspace.DISPATCH_DEADLETTER, entry, minid=min_id)  # type: ignore[arg-type]
+                    pipe.pexpire(keyspace.DISPATCH_DEADLETTER, retention_ms)
+                    await pipe.execute()
+        except StoreUnavailableError:
             log.warning("dead-lettering %s failed; it stays pending", mid.decode())
             return
         await self._ack(mid)
@@ -235,14 +235,12 @@ async def trim_to_retention(store: CaseStore, *, now: datetime) -> int:
     """
     retention_ms = store.holder_retention_ms
     min_id = max(0, int(now.timestamp() * 1000) - retention_ms)
-    try:
+    with redis_errors("dispatch streams"):
         async with store.redis.pipeline(transaction=False) as pipe:
             pipe.xtrim(keyspace.DISPATCH_DEADLETTER, minid=min_id, approximate=False)
             pipe.execute_command("PEXPIRE", keyspace.DISPATCH_DEADLETTER, retention_ms, "NX")
             pipe.xtrim(keyspace.DISPATCH_INTAKE, minid=min_id, approximate=False)
             dead, _, intake = await pipe.execute()
-    except (RedisError, OSError) as exc:
-        raise StoreUnavailableError("dispatch streams unavailable") from exc
     return int(dead) + int(intake)
 
 

@@ -30,11 +30,12 @@ from typing import Any, cast
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import WatchError
 
 from gateway import keyspace
 from gateway.errors import StoreUnavailableError
 from gateway.principals import Principal
+from gateway.redisio import redis_errors
 
 __all__ = [
     "AUDIT_RETENTION",
@@ -137,7 +138,7 @@ async def _append(redis: Redis, fields: dict[str, str], now: datetime) -> str:
             raise ValueError(f"audit field {name!r} is not allowed")
         if len(value) > _MAX_VALUE:
             raise ValueError(f"audit field {name!r} is too long")
-    try:
+    with redis_errors("audit trail"):
         for attempt in range(_MAX_ATTEMPTS):
             async with redis.pipeline(transaction=True) as pipe:
                 try:
@@ -152,10 +153,8 @@ async def _append(redis: Redis, fields: dict[str, str], now: datetime) -> str:
                     pipe.set(keyspace.AUDIT_HEAD, f"{seq} {digest} {entry_id}")
                     await pipe.execute()
                     return entry_id
-                except WatchError:
+                except WatchError:  # another process extended the chain first: re-read the head and retry
                     await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-    except (RedisError, OSError) as exc:
-        raise StoreUnavailableError("audit trail unavailable") from exc
     raise StoreUnavailableError("audit trail contended")
 
 
@@ -254,7 +253,7 @@ async def query_audit(
     out: list[AuditEntry] = []
     scanned = 0
     last = ""
-    try:
+    with redis_errors("audit trail"):
         while scanned < scan_max:
             batch = _rows(await redis.xrange(keyspace.AUDIT_STREAM, min=lo, max=hi, count=min(500, scan_max - scanned)))
             if not batch:
@@ -270,8 +269,6 @@ async def query_audit(
                     if len(out) == limit:
                         return AuditPage(out, last, scanned)
             lo = f"({last}"
-    except (RedisError, OSError) as exc:
-        raise StoreUnavailableError("audit trail unavailable") from exc
     return AuditPage(out, last or None, scanned)
 
 
@@ -279,7 +276,7 @@ async def verify_chain(redis: Redis, *, anchor: tuple[int, str] | None = None, b
     """Walk the whole trail and report every break: ``edited``, ``broken_link``, ``sequence_gap``,
     ``head_mismatch``, ``anchor_mismatch``."""
     problems: list[str] = []
-    try:
+    with redis_errors("audit trail"):
         base = _bytes(await redis.get(keyspace.AUDIT_BASE))
         seq, prev = (int(base.split()[0]), base.split()[1].decode()) if base else (0, GENESIS)
         head = _bytes(await redis.get(keyspace.AUDIT_HEAD))
@@ -307,8 +304,6 @@ async def verify_chain(redis: Redis, *, anchor: tuple[int, str] | None = None, b
                         problems.append(f"{entry.entry_id}: anchor_mismatch")
                 seq, prev = entry.seq, entry.hash
             lo = f"({last_id}"
-    except (RedisError, OSError) as exc:
-        raise StoreUnavailableError("audit trail unavailable") from exc
     expected_head = f"{seq} {prev} {last_id}"
     if (head is not None or count) and (head is None or head.decode() != expected_head):
         problems.append(f"{keyspace.AUDIT_HEAD}: head_mismatch")
@@ -325,24 +320,23 @@ async def trim_before(redis: Redis, *, cutoff: datetime, now: datetime, actor: s
     """
     if cutoff > now - AUDIT_RETENTION:
         raise ValueError("audit entries are kept at least 3 years (PIPL Art. 56)")
-    try:
-        async with redis.pipeline(transaction=True) as pipe:
-            await pipe.watch(keyspace.AUDIT_HEAD, keyspace.AUDIT_BASE)
-            newest_old = _rows(await pipe.xrevrange(keyspace.AUDIT_STREAM, max=f"({_ms(cutoff)}", count=1))
-            if not newest_old:
-                await pipe.reset()  # type: ignore[no-untyped-call]
-                return 0
-            _, raw = newest_old[0]
-            old_base = _bytes(await pipe.get(keyspace.AUDIT_BASE))
-            dropped = int(raw[b"seq"]) - (int(old_base.split()[0]) if old_base else 0)
-            pipe.multi()  # type: ignore[no-untyped-call]
-            pipe.set(keyspace.AUDIT_BASE, f"{int(raw[b'seq'])} {raw[b'hash'].decode()}")
-            pipe.xtrim(keyspace.AUDIT_STREAM, minid=str(_ms(cutoff)), approximate=False)
-            await pipe.execute()
-    except WatchError as exc:
-        raise StoreUnavailableError("audit trail changed during the trim; run it again") from exc
-    except (RedisError, OSError) as exc:
-        raise StoreUnavailableError("audit trail unavailable") from exc
+    with redis_errors("audit trail"):
+        try:
+            async with redis.pipeline(transaction=True) as pipe:
+                await pipe.watch(keyspace.AUDIT_HEAD, keyspace.AUDIT_BASE)
+                newest_old = _rows(await pipe.xrevrange(keyspace.AUDIT_STREAM, max=f"({_ms(cutoff)}", count=1))
+                if not newest_old:
+                    await pipe.reset()  # type: ignore[no-untyped-call]
+                    return 0
+                _, raw = newest_old[0]
+                old_base = _bytes(await pipe.get(keyspace.AUDIT_BASE))
+                dropped = int(raw[b"seq"]) - (int(old_base.split()[0]) if old_base else 0)
+                pipe.multi()  # type: ignore[no-untyped-call]
+                pipe.set(keyspace.AUDIT_BASE, f"{int(raw[b'seq'])} {raw[b'hash'].decode()}")
+                pipe.xtrim(keyspace.AUDIT_STREAM, minid=str(_ms(cutoff)), approximate=False)
+                await pipe.execute()
+        except WatchError as exc:  # a write raced the trim: refuse it rather than drop entries the base misses
+            raise StoreUnavailableError("audit trail changed during the trim; run it again") from exc
     await record_privileged(redis, actor=actor, action="audit_trim", obj=keyspace.AUDIT_STREAM, now=now,
                             extra={"before": cutoff.isoformat(), "dropped": str(dropped)})
     return dropped

@@ -14,6 +14,7 @@ from gateway import keyspace
 from gateway.appstate import REDIS, RULES, SETTINGS
 from gateway.privacy.audit import record_privileged
 from gateway.privacy.routes import routes
+from gateway.redisio import redis_errors
 
 __all__ = ["ROUTES", "install"]
 
@@ -33,7 +34,8 @@ async def _audit_configuration(app: web.Application) -> AsyncIterator[None]:
                             str(settings.retention_days), str(settings.status_ttl_s)))
     redis = app[REDIS]
     # GETSET makes N workers starting together write one entry, not N.
-    previous = cast(bytes | None, await redis.getset(keyspace.AUDIT_CONFIG, fingerprint))
+    with redis_errors("audit trail"):
+        previous = cast(bytes | None, await redis.getset(keyspace.AUDIT_CONFIG, fingerprint))
     if previous != fingerprint.encode():
         await record_privileged(redis, actor="gateway", role="system", action="config_change", obj="rules",
                                 now=datetime.now(UTC),

@@ -13,11 +13,10 @@ from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from gateway import keyspace
-from gateway.errors import StoreUnavailableError
 from gateway.privacy.audit import AUDIT_RETENTION
+from gateway.redisio import redis_errors
 from gateway.scan.scanlog import partition_expiry
 from policy.purpose import oldest_retained_day
 
@@ -66,10 +65,8 @@ async def retention_report(
     redis: Redis, *, now: datetime, retention_days: int, status_ttl_s: int, lookback_days: int = 14
 ) -> dict[str, object]:
     """The report as JSON-ready data; ``violations`` is empty when retention holds."""
-    try:
+    with redis_errors("retention report"):
         return await _report(redis, now, retention_days, status_ttl_s, lookback_days)
-    except (RedisError, OSError) as exc:
-        raise StoreUnavailableError("retention report unavailable") from exc
 
 
 async def _report(redis: Redis, now: datetime, retention_days: int, status_ttl_s: int,

@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from typing import Literal, cast
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import WatchError
 
 from gateway import keyspace
-from gateway.errors import StoreUnavailableError
+from gateway.redisio import redis_errors
 from gateway.scan.scanlog import pseudonym as scan_pseudonym
 from policy.purpose import TRACE_PAGE_MAX, Approval, trace_days
 
@@ -68,7 +68,7 @@ async def trace_holder(
     visits: list[Visit] = []
     states: dict[str, DayState] = {}
     scanned = 0
-    try:
+    with redis_errors("scan log"):
         for day in trace_days(since, until):
             key = cast(bytes | None, await redis.get(keyspace.day_key(day)))
             if key is None:
@@ -90,8 +90,6 @@ async def trace_holder(
                         if len(visits) >= max_visits:
                             break
                 start = "(" + rows[-1][0].decode()
-    except (RedisError, OSError) as exc:
-        raise StoreUnavailableError("scan log unavailable") from exc
     visits.sort(key=lambda v: v.at)
     return TraceResult(visits, states, len(visits) >= max_visits, scanned)
 
@@ -104,25 +102,21 @@ async def grant_approval(
     approval = Approval("apv_" + secrets.token_hex(16), approver_id, approver_role, requester_id, case_ref,
                         purpose, expires_at)
     name = keyspace.approval_key(approval.approval_id)
-    try:
+    with redis_errors("approvals"):
         pipe = redis.pipeline(transaction=True)
         pipe.hset(name, mapping={"approver": approver_id, "approver_role": approver_role,
                                  "requester": requester_id, "case_ref": case_ref, "purpose": purpose,
                                  "expires_at": expires_at.isoformat()})
         pipe.expireat(name, int(expires_at.timestamp()) + 1)
         await pipe.execute()
-    except (RedisError, OSError) as exc:
-        raise StoreUnavailableError("approvals unavailable") from exc
     return approval
 
 
 async def load_approval(redis: Redis, approval_id: str) -> Approval | None:
     if not approval_id.startswith("apv_") or len(approval_id) != 36:
         return None
-    try:
+    with redis_errors("approvals"):
         raw = cast(dict[bytes, bytes], await redis.hgetall(keyspace.approval_key(approval_id)))
-    except (RedisError, OSError) as exc:
-        raise StoreUnavailableError("approvals unavailable") from exc
     if not raw or b"requester" not in raw:
         return None
     f = {k.decode(): v.decode() for k, v in raw.items()}
@@ -133,18 +127,17 @@ async def load_approval(redis: Redis, approval_id: str) -> Approval | None:
 async def consume_approval(redis: Redis, approval_id: str) -> bool:
     """Mark an approval used; False if another query used it first (one approval, one query)."""
     name = keyspace.approval_key(approval_id)
-    try:
-        async with redis.pipeline(transaction=True) as pipe:
-            # WATCH rather than a bare HSETNX: on a key that just expired HSETNX would recreate it without a TTL.
-            await pipe.watch(name)
-            if not await pipe.exists(name) or await pipe.hget(name, "used") is not None:
-                await pipe.reset()  # type: ignore[no-untyped-call]
-                return False
-            pipe.multi()  # type: ignore[no-untyped-call]
-            pipe.hset(name, "used", "1")
-            await pipe.execute()
-            return True
-    except WatchError:
-        return False
-    except (RedisError, OSError) as exc:
-        raise StoreUnavailableError("approvals unavailable") from exc
+    with redis_errors("approvals"):
+        try:
+            async with redis.pipeline(transaction=True) as pipe:
+                # WATCH rather than a bare HSETNX: on a key that just expired HSETNX would recreate it without a TTL.
+                await pipe.watch(name)
+                if not await pipe.exists(name) or await pipe.hget(name, "used") is not None:
+                    await pipe.reset()  # type: ignore[no-untyped-call]
+                    return False
+                pipe.multi()  # type: ignore[no-untyped-call]
+                pipe.hset(name, "used", "1")
+                await pipe.execute()
+                return True
+        except WatchError:  # another query touched the approval first: it is used (one approval, one query)
+            return False

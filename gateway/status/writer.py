@@ -18,11 +18,10 @@ from operator import itemgetter
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from gateway.errors import StoreUnavailableError
 from gateway.keyspace import status_bucket_key
-from gateway.redisio import Command, CommandBatcher, is_noscript
+from gateway.redisio import Command, CommandBatcher, is_noscript, redis_errors
 from gateway.status.cache import StatusLocator, StatusRecord, pack_status
 
 __all__ = ["BUCKET_RECORDS", "CALL_RECORDS", "UPSERT_LUA", "UPSERT_SHA", "StatusBatch", "StatusWriter"]
@@ -231,10 +230,8 @@ class StatusWriter:
         """Run EVALSHA calls, loading the script first (and again after a server restart: NOSCRIPT)."""
         for attempt in range(2):
             if not self._script_loaded:
-                try:
+                with redis_errors("status cache"):
                     await self._redis.script_load(UPSERT_LUA)
-                except (RedisError, OSError) as exc:
-                    raise StoreUnavailableError("status cache unavailable") from exc
                 self._script_loaded = True
             replies = await self._batcher.submit(calls)
             if attempt == 0 and any(is_noscript(r) for r in replies):

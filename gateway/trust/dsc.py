@@ -20,12 +20,11 @@ from enum import StrEnum
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from crypto.dcc_trust import DscKey, DscTrustList, json_bundle_ders
 from crypto.errors import TrustListError
 from gateway import keyspace
-from gateway.errors import StoreUnavailableError
+from gateway.redisio import redis_errors
 
 __all__ = ["DscRegistry", "DscSnapshot", "Freshness", "freshness", "parse_trust_file"]
 
@@ -100,7 +99,7 @@ class DscRegistry:
         default; the version bump makes every worker reload.  Returns the number of stored certificates.
         """
         mapping = {_fingerprint(der): base64.b64encode(der) for der in ders}
-        try:
+        with redis_errors("DSC trust list"):
             pipe = self.redis.pipeline(transaction=True)
             if replace:
                 pipe.delete(keyspace.DSC_TRUST)
@@ -110,26 +109,20 @@ class DscRegistry:
             pipe.incr(keyspace.DSC_TRUST_VERSION)
             pipe.hlen(keyspace.DSC_TRUST)
             replies = await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError("DSC trust list unavailable") from exc
         return int(replies[-1])
 
     async def version(self) -> int:
-        try:
+        with redis_errors("DSC trust list"):
             return int(await self.redis.get(keyspace.DSC_TRUST_VERSION) or 0)
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError("DSC trust list unavailable") from exc
 
     async def load(self) -> DscSnapshot:
         """The stored list; an entry that no longer loads is skipped (it could never verify anything)."""
-        try:
+        with redis_errors("DSC trust list"):
             pipe = self.redis.pipeline(transaction=True)
             pipe.get(keyspace.DSC_TRUST_VERSION)
             pipe.get(keyspace.DSC_TRUST_IMPORTED_AT)
             pipe.hgetall(keyspace.DSC_TRUST)
             version, imported, raw = await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError("DSC trust list unavailable") from exc
         loaded, skipped = _load_entries(raw.values())
         imported_at = None if imported is None else datetime.fromtimestamp(int(imported), UTC)
         return DscSnapshot(int(version or 0), DscTrustList(tuple(loaded)), imported_at, skipped)

@@ -6,14 +6,13 @@ from dataclasses import dataclass
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from crypto.errors import TrustListError
 from crypto.trust import TrustedKey, TrustList
 from gateway import keyspace
-from gateway.errors import StoreUnavailableError
 from gateway.principals import Principal
 from gateway.privacy.audit import cli_actor, record_privileged
+from gateway.redisio import redis_errors
 
 __all__ = ["Place", "Registry"]
 
@@ -39,10 +38,8 @@ class Registry:
     # --- trust list ----------------------------------------------------------------------------------------
     async def load_trust(self) -> tuple[int, TrustList]:
         """The trust list and its version; a malformed entry is skipped (it can never verify anything)."""
-        try:
+        with redis_errors("trust list"):
             version, raw = await self._pipe_get_trust()
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError("trust list unavailable") from exc
         entries = []
         for value in raw.values():
             try:
@@ -59,10 +56,8 @@ class Registry:
         return int(version or 0), raw
 
     async def trust_version(self) -> int:
-        try:
+        with redis_errors("trust list"):
             return int(await self.redis.get(keyspace.TRUST_VERSION) or 0)
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError("trust list unavailable") from exc
 
     async def put_trusted_key(self, key: TrustedKey) -> None:
         await self._audit("key_revoke" if key.revoked else "key_put", f"key:{key.kid.hex()}",
@@ -70,7 +65,8 @@ class Registry:
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(keyspace.TRUST, key.kid.hex(), orjson.dumps(key.to_dict()))
         pipe.incr(keyspace.TRUST_VERSION)
-        await pipe.execute()
+        with redis_errors("trust list"):
+            await pipe.execute()
 
     # --- places --------------------------------------------------------------------------------------------
     async def add_place(self, place: Place) -> None:
@@ -82,13 +78,12 @@ class Registry:
             mapping={"name": place.name, "venue_class": place.venue_class, "jurisdiction": place.jurisdiction},
         )
         pipe.sadd(keyspace.PLACES, place.place_id)
-        await pipe.execute()
+        with redis_errors("place registry"):
+            await pipe.execute()
 
     async def get_place(self, place_id: str) -> Place | None:
-        try:
+        with redis_errors("place registry"):
             raw = await self.redis.hgetall(keyspace.place_key(place_id))
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError("place registry unavailable") from exc
         if not raw:
             return None
         f = {_text(k): _text(v) for k, v in raw.items()}
@@ -96,7 +91,9 @@ class Registry:
 
     async def list_places(self) -> list[Place]:
         places = []
-        for pid in sorted(await self.redis.smembers(keyspace.PLACES)):
+        with redis_errors("place registry"):
+            members = await self.redis.smembers(keyspace.PLACES)
+        for pid in sorted(members):
             place = await self.get_place(_text(pid))
             if place is not None:
                 places.append(place)
@@ -110,29 +107,33 @@ class Registry:
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(keyspace.principal_key(token_hash), mapping=dict(principal.to_fields()))  # type: ignore[arg-type]
         pipe.hset(keyspace.PRINCIPAL_IDS, principal.principal_id, token_hash)
-        await pipe.execute()
+        with redis_errors("principal registry"):
+            await pipe.execute()
 
     async def get_principal(self, token_hash: str) -> Principal | None:
-        try:
+        with redis_errors("principal registry"):
             raw = await self.redis.hgetall(keyspace.principal_key(token_hash))
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError("principal registry unavailable") from exc
         return Principal.from_fields({_bytes(k): _bytes(v) for k, v in raw.items()}) if raw else None
 
     async def principal_exists(self, principal_id: str) -> bool:
-        return bool(await self.redis.hexists(keyspace.PRINCIPAL_IDS, principal_id))
+        with redis_errors("principal registry"):
+            return bool(await self.redis.hexists(keyspace.PRINCIPAL_IDS, principal_id))
 
     async def revoke_principal(self, principal_id: str) -> bool:
-        token_hash = await self.redis.hget(keyspace.PRINCIPAL_IDS, principal_id)
+        with redis_errors("principal registry"):
+            token_hash = await self.redis.hget(keyspace.PRINCIPAL_IDS, principal_id)
         if token_hash is None:
             return False
         await self._audit("token_revoke", f"principal:{principal_id}")
-        await self.redis.hset(keyspace.principal_key(_text(token_hash)), "revoked", "1")
+        with redis_errors("principal registry"):
+            await self.redis.hset(keyspace.principal_key(_text(token_hash)), "revoked", "1")
         return True
 
     async def list_principals(self) -> list[Principal]:
         out = []
-        for token_hash in (await self.redis.hgetall(keyspace.PRINCIPAL_IDS)).values():
+        with redis_errors("principal registry"):
+            token_hashes = (await self.redis.hgetall(keyspace.PRINCIPAL_IDS)).values()
+        for token_hash in token_hashes:
             principal = await self.get_principal(_text(token_hash))
             if principal is not None:
                 out.append(principal)
