@@ -14,9 +14,12 @@ import os
 import sys
 from collections.abc import Sequence
 
+from gateway.errors import StoreUnavailableError
 from gateway.settings import unknown_variable_warnings
 
-__all__ = ["COMMANDS", "build_parser", "command_of", "main"]
+__all__ = ["COMMANDS", "EX_UNAVAILABLE", "build_parser", "command_of", "main"]
+
+EX_UNAVAILABLE = 69  # sysexits.h: a service is unavailable (1 is taken by rejected input, 2 by usage errors)
 
 # Command name -> (module whose register() adds it, its one-line help). A module registering several commands
 # has them in a row, in its register() order, so that `placegate --help` lists them as registered.
@@ -78,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # SettingsError among them: its message starts with the variable's name
         print(f"placegate: {exc}", file=sys.stderr)
         return 2
+    except StoreUnavailableError as exc:  # Redis down or refusing: an operator needs the cause, not a traceback
+        print(f"placegate: {exc.detail} ({exc.code})", file=sys.stderr)
+        return EX_UNAVAILABLE
 
 
 if __name__ == "__main__":

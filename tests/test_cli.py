@@ -20,8 +20,9 @@ COMMANDS = ["serve", "keys", "issue", "places", "devices", "principals", "status
             "audit", "privacy"]
 
 
-def _run(*args: str, data_dir: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PLACEGATE_DATA_DIR": str(data_dir)}
+def _run(*args: str, data_dir: Path, check: bool = True,
+         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PLACEGATE_DATA_DIR": str(data_dir), **(env or {})}
     return subprocess.run([*PLACEGATE, *args], capture_output=True, text=True, env=env, check=check, timeout=60)
 
 
@@ -105,3 +106,12 @@ def test_an_unknown_command_is_a_usage_error_naming_the_commands(tmp_path: Path)
     proc = _run("bogus", data_dir=tmp_path, check=False)
     assert proc.returncode == 2
     assert "invalid choice: 'bogus'" in proc.stderr and "'verify'" in proc.stderr
+
+
+@pytest.mark.parametrize("args", [["places", "list"], ["principals", "list"], ["keys", "list"], ["dispatch", "sweep"]])
+def test_an_unreachable_redis_is_a_message_and_exit_69_never_a_traceback(tmp_path: Path, args: list[str]) -> None:
+    env = {"PLACEGATE_SECRET": "00" * 32}
+    done = _run(*args, "--redis-url", f"unix://{tmp_path}/no-such.sock", data_dir=tmp_path, check=False, env=env)
+    assert done.returncode == 69
+    assert "(store_unavailable)" in done.stderr
+    assert "Traceback" not in done.stderr
