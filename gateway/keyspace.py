@@ -8,6 +8,7 @@ data gets a TTL here; registry keys (trust list, places, principals) are configu
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "AUDIT_HEAD",
     "AUDIT_STREAM",
     "CASE_RETENTION_S",
+    "DATA_CLASSES",
     "DISPATCH_DEADLETTER",
     "DISPATCH_INTAKE",
     "DISPATCH_OPEN",
@@ -28,14 +30,16 @@ __all__ = [
     "REGISTRY_PREFIXES",
     "TRUST",
     "TRUST_VERSION",
+    "DataClass",
     "approval_key",
     "case_extension_key",
     "case_history_key",
     "case_holder_key",
     "case_key",
+    "data_class_of",
     "day_key",
     "day_tag",
-        "dispatch_day_key",
+    "dispatch_day_key",
     "nonce_key",
     "place_key",
     "principal_key",
@@ -174,3 +178,34 @@ def approval_key(approval_id: str) -> str:
 # Prefixes whose keys legitimately carry no TTL (configuration; the intake queue, trimmed by time; the audit
 # trail, kept 3 years); the privacy tests check every other key for an expiry.
 REGISTRY_PREFIXES: Final = (TRUST, PLACES, "pg:place:", "pg:principal", DISPATCH_INTAKE, "pg:{audit}:")
+
+
+@dataclass(frozen=True, slots=True)
+class DataClass:
+    """One class of stored data in the retention report: the prefix of its keys and whether each must expire."""
+
+    name: str
+    prefix: str
+    expires: bool
+
+
+# The retention report's classes in match order: the first prefix that matches a key wins, "registry" takes the
+# rest. A class that expires must never hold a key without a TTL (the report lists any as a violation).
+DATA_CLASSES: Final = (
+    DataClass("scan_log", "pg:log:", True),
+    DataClass("day_keys", "pg:daykey:", True),
+    DataClass("status_cache", "pg:st:", True),
+    DataClass("replay_memory", "pg:nonce:", True),
+    DataClass("approvals", "pg:approval:", True),
+    DataClass("cases", "pg:case:", True),
+    DataClass("dispatch_intake", DISPATCH_INTAKE, False),
+    DataClass("dead_letters", DISPATCH_DEADLETTER, True),
+    DataClass("case_indexes", "pg:dispatch:", True),  # the open set and the per-day sets: case retention
+    DataClass("audit", "pg:{audit}:", False),
+    DataClass("registry", KEY_PREFIX, False),
+)
+
+
+def data_class_of(key: str) -> DataClass:
+    """The retention class of a placegate key (every key starts with ``KEY_PREFIX``)."""
+    return next(c for c in DATA_CLASSES if key.startswith(c.prefix))

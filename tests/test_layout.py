@@ -123,7 +123,7 @@ def test_no_feature_imports_another_features_routes(feature: str) -> None:
 
 
 @pytest.mark.parametrize("module", ["gateway.principals", "gateway.keyspace", "gateway.errors", "gateway.settings",
-                                    "gateway.scan.scanlog"])
+                                    "gateway.intake", "gateway.scan.scanlog"])
 def test_shared_values_import_neither_aiohttp_nor_redis(module: str) -> None:
     path = _modules()[module]
     imported = {

@@ -23,21 +23,6 @@ from policy.purpose import oldest_retained_day
 __all__ = ["retention_report"]
 
 _SAMPLE = 2000  # expiry checks per class; counts are exact
-# data class -> key prefix; a class with an expected TTL must never hold a key without one.
-_CLASSES: tuple[tuple[str, str, bool], ...] = (
-    ("scan_log", "pg:log:", True),
-    ("day_keys", "pg:daykey:", True),
-    ("status_cache", "pg:st:", True),
-    ("replay_memory", "pg:nonce:", True),
-    ("approvals", "pg:approval:", True),
-    ("cases", "pg:case:", True),
-    ("dispatch_intake", keyspace.DISPATCH_INTAKE, False),
-    ("dead_letters", keyspace.DISPATCH_DEADLETTER, True),
-    ("audit", "pg:{audit}:", False),
-    ("registry", "pg:", False),
-)
-
-
 @dataclass
 class _Class:
     expires: bool
@@ -71,10 +56,10 @@ async def retention_report(
 
 async def _report(redis: Redis, now: datetime, retention_days: int, status_ttl_s: int,
                   lookback_days: int) -> dict[str, object]:
-    classes = {name: _Class(expires) for name, _, expires in _CLASSES}
+    classes = {c.name: _Class(c.expires) for c in keyspace.DATA_CLASSES}
     days: dict[str, dict[str, bytes]] = {}
     async for key in redis.scan_iter(match="pg:*", count=1000):
-        name = next(n for n, prefix, _ in _CLASSES if key.decode().startswith(prefix))
+        name = keyspace.data_class_of(key.decode()).name
         entry = classes[name]
         entry.count += 1
         if name in ("scan_log", "day_keys"):
