@@ -9,8 +9,8 @@ import pytest
 
 from gateway.dispatch.worker import sweep_open_cases
 from gateway.keyspace import AUDIT_STREAM
-from tests.gateway import test_dispatch_fixtures as fx
-from tests.gateway.test_dispatch_fixtures import T0, DispatchWorld
+from tests.gateway.dispatch import test_dispatch_fixtures as fx
+from tests.gateway.dispatch.test_dispatch_fixtures import T0, DispatchWorld
 
 dispatch_env, make_dispatch_world, dw = fx.dispatch_env, fx.make_dispatch_world, fx.dw
 

@@ -10,8 +10,8 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from tests.gateway import test_dispatch_fixtures as fx
-from tests.gateway.test_dispatch_fixtures import ROUTING, T0, DispatchWorld, DispatchWorldFactory
+from tests.gateway.dispatch import test_dispatch_fixtures as fx
+from tests.gateway.dispatch.test_dispatch_fixtures import ROUTING, T0, DispatchWorld, DispatchWorldFactory
 
 dispatch_env, make_dispatch_world, dw = fx.dispatch_env, fx.make_dispatch_world, fx.dw
 

@@ -7,8 +7,8 @@ import asyncio
 
 from crypto.native import Colour
 from gateway.dispatch.store import case_id_for_event
-from tests.gateway import test_dispatch_fixtures as fx
-from tests.gateway.test_dispatch_fixtures import DispatchWorld, DispatchWorldFactory
+from tests.gateway.dispatch import test_dispatch_fixtures as fx
+from tests.gateway.dispatch.test_dispatch_fixtures import DispatchWorld, DispatchWorldFactory
 
 dispatch_env, make_dispatch_world = fx.dispatch_env, fx.make_dispatch_world
 

@@ -13,8 +13,8 @@ from gateway.errors import StoreUnavailableError
 from gateway.keyspace import DISPATCH_DEADLETTER, DISPATCH_INTAKE, DISPATCH_OPEN
 from gateway.privacy.retention import retention_report
 from policy.casework import Case
-from tests.gateway import test_dispatch_fixtures as fx
-from tests.gateway.test_dispatch_fixtures import DispatchWorld
+from tests.gateway.dispatch import test_dispatch_fixtures as fx
+from tests.gateway.dispatch.test_dispatch_fixtures import DispatchWorld
 
 dispatch_env, make_dispatch_world, dw = fx.dispatch_env, fx.make_dispatch_world, fx.dw
 RETENTION_S = 21 * 24 * 3600  # the test settings' retention_days

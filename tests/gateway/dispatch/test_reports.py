@@ -10,8 +10,8 @@ import pytest
 from gateway.keyspace import DISPATCH_INTAKE
 from policy.casework import Action, Actor, ClosureKind, Role, apply_transition, new_case
 from policy.routing import EventClass
-from tests.gateway import test_dispatch_fixtures as fx
-from tests.gateway.test_dispatch_fixtures import T0, DispatchWorld
+from tests.gateway.dispatch import test_dispatch_fixtures as fx
+from tests.gateway.dispatch.test_dispatch_fixtures import T0, DispatchWorld
 
 dispatch_env, make_dispatch_world, dw = fx.dispatch_env, fx.make_dispatch_world, fx.dw
 

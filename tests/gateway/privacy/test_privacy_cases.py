@@ -9,9 +9,9 @@ import asyncio
 from crypto.native import Colour
 from gateway.dispatch.store import case_id_for_event
 from gateway.keyspace import DISPATCH_DEADLETTER, REGISTRY_PREFIXES
-from tests.gateway import test_dispatch_fixtures as fx
-from tests.gateway.test_dispatch_fixtures import DispatchWorld, DispatchWorldFactory
-from tests.gateway.test_privacy_storage import _dump
+from tests.gateway.dispatch import test_dispatch_fixtures as fx
+from tests.gateway.dispatch.test_dispatch_fixtures import DispatchWorld, DispatchWorldFactory
+from tests.gateway.privacy.test_privacy_storage import _dump
 
 dispatch_env, make_dispatch_world = fx.dispatch_env, fx.make_dispatch_world
 

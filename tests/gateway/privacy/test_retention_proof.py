@@ -11,7 +11,7 @@ from gateway.privacy.tracing import pseudonym, trace_holder
 from gateway.scan.scanlog import day_of, partition_expiry
 from gateway.scan.state import SCANNER
 from tests.gateway.conftest import PLACES, World
-from tests.gateway.test_privacy_storage import _dump
+from tests.gateway.privacy.test_privacy_storage import _dump
 
 RETENTION = 21
 
