@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from gateway.background import refreshing
 
@@ -22,3 +23,16 @@ async def test_refresh_repeats_survives_a_failure_and_stops_on_exit() -> None:
     assert seen >= 4  # the failure on the second call did not stop the loop
     await asyncio.sleep(0.05)
     assert calls == seen
+
+
+async def test_the_loop_ends_even_when_a_refresh_absorbs_its_cancellation() -> None:
+    async def absorbing() -> None:
+        # What the Redis client once did with a cancellation that landed inside a command: absorbed it.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.05)
+
+    async def run() -> None:
+        async with refreshing(absorbing, every_s=0.001, what="test"):
+            await asyncio.sleep(0.02)  # exits while the loop is inside ``absorbing``
+
+    await asyncio.wait_for(run(), 2)  # before the stop event, the context waited for the loop forever
