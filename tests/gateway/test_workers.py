@@ -53,6 +53,9 @@ def served(redis_url: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[by
         yield proc, port, tmp_path / "data" / "prometheus"
     finally:
         if proc.poll() is None:
+            # A failed test leaves the supervisor running: its workers go too, or they outlive the session.
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                child.kill()
             proc.kill()
             proc.wait()
         log.close()
