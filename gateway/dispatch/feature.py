@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gateway.appstate import REDIS, SETTINGS
+from gateway.background import refreshing
 from gateway.dispatch import reports, routes
 from gateway.dispatch.runtime import (
     DISPATCH,
@@ -57,10 +58,13 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
             clock=runtime.now,
         )  # fmt: skip
         tasks.append(loop.create_task(worker.run(stop, block_ms=500)))
-    if dispatch.sweep_interval_s > 0:
-        tasks.append(loop.create_task(_sweeper(runtime, stop, dispatch.sweep_interval_s)))
     try:
-        yield
+        async with contextlib.AsyncExitStack() as background:
+            if dispatch.sweep_interval_s > 0:
+                await background.enter_async_context(
+                    refreshing(lambda: _sweep(runtime), every_s=dispatch.sweep_interval_s, what="dispatch sweep")
+                )
+            yield
     finally:
         stop.set()
         for task in tasks:
@@ -70,18 +74,12 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
                 await task
 
 
-async def _sweeper(runtime: DispatchRuntime, stop: asyncio.Event, interval_s: float) -> None:
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval_s)
-        if stop.is_set():
-            return
-        try:
-            report = await sweep_open_cases(runtime.store, now=runtime.now())
-        except GatewayError as exc:
-            log.warning("sweep failed (%s)", exc.instance_code)
-            continue
-        if report.flagged or report.escalated:
-            log.info(
-                "sweep: %d open, %d flagged overdue, %d escalations", report.checked, report.flagged, report.escalated
-            )
+async def _sweep(runtime: DispatchRuntime) -> None:
+    """One sweep pass; a failure is logged by its code and the next period tries again."""
+    try:
+        report = await sweep_open_cases(runtime.store, now=runtime.now())
+    except GatewayError as exc:
+        log.warning("sweep failed (%s)", exc.instance_code)
+        return
+    if report.flagged or report.escalated:
+        log.info("sweep: %d open, %d flagged overdue, %d escalations", report.checked, report.flagged, report.escalated)
