@@ -15,7 +15,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from gateway import ops
-from gateway.appstate import BATCHER, CLOCK, METRICS, REDIS, RULES, SETTINGS, Clock
+from gateway.appstate import BATCHER, CLOCK, HEALTH, METRICS, REDIS, RULES, SETTINGS, Clock
 from gateway.dispatch import feature as dispatch_feature
 from gateway.http import error_middleware
 from gateway.metrics import Metrics
@@ -24,6 +24,7 @@ from gateway.redisio import CommandBatcher, connect_redis
 from gateway.scan import feature as scan_feature
 from gateway.settings import Settings
 from gateway.status import feature as status_feature
+from gateway.storehealth import StoreHealth
 from gateway.trust import refresh as trust_feature
 from policy.rules import load_rules
 
@@ -94,12 +95,20 @@ def _core(injected: Redis | None) -> Callable[[web.Application], AsyncIterator[N
         settings = app[SETTINGS]
         if injected is None and settings.redis_url is None:
             raise ValueError("no redis_url: `placegate serve` starts the embedded server and passes its URL")
-        redis = injected if injected is not None else connect_redis(str(settings.redis_url))
+        redis = injected if injected is not None else connect_redis(
+            str(settings.redis_url), connect_timeout_s=settings.redis_connect_timeout_s,
+            socket_timeout_s=settings.redis_socket_timeout_s,
+        )  # fmt: skip
         batcher = CommandBatcher(redis)
         app[REDIS] = redis
         app[BATCHER] = batcher
+        # The probe goes through the scan path's own pipeline: when it answers, scans will too.
+        health = StoreHealth(lambda: batcher.run((("PING",),)), probe_every_s=settings.store_probe_s,
+                             probe_timeout_s=max(0.2, settings.redis_timeout_ms / 1000), metrics=app[METRICS])
+        app[HEALTH] = health
         try:
-            yield
+            async with health.probing():
+                yield
         finally:
             await batcher.aclose()
             if injected is None:

@@ -1,5 +1,6 @@
 """Typed application state every feature may read (``web.AppKey``): settings, metrics, the Redis client, the
-command batcher, the admission rules and the clock. Each feature keeps its own keys in its own folder."""
+command batcher, the store's health, the admission rules and the clock. Each feature keeps its own keys in its
+own folder."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from redis.asyncio import Redis
 from gateway.metrics import Metrics
 from gateway.redisio import CommandBatcher
 from gateway.settings import Settings
+from gateway.storehealth import StoreHealth
 from policy.rules import Rules
 
-__all__ = ["BATCHER", "CLOCK", "METRICS", "REDIS", "RULES", "SETTINGS", "Clock"]
+__all__ = ["BATCHER", "CLOCK", "HEALTH", "METRICS", "REDIS", "RULES", "SETTINGS", "Clock"]
 
 
 def _utcnow() -> datetime:
@@ -37,3 +39,5 @@ REDIS: web.AppKey[Redis] = web.AppKey("redis", Redis)
 BATCHER: web.AppKey[CommandBatcher] = web.AppKey("batcher", CommandBatcher)
 RULES: web.AppKey[Rules] = web.AppKey("rules", Rules)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock", Clock)
+# Whether the store answers; the breaker every Redis-backed read on the request path consults first.
+HEALTH: web.AppKey[StoreHealth] = web.AppKey("health", StoreHealth)

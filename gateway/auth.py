@@ -13,6 +13,7 @@ from aiohttp import web
 
 from gateway.errors import AuthError, ForbiddenError
 from gateway.principals import Principal, Role, hash_token, is_token_shaped
+from gateway.storehealth import StoreHealth
 from gateway.ttlcache import TtlCache
 
 __all__ = ["PRINCIPAL", "PRINCIPAL_CACHE", "Handler", "PrincipalCache", "requires", "roles_of"]
@@ -20,9 +21,16 @@ __all__ = ["PRINCIPAL", "PRINCIPAL_CACHE", "Handler", "PrincipalCache", "require
 class PrincipalCache:
     """Short-lived cache of token lookups: a revocation takes effect within ``ttl_s`` seconds."""
 
-    def __init__(self, lookup: Callable[[str], Awaitable[Principal | None]], ttl_s: float) -> None:
-        """:param lookup: the principal stored under a token's SHA-256 (``Registry.get_principal``)."""
-        self._cache: TtlCache[Principal | None] = TtlCache(lookup, ttl_s)
+    def __init__(
+        self, lookup: Callable[[str], Awaitable[Principal | None]], ttl_s: float, *,
+        health: StoreHealth | None = None, stale_max_s: float = 0.0, load_timeout_s: float | None = None,
+    ) -> None:
+        """:param lookup: the principal stored under a token's SHA-256 (``Registry.get_principal``).
+        :param stale_max_s: during a store outage a principal is served from its last good copy up to this age
+            (a token revoked during the outage keeps working until the store is back: docs/operations.md)."""
+        self._cache: TtlCache[Principal | None] = TtlCache(
+            lookup, ttl_s, health=health, stale_max_s=stale_max_s, load_timeout_s=load_timeout_s, what="principals"
+        )
 
     async def authenticate(self, request: web.Request) -> Principal:
         header = request.headers.get("Authorization", "")

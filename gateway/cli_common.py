@@ -66,7 +66,8 @@ async def admin_redis(settings: Settings) -> AsyncIterator[Redis]:
         if not socket_alive(embedded.socket_path):
             server = embedded.start()
         url = embedded.url
-    redis = connect_redis(url)
+    redis = connect_redis(url, connect_timeout_s=settings.redis_connect_timeout_s,
+                          socket_timeout_s=settings.redis_socket_timeout_s)
     try:
         yield redis
     finally:

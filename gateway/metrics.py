@@ -41,6 +41,18 @@ class Metrics:
             "placegate_exception_events", "Exception events sent to dispatch intake", ["event_class"],
             registry=self.registry,
         )
+        # Degraded mode (gateway/storehealth.py): 1 while this worker cannot reach the store; under --workers N
+        # the highest worker's value (any worker degraded is what an operator must see).
+        self.degraded = Gauge("placegate_degraded", "1 while the store is unreachable and scans answer degraded",
+                              registry=self.registry, multiprocess_mode="livemax")
+        self.degraded_queue = Gauge(
+            "placegate_degraded_queue", "Scans whose log records and replay marks wait for the store",
+            registry=self.registry, multiprocess_mode="livesum",
+        )
+        self.degraded_dropped = Counter(
+            "placegate_degraded_dropped", "Waiting scans dropped, oldest first, because the queue was full",
+            registry=self.registry,
+        )
         # Under `serve --workers N` every worker loads the same trust list: report the latest value of a live one.
         self.trust_keys = Gauge("placegate_trust_keys", "Keys in the loaded trust list", registry=self.registry,
                                 multiprocess_mode="livemostrecent")

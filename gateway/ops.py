@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.appstate import METRICS, REDIS
+from gateway.appstate import BATCHER, HEALTH, METRICS
 from gateway.errors import StoreUnavailableError
 from gateway.http import json_response
-from gateway.redisio import redis_errors
 from gateway.trust.state import TRUST_STATE
 
 __all__ = ["routes"]
@@ -20,18 +19,35 @@ async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
+# Readiness answers within a second even when the store hangs: a load balancer's probe must not pile up.
+_READY_PING_S = 0.5
+
+
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    try:
-        with redis_errors("redis"):
-            redis_ok = bool(await request.app[REDIS].ping())
-    except StoreUnavailableError:  # readiness answers "no" rather than failing
-        redis_ok = False
-    trust = request.app[TRUST_STATE]
-    trust_ok = trust.healthy and trust.usable_health_keys > 0
-    ready = redis_ok and trust_ok
-    body = {"ready": ready, "redis": redis_ok, "trust_list": trust_ok, "trust_version": trust.version}
-    return json_response(body, status=200 if ready else 503)
+    """Ready when the store answers and a usable trust list is loaded; otherwise 503 and the reasons."""
+    app = request.app
+    health = app[HEALTH]
+    redis_ok = health.available
+    if redis_ok:
+        try:
+            await app[BATCHER].run((("PING",),), _READY_PING_S)  # the scan path's own pipeline
+        except StoreUnavailableError:
+            redis_ok = False
+            health.failed("readiness ping")
+    trust = app[TRUST_STATE]
+    reasons = []
+    if not redis_ok:
+        reasons.append("store_unavailable")  # scans answer in degraded mode meanwhile
+    if not trust.healthy:
+        reasons.append("trust_list_not_loaded")
+    elif trust.usable_health_keys == 0:
+        reasons.append("no_usable_health_key")
+    body = {
+        "ready": not reasons, "redis": redis_ok, "trust_list": trust.healthy and trust.usable_health_keys > 0,
+        "trust_version": trust.version, "degraded": not health.available, "reasons": reasons,
+    }  # fmt: skip
+    return json_response(body, status=503 if reasons else 200)
 
 
 @routes.get("/metrics")

@@ -38,13 +38,20 @@ Command = tuple[bytes | str | int | float, ...]
 MAX_OUTSTANDING_FLUSHES = 4096
 
 
-def connect_redis(url: str, *, max_connections: int = 64) -> Redis:
-    """A client for ``redis://``, ``rediss://`` or ``unix://`` URLs; bytes in, bytes out."""
+def connect_redis(
+    url: str, *, max_connections: int = 64, connect_timeout_s: float = 1.0, socket_timeout_s: float = 5.0
+) -> Redis:
+    """A client for ``redis://``, ``rediss://`` or ``unix://`` URLs; bytes in, bytes out.
+
+    Every connect and every reply is bounded (redis-py waits for ever by default: a stopped server would hold a
+    caller until the kernel gives up); the scan path's own deadlines are shorter (``CommandBatcher``).
+    """
     # A blocking pool: a burst beyond max_connections waits (bounded) for a free connection instead of failing
     # the request with "too many connections".
     pool = BlockingConnectionPool.from_url(
-        url, decode_responses=False, max_connections=max_connections, timeout=5, health_check_interval=30
-    )
+        url, decode_responses=False, max_connections=max_connections, timeout=5, health_check_interval=30,
+        socket_connect_timeout=connect_timeout_s, socket_timeout=socket_timeout_s,
+    )  # fmt: skip
     return Redis.from_pool(pool)
 
 

@@ -148,6 +148,17 @@ class Settings:
     trust_refresh_s: float = 2.0
     # Codes in one POST /v1/scan/batch (a turnstile bank); the batch body limit scales with it.
     max_batch_codes: int = 64
+    # Every Redis connection's own bounds (redis-py's defaults wait for ever); above the longest command we send
+    # on purpose (WAITAOF, 2 s; the intake consumer's blocking read, 0.5 s). Scans use redis_timeout_ms instead.
+    redis_connect_timeout_s: float = 1.0
+    redis_socket_timeout_s: float = 5.0
+    # While the store is unreachable: how often a worker asks whether it is back, how long principals, places and
+    # trust lists are served from their last good copies (a token revoked during the outage keeps working until
+    # the store is back or this passes), and the bounds of what the worker remembers meanwhile.
+    store_probe_s: float = 0.5
+    outage_stale_max_s: float = 24 * 3600
+    outage_max_codes: int = 1_000_000
+    outage_max_pending: int = 100_000
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
 
     # Inclusive bounds of every number; a test checks that no numeric field is missing here.
@@ -166,6 +177,12 @@ class Settings:
         "dcc_replay_window_s": (1, 24 * 3600),
         "trust_refresh_s": (0.1, 3600),
         "max_batch_codes": (1, 1024),
+        "redis_connect_timeout_s": (0.01, 60),
+        "redis_socket_timeout_s": (3, 600),
+        "store_probe_s": (0.05, 60),
+        "outage_stale_max_s": (0, 30 * 24 * 3600),
+        "outage_max_codes": (1000, 100_000_000),
+        "outage_max_pending": (100, 10_000_000),
     }
 
     @classmethod

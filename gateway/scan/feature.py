@@ -13,7 +13,8 @@ from aiohttp import web
 
 from crypto.kdf import derive_key
 from crypto.sealing import Sealer
-from gateway.appstate import BATCHER, METRICS, REDIS, RULES, SETTINGS
+from gateway.appstate import BATCHER, HEALTH, METRICS, REDIS, RULES, SETTINGS
+from gateway.scan.outage import OutageMemory
 from gateway.scan.places import PlaceResolver
 from gateway.scan.routes import routes
 from gateway.scan.scanner import Scanner, StaticReplay
@@ -41,7 +42,10 @@ async def _context(app: web.Application) -> AsyncIterator[None]:
     replay = StaticReplay(derive_key(secret, b"placegate/dcc-replay/v1"), settings.dcc_replay_window_s)
     scanner = Scanner(
         store, trust=app[TRUST_STATE], rules=app[RULES], sealer=Sealer(secret), metrics=app[METRICS],
-        static_replay=replay, retention_days=settings.retention_days,
+        static_replay=replay, health=app[HEALTH],
+        outage=OutageMemory(max_codes=settings.outage_max_codes, max_pending=settings.outage_max_pending,
+                            metrics=app[METRICS]),
+        retention_days=settings.retention_days,
         redis_timeout_s=settings.redis_timeout_ms / 1000,
     )  # fmt: skip
     app[SCAN_STORE] = store

@@ -10,6 +10,7 @@ how long its replay memory lasts, and which trust list vouches for it, so no cod
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -22,9 +23,11 @@ from gateway import keyspace
 from gateway.errors import MalformedCodeError, StoreUnavailableError
 from gateway.intake import scan_event_class, scan_event_fields
 from gateway.metrics import Metrics
+from gateway.scan.outage import OutageMemory
 from gateway.scan.scanlog import day_of, new_scan_id, partition_expiry, pseudonym
-from gateway.scan.store import LookupRequest, ScanRecord, ScanStore
+from gateway.scan.store import LookupRequest, ReplayMark, ScanRecord, ScanStore
 from gateway.scan.turnbatch import TurnTask
+from gateway.storehealth import StoreHealth
 from gateway.trust.dsc import Freshness
 from gateway.trust.registry import Place
 from gateway.trust.state import TrustState
@@ -95,6 +98,8 @@ class Scanner:
         sealer: Sealer,
         metrics: Metrics,
         static_replay: StaticReplay,
+        health: StoreHealth,
+        outage: OutageMemory[_Item],
         retention_days: int,
         redis_timeout_s: float,
     ) -> None:
@@ -104,10 +109,13 @@ class Scanner:
         self.sealer = sealer
         self.metrics = metrics
         self.static_replay = static_replay
+        self.health = health
+        self.outage = outage
         self.retention_days = retention_days
         self.redis_timeout_s = redis_timeout_s
         # Every request of a loop turn goes through the phases together, in one task (gateway/scan/turnbatch.py).
         self.turns: TurnTask[_Request, _Answers] = TurnTask(self._scan_turn)
+        health.on_recovery(self._catch_up)
 
     async def aclose(self) -> None:
         """Let the turns in progress finish (their records are written before the store closes)."""
@@ -160,6 +168,8 @@ class Scanner:
                 decision = item.decision
                 assert decision is not None
                 count(decision.action.value, decision.reason, decision.degraded)
+                if decision.reason in EXCEPTION_REASONS:
+                    self.metrics.exceptions.labels(scan_event_class(decision.reason)).inc()
         return [
             items if isinstance(items, Exception)
             else [item if isinstance(item, MalformedCodeError) else item.outcome() for item in items]
@@ -212,16 +222,29 @@ class Scanner:
                 digest = hmac.new(replay.key, verified.replay_id.encode(), "sha256").hexdigest()[:32]
                 ttl, memory_key = replay.window_s, keyspace.static_replay_key(digest)
             requests.append((holder, memory_key, ttl, item.request.place.place_id))
+            item.memory_key, item.mark_until = memory_key, time.monotonic() + max(1, ttl)
             pending.append((item, verified))
         if not pending:
             return
-        lookups = await self.store.lookup_scans(requests, timeout_s=self.redis_timeout_s)
+        if self.health.available:
+            lookups = await self.store.lookup_scans(requests, timeout_s=self.redis_timeout_s)
+        else:
+            lookups = [None] * len(requests)  # the breaker is open: no wait for a store known to be away
         unavailable = 0
+        memory = self.outage
         for (item, verified), lookup in zip(pending, lookups, strict=True):
-            unavailable += lookup is None
             place = item.request.place
-            if lookup is not None and lookup.first_place is not None:
-                reason = Reason.REPLAYED if lookup.first_place == place.place_id else Reason.CODE_SHARED
+            if lookup is None:
+                # Remembered here until the store has the mark: a second presentation is still a replay.
+                unavailable += 1
+                item.unmarked = True
+                first_place = memory.first_place(item.memory_key, place.place_id, _remaining_s(item.mark_until))
+            else:
+                first_place = lookup.first_place
+                if first_place is None and memory.remembers_codes:
+                    first_place = memory.seen(item.memory_key)  # shown in the outage; its mark may still wait
+            if first_place is not None:
+                reason = Reason.REPLAYED if first_place == place.place_id else Reason.CODE_SHARED
                 item.decision = refuse(self.rules, reason, rule_id="replay")
             else:
                 item.decision = decide_verified(
@@ -231,9 +254,14 @@ class Scanner:
                 )  # fmt: skip
         if unavailable:
             self.metrics.redis_errors.labels("scan_lookup").inc(unavailable)
+            self.health.failed("scan lookup")
 
     async def _record(self, items: list[_Item]) -> None:
-        """The scan-log record of every code, and an intake event for each exception (one Redis group)."""
+        """The scan-log record of every code, an intake event for each exception and the replay marks an outage
+        left unset (one Redis group). While the store is away they wait in the outage memory instead."""
+        if not self.health.available:
+            self._defer(items)
+            return
         timeout_s = self.redis_timeout_s
         try:
             # The day of each scan's own time: a turn that straddles midnight writes to both partitions.
@@ -244,6 +272,7 @@ class Scanner:
                     expire_at = partition_expiry(day, self.retention_days)
                     day_keys[day] = await self.store.day_key(day, expire_at, timeout_s=timeout_s)
             records: list[ScanRecord] = []
+            marks: list[ReplayMark] = []
             for item, day in zip(items, days, strict=True):
                 request, decision = item.request, item.decision
                 assert decision is not None
@@ -264,17 +293,36 @@ class Scanner:
                         item.scan_id, decision.reason, place.place_id, place.jurisdiction, request.device_id,
                         millis, day, holder_alias, self.sealer.seal(holder_ref) if holder_ref is not None else "",
                     )
-                    self.metrics.exceptions.labels(scan_event_class(decision.reason)).inc()
                 records.append((day, partition_expiry(day, self.retention_days), entry, event))
-            await self.store.record_scans(records, timeout_s=timeout_s)
+                if item.unmarked and (ttl_s := _remaining_s(item.mark_until)) > 0:
+                    marks.append((item.memory_key, place.place_id, ttl_s))
+            await self.store.record_scans(records, marks=marks, timeout_s=timeout_s)
         except StoreUnavailableError:
-            # The answers still go out (people are waiting at the gate) but say they are degraded; the metric
-            # lets operators see every record that could not be written.
             self.metrics.redis_errors.labels("scan_record").inc(len(items))
-            for item in items:
-                assert item.decision is not None
-                if not item.decision.degraded:
-                    item.decision = replace(item.decision, degraded=True)
+            self.health.failed("scan record")
+            self._defer(items)
+
+    def _defer(self, items: list[_Item]) -> None:
+        """Keep the scans for the store's return. Their answers still go out (people are waiting at the gate) but
+        say they are degraded: nothing is in the log yet."""
+        for item in items:
+            assert item.decision is not None
+            if not item.decision.degraded:
+                item.decision = replace(item.decision, degraded=True)
+        self.outage.defer(items)
+
+    async def _catch_up(self) -> None:
+        """Once the store is back: write what waited, oldest first, a bounded group at a time (scans go on)."""
+        while len(self.outage) and self.health.available:
+            await self._record(self.outage.take(_CATCH_UP_GROUP))
+
+
+def _remaining_s(until: float) -> int:
+    """Whole seconds left until a monotonic instant (0 when past)."""
+    return max(0, int(until - time.monotonic()))
+
+
+_CATCH_UP_GROUP = 256  # scans written per group after an outage: small enough not to stall a loop turn
 
 
 @dataclass(slots=True)
@@ -286,6 +334,9 @@ class _Item:
     verified: VerifiedCode | None = None
     decision: Decision | None = None
     fresh: Freshness = Freshness.FRESH
+    memory_key: str = ""  # the code's replay-memory key
+    mark_until: float = 0.0  # monotonic instant the replay mark can expire at (the code is no longer accepted)
+    unmarked: bool = False  # the lookup could not set the mark: the record's group sets it
 
     def outcome(self) -> ScanOutcome:
         decision = self.decision

@@ -17,7 +17,7 @@ from gateway.redisio import Command, CommandBatcher
 from gateway.status.cache import StatusLocator, unpack_status
 from policy.status import HolderStatus
 
-__all__ = ["FieldPairs", "LookupRequest", "ScanLookup", "ScanRecord", "ScanStore"]
+__all__ = ["FieldPairs", "LookupRequest", "ReplayMark", "ScanLookup", "ScanRecord", "ScanStore"]
 
 # A stream entry as XADD takes it: field, value, field, value, ... (built flat: no dict per scan on the hot path).
 FieldPairs = tuple[str, ...]
@@ -26,6 +26,8 @@ FieldPairs = tuple[str, ...]
 LookupRequest = tuple[str | None, str, int, str]
 # What one scan leaves: (its log day, the day partition's expiry, the log entry, the intake event or None).
 ScanRecord = tuple[str, int, FieldPairs, FieldPairs | None]
+# A replay mark written after a store outage: (replay-memory key, first place, remaining TTL in seconds).
+ReplayMark = tuple[str, str, int]
 
 
 class ScanLookup:
@@ -104,9 +106,11 @@ class ScanStore:
         self._day_keys[day] = bytes(value)
         return bytes(value)
 
-    async def record_scans(self, records: Sequence[ScanRecord], *, timeout_s: float | None = None) -> None:
-        """Append each scan-log record to its day's partition and, for an exception, its dispatch intake event
-        (one group)."""
+    async def record_scans(
+        self, records: Sequence[ScanRecord], *, marks: Sequence[ReplayMark] = (), timeout_s: float | None = None
+    ) -> None:
+        """Append each scan-log record to its day's partition and, for an exception, its dispatch intake event,
+        and set the replay marks the lookups of a store outage could not set (one group)."""
         commands: list[Command] = []
         expiries: dict[str, int] = {}
         for day, expire_at, entry, event in records:
@@ -120,5 +124,7 @@ class ScanStore:
         # Sent with every group, not once per day: if the partition was ever recreated (deleted, failed over to
         # a replica that missed the first EXPIREAT) it must never live without its expiry.
         commands.extend(("EXPIREAT", keyspace.scan_log_key(day), expire_at) for day, expire_at in expiries.items())
+        # NX: a presentation after the outage may already have set the mark; the first place stays the first.
+        commands.extend(("SET", key, place_id, "NX", "EX", ttl_s) for key, place_id, ttl_s in marks)
         await self.batcher.run(commands, timeout_s)
 

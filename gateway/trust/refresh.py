@@ -8,12 +8,13 @@ worker that cannot reach Redis still degrades and then fails closed on schedule.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 from aiohttp import web
 
-from gateway.appstate import METRICS, REDIS, SETTINGS
+from gateway.appstate import HEALTH, METRICS, REDIS, SETTINGS
 from gateway.auth import PRINCIPAL_CACHE, PrincipalCache
 from gateway.background import refreshing
 from gateway.errors import StoreUnavailableError
@@ -30,7 +31,8 @@ def install(app: web.Application) -> None:
     """Load every trust list at start-up and keep them current."""
     settings = app[SETTINGS]
     app[TRUST_STATE] = TrustState(dsc_degraded_after_s=settings.dsc_trust_degraded_after_s,
-                                  dsc_fail_after_s=settings.dsc_trust_fail_after_s)
+                                  dsc_fail_after_s=settings.dsc_trust_fail_after_s,
+                                  native_stale_max_s=settings.outage_stale_max_s)
     app.cleanup_ctx.append(_context)
 
 
@@ -39,12 +41,19 @@ async def _context(app: web.Application) -> AsyncIterator[None]:
     registry = Registry(redis)
     app[REGISTRY] = registry
     app[DSC_REGISTRY] = DscRegistry(redis)
-    app[PLACES] = PlaceCache(registry, app[SETTINGS].principal_cache_s)
-    app[PRINCIPAL_CACHE] = PrincipalCache(registry.get_principal, app[SETTINGS].principal_cache_s)
+    settings, health = app[SETTINGS], app[HEALTH]
+    # A lookup on the request path waits no longer than a scan's store budget; then the last good copy serves.
+    stale_max_s, load_timeout_s = settings.outage_stale_max_s, settings.redis_timeout_ms / 1000
+    app[PLACES] = PlaceCache(registry, settings.principal_cache_s, health=health, stale_max_s=stale_max_s,
+                             load_timeout_s=load_timeout_s)
+    app[PRINCIPAL_CACHE] = PrincipalCache(registry.get_principal, settings.principal_cache_s, health=health,
+                                          stale_max_s=stale_max_s, load_timeout_s=load_timeout_s)
     await refresh_trust(app)
     await refresh_dsc(app)
 
     async def refresh() -> None:
+        if not health.available:
+            return  # the last good lists serve; the store's probe says when it is back
         await refresh_trust(app)
         await refresh_dsc(app)
 
@@ -58,6 +67,7 @@ async def refresh_trust(app: web.Application, *, force: bool = False) -> None:
     registry = app[REGISTRY]
     try:
         if not force and state.healthy and await registry.trust_version() == state.version:
+            state.native_confirmed_at = time.monotonic()
             return
         version, trust = await registry.load_trust()
     except StoreUnavailableError:

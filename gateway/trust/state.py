@@ -4,6 +4,7 @@ fills it; the scanner and the place resolver read it, one snapshot per loop turn
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -12,6 +13,7 @@ from aiohttp import web
 from crypto.dcc_trust import DscTrustList
 from crypto.formats import TrustAnchors, TrustListName
 from crypto.trust import TrustList, Usage
+from gateway.storehealth import StoreHealth
 from gateway.trust.dsc import DscRegistry, Freshness, freshness
 from gateway.trust.registry import Place, Registry
 from gateway.ttlcache import TtlCache
@@ -36,6 +38,11 @@ class TrustState:
     dsc_version: int = -1
     dsc_degraded_after_s: int = 2 * 24 * 3600
     dsc_fail_after_s: int = 7 * 24 * 3600
+    # When the store last confirmed the native list (a successful version check, on this process's monotonic
+    # clock: an outage is measured in real time, whatever a scan's own time says); past ``native_stale_max_s``
+    # without one (a long store outage) native codes fail closed: a key revoked meanwhile must not verify for ever.
+    native_confirmed_at: float | None = None
+    native_stale_max_s: float = 24 * 3600
 
     def anchors(self) -> TrustAnchors:
         """One snapshot of every list (a loop turn verifies all its codes against the same one)."""
@@ -45,6 +52,7 @@ class TrustState:
         self.native = trust
         self.version = version
         self.healthy = True
+        self.native_confirmed_at = time.monotonic()
         self.usable_health_keys = sum(
             1 for k in trust if k.usage is Usage.HEALTH and not k.revoked and k.not_before <= now <= k.not_after
         )
@@ -53,6 +61,9 @@ class TrustState:
         """How far the list vouching for a format can be relied on at ``now`` (native keys carry their own
         validity windows; the DSC list ages as a whole)."""
         if trust_list == "native":
+            confirmed = self.native_confirmed_at
+            if confirmed is not None and time.monotonic() - confirmed > self.native_stale_max_s:
+                return Freshness.STALE
             return Freshness.FRESH
         return freshness(self.dsc_imported_at, now, degraded_after_s=self.dsc_degraded_after_s,
                          fail_after_s=self.dsc_fail_after_s)
@@ -61,8 +72,14 @@ class TrustState:
 class PlaceCache:
     """Place registry lookups, cached for a few seconds (places change rarely; scans are many)."""
 
-    def __init__(self, registry: Registry, ttl_s: float) -> None:
-        self._cache: TtlCache[Place | None] = TtlCache(registry.get_place, ttl_s)
+    def __init__(
+        self, registry: Registry, ttl_s: float, *,
+        health: StoreHealth | None = None, stale_max_s: float = 0.0, load_timeout_s: float | None = None,
+    ) -> None:
+        self._cache: TtlCache[Place | None] = TtlCache(
+            registry.get_place, ttl_s, health=health, stale_max_s=stale_max_s, load_timeout_s=load_timeout_s,
+            what="places",
+        )  # fmt: skip
 
     async def get(self, place_id: str) -> Place | None:
         return await self._cache.get(place_id)

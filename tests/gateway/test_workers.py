@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -15,6 +16,7 @@ from pathlib import Path
 import aiohttp
 import psutil
 import pytest
+from prometheus_client.mmap_dict import MmapedDict
 
 from tests.gateway.conftest import SECRET, World
 
@@ -27,6 +29,15 @@ def _free_port() -> int:
 
 def _workers(parent: psutil.Process) -> list[psutil.Process]:
     return [c for c in parent.children() if "spawn_main" in " ".join(c.cmdline())]
+
+
+def _scans_counted(metrics_dir: Path, pid: int) -> float:
+    """The scans a worker counted in its own multiprocess file (other counters exist from its start)."""
+    path = metrics_dir / f"counter_{pid}.db"
+    if not path.exists():
+        return 0.0
+    return sum(value for key, value, *_ in MmapedDict.read_all_values_from_file(str(path))
+               if json.loads(key)[1] == "placegate_scans_total")
 
 
 def _listening(worker: psutil.Process, port: int) -> bool:
@@ -94,9 +105,9 @@ async def test_two_workers_share_the_port_and_sigterm_stops_all(
         ) as resp:
             assert resp.status == 200
             assert (await resp.json())["decision"] == "admit"
-        if {p for p in pids if (metrics_dir / f"counter_{p}.db").exists()} == pids:
+        if {p for p in pids if _scans_counted(metrics_dir, p)} == pids:
             break
-    answered = {p for p in pids if (metrics_dir / f"counter_{p}.db").exists()}
+    answered = {p for p in pids if _scans_counted(metrics_dir, p)}
     assert answered == pids, "both workers counted scans"
     async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as resp:
         text = await resp.text()
