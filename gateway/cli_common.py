@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
 
-from gateway.embedded import EmbeddedServer, socket_alive
+from gateway.embedded import EmbeddedServer, gateway_owns, socket_alive
+from gateway.errors import StoreUnavailableError
 from gateway.redisio import connect_redis
 from gateway.settings import Settings
 
@@ -64,7 +66,11 @@ async def admin_redis(settings: Settings) -> AsyncIterator[Redis]:
     else:
         embedded = EmbeddedServer(embedded_dir(settings))
         if not socket_alive(embedded.socket_path):
-            server = embedded.start()
+            if gateway_owns(embedded.directory):
+                # The gateway's server is restarting: wait for it, never start a second one on its socket.
+                _wait_alive(embedded.socket_path)
+            else:
+                server = embedded.start()
         url = embedded.url
     redis = connect_redis(url, connect_timeout_s=settings.redis_connect_timeout_s,
                           socket_timeout_s=settings.redis_socket_timeout_s)
@@ -78,3 +84,16 @@ async def admin_redis(settings: Settings) -> AsyncIterator[Redis]:
 
 def run(coro: Coroutine[Any, Any, int]) -> int:
     return asyncio.run(coro)
+
+
+_RESTART_WAIT_S = 10.0
+
+
+def _wait_alive(path: Path) -> None:
+    """:raises StoreUnavailableError: the gateway's server did not come back within ``_RESTART_WAIT_S``."""
+    deadline = time.monotonic() + _RESTART_WAIT_S
+    while time.monotonic() < deadline:
+        if socket_alive(path):
+            return
+        time.sleep(0.1)
+    raise StoreUnavailableError("the gateway's embedded server is restarting; try again")

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import logging
 import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
-__all__ = ["EmbeddedServer", "ServerNotFoundError", "find_server_binary", "socket_alive"]
+__all__ = [
+    "EmbeddedServer", "ServerNotFoundError", "Supervisor", "find_server_binary", "gateway_owns", "socket_alive",
+]
+
+log = logging.getLogger("placegate.embedded")
+# The file a gateway holds a lock on while it supervises the server of a data directory (flock: released by the
+# kernel when the gateway dies, however it dies).
+OWNER_LOCK = "gateway.lock"
+# Waits between restarts of a server that keeps dying: it gets the chance to come back, without a busy loop.
+_RESTART_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 
 class ServerNotFoundError(RuntimeError):
@@ -124,3 +137,72 @@ class EmbeddedServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def gateway_owns(directory: Path) -> bool:
+    """Whether a running gateway supervises the server of ``directory`` (it holds the owner lock)."""
+    path = directory / OWNER_LOCK
+    if not path.exists():
+        return False
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+class Supervisor:
+    """Keeps the gateway's embedded server running: a thread restarts it (the AOF intact, in the same directory)
+    when it dies, with growing waits while it keeps dying, and logs each restart. While it runs it holds the
+    directory's owner lock, so admin commands wait for the restart instead of starting a second server."""
+
+    def __init__(self, server: EmbeddedServer, *, poll_s: float = 0.2) -> None:
+        self.server = server
+        self.poll_s = poll_s
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="placegate-embedded-supervisor", daemon=True)
+        self._lock: IO[str] | None = None
+
+    def start(self) -> Supervisor:
+        self.server.directory.mkdir(parents=True, exist_ok=True)
+        lock = (self.server.directory / OWNER_LOCK).open("a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise RuntimeError(f"another gateway supervises the server in {self.server.directory}") from None
+        self._lock = lock
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop watching, then stop the server (the gateway's own shutdown)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self.server.stop()
+        if self._lock is not None:
+            self._lock.close()  # releases the flock
+            self._lock = None
+
+    def _watch(self) -> None:
+        failures = 0
+        while not self._stop.wait(self.poll_s):
+            process = self.server.process
+            if process is None or process.poll() is None:
+                continue
+            log.warning("embedded server exited with %s; restarting it on its AOF", process.returncode)
+            try:
+                self.server.start()
+            except RuntimeError as exc:
+                delay = _RESTART_BACKOFF_S[min(failures, len(_RESTART_BACKOFF_S) - 1)]
+                failures += 1
+                log.warning("embedded server restart failed (%s); next try in %.1f s", exc, delay)
+                self._stop.wait(delay)
+                continue
+            failures = 0
+            self.restarts += 1
+            log.warning("embedded server restarted (pid %d)", self.server.process.pid if self.server.process else -1)

@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway.app import serving_app
 from gateway.cli_common import add_common_args, embedded_dir, settings_from
 from gateway.demo import prepare_demo
-from gateway.embedded import EmbeddedServer, socket_alive
+from gateway.embedded import EmbeddedServer, Supervisor, socket_alive
 from gateway.workers import serve_workers
 
 __all__ = ["register"]
@@ -44,13 +44,14 @@ def _event_loop() -> asyncio.AbstractEventLoop:
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = settings_from(args)
-    server: EmbeddedServer | None = None
+    supervisor: Supervisor | None = None
     if settings.redis_url is None:
         embedded = EmbeddedServer(embedded_dir(settings))
         if socket_alive(embedded.socket_path):
             print(f"using the embedded server already running in {embedded.directory}", file=sys.stderr)
         else:
-            server = embedded.start()
+            # Supervised: restarted on its AOF if it dies while the gateway runs (only a server this gateway started).
+            supervisor = Supervisor(embedded.start()).start()
             print(f"embedded Redis-compatible server (AOF on) in {embedded.directory}", file=sys.stderr)
         settings = replace(settings, redis_url=embedded.url)
     settings = settings.with_secret()
@@ -73,6 +74,6 @@ def _serve(args: argparse.Namespace) -> int:
         web.run_app(serving_app(settings), host=settings.host, port=settings.port, print=announce, loop=loop,
                     access_log=None)
     finally:
-        if server is not None:
-            server.stop()
+        if supervisor is not None:
+            supervisor.stop()
     return 0
