@@ -1,7 +1,8 @@
 """What a worker remembers while the store cannot be asked (DESIGN.md "Degraded mode").
 
-Replay memory: where each code was first presented during the outage, until the code expires, so its second
-presentation is ``replayed`` (or ``code_shared`` elsewhere) even though Redis could not be asked. Pending writes:
+Replay memory: where each code this worker saw was first presented, until the code expires (before an outage
+too: a code admitted just before it must not be new again during it), so its second presentation is ``replayed``
+(or ``code_shared`` elsewhere) even while Redis cannot be asked. Pending writes:
 the scans answered meanwhile, whose log records, intake events and replay marks are written once the store is
 back, so a code admitted during the outage is ``replayed`` after it too. Both are bounded: the oldest codes are
 forgotten first and the oldest pending scans dropped first, each drop counted.
@@ -53,15 +54,6 @@ class OutageMemory(Generic[T]):
             del self._codes[key]
         while len(self._codes) >= self._max_codes:
             del self._codes[next(iter(self._codes))]
-
-    def seen(self, key: str) -> str | None:
-        """Where the code under ``key`` was first presented during the outage, without remembering anything."""
-        seen = self._codes.get(key)
-        return seen[0] if seen is not None and seen[1] > time.monotonic() else None
-
-    @property
-    def remembers_codes(self) -> bool:
-        return bool(self._codes)
 
     def defer(self, items: Sequence[T]) -> None:
         """Keep scans whose writes could not be made; past the bound the oldest are dropped and counted."""

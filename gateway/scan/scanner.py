@@ -241,8 +241,10 @@ class Scanner:
                 first_place = memory.first_place(item.memory_key, place.place_id, _remaining_s(item.mark_until))
             else:
                 first_place = lookup.first_place
-                if first_place is None and memory.remembers_codes:
-                    first_place = memory.seen(item.memory_key)  # shown in the outage; its mark may still wait
+                if first_place is None:
+                    # Remembered here too, so that an outage does not make a code shown before it new again;
+                    # and a code shown during an outage whose mark still waits is caught here.
+                    first_place = memory.first_place(item.memory_key, place.place_id, _remaining_s(item.mark_until))
             if first_place is not None:
                 reason = Reason.REPLAYED if first_place == place.place_id else Reason.CODE_SHARED
                 item.decision = refuse(self.rules, reason, rule_id="replay")
