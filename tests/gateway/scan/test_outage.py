@@ -73,8 +73,9 @@ async def test_a_killed_store_answers_every_scan_degraded_and_admits_no_code_twi
     # Short principal and place cache: their entries expire during the outage, so the last good copies must serve.
     world = await make_world(store_probe_s=0.05, principal_cache_s=0.1)
     await world.set_status("holder-1")
-    for device in ("dev-c", "dev-b"):  # devices seen before the outage
-        status, body = await world.scan(world.code("holder-1"), who=device)
+    before = world.code("holder-1")
+    for device, code in (("dev-c", before), ("dev-b", world.code("holder-1"))):  # devices seen before the outage
+        status, body = await world.scan(code, who=device)
         assert (status, body["degraded"]) == (200, False)
 
     server.stop(kill=True)
@@ -89,8 +90,10 @@ async def test_a_killed_store_answers_every_scan_degraded_and_admits_no_code_twi
     # No code admitted twice during the outage: here again it is a replay, elsewhere a shared code.
     assert (await world.scan(codes[0], who="dev-c"))[1]["reason"] == "replayed"
     assert (await world.scan(codes[1], who="dev-b"))[1]["reason"] == "code_shared"
+    # A code admitted just before the outage is not new again during it.
+    assert (await world.scan(before, who="dev-c"))[1]["reason"] == "replayed"
     assert await _metric(world, "placegate_degraded") == 1
-    assert await _metric(world, "placegate_degraded_queue") >= 8
+    assert await _metric(world, "placegate_degraded_queue") >= 9
 
     server.start()  # the same data directory: the AOF brings back what was there
     recovery_s = await _until_normal(world, "holder-1")
