@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 from redis.asyncio import Redis
 
-from gateway import ops
+from gateway import observe, ops
 from gateway.appstate import BATCHER, CLOCK, HEALTH, METRICS, REDIS, RULES, SETTINGS, Clock
 from gateway.dispatch import feature as dispatch_feature
 from gateway.http import error_middleware
@@ -48,12 +48,13 @@ def create_app(settings: Settings, *, redis: Redis | None = None) -> web.Applica
     if settings.secret is None:
         raise ValueError("settings.secret is required (Settings.with_secret() generates one)")
     # Bodies are bounded per route in read_json; this cap only stops aiohttp buffering anything larger.
-    app = web.Application(middlewares=[error_middleware], client_max_size=8 * 1024 * 1024)
+    app = web.Application(middlewares=[observe.count_answers, error_middleware], client_max_size=8 * 1024 * 1024)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[CLOCK] = Clock()
     rules_text = settings.rules_file.read_text("utf-8") if settings.rules_file else None
     app[RULES] = load_rules(rules_text)
+    app.cleanup_ctx.append(observe.counting_store_errors)  # first in, last out: shutdown errors count too
     app.cleanup_ctx.append(_core(redis))
     app.router.add_routes(ops.routes)
     for install in FEATURES:

@@ -34,6 +34,16 @@ class Metrics:
         self.redis_errors = Counter(
             "placegate_redis_errors", "Redis operations that failed or timed out", ["op"], registry=self.registry
         )
+        self.http_requests = Counter(
+            "placegate_http_requests", "Answers by route template (never the raw path) and final HTTP status",
+            ["route", "status"], registry=self.registry,
+        )
+        self._http_children: dict[tuple[str, int], Counter] = {}
+        self.store_errors = Counter(
+            "placegate_store_errors", "Store calls that ended in store_unavailable, by call site",
+            ["op"], registry=self.registry,
+        )
+        self._store_children: dict[str, Counter] = {}
         self.status_records = Counter(
             "placegate_status_records", "Status feed records by outcome", ["outcome"], registry=self.registry
         )
@@ -64,6 +74,22 @@ class Metrics:
         child = self._scan_children.get(key)
         if child is None:
             child = self._scan_children[key] = self.scans.labels(action, reason, "true" if degraded else "false")
+        child.inc()
+
+    def count_http(self, route: str, status: int) -> None:
+        """Count one answer. ``route`` is a route template or ``unmatched``, never a request's path: ids in a
+        path would make the label set unbounded and put personal data in a public endpoint."""
+        key = (route, status)
+        child = self._http_children.get(key)
+        if child is None:
+            child = self._http_children[key] = self.http_requests.labels(route, str(status))
+        child.inc()
+
+    def count_store_error(self, op: str) -> None:
+        """Count one failed store call; ``op`` is a fixed call-site name (gateway.redisio)."""
+        child = self._store_children.get(op)
+        if child is None:
+            child = self._store_children[op] = self.store_errors.labels(op)
         child.inc()
 
     def render(self) -> bytes:

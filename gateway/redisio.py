@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
 import hiredis
@@ -29,7 +29,10 @@ from redis.exceptions import NoScriptError, RedisError
 
 from gateway.errors import StoreUnavailableError
 
-__all__ = ["Command", "CommandBatcher", "connect_redis", "is_noscript", "redis_errors"]
+__all__ = [
+    "BATCHER_OP", "Command", "CommandBatcher", "StoreErrorSink", "connect_redis", "count_store_errors", "is_noscript",
+    "redis_errors", "store_op",
+]
 
 # One Redis command: name then arguments, each bytes, str, int or float (what hiredis.pack_command encodes).
 Command = tuple[bytes | str | int | float, ...]
@@ -55,18 +58,59 @@ def connect_redis(
     return Redis.from_pool(pool)
 
 
-@contextlib.contextmanager
-def redis_errors(what: str) -> Iterator[None]:
+# Who counts failed store calls (placegate_store_errors_total{op}): the running app's Metrics.count_store_error.
+# A module-level hook because the stores, registries and the batcher are built far from the app and outlive no
+# process; a stack because a test process runs many apps: the newest running one counts, and an app that stops
+# removes only its own sink (gateway/observe.py installs it for the app's whole life).
+StoreErrorSink = Callable[[str], None]
+_sinks: list[StoreErrorSink] = []
+# The op of a command group that failed in the batcher (it does not know which call site submitted the group).
+BATCHER_OP = "batcher"
+
+
+def count_store_errors(sink: StoreErrorSink) -> Callable[[], None]:
+    """Send every failed store call's op to ``sink`` until the returned function is called."""
+    _sinks.append(sink)
+
+    def remove() -> None:
+        for i in range(len(_sinks) - 1, -1, -1):
+            if _sinks[i] is sink:
+                del _sinks[i]
+                return
+
+    return remove
+
+
+def store_op(what: str) -> str:
+    """The metric label of a translator's ``what``: ``"principal registry"`` -> ``principal_registry``."""
+    return "_".join(what.lower().split())
+
+
+def _store_error(op: str) -> None:
+    if _sinks:
+        _sinks[-1](op)
+
+
+def redis_errors(what: str) -> contextlib.AbstractContextManager[None]:
     """``with redis_errors("cases"): ...``: the ONE place a redis or socket error becomes the store's error.
 
     ``RedisError`` and ``OSError`` (a refused or reset connection, a missing socket, and ``TimeoutError``, which
-    is an ``OSError``) raise ``StoreUnavailableError(f"{what} unavailable")`` from the original; anything else
-    passes unchanged. A site that treats one redis error differently (``WatchError``, a ``BUSYGROUP`` reply)
-    catches it inside the ``with``: a redis error it re-raises is translated here.
+    is an ``OSError``) raise ``StoreUnavailableError(f"{what} unavailable")`` from the original, counted under
+    ``store_op(what)``; anything else passes unchanged. ``what`` is a literal at every call site
+    (tests/gateway/test_observe.py holds it so): it becomes a metric label. A site that treats one redis error
+    differently (``WatchError``, a ``BUSYGROUP`` reply) catches it inside the ``with``: a redis error it
+    re-raises is translated here.
     """
+    return _translated(what, counted=True)
+
+
+@contextlib.contextmanager
+def _translated(what: str, *, counted: bool) -> Iterator[None]:
     try:
         yield
     except (RedisError, OSError) as exc:  # the translator itself (httpx's map_httpcore_exceptions)
+        if counted:
+            _store_error(store_op(what))
         raise StoreUnavailableError(f"{what} unavailable") from exc
 
 
@@ -122,6 +166,7 @@ class CommandBatcher:
         replies = await self.submit(commands, timeout_s)
         for reply in replies:
             if isinstance(reply, Exception):
+                _store_error(BATCHER_OP)
                 raise StoreUnavailableError(f"redis command failed: {reply.__class__.__name__}")
         return replies
 
@@ -153,7 +198,9 @@ class CommandBatcher:
         """No open connection yet (or not a plain one): connect, or let redis-py carry the pipeline."""
         timeouts = [g.timeout_s for g in batch if g.timeout_s is not None]
         try:
-            with redis_errors("redis pipeline"):  # the deadline's TimeoutError is an OSError: translated too
+            # The deadline's TimeoutError is an OSError: translated too. Not counted here: _fail counts each
+            # group that gets the error, as for every other failure of a flush.
+            with _translated("redis pipeline", counted=False):
                 async with asyncio.timeout(min(timeouts) if timeouts else None):
                     if self._endpoint is None:
                         replies = await self._redis_py_pipeline([c for g in batch for c in g.commands])
@@ -209,6 +256,8 @@ def _fail(batch: Sequence[_Group], error: BaseException) -> None:
     for group in batch:
         if not group.future.done():
             group.future.set_exception(error)
+            if isinstance(error, StoreUnavailableError):  # not a programming error (an unencodable argument)
+                _store_error(BATCHER_OP)
 
 
 _Endpoint = tuple[str, str | None, int, str | None, str | None, int]  # kind, host/path, port, user, password, db
@@ -339,6 +388,7 @@ def _expire(flight: _Flight, elapsed_s: float) -> None:
             continue
         if group.timeout_s <= elapsed_s:
             group.future.set_exception(expired)
+            _store_error(BATCHER_OP)
         else:
             later.append(group.timeout_s)
     if later:

@@ -99,7 +99,9 @@ async def test_two_workers_share_the_port_and_sigterm_stops_all(
     assert len(pids) == 2
     # Each scan on a new connection: the kernel spreads connections over the two listening sockets by a hash of
     # the client's address and port, so 200 connections all landing on one of two sockets has odds of 2**-199.
+    sent = 0
     for _ in range(200):
+        sent += 1
         async with aiohttp.ClientSession() as session, session.post(
             f"http://127.0.0.1:{port}/v1/scan", json={"code": world.code("holder-1")}, headers=world.auth("dev-a")
         ) as resp:
@@ -114,6 +116,8 @@ async def test_two_workers_share_the_port_and_sigterm_stops_all(
     total = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                 if line.startswith("placegate_scans_total{"))
     assert total >= 2  # summed over both workers' files
+    answers = [line for line in text.splitlines() if line.startswith('placegate_http_requests_total{route="/v1/scan"')]
+    assert answers == [f'placegate_http_requests_total{{route="/v1/scan",status="200"}} {float(sent)}']
 
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(proc.wait, 20) == 0
