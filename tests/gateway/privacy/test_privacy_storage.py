@@ -72,6 +72,8 @@ async def test_raw_holder_refs_and_code_strings_never_reach_redis_logs_or_metric
         body = code.split(":", 1)[1]
         assert body[:40].encode() not in everything
         assert body[:40] not in logs and body[:40] not in metrics
+    for secret in [*world.tokens.values(), *(p.place_id for p in PLACES)]:  # the answers' counts neither
+        assert secret not in metrics, secret
     # Every key that is not registry configuration carries an expiry (retention is policy).
     for key, (ttl, _) in stored.items():
         if not key.decode().startswith(REGISTRY_PREFIXES):
