@@ -64,5 +64,5 @@ async def test_with_the_server_killed_store_errors_and_503s_are_counted(
     assert requests[("/v1/scan", str(scan_status))] == 1 + (scan_status == 200)
     errors = _store_errors(text)
     assert errors.get("dispatch_store", 0) >= 1  # the case read
-    assert errors.get(redisio.BATCHER_OP, 0) >= 1  # the scan's pipelined lookup
+    assert errors.get(redisio.BATCHER_OP, 0) >= 1  # the readiness ping, through the scan pipeline
     assert set(errors) <= _documented_ops()
