@@ -19,15 +19,21 @@ __all__ = [
     "CASE_RETENTION_S",
     "DATA_CLASSES",
     "DISPATCH_DEADLETTER",
+    "DISPATCH_DUE",
+    "DISPATCH_DUE_CHECKED",
+    "DISPATCH_DUE_STAMPS",
     "DISPATCH_INTAKE",
     "DISPATCH_OPEN",
     "DSC_TRUST",
     "DSC_TRUST_IMPORTED_AT",
     "DSC_TRUST_VERSION",
+    "DUE_RECONCILE_S",
     "KEY_PREFIX",
     "PLACES",
     "PRINCIPAL_IDS",
     "REGISTRY_PREFIXES",
+    "SWEEP_LEASE",
+    "SWEEP_LEASE_CLI_MS",
     "TRUST",
     "TRUST_VERSION",
     "DataClass",
@@ -46,6 +52,7 @@ __all__ = [
     "scan_log_key",
     "static_replay_key",
     "status_bucket_key",
+    "sweep_lease_ttl_ms",
 ]
 
 KEY_PREFIX: Final = "pg:"
@@ -122,7 +129,8 @@ def day_key(day: str) -> str:
 
 # --- dispatch ------------------------------------------------------------------------------------------
 # Stream of exception events (scans and reports; format in gateway/intake.py). No TTL: the consumer group lives
-# on the key; the scan path and the dispatch sweep trim it to the scan log's retention by time (MINID).
+# on the key; the dispatch sweep trims it to the scan log's retention by time (MINID), never past an event the
+# group has not consumed (gateway/dispatch/worker.py ``trim_to_retention``).
 DISPATCH_INTAKE: Final = "pg:dispatch:intake"
 # Events that failed too many deliveries or can never succeed. They carry the sealed holder reference, so they
 # keep the intake stream's retention: trimmed by time on every sweep, and a TTL of that retention after each add.
@@ -150,6 +158,28 @@ def case_extension_key(case_id: str) -> str:
 
 
 DISPATCH_OPEN: Final = "pg:dispatch:open"  # set of non-terminal case ids: queues and the sweeper
+
+
+# The sweeper's due index: every open case scored by ``policy.deadlines.next_due_at`` in Unix ms ("+inf": no
+# clock), so a pass reads only the cases whose instant has come. The stamps hash (same hash tag, one script
+# writes both) holds the history length each score was computed from: an older write never overwrites a newer.
+DISPATCH_DUE: Final = "pg:dispatch:{due}"
+DISPATCH_DUE_STAMPS: Final = "pg:dispatch:{due}:stamps"
+# Set after the open set was checked against the due index (cases written by code without the index); when it
+# expires, or the index is missing, the next sweep checks again. Hours, not the retention: a day bounds how long
+# a case written by an older process during a rolling upgrade can go unswept.
+DISPATCH_DUE_CHECKED: Final = "pg:dispatch:{due}:checked"
+DUE_RECONCILE_S: Final = 24 * 3600
+
+# The sweeper lease: SET NX PX with a random token, renewed and released only by its holder (compare script).
+SWEEP_LEASE: Final = "pg:dispatch:sweep-lease"
+SWEEP_LEASE_CLI_MS: Final = 60_000  # `placegate dispatch sweep`: renewed between batches, released at the end
+
+
+def sweep_lease_ttl_ms(interval_s: float) -> int:
+    """The in-process sweeper's lease: it outlives three intervals (renewed every pass, so one holder keeps
+    sweeping) plus 10 s for a slow pass; a holder that dies is replaced within that time."""
+    return int(interval_s * 3 * 1000) + 10_000
 
 
 def dispatch_day_key(day: str) -> str:
@@ -200,7 +230,7 @@ DATA_CLASSES: Final = (
     DataClass("cases", "pg:case:", True),
     DataClass("dispatch_intake", DISPATCH_INTAKE, False),
     DataClass("dead_letters", DISPATCH_DEADLETTER, True),
-    DataClass("case_indexes", "pg:dispatch:", True),  # the open set and the per-day sets: case retention
+    DataClass("case_indexes", "pg:dispatch:", True),  # open set, per-day sets, due index, lease: all expire
     DataClass("audit", "pg:{audit}:", False),
     DataClass("registry", KEY_PREFIX, False),
 )

@@ -31,6 +31,7 @@ __all__ = [
     "assess",
     "escalate",
     "load_default_deadline_table",
+    "next_due_at",
     "parse_deadline_table",
     "sweep",
 ]
@@ -142,6 +143,26 @@ def assess(case: Case, *, now: datetime) -> Assessment:
     else:
         next_check = None
     return Assessment(overdue, overdue and not case.overdue, escalate_to, next_check)
+
+
+def next_due_at(case: Case) -> datetime | None:
+    """The earliest instant at which ``sweep`` would change ``case``; ``None`` when it never will (a terminal
+    state, a stage without a clock, or the overdue flag set and the city centre holding the case).
+
+    Unlike ``assess(...).next_check_at`` it needs no ``now``: it is a property of the stored case, so a writer can
+    file the case under it in a sorted set and a sweeper need only read the cases whose instant has come.
+    ``sweep(case, now=t) is case`` for every ``t`` before it.
+    """
+    deadline = case.stage_deadline
+    if case.state in TERMINAL_STATES or deadline is None:
+        return None
+    if not case.overdue:
+        # The first escalation (2x the budget) always comes after the deadline (1x), so the flag is first.
+        return deadline
+    if not _ladder_above(case.level):
+        return None
+    step = max(deadline - case.stage_started_at, timedelta(seconds=1)) * ESCALATION_FACTOR
+    return case.stage_started_at + step * (_escalations_in_stage(case) + 1)
 
 
 def _system_entry(

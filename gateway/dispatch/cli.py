@@ -11,8 +11,10 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
+from gateway import keyspace
 from gateway.cli_common import add_common_args, admin_redis, run, settings_from
 from gateway.dispatch.evaluation import evaluation_document, parse_instant
+from gateway.dispatch.lease import SweepLease
 from gateway.dispatch.runtime import consumer_name, make_runtime
 from gateway.dispatch.worker import IntakeWorker, sweep_open_cases
 from policy.routing import JurisdictionLevel
@@ -23,7 +25,9 @@ __all__ = ["register"]
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dispatch = sub.add_parser("dispatch", help="dispatch core: sweep deadlines, evaluation report, intake worker")
     dsub = dispatch.add_subparsers(dest="dispatch_cmd", required=True)
-    sweep = dsub.add_parser("sweep", help="one pass: flag overdue cases (100 %%) and escalate (2x)")
+    sweep = dsub.add_parser(
+        "sweep", help="one pass under the sweep lease: flag overdue cases (100 %%) and escalate (2x); exit 3 if held"
+    )
     sweep.add_argument("--now", help="ISO 8601 instant to judge at (default: the clock)")
     add_common_args(sweep)
     sweep.set_defaults(func=_sweep)
@@ -39,14 +43,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     worker.set_defaults(func=_worker)
 
 
+# Exit status of `dispatch sweep` when another process (a gateway's in-process sweeper) holds the lease: not a
+# failure of the work, which that process does, but the pass did not run here.
+LEASE_HELD_EXIT = 3
+
+
 def _sweep(args: argparse.Namespace) -> int:
     async def go() -> int:
         settings = settings_from(args).with_secret()
         now = parse_instant(args.now) if args.now else datetime.now(UTC)
         async with admin_redis(settings) as redis:
             runtime = make_runtime(redis, settings, settings.dispatch)
-            result = await sweep_open_cases(runtime.store, now=now)
-        print(f"open={result.checked} flagged={result.flagged} escalated={result.escalated}")
+            lease = SweepLease(redis, ttl_ms=keyspace.SWEEP_LEASE_CLI_MS)
+            if not await lease.hold():
+                print(f"another process holds the sweep lease ({keyspace.SWEEP_LEASE}); not swept", file=sys.stderr)
+                return LEASE_HELD_EXIT
+            try:
+                result = await sweep_open_cases(runtime.store, now=now, keep=lease.renew)
+            finally:
+                await lease.release()
+        print(
+            f"due={result.checked} flagged={result.flagged} escalated={result.escalated} "
+            f"trimmed={result.trimmed} expired={result.expired}"
+        )
+        if not result.complete:
+            print("the sweep lease was lost during the pass; it stopped early", file=sys.stderr)
+            return 1
         return 0
 
     return run(go())

@@ -14,9 +14,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from gateway import keyspace
 from gateway.appstate import REDIS, SETTINGS
 from gateway.background import refreshing
 from gateway.dispatch import reports, routes
+from gateway.dispatch.lease import SweepLease
 from gateway.dispatch.runtime import (
     DISPATCH,
     DISPATCH_SETTINGS,
@@ -61,8 +63,11 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     try:
         async with contextlib.AsyncExitStack() as background:
             if dispatch.sweep_interval_s > 0:
+                lease = SweepLease(runtime.store.redis, ttl_ms=keyspace.sweep_lease_ttl_ms(dispatch.sweep_interval_s))
+                # Pushed first, so it runs after the loop has stopped: another process may take over at once.
+                background.push_async_callback(_release, lease)
                 await background.enter_async_context(
-                    refreshing(lambda: _sweep(runtime), every_s=dispatch.sweep_interval_s, what="dispatch sweep")
+                    refreshing(lambda: _sweep(runtime, lease), every_s=dispatch.sweep_interval_s, what="dispatch sweep")
                 )
             yield
     finally:
@@ -74,12 +79,25 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
                 await task
 
 
-async def _sweep(runtime: DispatchRuntime) -> None:
-    """One sweep pass; a failure is logged by its code and the next period tries again."""
+async def _sweep(runtime: DispatchRuntime, lease: SweepLease) -> None:
+    """One sweep pass if this process holds the sweep lease (one process sweeps at a time, whichever it is); a
+    failure is logged by its code and the next period tries again."""
     try:
-        report = await sweep_open_cases(runtime.store, now=runtime.now())
+        if not await lease.hold():
+            return
+        report = await sweep_open_cases(runtime.store, now=runtime.now(), keep=lease.renew)
     except GatewayError as exc:
         log.warning("sweep failed (%s)", exc.instance_code)
         return
-    if report.flagged or report.escalated:
-        log.info("sweep: %d open, %d flagged overdue, %d escalations", report.checked, report.flagged, report.escalated)
+    if not report.complete:
+        log.warning("sweep stopped: the sweep lease was lost")
+    if report.flagged or report.escalated or report.expired:
+        log.info(
+            "sweep: %d due, %d flagged overdue, %d escalations, %d intake events expired unconsumed",
+            report.checked, report.flagged, report.escalated, report.expired,
+        )  # fmt: skip
+
+
+async def _release(lease: SweepLease) -> None:
+    with contextlib.suppress(GatewayError):  # unreachable store: the lease expires by itself
+        await lease.release()

@@ -4,8 +4,15 @@ under the case's hash tag, written by one server-side script and acknowledged on
 Writes are optimistic: the script appends the new history entries and rewrites the hash only while the stored
 history still has the length the writer read (``docs/dispatch.md``, storage format), so two concurrent
 transitions never lose one another; the loser re-reads and re-applies. Indexes (the open set and the per-day
-sets) live in other slots and are written after the case on the same connection: they are hints, repaired by
-the next write or sweep, and every reader checks the case itself.
+sets, the sweeper's due index) live in other slots and are written after the case on the same connection: they
+are hints, repaired by the next write or sweep, and every reader checks the case itself.
+
+The due index (``keyspace.DISPATCH_DUE``) scores every open case by ``policy.deadlines.next_due_at``. Two rules
+keep it from ever hiding a due case: before the case script, the write lowers the case's score to the new
+instant if that is earlier (``ZADD LT``, pipelined with the script: a crash after the script leaves a score that
+is early, never late, and an early score costs the sweeper one read); after it, a script sets the exact score
+only if it was computed from a history at least as long as the one the index last saw (the stamps hash), so of
+two writes whose index updates arrive out of order the newer wins.
 
 Durability (DESIGN.md "no acknowledged case may be lost"): when the server runs with AOF (``CONFIG GET
 appendonly`` says yes, as the embedded server does) every write ends with ``WAITAOF 1 0 timeout`` on the same
@@ -17,18 +24,20 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
 from gateway import keyspace
 from gateway.errors import CaseRefusedError, NotDurableError, NotFoundError
 from gateway.redisio import redis_errors
 from policy.casework import TERMINAL_STATES, Case, case_from_fields, case_to_fields, entry_from_fields, entry_to_fields
+from policy.deadlines import next_due_at
 
-__all__ = ["WRITE_RETRIES", "CaseStore", "case_id_for_event", "valid_case_id"]
+__all__ = ["WRITE_RETRIES", "CaseStore", "case_id_for_event", "due_score", "valid_case_id"]
 
 WRITE_RETRIES = 8
 
@@ -48,6 +57,41 @@ if ARGV[5] ~= '' then
 end
 return 1
 """
+
+# KEYS: due index, its stamps. ARGV: TTL ms, then per case: id, history length, score ("" = remove). A score is
+# written only from a history at least as long as the one it last came from (stale writes lose). Returns how many
+# entries it changed.
+_INDEX_LUA = """
+local changed = 0
+for i = 2, #ARGV, 3 do
+  local cid, len, score = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
+  local seen = tonumber(redis.call('HGET', KEYS[2], cid) or '-1')
+  if seen <= len then
+    if score == '' then
+      redis.call('ZREM', KEYS[1], cid)
+      redis.call('HDEL', KEYS[2], cid)
+    else
+      redis.call('ZADD', KEYS[1], score, cid)
+      redis.call('HSET', KEYS[2], cid, len)
+    end
+    changed = changed + 1
+  end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[1]) end
+return changed
+"""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def due_score(case: Case) -> str | None:
+    """The case's score in the due index: Unix ms of ``next_due_at`` rounded up (so a case is never read before
+    its instant), ``"+inf"`` for an open case whose sweep answer never changes, ``None`` for a closed case."""
+    if case.state in TERMINAL_STATES:
+        return None
+    due = next_due_at(case)
+    return "+inf" if due is None else str(-((_EPOCH - due) // _MS))
 
 
 def case_id_for_event(event_id: str) -> str:
@@ -91,6 +135,7 @@ class CaseStore:
         self.case_retention_ms = case_retention_s * 1000
         self.holder_retention_ms = holder_retention_s * 1000
         self._script = redis.register_script(_WRITE_LUA)
+        self._index_script = redis.register_script(_INDEX_LUA)
         self._aof: bool | None = None
 
     async def aof_enabled(self) -> bool:
@@ -124,14 +169,19 @@ class CaseStore:
             str(self.holder_retention_ms),
         ]
         durable = await self.aof_enabled()
+        score = due_score(new)
         with redis_errors("dispatch store"):
             # One connection for the script, the index updates and WAITAOF: WAITAOF counts this client's writes.
             async with self.redis.client() as conn:
-                ok = await self._script(
-                    keys=[keyspace.case_key(cid), keyspace.case_history_key(cid), keyspace.case_holder_key(cid)],
-                    args=args,
-                    client=conn,
-                )
+                async with conn.pipeline(transaction=False) as pipe:
+                    if score is not None:
+                        pipe.zadd(keyspace.DISPATCH_DUE, {cid: score}, lt=True)  # early, never late: see above
+                    await self._script(  # awaiting queues it on the pipeline (and its SCRIPT LOAD if needed)
+                        keys=[keyspace.case_key(cid), keyspace.case_history_key(cid), keyspace.case_holder_key(cid)],
+                        args=args,
+                        client=pipe,
+                    )
+                    ok = (await pipe.execute())[-1]
                 if ok:
                     await self._index(conn, new, created=old is None)
                 if durable:
@@ -139,15 +189,24 @@ class CaseStore:
         return bool(ok)
 
     async def _index(self, conn: Redis, case: Case, *, created: bool) -> None:
-        if case.state in TERMINAL_STATES:
-            await conn.srem(keyspace.DISPATCH_OPEN, case.case_id)
-        else:
-            await conn.sadd(keyspace.DISPATCH_OPEN, case.case_id)
-            await conn.pexpire(keyspace.DISPATCH_OPEN, self.case_retention_ms)
-        if created:
-            day = keyspace.dispatch_day_key(_day(case.created_at))
-            await conn.sadd(day, case.case_id)
-            await conn.pexpire(day, self.case_retention_ms)
+        async with conn.pipeline(transaction=False) as pipe:
+            if case.state in TERMINAL_STATES:
+                pipe.srem(keyspace.DISPATCH_OPEN, case.case_id)
+            else:
+                pipe.sadd(keyspace.DISPATCH_OPEN, case.case_id)
+                pipe.pexpire(keyspace.DISPATCH_OPEN, self.case_retention_ms)
+            if created:
+                day = keyspace.dispatch_day_key(_day(case.created_at))
+                pipe.sadd(day, case.case_id)
+                pipe.pexpire(day, self.case_retention_ms)
+            await self._file(pipe, [case])
+            await pipe.execute()
+
+    async def _file(self, pipe: Pipeline, cases: Sequence[Case]) -> None:
+        args: list[str] = [str(self.case_retention_ms)]
+        for case in cases:
+            args += [case.case_id, str(len(case.history)), due_score(case) or ""]
+        await self._index_script(keys=[keyspace.DISPATCH_DUE, keyspace.DISPATCH_DUE_STAMPS], args=args, client=pipe)
 
     async def _wait_aof(self, conn: Redis) -> None:
         local, _ = await conn.execute_command("WAITAOF", 1, 0, self.waitaof_timeout_ms)  # type: ignore[no-untyped-call]
@@ -224,6 +283,62 @@ class CaseStore:
     async def drop_open(self, case_id: str) -> None:
         with redis_errors("dispatch store"):
             await self.redis.srem(keyspace.DISPATCH_OPEN, case_id)
+
+    # --- the due index (the sweeper) ----------------------------------------------------------------------
+    async def due(self, now: datetime, *, offset: int = 0, count: int = 200) -> list[str]:
+        """Ids of open cases whose due instant is at or before ``now``, earliest first."""
+        with redis_errors("dispatch store"):
+            ids: list[bytes] = await self.redis.zrangebyscore(  # type: ignore[assignment]
+                keyspace.DISPATCH_DUE, "-inf", (now - _EPOCH) // _MS, start=offset, num=count
+            )
+        return [_s(i) for i in ids]
+
+    async def file_due(self, cases: Sequence[Case]) -> None:
+        """File ``cases`` in the due index as read (a stale copy loses to a newer write); closed ones leave it
+        and the open set."""
+        if not cases:
+            return
+        with redis_errors("dispatch store"):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                await self._file(pipe, cases)
+                closed = [c.case_id for c in cases if c.state in TERMINAL_STATES]
+                if closed:
+                    pipe.srem(keyspace.DISPATCH_OPEN, *closed)
+                await pipe.execute()
+
+    async def drop_due(self, case_ids: Sequence[str]) -> None:
+        """Forget ids whose case is gone (past the case retention) from the due index and the open set."""
+        if not case_ids:
+            return
+        with redis_errors("dispatch store"):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(keyspace.DISPATCH_DUE, *case_ids)
+                pipe.hdel(keyspace.DISPATCH_DUE_STAMPS, *case_ids)
+                pipe.srem(keyspace.DISPATCH_OPEN, *case_ids)
+                await pipe.execute()
+
+    async def due_check_needed(self) -> bool:
+        """Whether the open set must be checked against the due index: never checked in the last
+        ``DUE_RECONCILE_S``, or open cases but no index at all (deleted, or written by code without one)."""
+        with redis_errors("dispatch store"):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.exists(keyspace.DISPATCH_DUE_CHECKED)
+                pipe.exists(keyspace.DISPATCH_DUE)
+                pipe.scard(keyspace.DISPATCH_OPEN)
+                checked, indexed, open_count = await pipe.execute()
+        return not checked or (not indexed and int(open_count) > 0)
+
+    async def missing_from_due(self, case_ids: Sequence[str]) -> list[str]:
+        """The ids among ``case_ids`` that have no entry in the due index."""
+        if not case_ids:
+            return []
+        with redis_errors("dispatch store"):
+            scores = await self.redis.zmscore(keyspace.DISPATCH_DUE, list(case_ids))
+        return [cid for cid, score in zip(case_ids, scores, strict=True) if score is None]
+
+    async def mark_due_checked(self) -> None:
+        with redis_errors("dispatch store"):
+            await self.redis.set(keyspace.DISPATCH_DUE_CHECKED, "1", px=keyspace.DUE_RECONCILE_S * 1000)
 
     async def created_between(self, start: datetime, end: datetime, *, limit: int) -> list[Case]:
         """Cases created in ``[start, end)`` with their histories (at most ``limit``, the newest days first)."""

@@ -6,7 +6,11 @@ case and is acknowledged again). An event is acknowledged (XACK) only after its 
 Pending events of a crashed consumer are taken over with XAUTOCLAIM once idle for ``claim_idle_ms``; an event
 that fails ``max_deliveries`` times, or can never succeed (malformed, unknown class, place outside the routing
 table), is copied to ``pg:dispatch:deadletter`` with a reason code and acknowledged. Dead letters keep the
-intake stream's retention; the sweep trims both streams by time. The event format is ``gateway.intake``.
+intake stream's retention; the sweep trims both streams by time, never the intake past an event the group has not
+finished (``trim_to_retention``). The event format is ``gateway.intake``.
+
+The sweeper pass (``sweep_open_cases``) reads only the cases the due index names (``CaseStore.due``); whoever
+runs it holds the sweep lease (``gateway.dispatch.lease``).
 
 Logs name event ids, case ids, event classes and error codes only, never a holder or a note.
 """
@@ -16,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -29,11 +34,12 @@ from gateway.errors import GatewayError, StoreUnavailableError
 from gateway.intake import IntakeEvent, MalformedEventError, decode_fields, parse_event
 from gateway.redisio import redis_errors
 from policy.case_errors import CaseError
-from policy.casework import TERMINAL_STATES, Action, Actor, Case, Role, apply_transition, new_case
+from policy.casework import Action, Actor, Case, Role, apply_transition, new_case
 from policy.deadlines import DeadlineTable, sweep
 from policy.routing import RoutingTable, parse_jurisdiction
 
 __all__ = [
+    "EXPIRED_DROPPED_FIELDS",
     "GROUP",
     "SYSTEM_ACTOR",
     "IntakeWorker",
@@ -158,7 +164,7 @@ class IntakeWorker:
         try:
             created = await self.store.write(None, case, holder=event.holder)
             if not created:
-                existing = await self.store.get(case.case_id, history=False)
+                existing = await self.store.get(case.case_id)
                 if existing is not None:
                     await self.store.ensure_durable(existing)
         except GatewayError as exc:
@@ -220,52 +226,175 @@ class IntakeWorker:
 
 @dataclass(frozen=True, slots=True)
 class SweepReport:
-    checked: int = 0
+    checked: int = 0  # due cases read (the due index), not every open case
     flagged: int = 0
     escalated: int = 0
-    trimmed: int = 0  # dead letters and intake events past retention
+    trimmed: int = 0  # dead letters and consumed intake events past retention
+    expired: int = 0  # intake events past retention never consumed: dead-lettered as ``expired_unconsumed``
+    complete: bool = True  # False: the lease was lost mid-pass and the pass stopped
 
 
-async def trim_to_retention(store: CaseStore, *, now: datetime) -> int:
-    """Drop dead letters and intake events older than the retention (the scan log's); returns how many.
+# What an ``expired_unconsumed`` dead letter leaves out: it is written at the end of the retention, and the dead
+# letters live another retention, so it keeps only what names no one (event id, class, place, time, reason).
+EXPIRED_DROPPED_FIELDS = ("pseudonym", "holder_sealed", "note")
+_TRIM_LIMIT = 1000
+StreamId = tuple[int, int]
 
-    By time, not by the next arrival: the sweep runs this every pass. A dead-letter stream without an expiry
-    (written before it carried one) gets it here. The intake stream keeps no TTL, since its consumer group
-    lives on the key, and XTRIM never touches the group; an event trimmed while pending is acknowledged as gone.
+
+def _sid(raw: bytes | str) -> StreamId:
+    ms, _, seq = (raw.decode() if isinstance(raw, bytes) else raw).partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _after(sid: StreamId) -> StreamId:
+    return sid[0], sid[1] + 1
+
+
+async def _group_state(redis: Redis) -> tuple[bool, StreamId | None]:
+    """Whether the intake stream exists, and the group's last-delivered id (``None``: no group, so nothing was
+    delivered and every event is still to be consumed)."""
+    if not await redis.exists(keyspace.DISPATCH_INTAKE):
+        return False, None
+    for group in await redis.xinfo_groups(keyspace.DISPATCH_INTAKE):
+        name = group["name"]
+        if (name.decode() if isinstance(name, bytes) else name) == GROUP:
+            return True, _sid(group["last-delivered-id"])
+    return True, None
+
+
+async def trim_to_retention(store: CaseStore, *, now: datetime, limit: int = _TRIM_LIMIT) -> SweepReport:
+    """Trim the dead letters and the intake stream to the retention (the scan log's) by time; ``trimmed`` and
+    ``expired`` of the report say how many.
+
+    By time, not by the next arrival: the sweep runs this every pass. The intake stream is never trimmed past an
+    event the consumer group has not finished (pending, or not yet delivered): an event that reaches the
+    retention unconsumed is first dead-lettered with reason ``expired_unconsumed`` (without its pseudonym, sealed
+    holder reference or note: ``EXPIRED_DROPPED_FIELDS``) and acknowledged, so it is never deleted unseen and no
+    personal data outlives the retention. At most ``limit`` such events per pass; the trim stops before the rest.
+    A dead-letter stream without an expiry (written before it carried one) gets it here. The intake stream keeps
+    no TTL: its consumer group lives on the key.
     """
     retention_ms = store.holder_retention_ms
-    min_id = max(0, int(now.timestamp() * 1000) - retention_ms)
+    cutoff: StreamId = (max(0, int(now.timestamp() * 1000) - retention_ms), 0)
+    redis = store.redis
+    expired: list[tuple[bytes, dict[bytes, bytes], int]] = []
+    pending: list[Any] = []
+    fresh: list[tuple[bytes, dict[bytes, bytes]]] = []
+    minid = cutoff
     with redis_errors("dispatch streams"):
-        async with store.redis.pipeline(transaction=False) as pipe:
-            pipe.xtrim(keyspace.DISPATCH_DEADLETTER, minid=min_id, approximate=False)
+        exists, delivered = await _group_state(redis)
+        if exists and cutoff > (0, 0):
+            below = f"({cutoff[0]}-{cutoff[1]}"
+            if delivered is not None:
+                pending = await redis.xpending_range(keyspace.DISPATCH_INTAKE, GROUP, min="-", max=below, count=limit)
+            after = "-" if delivered is None else f"({delivered[0]}-{delivered[1]}"
+            fresh = await redis.xrange(keyspace.DISPATCH_INTAKE, min=after, max=below, count=limit)  # type: ignore[assignment]
+            if pending:
+                async with redis.pipeline(transaction=False) as pipe:
+                    for p in pending:
+                        pipe.xrange(keyspace.DISPATCH_INTAKE, min=p["message_id"], max=p["message_id"])
+                    bodies = await pipe.execute()
+                for p, found in zip(pending, bodies, strict=True):
+                    # Empty: deleted while pending (by older code); acknowledged below like the rest.
+                    mid = cast(bytes, p["message_id"])
+                    expired.append((mid, found[0][1] if found else {}, int(p["times_delivered"])))
+                if len(pending) == limit:
+                    minid = min(minid, _after(_sid(cast(bytes, pending[-1]["message_id"]))))
+            expired += [(mid, fields, 0) for mid, fields in fresh]
+            if len(fresh) == limit:
+                minid = min(minid, _after(_sid(fresh[-1][0])))
+        if expired:
+            # Copied before the trim; a consumer that takes one of them meanwhile makes its case as well: a copy
+            # too many in the dead letters, never an event lost (the same trade as ``IntakeWorker._dead_letter``).
+            async with redis.pipeline(transaction=False) as pipe:
+                for mid, fields, deliveries in expired:
+                    if fields:
+                        entry: dict[bytes | str, bytes | str] = dict(fields.items())
+                        for name in EXPIRED_DROPPED_FIELDS:
+                            if name.encode() in entry:
+                                entry[name.encode()] = b""
+                        entry.update(dl_event_id=mid, dl_reason="expired_unconsumed", dl_deliveries=str(deliveries))
+                        pipe.xadd(keyspace.DISPATCH_DEADLETTER, entry)  # type: ignore[arg-type]
+                pipe.pexpire(keyspace.DISPATCH_DEADLETTER, retention_ms)
+                if acked := [mid for mid, _, deliveries in expired if deliveries]:
+                    pipe.xack(keyspace.DISPATCH_INTAKE, GROUP, *acked)
+                await pipe.execute()
+            log.warning("%d intake events reached the retention unconsumed: dead-lettered", len(expired))
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.xtrim(keyspace.DISPATCH_DEADLETTER, minid=f"{cutoff[0]}-{cutoff[1]}", approximate=False)
             pipe.execute_command("PEXPIRE", keyspace.DISPATCH_DEADLETTER, retention_ms, "NX")
-            pipe.xtrim(keyspace.DISPATCH_INTAKE, minid=min_id, approximate=False)
-            dead, _, intake = await pipe.execute()
-    return int(dead) + int(intake)
+            if exists:
+                pipe.xtrim(keyspace.DISPATCH_INTAKE, minid=f"{minid[0]}-{minid[1]}", approximate=False)
+            replies = await pipe.execute()
+    return SweepReport(trimmed=sum(int(r) for r in replies[::2]), expired=len(expired))
 
 
-async def sweep_open_cases(store: CaseStore, *, now: datetime, scan_count: int = 200) -> SweepReport:
-    """One pass: streams trimmed to retention, then every open case: overdue flags at 100 %, escalation at 2x
-    (``policy.deadlines.sweep``)."""
-    trimmed = await trim_to_retention(store, now=now)
-    checked = flagged = escalated = 0
-    cursor = 0
+Keep = Callable[[], Awaitable[bool]]
+
+
+async def _always() -> bool:
+    return True
+
+
+async def _check_due_index(store: CaseStore, keep: Keep, *, batch: int) -> int | None:
+    """File every open case that has no entry in the due index (written by code that kept none); how many, or
+    ``None`` if the lease was lost. Runs when ``CaseStore.due_check_needed`` says so (daily, or no index)."""
+    filed, cursor = 0, 0
     while True:
-        cursor, ids = await store.scan_open(cursor, scan_count)
-        for case in await store.get_many(ids, history=True):
+        if not await keep():
+            return None
+        cursor, ids = await store.scan_open(cursor, batch)
+        missing = await store.missing_from_due(ids)
+        if missing:
+            cases = await store.get_many(missing, history=True)
+            await store.file_due(cases)
+            filed += len(cases)
+        if cursor == 0:
+            await store.mark_due_checked()
+            if filed:
+                log.info("due index: filed %d open cases that had no entry", filed)
+            return filed
+
+
+async def sweep_open_cases(store: CaseStore, *, now: datetime, batch: int = 200, keep: Keep = _always) -> SweepReport:
+    """One pass: streams trimmed to retention, then the cases that are due (the due index): overdue flags at
+    100 %, escalation at 2x (``policy.deadlines.sweep``). The cost follows the due cases, not the open ones.
+
+    :param keep: called before every batch; False (the sweep lease was lost) stops the pass. The caller holds
+        the lease (``gateway.dispatch.lease``): this function does not take it, so tests can call it directly.
+    """
+    trim = await trim_to_retention(store, now=now)
+    if await store.due_check_needed() and await _check_due_index(store, keep, batch=1000) is None:
+        return replace(trim, complete=False)
+    checked = flagged = escalated = stuck = 0
+    seen: set[str] = set()
+    while True:
+        if not await keep():
+            return SweepReport(checked, flagged, escalated, trim.trimmed, trim.expired, complete=False)
+        # Entries that stay due (a failed write) sort before the unread ones: skip past them, and stop when a
+        # batch holds nothing new, so a pass always ends.
+        ids = [i for i in await store.due(now, offset=stuck, count=batch) if i not in seen]
+        if not ids:
+            return SweepReport(checked, flagged, escalated, trim.trimmed, trim.expired)
+        seen.update(ids)
+        cases = await store.get_many(ids, history=True)
+        found = {c.case_id for c in cases}
+        await store.drop_due([i for i in ids if i not in found])
+        unchanged: list[Case] = []
+        for case in cases:
             checked += 1
-            if case.state in TERMINAL_STATES:
-                await store.drop_open(case.case_id)
-                continue
-            if sweep(case, now=now) is case:
+            new = sweep(case, now=now)
+            if new is case:  # closed, or re-filed since: the index learns its true instant
+                unchanged.append(case)
                 continue
             try:
-                new = await store.update(case.case_id, lambda c: sweep(c, now=now))
+                if not await store.write(case, new):  # changed since it was read: re-read and re-apply
+                    new = await store.update(case.case_id, lambda c: sweep(c, now=now))
             except GatewayError as exc:
                 log.warning("sweep of case %s failed (%s)", case.case_id, exc.instance_code)
+                stuck += 1
                 continue
-            added = new.history[len(case.history) :]
+            added = new.history[len(case.history) :] if new.history[: len(case.history)] == case.history else ()
             flagged += sum(1 for e in added if e.action is Action.FLAG_OVERDUE)
             escalated += sum(1 for e in added if e.action is Action.ESCALATE)
-        if cursor == 0:
-            return SweepReport(checked, flagged, escalated, trimmed)
+        await store.file_due(unchanged)

@@ -117,10 +117,10 @@ class ScanStore:
             expiries[day] = expire_at
             commands.append(("XADD", keyspace.scan_log_key(day), "*", *entry))
             if event is not None:
-                # Events carry a pseudonym and a sealed holder reference: none outlives the scan log's retention.
-                # MINID trimming keeps the stream inside that window without a TTL on the stream itself.
-                min_id = max(0, expire_at * 1000 - self.retention_ms - 86_400_000)
-                commands.append(("XADD", keyspace.DISPATCH_INTAKE, "MINID", "=", min_id, "*", *event))
+                # No MINID here: an acknowledged event must stay until the dispatch worker has made it a case or
+                # dead-lettered it, which only the group knows. The sweep trims by time, never past an event the
+                # group has not finished (gateway/dispatch/worker.py ``trim_to_retention``).
+                commands.append(("XADD", keyspace.DISPATCH_INTAKE, "*", *event))
         # Sent with every group, not once per day: if the partition was ever recreated (deleted, failed over to
         # a replica that missed the first EXPIREAT) it must never live without its expiry.
         commands.extend(("EXPIREAT", keyspace.scan_log_key(day), expire_at) for day, expire_at in expiries.items())

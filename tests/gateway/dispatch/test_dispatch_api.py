@@ -245,7 +245,7 @@ async def test_overdue_at_100_percent_and_escalation_at_2x_keep_the_case_id(dw: 
     assert [c["case_id"] for c in queue["cases"]] == [case_id]
     report = await sweep_open_cases(store, now=T0.replace(hour=10))
     assert (report.flagged, report.escalated) == (0, 1)
-    assert await sweep_open_cases(store, now=T0.replace(hour=10)) == type(report)(1, 0, 0)  # idempotent
+    assert await sweep_open_cases(store, now=T0.replace(hour=10)) == type(report)(0, 0, 0)  # idempotent: not due
     _, body = await dw.get("dispatcher", f"/v1/cases/{case_id}")
     assert (body["case_id"], body["level"], body["escalation_count"], body["overdue"]) == (case_id, "street", 1, True)
     report = await sweep_open_cases(store, now=T0.replace(hour=16))  # 8x: street -> district -> city, late sweep

@@ -42,7 +42,7 @@ async def test_dispatch_sweep_and_report_commands(dw: DispatchWorld, redis_url: 
     await dw.pump()
     later = (T0 + timedelta(hours=2)).isoformat()
     done = await asyncio.to_thread(_placegate, "sweep", "--now", later, redis_url=redis_url, tmp_path=tmp_path)
-    assert (done.returncode, done.stdout.strip()) == (0, "open=1 flagged=1 escalated=1")
+    assert (done.returncode, done.stdout.strip()) == (0, "due=1 flagged=1 escalated=1 trimmed=0 expired=0")
     assert (await dw.case(case_id)).level.value == "street"
     args = [
         "report",

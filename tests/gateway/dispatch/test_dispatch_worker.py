@@ -111,13 +111,16 @@ def _stream_id(at: timedelta, now_ms: int) -> str:
 
 
 async def test_the_sweep_drops_dead_letters_and_intake_events_past_retention_by_time(dw: DispatchWorld) -> None:
-    """No new dead letter arrives: the sweep alone, at an injected ``now``, trims by the stream ids' time."""
+    """No new dead letter arrives: the sweep alone, at an injected ``now``, trims by the stream ids' time (intake
+    events that the group has consumed and acknowledged; unconsumed ones: ``test_dispatch_intake_retention``)."""
     redis, now = dw.world.redis, dw.clock.now
     now_ms = int(now.timestamp() * 1000)
     old, recent = _stream_id(timedelta(days=21, minutes=1), now_ms), _stream_id(timedelta(days=20), now_ms)
     for key in (DISPATCH_DEADLETTER, DISPATCH_INTAKE):
         await redis.xadd(key, {"event_id": "old", "dl_reason": "no_route"}, id=old)
         await redis.xadd(key, {"event_id": "recent", "dl_reason": "no_route"}, id=recent)
+    ((_, delivered),) = await redis.xreadgroup(GROUP, "c1", {DISPATCH_INTAKE: ">"})
+    await redis.xack(DISPATCH_INTAKE, GROUP, *[mid for mid, _ in delivered])  # made cases (or dead-lettered)
     assert await redis.ttl(DISPATCH_DEADLETTER) == -1  # as dead letters were written before they had a TTL
 
     async def report() -> dict[str, object]:
