@@ -158,9 +158,30 @@ class CaseStore:
         :returns: False when another writer got there first (nothing written; re-read and re-apply).
         :raises NotDurableError: written but not confirmed on disk in time: do not acknowledge.
         """
+        args = self._write_args(old, new, holder)
+        durable = await self.aof_enabled()
+        cid, score = new.case_id, due_score(new)
+        with redis_errors("dispatch store"):
+            # One connection for the script, the index updates and WAITAOF: WAITAOF counts this client's writes.
+            async with self.redis.client() as conn:
+                # Never a pipeline here: redis-py runs a pipeline on another connection of the pool, where this
+                # connection's WAITAOF would not count its writes (and the pool could run dry under load).
+                if score is not None:
+                    await conn.zadd(keyspace.DISPATCH_DUE, {cid: score}, lt=True)  # early, never late: see above
+                ok = await self._script(
+                    keys=[keyspace.case_key(cid), keyspace.case_history_key(cid), keyspace.case_holder_key(cid)],
+                    args=args,
+                    client=conn,
+                )
+                if ok:
+                    await self._index(conn, new, created=old is None)
+                if durable:
+                    await self._wait_aof(conn)
+        return bool(ok)
+
+    def _write_args(self, old: Case | None, new: Case, holder: Mapping[str, str] | None) -> list[str]:
         done = len(old.history) if old is not None else 0
-        cid = new.case_id
-        args = [
+        return [
             str(done),
             str(self.case_retention_ms),
             orjson.dumps(_flat(case_to_fields(new))).decode(),
@@ -168,45 +189,68 @@ class CaseStore:
             orjson.dumps(_flat(holder)).decode() if holder else "",
             str(self.holder_retention_ms),
         ]
-        durable = await self.aof_enabled()
-        score = due_score(new)
+
+    async def write_unacknowledged(self, changes: Sequence[tuple[Case | None, Case]]) -> list[bool]:
+        """``write`` for many cases in two round trips, **without** waiting for the disk: for writes nobody is
+        told about (the sweeper's flags and escalations: one lost in a crash is found again by the next pass).
+
+        :returns: per change, whether it was written (False: changed since it was read; re-read and re-apply).
+        """
+        if not changes:
+            return []
         with redis_errors("dispatch store"):
-            # One connection for the script, the index updates and WAITAOF: WAITAOF counts this client's writes.
-            async with self.redis.client() as conn:
-                async with conn.pipeline(transaction=False) as pipe:
+            scores = [due_score(new) for _, new in changes]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for (old, new), score in zip(changes, scores, strict=True):
+                    cid = new.case_id
                     if score is not None:
-                        pipe.zadd(keyspace.DISPATCH_DUE, {cid: score}, lt=True)  # early, never late: see above
-                    await self._script(  # awaiting queues it on the pipeline (and its SCRIPT LOAD if needed)
+                        pipe.zadd(keyspace.DISPATCH_DUE, {cid: score}, lt=True)
+                    await self._script(
                         keys=[keyspace.case_key(cid), keyspace.case_history_key(cid), keyspace.case_holder_key(cid)],
-                        args=args,
+                        args=self._write_args(old, new, None),
                         client=pipe,
                     )
-                    ok = (await pipe.execute())[-1]
-                if ok:
-                    await self._index(conn, new, created=old is None)
-                if durable:
-                    await self._wait_aof(conn)
-        return bool(ok)
+                replies = await pipe.execute()
+            written: list[bool] = []
+            at = 0
+            for score in scores:
+                at += 2 if score is not None else 1
+                written.append(bool(replies[at - 1]))
+            done = [(old, new) for (old, new), ok in zip(changes, written, strict=True) if ok]
+            if done:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for old, new in done:
+                        if new.state in TERMINAL_STATES:
+                            pipe.srem(keyspace.DISPATCH_OPEN, new.case_id)
+                        else:
+                            pipe.sadd(keyspace.DISPATCH_OPEN, new.case_id)
+                        if old is None:
+                            day = keyspace.dispatch_day_key(_day(new.created_at))
+                            pipe.sadd(day, new.case_id)
+                            pipe.pexpire(day, self.case_retention_ms)
+                    pipe.pexpire(keyspace.DISPATCH_OPEN, self.case_retention_ms)
+                    await self._file(pipe, [new for _, new in done])
+                    await pipe.execute()
+        return written
 
     async def _index(self, conn: Redis, case: Case, *, created: bool) -> None:
-        async with conn.pipeline(transaction=False) as pipe:
-            if case.state in TERMINAL_STATES:
-                pipe.srem(keyspace.DISPATCH_OPEN, case.case_id)
-            else:
-                pipe.sadd(keyspace.DISPATCH_OPEN, case.case_id)
-                pipe.pexpire(keyspace.DISPATCH_OPEN, self.case_retention_ms)
-            if created:
-                day = keyspace.dispatch_day_key(_day(case.created_at))
-                pipe.sadd(day, case.case_id)
-                pipe.pexpire(day, self.case_retention_ms)
-            await self._file(pipe, [case])
-            await pipe.execute()
+        if case.state in TERMINAL_STATES:
+            await conn.srem(keyspace.DISPATCH_OPEN, case.case_id)
+        else:
+            await conn.sadd(keyspace.DISPATCH_OPEN, case.case_id)
+            await conn.pexpire(keyspace.DISPATCH_OPEN, self.case_retention_ms)
+        if created:
+            day = keyspace.dispatch_day_key(_day(case.created_at))
+            await conn.sadd(day, case.case_id)
+            await conn.pexpire(day, self.case_retention_ms)
+        await self._file(conn, [case])
 
-    async def _file(self, pipe: Pipeline, cases: Sequence[Case]) -> None:
+    async def _file(self, client: Redis | Pipeline, cases: Sequence[Case]) -> None:
         args: list[str] = [str(self.case_retention_ms)]
         for case in cases:
             args += [case.case_id, str(len(case.history)), due_score(case) or ""]
-        await self._index_script(keys=[keyspace.DISPATCH_DUE, keyspace.DISPATCH_DUE_STAMPS], args=args, client=pipe)
+        # On a pipeline, awaiting only queues the call (and its SCRIPT LOAD if the server lacks it).
+        await self._index_script(keys=[keyspace.DISPATCH_DUE, keyspace.DISPATCH_DUE_STAMPS], args=args, client=client)
 
     async def _wait_aof(self, conn: Redis) -> None:
         local, _ = await conn.execute_command("WAITAOF", 1, 0, self.waitaof_timeout_ms)  # type: ignore[no-untyped-call]

@@ -381,19 +381,25 @@ async def sweep_open_cases(store: CaseStore, *, now: datetime, batch: int = 200,
         found = {c.case_id for c in cases}
         await store.drop_due([i for i in ids if i not in found])
         unchanged: list[Case] = []
+        changed: list[tuple[Case, Case]] = []
         for case in cases:
             checked += 1
             new = sweep(case, now=now)
             if new is case:  # closed, or re-filed since: the index learns its true instant
                 unchanged.append(case)
-                continue
-            try:
-                if not await store.write(case, new):  # changed since it was read: re-read and re-apply
+            else:
+                changed.append((case, new))
+        # Not waited on the disk: nobody is told of a flag or an escalation, and one lost in a crash is found again
+        # by the next pass (``sweep`` is a function of the stored case and ``now``).
+        written = await store.write_unacknowledged(changed)
+        for (case, new), ok in zip(changed, written, strict=True):
+            if not ok:  # changed since it was read: re-read and re-apply
+                try:
                     new = await store.update(case.case_id, lambda c: sweep(c, now=now))
-            except GatewayError as exc:
-                log.warning("sweep of case %s failed (%s)", case.case_id, exc.instance_code)
-                stuck += 1
-                continue
+                except GatewayError as exc:
+                    log.warning("sweep of case %s failed (%s)", case.case_id, exc.instance_code)
+                    stuck += 1
+                    continue
             added = new.history[len(case.history) :] if new.history[: len(case.history)] == case.history else ()
             flagged += sum(1 for e in added if e.action is Action.FLAG_OVERDUE)
             escalated += sum(1 for e in added if e.action is Action.ESCALATE)

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from gateway import keyspace
 from gateway.dispatch.lease import SweepLease
@@ -233,3 +233,16 @@ async def test_of_two_gateways_one_sweeps(make_dispatch_world: fx.DispatchWorldF
     token = await first.world.redis.get(keyspace.SWEEP_LEASE)
     await asyncio.sleep(0.2)  # ten periods of both: the holder keeps it
     assert await second.world.redis.get(keyspace.SWEEP_LEASE) == token
+
+
+async def test_case_writes_keep_to_one_connection_each_even_on_a_small_pool(redis_url: str) -> None:
+    """WAITAOF counts the writes of its own connection, so a write never hands part of its work to a pipeline
+    (redis-py runs one on another pool connection); with 8 writers on a pool of 2 a write that did would hang."""
+    client = Redis.from_pool(BlockingConnectionPool.from_url(redis_url, max_connections=2, timeout=5))
+    try:
+        await client.flushdb()
+        store = CaseStore(client)
+        written = await asyncio.gather(*(store.write(None, _dispatched(i, T0)) for i in range(8)))
+        assert all(written) and len(await _due_ids(client)) == 8
+    finally:
+        await client.aclose()
