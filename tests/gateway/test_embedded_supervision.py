@@ -108,3 +108,20 @@ def test_an_admin_command_waits_for_the_gateways_server_instead_of_starting_a_se
             if admin.poll() is None:
                 admin.send_signal(signal.SIGKILL)
                 admin.wait()
+
+
+def test_a_gateway_that_cannot_bind_leaves_a_server_it_did_not_start_running(data_dir: Path) -> None:
+    server = EmbeddedServer(data_dir / "redis").start()  # already running when the gateway starts
+    try:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            env = {**os.environ, "PLACEGATE_SECRET": SECRET.reveal().hex(), "PLACEGATE_DATA_DIR": str(data_dir)}
+            done = subprocess.run([sys.executable, "-m", "gateway", "serve", "--port", str(port)], env=env,
+                                  capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode != 0
+        assert server.process is not None and server.process.poll() is None
+        assert socket_alive(server.socket_path)
+    finally:
+        server.stop()
