@@ -104,8 +104,10 @@ def _core(injected: Redis | None) -> Callable[[web.Application], AsyncIterator[N
         app[REDIS] = redis
         app[BATCHER] = batcher
         # The probe goes through the scan path's own pipeline: when it answers, scans will too.
-        health = StoreHealth(lambda: batcher.run((("PING",),)), probe_every_s=settings.store_probe_s,
-                             probe_timeout_s=max(0.2, settings.redis_timeout_ms / 1000), metrics=app[METRICS])
+        # The batcher holds the probe's deadline itself: a stopped server then leaves no flight waiting for ever.
+        probe_timeout_s = max(0.2, settings.redis_timeout_ms / 1000)
+        health = StoreHealth(lambda: batcher.run((("PING",),), probe_timeout_s), probe_every_s=settings.store_probe_s,
+                             probe_timeout_s=probe_timeout_s, metrics=app[METRICS])
         app[HEALTH] = health
         try:
             async with health.probing():

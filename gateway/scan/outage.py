@@ -49,10 +49,12 @@ class OutageMemory(Generic[T]):
         return None
 
     def _forget(self, now: float) -> None:
-        """Drop the expired codes, then the oldest until there is room (insertion order is age order)."""
+        """Drop the expired codes, then the oldest down to 90 % of the bound (insertion order is age order), so a
+        memory full of live codes is not scanned again on every insert."""
         for key in [k for k, (_, until) in self._codes.items() if until <= now]:
             del self._codes[key]
-        while len(self._codes) >= self._max_codes:
+        target = self._max_codes * 9 // 10
+        while len(self._codes) > target:
             del self._codes[next(iter(self._codes))]
 
     def defer(self, items: Sequence[T]) -> None:
