@@ -20,8 +20,11 @@ from typing import Any
 import pytest
 
 from gateway.embedded import EmbeddedServer
+from gateway.errors import StoreUnavailableError
 from gateway.keyspace import scan_log_key
+from gateway.redisio import connect_redis
 from gateway.scan.scanlog import day_of
+from gateway.trust.registry import Registry
 from tests.gateway.conftest import World, WorldFactory
 
 # Far above the 250 ms budget: a liveness bound (an answer at all, soon), not a speed claim.
@@ -144,3 +147,23 @@ async def test_a_device_never_seen_before_the_outage_is_refused_not_admitted(
     server.stop(kill=True)
     status, body = await world.scan(world.code("holder-1"), who="dev-a")  # its token was never looked up
     assert (status, body["error"]) == (503, "store_unavailable")
+
+
+async def test_a_stopped_store_ends_an_admin_read_at_the_socket_timeout_not_never(server: EmbeddedServer) -> None:
+    client = connect_redis(server.url, connect_timeout_s=0.2, socket_timeout_s=0.3)
+    try:
+        registry = Registry(client)
+        await registry.list_places()  # connected
+        assert server.process is not None
+        pid = server.process.pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            started = time.perf_counter()
+            with pytest.raises(StoreUnavailableError):
+                await asyncio.wait_for(registry.list_places(), ANSWER_BOUND_S * 5)  # redis-py's default: no bound
+            waited_s = time.perf_counter() - started
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert waited_s < ANSWER_BOUND_S
+    finally:
+        await client.aclose()
