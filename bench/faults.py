@@ -2,7 +2,7 @@
 stream of scans (issue 13). Writes bench/FAULTS.md: answers by status during each phase, how many were degraded,
 latency percentiles, the time to answer normally again, replays admitted, and exception events lost.
 
-    python -m bench.faults [--rate 200] [--phase-s 10] [--output bench/FAULTS.md]
+    python -m bench.faults [--rate 200] [--phase-s 10] [--outage-s 10] [--output bench/FAULTS.md]
 
 Everything runs on this machine: a private Redis-compatible server in a temp directory (AOF on), one
 `placegate serve` process on a free loopback port, and an open-loop load generator in this process (requests
@@ -84,6 +84,19 @@ def _wait_http(url: str, timeout_s: float = 30.0) -> None:
     raise RuntimeError(f"{url} did not answer")
 
 
+def _wait_caught_up(port: int, timeout_s: float = 120.0) -> None:
+    """Until the gateway's queue of scans waiting for the store is empty (its catch-up after the last fault)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+        queued = [float(line.split()[1]) for line in text.splitlines() if line.startswith("placegate_degraded_queue ")]
+        if queued and queued[0] == 0:
+            time.sleep(1)  # the last group's writes
+            return
+        time.sleep(0.5)
+
+
 async def _make_red(redis_url: str, secret: bytes) -> None:
     redis = connect_redis(redis_url)
     writer = StatusWriter.standalone(redis, secret=secret, status_buckets=BUCKETS, status_ttl_s=2 * 24 * 3600)
@@ -101,9 +114,10 @@ def _code(key: SigningKey, i: int) -> str:
                              nonce=os.urandom(12))
 
 
-async def _drive(port: int, token: str, key: SigningKey, *, rate: float, phase_s: float,
+async def _drive(port: int, token: str, key: SigningKey, *, rate: float, durations: Sequence[float],
                  faults: Sequence[object], run: Run) -> None:
-    """Send at ``rate`` per second for ``len(PHASES) * phase_s`` seconds, calling each fault at its phase."""
+    """Send at ``rate`` per second through the phases (``durations`` seconds each), calling each fault as its
+    phase begins."""
     url = f"http://127.0.0.1:{port}/v1/scan"
     headers = {"Authorization": f"Bearer {token}"}
     admitted: list[str] = []
@@ -129,7 +143,8 @@ async def _drive(port: int, token: str, key: SigningKey, *, rate: float, phase_s
         start = time.perf_counter()
         i = 0
         for phase in range(len(PHASES)):
-            phase_start = start + phase * phase_s
+            phase_start = start + sum(durations[:phase])
+            phase_s = durations[phase]
             while time.perf_counter() < phase_start:
                 await asyncio.sleep(0.001)
             run.phase_started.append(time.perf_counter())
@@ -160,16 +175,17 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _render(run: Run, *, rate: float, phase_s: float, events: int, argv: Sequence[str]) -> str:
+def _render(run: Run, *, rate: float, durations: Sequence[float], events: int, argv: Sequence[str]) -> str:
     lines = [
         "# Fault experiments (bench/faults.py)",
         "",
-        f"Command: `python -m bench.faults {' '.join(argv)}` — {rate:g} scans/s for {phase_s:g} s per phase, one "
+        f"Command: `python -m bench.faults {' '.join(argv)}` — {rate:g} scans/s; phases of "
+        f"{', '.join(f'{d:g}' for d in durations)} s; one "
         "`placegate serve` process, a private server with AOF, all on loopback. Measured "
         f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}.",
         "",
-        "| phase | sent | 200 | 200 degraded | 5xx | no answer | p50 ms | p99 ms | max ms | replays admitted |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| phase | s | sent | 200 | 200 degraded | 5xx | no answer | p50 ms | p99 ms | max ms | replays admitted |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for phase, name in enumerate(PHASES):
         answers = [a for a in run.answers if a.phase == phase]
@@ -177,7 +193,7 @@ def _render(run: Run, *, rate: float, phase_s: float, events: int, argv: Sequenc
         latencies = [a.latency_s * 1000 for a in answers if a.status]
         replays = sum(1 for a in answers if a.replay and a.decision == "admit")
         lines.append(
-            f"| {name} | {len(answers)} | {len(ok)} | {sum(a.degraded for a in ok)} | "
+            f"| {name} | {durations[phase]:g} | {len(answers)} | {len(ok)} | {sum(a.degraded for a in ok)} | "
             f"{sum(1 for a in answers if a.status >= 500)} | {sum(1 for a in answers if a.status == 0)} | "
             f"{_pct(latencies, 0.5):.1f} | {_pct(latencies, 0.99):.1f} | {max(latencies, default=float('nan')):.1f} "
             f"| {replays} |"
@@ -188,8 +204,8 @@ def _render(run: Run, *, rate: float, phase_s: float, events: int, argv: Sequenc
         normal = [a.sent_at for a in run.answers
                   if a.phase == phase and a.status == 200 and not a.degraded and a.sent_at >= restored]
         recovery = f"{min(normal) - restored:.2f} s" if normal else "never in the phase"
-        lines.append(f"- Recovery after **{PHASES[phase]}**: first normal (not degraded) answer to a request sent "
-                     f"{recovery} after the store was back.")
+        lines.append(f"- Recovery in **{PHASES[phase]}**: the first normal (not degraded) answer went to a request "
+                     f"sent {recovery} after the phase began (a restarted server first loads its AOF).")
     exceptions = sum(1 for a in run.answers if a.status == 200 and a.reason in EXCEPTION_REASONS)
     lines.append(f"- Exception answers (red holders, replays): {exceptions}; intake events in `pg:dispatch:intake` "
                  f"at the end: {events}; lost: {max(0, exceptions - events)}.")
@@ -200,7 +216,8 @@ def _render(run: Run, *, rate: float, phase_s: float, events: int, argv: Sequenc
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.faults", description=__doc__)
     parser.add_argument("--rate", type=float, default=200.0, help="scans per second (open loop)")
-    parser.add_argument("--phase-s", type=float, default=10.0, help="seconds per phase")
+    parser.add_argument("--phase-s", type=float, default=10.0, help="seconds of each phase without a fault")
+    parser.add_argument("--outage-s", type=float, default=10.0, help="seconds the store stays killed, and stopped")
     parser.add_argument("--output", type=Path, default=Path("bench/FAULTS.md"))
     args = parser.parse_args(argv)
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -238,11 +255,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 os.kill(pid["value"], signal.SIGCONT)
 
             run = Run()
-            asyncio.run(_drive(port, world[1], key, rate=args.rate, phase_s=args.phase_s,
+            durations = (args.phase_s, args.outage_s, args.phase_s, args.outage_s, args.phase_s)
+            asyncio.run(_drive(port, world[1], key, rate=args.rate, durations=durations,
                                faults=(None, kill, restart, stop, cont), run=run))
-            time.sleep(2)  # the last catch-up after the stop
+            _wait_caught_up(port)
             events = asyncio.run(_xlen(server.url))
-            report = _render(run, rate=args.rate, phase_s=args.phase_s, events=events, argv=argv)
+            report = _render(run, rate=args.rate, durations=durations, events=events, argv=argv)
         finally:
             if gateway is not None:
                 gateway.send_signal(signal.SIGTERM)
