@@ -47,8 +47,11 @@ def create_app(settings: Settings, *, redis: Redis | None = None) -> web.Applica
     """Build the gateway; tests inject ``redis`` (a client to the server they started)."""
     if settings.secret is None:
         raise ValueError("settings.secret is required (Settings.with_secret() generates one)")
-    # Bodies are bounded per route in read_json; this cap only stops aiohttp buffering anything larger.
-    app = web.Application(middlewares=[observe.count_answers, error_middleware], client_max_size=8 * 1024 * 1024)
+    # Bodies are bounded per route in read_json; this cap only stops aiohttp buffering anything larger. aiohttp
+    # would inflate a gzip/deflate/br body as it arrives, before any limit could look at it (a decompression
+    # bomb): read_json refuses every Content-Encoding instead, so nothing is ever inflated.
+    app = web.Application(middlewares=[observe.count_answers, error_middleware], client_max_size=8 * 1024 * 1024,
+                          handler_args={"auto_decompress": False})
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[CLOCK] = Clock()

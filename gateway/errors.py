@@ -7,6 +7,7 @@
     ├── AuthError ("missing_token" / "invalid_token", 401)
     ├── ForbiddenError ("forbidden", 403)
     ├── NotFoundError ("not_found", 404)
+    ├── RequestTimeoutError ("request_timeout", 408)     the body did not arrive within its read deadline
     ├── PayloadTooLargeError ("payload_too_large", 413)
     ├── UnsupportedMediaTypeError ("unsupported_media_type", 415)
     ├── StoreUnavailableError ("store_unavailable", 503)   Redis failed; redisio.redis_errors translates
@@ -32,6 +33,7 @@ __all__ = [
     "NotDurableError",
     "NotFoundError",
     "PayloadTooLargeError",
+    "RequestTimeoutError",
     "StoreUnavailableError",
     "UnsupportedMediaTypeError",
     "status_for",
@@ -46,6 +48,7 @@ ERROR_STATUS: dict[str, int] = {
     "forbidden": 403,
     "not_found": 404,
     "method_not_allowed": 405,
+    "request_timeout": 408,
     "payload_too_large": 413,
     "unsupported_media_type": 415,
     "too_many_requests": 429,
@@ -123,6 +126,10 @@ class ForbiddenError(GatewayError):
 
 class NotFoundError(GatewayError):
     code = "not_found"
+
+
+class RequestTimeoutError(GatewayError):
+    code = "request_timeout"
 
 
 class PayloadTooLargeError(GatewayError):

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
+from gateway.appstate import SETTINGS
 from gateway.auth import Handler
 from gateway.errors import (
     ERROR_STATUS,
+    BadRequestError,
     GatewayError,
     MalformedJsonError,
     PayloadTooLargeError,
+    RequestTimeoutError,
     UnsupportedMediaTypeError,
 )
 
@@ -22,8 +27,11 @@ __all__ = ["error_middleware", "json_error", "json_response", "read_json"]
 log = logging.getLogger("placegate.http")
 _HTTP_CODES = {
     400: "invalid_request", 401: "invalid_token", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type", 429: "too_many_requests",
+    405: "method_not_allowed", 408: "request_timeout", 413: "payload_too_large", 415: "unsupported_media_type",
+    429: "too_many_requests",
 }
+# "identity" is the only coding RFC 9110 lets a request name without compressing; an empty header names none.
+_IDENTITY = frozenset({"", "identity"})
 
 
 def json_response(data: object, status: int = 200) -> web.Response:
@@ -35,20 +43,42 @@ def json_error(code: str, detail: str = "") -> web.Response:
 
 
 async def read_json(request: web.Request, *, limit: int) -> Any:
-    """The request's JSON document, refused before parsing when too large or not JSON."""
+    """The request's JSON document, refused before parsing when too large, compressed, late or not JSON.
+
+    :raises UnsupportedMediaTypeError: not ``application/json``, or any ``Content-Encoding`` but identity
+    :raises PayloadTooLargeError: over ``limit`` bytes
+    :raises RequestTimeoutError: the body was not whole within ``Settings.body_read_timeout_s``
+    """
     ctype = request.headers.get("Content-Type", "")
     if ctype.split(";", 1)[0].strip().lower() != "application/json":
         raise UnsupportedMediaTypeError("send application/json")
+    if request.headers.get("Content-Encoding", "").strip().lower() not in _IDENTITY:
+        # Refused, never decompressed: the limit holds for the bytes we parse, and 200 bytes of brotli can
+        # expand to megabytes. The app turns aiohttp's own decompression off (create_app's handler_args), so no
+        # byte of such a body was inflated before this refusal.
+        raise UnsupportedMediaTypeError("send the body uncompressed (no Content-Encoding)")
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLargeError(f"body over {limit} bytes")
+    try:
+        async with asyncio.timeout(request.app[SETTINGS].body_read_timeout_s):
+            body = await _read_body(request, limit)
+    except TimeoutError:
+        raise RequestTimeoutError("the body did not arrive in time") from None
+    except HttpProcessingError:
+        # A body that breaks its own framing (bad chunk sizes, cut short): the client's fault, not a 500.
+        raise BadRequestError("malformed request body") from None
+    return _loads(body)
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None:
-        return _loads(await request.read())  # bounded just above; one read, not a chunk loop (hot path)
+        return await request.read()  # bounded by read_json; one read, not a chunk loop (hot path)
     body = bytearray()
     async for chunk in request.content.iter_chunked(16384):
         body += chunk
         if len(body) > limit:
             raise PayloadTooLargeError(f"body over {limit} bytes")
-    return _loads(bytes(body))
+    return bytes(body)
 
 
 def _loads(body: bytes) -> Any:
@@ -63,7 +93,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except GatewayError as exc:
-        return json_error(exc.instance_code, exc.detail)
+        response = json_error(exc.instance_code, exc.detail)
+        if isinstance(exc, RequestTimeoutError):
+            # The rest of a late body may still come: this connection cannot carry another request.
+            response.force_close()
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -159,6 +159,9 @@ class Settings:
     outage_stale_max_s: float = 24 * 3600
     outage_max_codes: int = 1_000_000
     outage_max_pending: int = 100_000
+    # A request body must have arrived whole this long after its handler starts reading it (408 past it): a
+    # client that stalls after the headers would otherwise hold its connection and handler forever.
+    body_read_timeout_s: float = 10.0
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
 
     # Inclusive bounds of every number; a test checks that no numeric field is missing here.
@@ -183,6 +186,7 @@ class Settings:
         "outage_stale_max_s": (0, 30 * 24 * 3600),
         "outage_max_codes": (1000, 100_000_000),
         "outage_max_pending": (100, 10_000_000),
+        "body_read_timeout_s": (0.1, 600),
     }
 
     @classmethod
