@@ -22,7 +22,7 @@ from gateway.errors import (
     UnsupportedMediaTypeError,
 )
 
-__all__ = ["error_middleware", "json_error", "json_response", "read_json"]
+__all__ = ["DRAIN", "Drain", "error_middleware", "json_error", "json_response", "read_json"]
 
 log = logging.getLogger("placegate.http")
 _HTTP_CODES = {
@@ -67,6 +67,9 @@ async def read_json(request: web.Request, *, limit: int) -> Any:
     except HttpProcessingError:
         # A body that breaks its own framing (bad chunk sizes, cut short): the client's fault, not a 500.
         raise BadRequestError("malformed request body") from None
+    except ConnectionResetError:
+        # The client went away before its body was whole: nobody will read the answer, and it is no server error.
+        raise BadRequestError("the connection closed before the body was whole") from None
     return _loads(body)
 
 
@@ -88,8 +91,40 @@ def _loads(body: bytes) -> Any:
         raise MalformedJsonError("body is not valid JSON") from None
 
 
+class Drain:
+    """What a served process's drain needs to know (``workers.serve_process``): the connections whose request is
+    in a handler now, and whether the process is draining, when every answer closes its connection."""
+
+    __slots__ = ("busy", "draining")
+
+    def __init__(self) -> None:
+        self.busy: set[object] = set()
+        self.draining = False
+
+
+# Set by the serving code only; an app without it (tests' TestServer) skips the bookkeeping.
+DRAIN: web.AppKey[Drain] = web.AppKey("drain", Drain)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    drain = request.app.get(DRAIN)
+    if drain is None:
+        return await _answer(request, handler)
+    # aiohttp's own shutdown drops the bytes that arrive on a connection once it closes it, so a request whose
+    # body is still arriving could never finish; the drain leaves the busy connections open instead.
+    protocol = request.protocol
+    drain.busy.add(protocol)
+    try:
+        response = await _answer(request, handler)
+    finally:
+        drain.busy.discard(protocol)
+    if drain.draining:
+        response.force_close()  # no further request on this connection: the process is going away
+    return response
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except GatewayError as exc:

@@ -9,13 +9,10 @@ import shlex
 import sys
 from dataclasses import replace
 
-from aiohttp import web
-
-from gateway.app import serving_app
 from gateway.cli_common import add_common_args, embedded_dir, settings_from
 from gateway.demo import prepare_demo
 from gateway.embedded import EmbeddedServer, Supervisor, socket_alive
-from gateway.workers import serve_workers
+from gateway.workers import serve_process, serve_workers
 
 __all__ = ["register"]
 
@@ -30,15 +27,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        help="create demo keys, place, device and holder, and print a curl command that scans")
     add_common_args(serve)
     serve.set_defaults(func=_serve)
-
-
-def _event_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
-        return asyncio.new_event_loop()
-    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-    return loop
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -69,10 +57,7 @@ def _serve(args: argparse.Namespace) -> int:
 
         if settings.workers > 1:
             return serve_workers(settings, settings.workers, announce=announce)
-        loop = _event_loop()
-        asyncio.set_event_loop(loop)
-        web.run_app(serving_app(settings), host=settings.host, port=settings.port, print=announce, loop=loop,
-                    access_log=None)
+        serve_process(settings, announce=announce)
     finally:
         if supervisor is not None:
             supervisor.stop()

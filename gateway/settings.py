@@ -162,6 +162,8 @@ class Settings:
     # A request body must have arrived whole this long after its handler starts reading it (408 past it): a
     # client that stalls after the headers would otherwise hold its connection and handler forever.
     body_read_timeout_s: float = 10.0
+    # On SIGTERM/SIGINT a served process stops accepting, lets in-flight requests finish and exits within this.
+    drain_timeout_s: float = 10.0
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
 
     # Inclusive bounds of every number; a test checks that no numeric field is missing here.
@@ -187,6 +189,7 @@ class Settings:
         "outage_max_codes": (1000, 100_000_000),
         "outage_max_pending": (100, 10_000_000),
         "body_read_timeout_s": (0.1, 600),
+        "drain_timeout_s": (1, 600),
     }
 
     @classmethod

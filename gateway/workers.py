@@ -1,8 +1,11 @@
 """`placegate serve --workers N`: N gateway processes on one port (SO_REUSEPORT), supervised by the parent.
 
 The gateway is stateless between requests (every shared fact lives in Redis), so the kernel may hand each new
-connection to any worker. The parent starts the embedded Redis once (in ``cli_serve``), spawns the workers,
-restarts one that dies, and on SIGINT/SIGTERM stops them all before it exits.
+connection to any worker. The parent starts the embedded Redis once (in ``serve.py``), spawns the workers,
+restarts one that dies, and on SIGINT/SIGTERM stops them all before it exits: each drains its requests in flight
+within ``drain_timeout_s`` (``serve_process``, which a single-process ``serve`` runs too). A worker whose supervisor
+dies by any signal, SIGKILL included, stops within ``ORPHAN_DRAIN_S``: Linux sends it SIGTERM
+(PR_SET_PDEATHSIG), and elsewhere a poll of its parent pid notices.
 
 Metrics: prometheus_client multiprocess mode. ``PROMETHEUS_MULTIPROC_DIR`` (``<data_dir>/prometheus``, emptied
 at start) is set before any worker is spawned (spawned, not forked: the value class is chosen when
@@ -14,47 +17,152 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
 import shutil
 import signal
+import sys
 import time
 from collections.abc import Callable
 from multiprocessing.context import SpawnProcess
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from gateway.settings import Settings
 
-__all__ = ["MULTIPROC_ENV", "metrics_dir", "run_worker", "serve_workers"]
+if TYPE_CHECKING:
+    from gateway.http import Drain
+
+__all__ = ["MULTIPROC_ENV", "ORPHAN_DRAIN_S", "metrics_dir", "new_event_loop", "run_worker", "serve_process",
+           "serve_workers"]
 
 log = logging.getLogger("placegate.workers")
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-_STOP_GRACE_S = 10.0
+# Past a worker's own drain deadline the supervisor kills it: room for the worker's exit after its drain.
+_STOP_MARGIN_S = 2.0
 _RESTART_BACKOFF_S = 1.0
+# A worker whose supervisor died drains this long at most: the issue's bound is 5 s, and no one will restart it.
+ORPHAN_DRAIN_S = 3.0
+_CLOSE_RESERVE_S = 1.0
+# aiohttp's wait for a request it is cancelling (twice: before and after the cancel), once the drain gave up on it.
+_CANCEL_WAIT_S = 0.25
+_DRAIN_POLL_S = 0.05
+_WATCH_PERIOD_S = 0.5
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def metrics_dir(settings: Settings) -> Path:
     return settings.data_dir / "prometheus"
 
 
-def run_worker(settings: Settings) -> None:
-    """One worker: the whole app on the shared port; SIGTERM/SIGINT end it gracefully (aiohttp's run_app)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    from gateway.app import serving_app  # imported here: after PROMETHEUS_MULTIPROC_DIR is in the environment
-
+def new_event_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
-
-        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
     except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
-        loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    web.run_app(serving_app(settings), host=settings.host, port=settings.port, reuse_port=True, loop=loop,
-                access_log=None, print=None)
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def serve_process(settings: Settings, *, reuse_port: bool = False, announce: Callable[[str], None] | None = None,
+                  supervisor_pid: int | None = None) -> None:
+    """One served gateway process: the whole app on ``settings.host:port`` until SIGTERM/SIGINT, then the drain.
+
+    The drain stops accepting, lets the requests in flight finish, cancels what is left and returns within
+    ``settings.drain_timeout_s`` of the signal. A worker (``supervisor_pid`` set) also stops when its supervisor
+    is gone, and drains for at most ``ORPHAN_DRAIN_S`` then.
+    """
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(_serve(settings, reuse_port=reuse_port, announce=announce, supervisor_pid=supervisor_pid))
+    # Past the drain, asyncio.Runner cancelled whatever was still running and closed the cleanup contexts.
+
+
+async def _serve(settings: Settings, *, reuse_port: bool, announce: Callable[[str], None] | None,
+                 supervisor_pid: int | None) -> None:
+    from gateway.app import serving_app  # imported here: after PROMETHEUS_MULTIPROC_DIR is in the environment
+    from gateway.http import DRAIN, Drain
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    app = serving_app(settings)
+    drain = app[DRAIN] = Drain()
+    # The drain below waits for the requests in flight itself; aiohttp's shutdown then only cancels what is left.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=_CANCEL_WAIT_S)
+    await runner.setup()
+    drain_s = settings.drain_timeout_s
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port)
+        await site.start()
+        # Only now: until the app serves, SIGTERM keeps its default action (nothing to drain, and a start-up that
+        # hangs on an unreachable Redis must still end on it).
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if announce is not None:
+            announce(f"======== Running on http://{settings.host}:{settings.port} ========\n(Press CTRL+C to quit)")
+        watchdog = None if supervisor_pid is None else loop.create_task(_watch_supervisor(supervisor_pid, stop))
+        await stop.wait()
+        if watchdog is not None:
+            watchdog.cancel()
+        if supervisor_pid is not None and os.getppid() != supervisor_pid:
+            drain_s = min(drain_s, ORPHAN_DRAIN_S)
+            log.warning("the supervisor (pid %s) is gone; stopping", supervisor_pid)
+        log.info("stopping: no new connections; requests in flight get at most %s s", drain_s)
+    finally:
+        await _drain(runner, drain, drain_s)
+
+
+async def _drain(runner: web.AppRunner, drain: Drain, deadline_s: float) -> None:
+    """Stop accepting, wait for the requests in flight, then close the connections, cancel what is left and close
+    the app, all within ``deadline_s``."""
+    loop = asyncio.get_running_loop()
+    # The last part of the deadline is for cancelling the requests left and the cleanup contexts (background
+    # tasks, batcher, Redis client).
+    patience_end = loop.time() + deadline_s - min(_CLOSE_RESERVE_S, deadline_s / 4)
+    try:
+        async with asyncio.timeout(deadline_s):
+            drain.draining = True
+            for site in list(runner.sites):
+                await site.stop()
+            # Idle keep-alive connections stay open until the wait below is over (aiohttp closes them then): a
+            # request that comes on one meanwhile is answered, with Connection: close.
+            while drain.busy and loop.time() < patience_end:
+                await asyncio.sleep(_DRAIN_POLL_S)
+            if drain.busy:
+                log.warning("%d requests still in flight at the drain deadline; cancelling them", len(drain.busy))
+            await runner.cleanup()
+    except TimeoutError:
+        # Whatever still runs is cancelled by asyncio.Runner, which also closes the cleanup contexts.
+        log.warning("drain deadline of %s s passed; closing the connections left", deadline_s)
+
+
+async def _watch_supervisor(supervisor_pid: int, stop: asyncio.Event) -> None:
+    """The portable half of dying with the supervisor: where PR_SET_PDEATHSIG is missing, a poll notices."""
+    while os.getppid() == supervisor_pid:
+        await asyncio.sleep(_WATCH_PERIOD_S)
+    stop.set()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to send SIGTERM to this process when its parent dies, by any signal (SIGKILL included)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def run_worker(settings: Settings, supervisor_pid: int) -> None:
+    """One worker: the whole app on the shared port; it ends on SIGTERM/SIGINT or when its supervisor dies."""
+    _die_with_parent()
+    if os.getppid() != supervisor_pid:
+        return  # the supervisor died before the request above was in force: no signal will come
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    serve_process(settings, reuse_port=True, supervisor_pid=supervisor_pid)
 
 
 class _Supervisor:
@@ -66,7 +174,8 @@ class _Supervisor:
         self.stopping = False
 
     def spawn(self) -> SpawnProcess:
-        proc = self.ctx.Process(target=run_worker, args=(self.settings,), name="placegate-worker", daemon=False)
+        proc = self.ctx.Process(target=run_worker, args=(self.settings, os.getpid()), name="placegate-worker",
+                                daemon=False)
         proc.start()
         return proc
 
@@ -91,7 +200,7 @@ class _Supervisor:
             if proc.is_alive() and proc.pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + _STOP_GRACE_S
+        deadline = time.monotonic() + self.settings.drain_timeout_s + _STOP_MARGIN_S
         for proc in self.workers:
             proc.join(max(0.0, deadline - time.monotonic()))
             if proc.is_alive():

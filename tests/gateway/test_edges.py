@@ -177,6 +177,31 @@ async def test_a_chunked_body_that_stalls_is_cut_with_408(edge_world: World) -> 
     assert (status, body["error"]) == (408, "request_timeout")
 
 
+async def test_a_client_that_goes_away_mid_body_is_no_server_error(
+    edge_world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On a runner as `placegate serve` builds it: aiohttp's TestServer cancels the handler of a closed connection
+    instead, so the handler never sees the reset there."""
+    caplog.set_level(logging.DEBUG)
+    runner = web.AppRunner(create_app(edge_world.settings, redis=edge_world.redis), handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        _, writer = await asyncio.open_connection("127.0.0.1", site.port)
+        writer.write(_head(edge_world, "/v1/scan", length=100) + b'{"code": "')
+        await writer.drain()
+        await asyncio.sleep(0.1)  # the handler is reading the body
+        writer.close()
+        await writer.wait_closed()
+        async with asyncio.timeout(10):
+            while not any(r.name == "aiohttp.access" for r in caplog.records):  # the request is over
+                await asyncio.sleep(0.02)
+    finally:
+        await runner.cleanup()
+    _no_error_logged(caplog)
+
+
 async def test_a_body_that_breaks_its_chunk_framing_is_a_400(edge_world: World) -> None:
     """aiohttp's parser answers this one itself (and logs it as aiohttp.server's error): never a 500."""
     head = _head(edge_world, "/v1/scan", length=None)
