@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -16,7 +19,8 @@ from pathlib import Path
 from typing import IO
 
 __all__ = [
-    "EmbeddedServer", "ServerNotFoundError", "Supervisor", "find_server_binary", "gateway_owns", "socket_alive",
+    "EmbeddedServer", "ServerNotFoundError", "Supervisor", "die_with_parent", "find_server_binary", "gateway_owns",
+    "socket_alive",
 ]
 
 log = logging.getLogger("placegate.embedded")
@@ -62,8 +66,13 @@ def socket_alive(path: Path) -> bool:
 class EmbeddedServer:
     """A private server on a unix socket in ``directory`` (no TCP port is opened)."""
 
-    def __init__(self, directory: Path, *, persistent: bool = True, extra_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self, directory: Path, *, persistent: bool = True, extra_args: Sequence[str] = (), die_with_parent: bool = False
+    ) -> None:
+        """:param die_with_parent: the server gets SIGTERM (and writes its AOF) when the process that started it
+            dies, however it dies: a gateway killed with SIGKILL leaves no orphan server behind."""
         self.directory = directory.resolve()
+        self.die_with_parent = die_with_parent
         self.persistent = persistent
         self.extra_args = tuple(extra_args)
         self.process: subprocess.Popen[bytes] | None = None
@@ -104,7 +113,8 @@ class EmbeddedServer:
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
         self.process = subprocess.Popen(
-            self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent if self.die_with_parent else None,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -137,6 +147,18 @@ class EmbeddedServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent() -> None:
+    """Ask Linux to send SIGTERM to this process when its parent dies, by any signal (SIGKILL included)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def gateway_owns(directory: Path) -> bool:

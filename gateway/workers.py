@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import multiprocessing
 import os
 import shutil
 import signal
-import sys
 import time
 from collections.abc import Callable
 from multiprocessing.context import SpawnProcess
@@ -33,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from gateway.embedded import die_with_parent
 from gateway.settings import Settings
 
 if TYPE_CHECKING:
@@ -53,7 +52,6 @@ _CLOSE_RESERVE_S = 1.0
 _CANCEL_WAIT_S = 0.25
 _DRAIN_POLL_S = 0.05
 _WATCH_PERIOD_S = 0.5
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def metrics_dir(settings: Settings) -> Path:
@@ -147,18 +145,9 @@ async def _watch_supervisor(supervisor_pid: int, stop: asyncio.Event) -> None:
     stop.set()
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to send SIGTERM to this process when its parent dies, by any signal (SIGKILL included)."""
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-
 def run_worker(settings: Settings, supervisor_pid: int) -> None:
     """One worker: the whole app on the shared port; it ends on SIGTERM/SIGINT or when its supervisor dies."""
-    _die_with_parent()
+    die_with_parent()
     if os.getppid() != supervisor_pid:
         return  # the supervisor died before the request above was in force: no signal will come
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

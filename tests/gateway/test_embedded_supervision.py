@@ -125,3 +125,25 @@ def test_a_gateway_that_cannot_bind_leaves_a_server_it_did_not_start_running(dat
         assert socket_alive(server.socket_path)
     finally:
         server.stop()
+
+
+def test_a_gateway_killed_with_sigkill_leaves_no_orphan_server(data_dir: Path) -> None:
+    env = {**os.environ, "PLACEGATE_SECRET": SECRET.reveal().hex(), "PLACEGATE_DATA_DIR": str(data_dir)}
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        gateway = psutil.Process(proc.pid)
+        _eventually(lambda: _answers(port) and len(_servers(gateway)) == 1)
+        (server,) = _servers(gateway)
+        proc.kill()
+        proc.wait()
+        _eventually(lambda: not server.is_running() or server.status() == psutil.STATUS_ZOMBIE, timeout_s=5)
+        assert not socket_alive(data_dir / "redis" / "redis.sock")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for leftover in psutil.process_iter(["cmdline"]):
+            if str(data_dir) in " ".join(leftover.info["cmdline"] or []):
+                leftover.kill()
