@@ -32,6 +32,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.corpus import holder_name, seed_world
+from bench.run import wait_http
 from crypto.keys import SigningKey
 from crypto.native import Colour, issue_health_code
 from gateway import keyspace
@@ -71,17 +72,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _wait_http(url: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer")
 
 
 def _wait_caught_up(port: int, timeout_s: float = 120.0) -> None:
@@ -236,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 [sys.executable, "-m", "gateway", "serve", "--redis-url", server.url, "--port", str(port)],
                 env=env, stdout=subprocess.DEVNULL, stderr=open(Path(tmp) / "gateway.log", "wb"),  # noqa: SIM115
             )
-            _wait_http(f"http://127.0.0.1:{port}/healthz")
+            wait_http(f"http://127.0.0.1:{port}/healthz")
             pid = {"value": 0}
 
             def kill() -> None:

@@ -87,7 +87,7 @@ def _pin(core: int) -> None:
     os.sched_setaffinity(0, {core})
 
 
-def _wait_http(url: str, timeout_s: float = 30.0) -> None:
+def wait_http(url: str, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -194,7 +194,7 @@ class Harness:
         for name, port in self.ports.items():
             if name not in self.procs:
                 continue
-            _wait_http(f"http://127.0.0.1:{port}/healthz" if name != "bare" else f"http://127.0.0.1:{port}/")
+            wait_http(f"http://127.0.0.1:{port}/healthz" if name != "bare" else f"http://127.0.0.1:{port}/")
 
     def stop(self) -> None:
         for proc in self.procs.values():

@@ -4,7 +4,10 @@ aiohttp server running ``create_app``."""
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+import shutil
+import signal
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +21,7 @@ from crypto.keys import Alg, SigningKey
 from crypto.native import Colour, issue_health_code, issue_place_code
 from crypto.trust import TrustedKey, Usage
 from gateway.app import create_app
+from gateway.embedded import EmbeddedServer
 from gateway.principals import Principal, Role
 from gateway.settings import Secret, Settings
 from gateway.status.cache import StatusRecord
@@ -121,3 +125,26 @@ async def make_world(redis: Redis, settings: Settings) -> AsyncIterator[WorldFac
 @pytest.fixture
 async def world(make_world: WorldFactory) -> World:
     return await make_world()
+
+
+PrivateServerFactory = Callable[..., EmbeddedServer]
+
+
+@pytest.fixture
+def make_private_server() -> Iterator[PrivateServerFactory]:
+    """Servers of this test's own, which it may kill or stop (never the session's); each is stopped and its
+    directory removed afterwards, a stopped one continued first."""
+    made: list[EmbeddedServer] = []
+
+    def factory(*, persistent: bool = False, extra_args: Sequence[str] = ()) -> EmbeddedServer:
+        directory = Path(tempfile.mkdtemp(prefix="pg-srv-"))  # short: unix socket paths are limited to ~100 bytes
+        server = EmbeddedServer(directory, persistent=persistent, extra_args=extra_args)
+        made.append(server)
+        return server.start()
+
+    yield factory
+    for server in made:
+        if server.process is not None and server.process.poll() is None:
+            os.kill(server.process.pid, signal.SIGCONT)
+        server.stop(kill=True)
+        shutil.rmtree(server.directory, ignore_errors=True)

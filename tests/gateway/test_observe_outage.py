@@ -3,10 +3,7 @@ private server that the test kills (issue 13, point 7)."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
@@ -15,20 +12,14 @@ from gateway import redisio
 from gateway.dispatch.store import case_id_for_event
 from gateway.embedded import EmbeddedServer
 from gateway.redisio import connect_redis
-from tests.gateway.conftest import World
+from tests.gateway.conftest import PrivateServerFactory, World
 from tests.gateway.test_observe import _documented_ops, _metrics, _requests, _store_errors
 
 
 @pytest.fixture
-def private_server() -> Iterator[EmbeddedServer]:
+def private_server(make_private_server: PrivateServerFactory) -> EmbeddedServer:
     """A server of this test's own, so that it may be killed (never the session's)."""
-    directory = Path(tempfile.mkdtemp(prefix="pg-obs-"))  # short: unix socket paths are limited to ~100 bytes
-    running = EmbeddedServer(directory, persistent=False).start()
-    try:
-        yield running
-    finally:
-        running.stop()
-        shutil.rmtree(directory, ignore_errors=True)
+    return make_private_server()
 
 
 @pytest.fixture

@@ -4,9 +4,7 @@ raises ``StoreUnavailableError`` then, never a redis exception (issue 12, point 
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -39,20 +37,15 @@ from policy.casework import Actor, Case, new_case
 from policy.casework import Role as CaseRole
 from policy.routing import EventClass
 from policy.status import HolderStatus, TestResult
+from tests.gateway.conftest import PrivateServerFactory
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def server() -> Iterator[EmbeddedServer]:
+def server(make_private_server: PrivateServerFactory) -> EmbeddedServer:
     """A private server this test may kill (never the session's)."""
-    directory = Path(tempfile.mkdtemp(prefix="pg-err-"))  # short: unix socket paths are limited to ~100 bytes
-    running = EmbeddedServer(directory, persistent=False).start()
-    try:
-        yield running
-    finally:
-        running.stop()
-        shutil.rmtree(directory, ignore_errors=True)
+    return make_private_server()
 
 
 @pytest.fixture

@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
-import tempfile
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,22 +21,16 @@ from gateway.keyspace import scan_log_key
 from gateway.redisio import connect_redis
 from gateway.scan.scanlog import day_of
 from gateway.trust.registry import Registry
-from tests.gateway.conftest import World, WorldFactory
+from tests.gateway.conftest import PrivateServerFactory, World, WorldFactory
 
 # Far above the 250 ms budget: a liveness bound (an answer at all, soon), not a speed claim.
 ANSWER_BOUND_S = 2.0
 
 
 @pytest.fixture
-def server() -> Iterator[EmbeddedServer]:
+def server(make_private_server: PrivateServerFactory) -> EmbeddedServer:
     """A private server with AOF fsynced on every write, so that a SIGKILL loses nothing this test wrote."""
-    directory = Path(tempfile.mkdtemp(prefix="pg-out-"))  # short: unix socket paths are limited to ~100 bytes
-    running = EmbeddedServer(directory, extra_args=("--appendfsync", "always")).start()
-    try:
-        yield running
-    finally:
-        running.stop(kill=True)
-        shutil.rmtree(directory, ignore_errors=True)
+    return make_private_server(persistent=True, extra_args=("--appendfsync", "always"))
 
 
 @pytest.fixture
