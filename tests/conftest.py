@@ -23,7 +23,8 @@ def redis_url() -> Iterator[str]:
         yield explicit
         return
     with tempfile.TemporaryDirectory(prefix="placegate-test-redis-") as tmp:
-        server = EmbeddedServer(Path(tmp), persistent=False)
+        # Dies with this session even when it is killed (a hung run ended with SIGKILL left servers behind).
+        server = EmbeddedServer(Path(tmp), persistent=False, die_with_parent=True)
         server.start()
         try:
             yield server.url
