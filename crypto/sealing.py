@@ -1,7 +1,19 @@
-"""Sealing of holder references that a case's follow-up needs (AES-256-GCM).
+"""Sealing of holder references that a case's follow-up needs (AES-256-GCM), bound to what carries them.
 
 The raw holder reference never reaches Redis in clear (DESIGN.md "Privacy by construction"); a case carries
 it sealed, and opening it is an audited read of personal data.
+
+A sealed value is bound to its carrier by the AEAD's associated data: ``event_binding(event_id)`` while it
+travels in an intake event (at scan time there is no case yet), ``case_binding(case_id)`` once the dispatch
+worker has re-sealed it into the case's holder key (``Sealer.reseal``). A blob copied from one case into another
+therefore fails to open there (``SealError``, ``unseal_failed``): the copy would hand one case's holder to
+whoever may read the other case (issue 14).
+
+Two formats: ``s2.`` (bound, written now) and ``s1.`` (one constant associated data, written before the
+binding). ``open`` refuses ``s1.``; only ``reseal`` (the intake worker, turning an event's blob into a case's)
+still reads it, so events already in the intake stream during an upgrade still become cases with a holder.
+A case holder key written in the ``s1.`` format before the upgrade no longer opens (``unseal_failed``); it
+expires with the scan log's retention.
 """
 
 from __future__ import annotations
@@ -14,14 +26,26 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from crypto.kdf import derive_key
 
-__all__ = ["SealError", "Sealer"]
+__all__ = ["SealError", "Sealer", "case_binding", "event_binding"]
 
-_PREFIX = "s1."
-_AAD = b"placegate/holder-ref/v1"
+_PREFIX = "s2."
+_AAD = b"placegate/holder-ref/v2\x00"  # + the binding
+_LEGACY_PREFIX = "s1."
+_LEGACY_AAD = b"placegate/holder-ref/v1"
 
 
 class SealError(Exception):
     code = "unseal_failed"
+
+
+def event_binding(event_id: str) -> str:
+    """What a sealed reference is bound to inside an intake event (and its dead letter)."""
+    return "event:" + event_id
+
+
+def case_binding(case_id: str) -> str:
+    """What a sealed reference is bound to inside a case's holder key."""
+    return "case:" + case_id
 
 
 class Sealer:
@@ -30,19 +54,40 @@ class Sealer:
     def __init__(self, master: bytes) -> None:
         self._aead = AESGCM(derive_key(master, b"placegate/seal/v1"))
 
-    def seal(self, plain: str) -> str:
-        nonce = os.urandom(12)
-        return _PREFIX + base64.urlsafe_b64encode(nonce + self._aead.encrypt(nonce, plain.encode(), _AAD)).decode()
+    def __repr__(self) -> str:
+        return "Sealer(***)"
 
-    def open(self, sealed: str) -> str:
+    def seal(self, plain: str, *, bound_to: str) -> str:
+        """Seal ``plain`` so that it opens only with the same ``bound_to`` (``event_binding``/``case_binding``)."""
+        nonce = os.urandom(12)
+        sealed = self._aead.encrypt(nonce, plain.encode(), _AAD + bound_to.encode())
+        return _PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode()
+
+    def open(self, sealed: str, *, bound_to: str) -> str:
         """Recover the holder reference; call only through the audited read path.
 
-        :raises SealError: when the value is not a sealed reference under this key.
+        :raises SealError: not a value sealed under this key and bound to ``bound_to`` (an ``s1.`` value too).
         """
         if not sealed.startswith(_PREFIX):
-            raise SealError("not a sealed value")
+            raise SealError("not a bound sealed value")
+        return self._open(sealed[len(_PREFIX) :], _AAD + bound_to.encode())
+
+    def reseal(self, sealed: str, *, bound_to: str, rebind_to: str) -> str:
+        """The same reference sealed again, bound to ``rebind_to`` instead (an event's blob into its case).
+
+        The one reader of the ``s1.`` format (constant associated data), for events written before the binding.
+
+        :raises SealError: the value does not open with ``bound_to`` (or as an ``s1.`` value).
+        """
+        if sealed.startswith(_LEGACY_PREFIX):
+            plain = self._open(sealed[len(_LEGACY_PREFIX) :], _LEGACY_AAD)
+        else:
+            plain = self.open(sealed, bound_to=bound_to)
+        return self.seal(plain, bound_to=rebind_to)
+
+    def _open(self, body: str, aad: bytes) -> str:
         try:
-            raw = base64.urlsafe_b64decode(sealed[len(_PREFIX) :])
-            return self._aead.decrypt(raw[:12], raw[12:], _AAD).decode()
+            raw = base64.urlsafe_b64decode(body)
+            return self._aead.decrypt(raw[:12], raw[12:], aad).decode()
         except (ValueError, InvalidTag) as exc:
             raise SealError("cannot open sealed value") from exc

@@ -12,6 +12,7 @@
     ├── UnsupportedMediaTypeError ("unsupported_media_type", 415)
     ├── StoreUnavailableError ("store_unavailable", 503)   Redis failed; redisio.redis_errors translates
     ├── NotDurableError ("not_durable", 503)             WAITAOF did not confirm the write on disk in time
+    ├── RateLimitedError ("rate_limited", 429)          carries the Retry-After seconds
     └── CaseRefusedError (a policy/case_errors.py code, 403/404/409/422)   the dispatch core refused
 
 A code that decodes but fails verification is not an error here: it is a ``deny`` with the crypto error's code.
@@ -33,6 +34,7 @@ __all__ = [
     "NotDurableError",
     "NotFoundError",
     "PayloadTooLargeError",
+    "RateLimitedError",
     "RequestTimeoutError",
     "StoreUnavailableError",
     "UnsupportedMediaTypeError",
@@ -75,6 +77,11 @@ ERROR_STATUS: dict[str, int] = {
     "case_error": 422,
     "transition_refused": 422,
     "no_holder_reference": 404,
+    # holder reads (GET /v1/cases/{id}/holder, issue 14): minimal, bound to the case, rate-limited per principal
+    "case_closed": 409,
+    "holder_not_needed": 403,  # the case's event class needs no holder (setting holder_read_classes)
+    "unseal_failed": 409,  # the sealed reference is not this case's (copied from another) or not readable
+    "rate_limited": 429,
     "not_durable": 503,
     # privacy (policy/purpose.py codes): who may read personal data, for what, over which window
     "purpose_not_allowed": 403,
@@ -152,3 +159,13 @@ class CaseRefusedError(GatewayError):
     """A refusal of the dispatch core, carrying the policy error's stable code as its instance code."""
 
     code = "case_error"
+
+
+class RateLimitedError(GatewayError):
+    """Too many requests of one kind by one principal; ``retry_after_s`` goes into the Retry-After header."""
+
+    code = "rate_limited"
+
+    def __init__(self, detail: str = "", *, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s

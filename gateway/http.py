@@ -18,6 +18,7 @@ from gateway.errors import (
     GatewayError,
     MalformedJsonError,
     PayloadTooLargeError,
+    RateLimitedError,
     RequestTimeoutError,
     UnsupportedMediaTypeError,
 )
@@ -129,6 +130,8 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except GatewayError as exc:
         response = json_error(exc.instance_code, exc.detail)
+        if isinstance(exc, RateLimitedError):
+            response.headers["Retry-After"] = str(exc.retry_after_s)
         if isinstance(exc, RequestTimeoutError):
             # The rest of a late body may still come: this connection cannot carry another request.
             response.force_close()

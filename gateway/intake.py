@@ -5,14 +5,19 @@ nowhere else.
 Pure values: no aiohttp, no Redis, no clock (time arrives as arguments). The wire format is flat field/value
 strings, as XADD stores them:
 
-    scan    event_id source=scan event_class reason place jurisdiction device occurred_at day pseudonym
-            holder_sealed purpose
+    scan    event_id source=scan event_class reason place jurisdiction device occurred_at holder_sealed subject
+            purpose
     report  event_id source=report event_class place jurisdiction reporter occurred_at note purpose
 
-``occurred_at`` is Unix milliseconds; ``holder_sealed`` is the holder reference sealed with AES-256-GCM
-(``crypto/sealing.py``), empty for a code whose holder is unknown; ``note`` is empty when there is none.
-Events already in the stream stay readable: the format is the one the scan path and the report route wrote
-before this module existed.
+``occurred_at`` is Unix milliseconds; ``holder_sealed`` is the holder reference sealed with AES-256-GCM and
+bound to the event id (``crypto/sealing.py`` ``event_binding``), empty for a code whose holder is unknown;
+``subject`` is the holder's keyed hash (``crypto/subject.py``: stable across days, so exceptions of one holder
+can be merged; never the scan log's day pseudonym), empty with ``holder_sealed``; ``note`` is empty when there
+is none.
+
+The scan log's day pseudonym and the day never leave that day's log partition (PRIVACY.md, issue 14): events
+written before carried ``day`` and ``pseudonym``; they are still read, and those fields (``LINKING_FIELDS``)
+are dropped wherever an event is copied (the case's holder key, dead letters).
 
     MalformedEventError ("malformed_event")               can never become a case: dead-lettered at once
     └── UnknownIntakeClassError ("unknown_event_class")   an event class outside ``EventClass``
@@ -29,6 +34,7 @@ from policy.purpose import PURPOSE
 from policy.routing import EventClass
 
 __all__ = [
+    "LINKING_FIELDS",
     "REPORT_EVENT_CLASSES",
     "REPORT_FIELDS",
     "SCAN_EVENT_CLASSES",
@@ -67,9 +73,12 @@ REPORT_EVENT_CLASSES: frozenset[EventClass] = frozenset(
     }
 )
 SCAN_FIELDS: tuple[str, ...] = (
-    "event_id", "source", "event_class", "reason", "place", "jurisdiction", "device", "occurred_at", "day",
-    "pseudonym", "holder_sealed", "purpose",
+    "event_id", "source", "event_class", "reason", "place", "jurisdiction", "device", "occurred_at",
+    "holder_sealed", "subject", "purpose",
 )  # fmt: skip
+# Fields of scan events written before issue 14 that link a case to the scan log's day partition; read without
+# error, never copied.
+LINKING_FIELDS: frozenset[str] = frozenset({"day", "pseudonym"})
 REPORT_FIELDS: tuple[str, ...] = (
     "event_id", "source", "event_class", "place", "jurisdiction", "reporter", "occurred_at", "note", "purpose",
 )  # fmt: skip
@@ -100,7 +109,8 @@ class IntakeEvent:
     actor_id: str  # the scanning device, the reporting manager
     occurred_at: datetime
     note: str | None
-    holder: dict[str, str] | None  # sealed holder reference, pseudonym, day and purpose; never opened here
+    holder: dict[str, str] | None  # the sealed holder reference (bound to the event id) and purpose; never opened
+    subject: str | None = None  # the holder's keyed hash (crypto/subject.py), for merging; None without a holder
 
 
 def scan_event_class(reason: str) -> str:
@@ -109,19 +119,20 @@ def scan_event_class(reason: str) -> str:
 
 
 def scan_event_fields(
-    event_id: str, reason: str, place_id: str, jurisdiction: str, device_id: str, occurred_ms: str, day: str,
-    pseudonym: str, holder_sealed: str,
+    event_id: str, reason: str, place_id: str, jurisdiction: str, device_id: str, occurred_ms: str,
+    holder_sealed: str, subject: str,
 ) -> tuple[str, ...]:  # fmt: skip
     """A scan exception's event as flat field/value pairs in XADD order (the scan path's hot loop: no dict).
 
     :param occurred_ms: the scan's time in Unix milliseconds, as the scan-log record writes it.
-    :param holder_sealed: the sealed holder reference, or "" when the code named no holder.
+    :param holder_sealed: the holder reference sealed with ``event_binding(event_id)``, or "" when the code
+        named no holder.
+    :param subject: ``SubjectHasher.of(holder_ref)``, or "" with ``holder_sealed``.
     """
     return (
         "event_id", event_id, "source", "scan", "event_class", SCAN_EVENT_CLASSES.get(reason, _FORGED),
         "reason", reason, "place", place_id, "jurisdiction", jurisdiction, "device", device_id,
-        "occurred_at", occurred_ms, "day", day, "pseudonym", pseudonym, "holder_sealed", holder_sealed,
-        "purpose", PURPOSE,
+        "occurred_at", occurred_ms, "holder_sealed", holder_sealed, "subject", subject, "purpose", PURPOSE,
     )  # fmt: skip
 
 
@@ -156,14 +167,8 @@ def parse_event(fields: Mapping[str, str]) -> IntakeEvent:
             raise UnknownIntakeClassError("unknown event class")
         occurred_at = _EPOCH + timedelta(milliseconds=int(fields["occurred_at"]))
         sealed = fields.get("holder_sealed", "")
-        holder = None
-        if sealed:
-            holder = {
-                "holder_sealed": sealed,
-                "pseudonym": fields.get("pseudonym", ""),
-                "day": fields.get("day", ""),
-                "purpose": fields.get("purpose", ""),
-            }
+        # Only these two reach the case's holder key: an old event's ``day`` and ``pseudonym`` are dropped here.
+        holder = {"holder_sealed": sealed, "purpose": fields.get("purpose", "")} if sealed else None
         return IntakeEvent(
             event_id=fields["event_id"],
             source=source,
@@ -174,6 +179,7 @@ def parse_event(fields: Mapping[str, str]) -> IntakeEvent:
             occurred_at=occurred_at,
             note=fields.get("note") or None,
             holder=holder,
+            subject=(fields.get("subject") or None) if sealed else None,
         )
     except (KeyError, ValueError, OverflowError) as exc:
         raise MalformedEventError(f"unreadable intake event: {exc.__class__.__name__}") from None

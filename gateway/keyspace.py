@@ -28,6 +28,7 @@ __all__ = [
     "DSC_TRUST_IMPORTED_AT",
     "DSC_TRUST_VERSION",
     "DUE_RECONCILE_S",
+    "HOLDER_READS_WINDOW_S",
     "KEY_PREFIX",
     "PLACES",
     "PRINCIPAL_IDS",
@@ -46,6 +47,7 @@ __all__ = [
     "day_key",
     "day_tag",
     "dispatch_day_key",
+    "holder_reads_key",
     "nonce_key",
     "place_key",
     "principal_key",
@@ -205,6 +207,15 @@ def approval_key(approval_id: str) -> str:
     return f"pg:approval:{approval_id}"
 
 
+def holder_reads_key(principal_id: str) -> str:
+    """Sorted set of one principal's holder reads in the last hour (score: Unix ms): the per-principal limit
+    shared by every gateway process. Expires an hour after the last read."""
+    return f"pg:holder-reads:{principal_id}"
+
+
+HOLDER_READS_WINDOW_S: Final = 3600
+
+
 # Prefixes whose keys legitimately carry no TTL (configuration; the intake queue, trimmed by time; the audit
 # trail, kept 3 years); the privacy tests check every other key for an expiry.
 REGISTRY_PREFIXES: Final = (TRUST, PLACES, "pg:place:", "pg:principal", DISPATCH_INTAKE, "pg:{audit}:")
@@ -231,6 +242,7 @@ DATA_CLASSES: Final = (
     DataClass("dispatch_intake", DISPATCH_INTAKE, False),
     DataClass("dead_letters", DISPATCH_DEADLETTER, True),
     DataClass("case_indexes", "pg:dispatch:", True),  # open set, per-day sets, due index, lease: all expire
+    DataClass("holder_read_limits", "pg:holder-reads:", True),  # principal ids and read times, 1 h
     DataClass("audit", "pg:{audit}:", False),
     DataClass("registry", KEY_PREFIX, False),
 )

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import ClassVar
 
+from policy.routing import EventClass
+
 __all__ = [
     "DispatchSettings",
     "Secret",
@@ -164,6 +166,11 @@ class Settings:
     body_read_timeout_s: float = 10.0
     # On SIGTERM/SIGINT a served process stops accepting, lets in-flight requests finish and exits within this.
     drain_timeout_s: float = 10.0
+    # GET /v1/cases/{id}/holder (issue 14): the event classes whose follow-up needs the holder (comma-separated;
+    # a ``replayed`` green code at the same gate does not), and the reads one principal may make in any hour
+    # (the rest are 429 ``rate_limited``, across every gateway process).
+    holder_read_classes: frozenset[str] = frozenset({"status_red", "status_yellow", "code_shared", "forged_code"})
+    holder_reads_per_hour: int = 30
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
 
     # Inclusive bounds of every number; a test checks that no numeric field is missing here.
@@ -190,6 +197,7 @@ class Settings:
         "outage_max_pending": (100, 10_000_000),
         "body_read_timeout_s": (0.1, 600),
         "drain_timeout_s": (1, 600),
+        "holder_reads_per_hour": (1, 10_000),
     }
 
     @classmethod
@@ -218,6 +226,8 @@ class Settings:
             scheme, sep, _ = self.redis_url.partition("://")
             got = f"scheme {scheme!r}" if sep else "no scheme"
             raise SettingsError("PLACEGATE_REDIS_URL", f"expected a redis://, rediss:// or unix:// URL, got {got}")
+        if unknown := sorted(self.holder_read_classes - {c.value for c in EventClass}):
+            raise SettingsError("PLACEGATE_HOLDER_READ_CLASSES", f"not event classes: {', '.join(unknown)}")
         if self.secret is not None and not _SECRET_BYTES[0] <= len(self.secret.reveal()) <= _SECRET_BYTES[1]:
             raise SettingsError("PLACEGATE_SECRET", _SECRET_RULE)
         self.dispatch.validate()
@@ -262,6 +272,13 @@ def _to_bool(raw: str) -> bool:
     return value
 
 
+def _to_names(raw: str) -> frozenset[str]:
+    names = [name.strip() for name in raw.split(",")]
+    if not all(names):
+        raise _Refused(f"expected comma-separated names, got {raw!r}")
+    return frozenset(names)
+
+
 def _to_path(raw: str) -> Path:
     if not raw.strip():
         raise _Refused(f"expected a path, got {raw!r}")
@@ -284,6 +301,7 @@ _CONVERT: dict[str, Callable[[str], object]] = {
     "Path | None": _to_path,
     "bool": _to_bool,
     "Secret | None": _to_secret,
+    "frozenset[str]": _to_names,
 }
 
 

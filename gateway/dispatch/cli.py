@@ -101,7 +101,7 @@ def _worker(args: argparse.Namespace) -> int:
         async with admin_redis(settings) as redis:
             runtime = make_runtime(redis, settings, dispatch)
             worker = IntakeWorker(
-                redis, runtime.store, routing=runtime.routing, deadlines=runtime.deadlines,
+                redis, runtime.store, routing=runtime.routing, deadlines=runtime.deadlines, sealer=runtime.sealer,
                 consumer=consumer_name(), claim_idle_ms=dispatch.claim_idle_ms,
                 max_deliveries=dispatch.max_deliveries, auto_intake_reports=dispatch.auto_intake_reports,
             )  # fmt: skip

@@ -55,7 +55,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     if dispatch.worker:
         worker = IntakeWorker(
             runtime.store.redis, runtime.store, routing=runtime.routing, deadlines=runtime.deadlines,
-            consumer=consumer_name(), claim_idle_ms=dispatch.claim_idle_ms,
+            sealer=runtime.sealer, consumer=consumer_name(), claim_idle_ms=dispatch.claim_idle_ms,
             max_deliveries=dispatch.max_deliveries, auto_intake_reports=dispatch.auto_intake_reports,
             clock=runtime.now,
         )  # fmt: skip

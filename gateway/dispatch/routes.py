@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from crypto.sealing import SealError
+from crypto.sealing import SealError, case_binding
 from gateway.auth import PRINCIPAL, requires
 from gateway.dispatch.runtime import DISPATCH, DispatchRuntime, in_scope
 from gateway.dispatch.store import valid_case_id
@@ -26,6 +26,7 @@ from gateway.principals import Principal, Role
 from gateway.privacy.audit import record_access
 from policy.case_errors import CaseError, IllegalTransitionError
 from policy.casework import (
+    TERMINAL_STATES,
     Action,
     Actor,
     Case,
@@ -246,31 +247,39 @@ async def _request_extension(
 @routes.get("/v1/cases/{case_id}/holder")
 @requires(Role.HANDLER, Role.SUPERVISOR)
 async def read_holder(request: web.Request) -> web.Response:
-    """The holder reference of a case: audited (purpose epidemic_prevention, case reference = case id)."""
+    """The holder reference of a case, and nothing else (issue 14 "holder reads are minimal").
+
+    Only while the case is open, only for event classes whose follow-up needs the holder (setting
+    ``holder_read_classes``), at most ``holder_reads_per_hour`` per principal; opened with the case id as the
+    seal's associated data, so a reference copied in from another case fails (audited, ``unseal_failed``).
+    Audited before the answer leaves: purpose epidemic_prevention, case reference = case id, and the holder's
+    keyed hash as ``subject`` so a data subject's access request finds the read.
+    """
     runtime = request.app[DISPATCH]
     principal = request[PRINCIPAL]
     case_id = _case_id(request)
-    await _visible_case(runtime, principal, case_id)
+    case = await _visible_case(runtime, principal, case_id)
+    if case.state in TERMINAL_STATES:
+        raise CaseRefusedError("the case is closed: its holder is no longer needed", code="case_closed")
+    if case.event_class.value not in runtime.holder_read_classes:
+        raise CaseRefusedError("this event class needs no holder", code="holder_not_needed")
     stored = await runtime.store.holder(case_id)
     if stored is None or not stored.get("holder_sealed"):
         raise NotFoundError("the case carries no holder reference", code="no_holder_reference")
     now: datetime = runtime.now()
-    # Audit first: if the trail cannot be written the read does not happen (no unaudited access).
-    audit_id = await record_access(
+    await runtime.holder_reads.take(principal.principal_id, now=now)
+    try:
+        holder_ref = runtime.sealer.open(stored["holder_sealed"], bound_to=case_binding(case_id))
+    except SealError:
+        await record_access(
+            runtime.store.redis, principal=principal, action="read_holder_ref", obj=f"case:{case_id}",
+            purpose=PURPOSE, now=now, case_ref=case_id, result_count=0, extra={"outcome": "unseal_failed"},
+        )  # fmt: skip
+        raise GatewayError("the holder reference is not this case's", code="unseal_failed") from None
+    # Audit first: if the trail cannot be written the reference does not leave (no unaudited access).
+    await record_access(
         runtime.store.redis, principal=principal, action="read_holder_ref", obj=f"case:{case_id}",
         purpose=PURPOSE, now=now, case_ref=case_id, result_count=1,
+        extra={"subject": runtime.subjects.of(holder_ref), "outcome": "ok"},
     )  # fmt: skip
-    try:
-        holder_ref = runtime.sealer.open(stored["holder_sealed"])
-    except SealError:
-        raise GatewayError("cannot open the holder reference", code="unseal_failed") from None
-    return json_response(
-        {
-            "case_id": case_id,
-            "holder_ref": holder_ref,
-            "pseudonym": stored.get("pseudonym", ""),
-            "day": stored.get("day", ""),
-            "purpose": PURPOSE,
-            "audit_id": audit_id,
-        }
-    )
+    return json_response({"case_id": case_id, "holder_ref": holder_ref})

@@ -1,5 +1,5 @@
 """What the dispatch routes, the intake consumer, the sweeper and the CLI share: settings, the case store, the
-routing and deadline tables, the sealer and the clock; and who may see a case."""
+routing and deadline tables, the sealer, the holder-read rules and the clock; and who may see a case."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from crypto.sealing import Sealer
+from crypto.subject import SubjectHasher
+from gateway.dispatch.holder_reads import HolderReadLimit
 from gateway.dispatch.store import CaseStore
 from gateway.principals import Principal, Role
 from gateway.settings import DispatchSettings, Settings
@@ -55,6 +57,9 @@ class DispatchRuntime:
     routing: RoutingTable
     deadlines: DeadlineTable
     sealer: Sealer
+    subjects: SubjectHasher  # names the holder in a holder read's audit entry
+    holder_reads: HolderReadLimit
+    holder_read_classes: frozenset[str]  # event classes whose follow-up may read the holder
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def now(self) -> datetime:
@@ -73,7 +78,11 @@ def make_runtime(redis: Redis, settings: Settings, dispatch: DispatchSettings) -
     store = CaseStore(
         redis, waitaof_timeout_ms=dispatch.waitaof_timeout_ms, holder_retention_s=settings.retention_days * 24 * 3600
     )
-    return DispatchRuntime(dispatch, store, routing, deadlines, Sealer(settings.secret.reveal()))
+    secret = settings.secret.reveal()
+    limit = HolderReadLimit(redis, per_hour=settings.holder_reads_per_hour)
+    return DispatchRuntime(
+        dispatch, store, routing, deadlines, Sealer(secret), SubjectHasher(secret), limit, settings.holder_read_classes
+    )
 
 
 def consumer_name() -> str:

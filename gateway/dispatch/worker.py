@@ -28,10 +28,11 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from crypto.sealing import Sealer, SealError, case_binding, event_binding
 from gateway import keyspace
 from gateway.dispatch.store import CaseStore, case_id_for_event
 from gateway.errors import GatewayError, StoreUnavailableError
-from gateway.intake import IntakeEvent, MalformedEventError, decode_fields, parse_event
+from gateway.intake import LINKING_FIELDS, IntakeEvent, MalformedEventError, decode_fields, parse_event
 from gateway.redisio import redis_errors
 from policy.case_errors import CaseError
 from policy.casework import Action, Actor, Case, Role, apply_transition, new_case
@@ -84,6 +85,7 @@ class IntakeWorker:
         *,
         routing: RoutingTable,
         deadlines: DeadlineTable,
+        sealer: Sealer,
         consumer: str,
         claim_idle_ms: int = 60_000,
         max_deliveries: int = 5,
@@ -95,6 +97,7 @@ class IntakeWorker:
         self.store = store
         self.routing = routing
         self.deadlines = deadlines
+        self.sealer = sealer
         self.consumer = consumer
         self.claim_idle_ms = claim_idle_ms
         self.max_deliveries = max_deliveries
@@ -158,11 +161,12 @@ class IntakeWorker:
             event = parse_event(fields)
             auto = event.source == "scan" or self.auto_intake_reports
             case = open_case(event, routing=self.routing, deadlines=self.deadlines, now=self.clock(), auto_intake=auto)
-        except (MalformedEventError, CaseError) as exc:
+            holder = self._case_holder(event, case.case_id)
+        except (MalformedEventError, CaseError, SealError) as exc:
             await self._dead_letter(mid, fields, exc.code, deliveries)
             return "deadlettered"
         try:
-            created = await self.store.write(None, case, holder=event.holder)
+            created = await self.store.write(None, case, holder=holder)
             if not created:
                 existing = await self.store.get(case.case_id)
                 if existing is not None:
@@ -183,6 +187,16 @@ class IntakeWorker:
         )
         return "created" if created else "duplicate"
 
+    def _case_holder(self, event: IntakeEvent, case_id: str) -> dict[str, str] | None:
+        """The case's holder fields: the reference re-sealed from the event's binding to the case's, so a blob
+        copied into another case's holder key does not open there. :raises SealError: the event's does not open."""
+        if event.holder is None:
+            return None
+        sealed = self.sealer.reseal(
+            event.holder["holder_sealed"], bound_to=event_binding(event.event_id), rebind_to=case_binding(case_id)
+        )
+        return {"holder_sealed": sealed, "purpose": event.holder["purpose"]}
+
     async def _ack(self, mid: bytes) -> None:
         try:
             with redis_errors("intake stream"):
@@ -192,10 +206,12 @@ class IntakeWorker:
 
     async def _dead_letter(self, mid: bytes, fields: Mapping[str, str], reason: str, deliveries: int) -> None:
         # Two keys in two slots: a crash between the XADD and the XACK can copy an event twice to the dead
-        # letters, never lose it. Dead letters keep the event's pseudonym and sealed holder reference, so they
-        # keep the intake stream's retention (the scan log's): the sweep trims them by time every pass; this
-        # trim and the TTL are the backstop where no sweep runs (stream ids are the server's clock: wall clock).
-        entry = {**fields, "dl_event_id": mid.decode(), "dl_reason": reason, "dl_deliveries": str(deliveries)}
+        # letters, never lose it. Dead letters keep the event's sealed holder reference and subject hash (never an
+        # old event's day pseudonym or day: LINKING_FIELDS), so they keep the intake stream's retention (the scan
+        # log's): the sweep trims them by time every pass; this trim and the TTL are the backstop where no sweep
+        # runs (stream ids are the server's clock: wall clock).
+        entry = {k: v for k, v in fields.items() if k not in LINKING_FIELDS}
+        entry.update(dl_event_id=mid.decode(), dl_reason=reason, dl_deliveries=str(deliveries))
         retention_ms = self.store.holder_retention_ms
         min_id = max(0, int(time.time() * 1000) - retention_ms)
         try:
@@ -236,7 +252,7 @@ class SweepReport:
 
 # What an ``expired_unconsumed`` dead letter leaves out: it is written at the end of the retention, and the dead
 # letters live another retention, so it keeps only what names no one (event id, class, place, time, reason).
-EXPIRED_DROPPED_FIELDS = ("pseudonym", "holder_sealed", "note")
+EXPIRED_DROPPED_FIELDS = ("holder_sealed", "subject", "note")
 _TRIM_LIMIT = 1000
 StreamId = tuple[int, int]
 
@@ -268,9 +284,10 @@ async def trim_to_retention(store: CaseStore, *, now: datetime, limit: int = _TR
 
     By time, not by the next arrival: the sweep runs this every pass. The intake stream is never trimmed past an
     event the consumer group has not finished (pending, or not yet delivered): an event that reaches the
-    retention unconsumed is first dead-lettered with reason ``expired_unconsumed`` (without its pseudonym, sealed
-    holder reference or note: ``EXPIRED_DROPPED_FIELDS``) and acknowledged, so it is never deleted unseen and no
-    personal data outlives the retention. At most ``limit`` such events per pass; the trim stops before the rest.
+    retention unconsumed is first dead-lettered with reason ``expired_unconsumed`` (without its sealed holder
+    reference, subject hash or note: ``EXPIRED_DROPPED_FIELDS``; nor an old event's day pseudonym or day) and
+    acknowledged, so it is never deleted unseen and no personal data outlives the retention. At most ``limit``
+    such events per pass; the trim stops before the rest.
     A dead-letter stream without an expiry (written before it carried one) gets it here. The intake stream keeps
     no TTL: its consumer group lives on the key.
     """
@@ -309,7 +326,9 @@ async def trim_to_retention(store: CaseStore, *, now: datetime, limit: int = _TR
             async with redis.pipeline(transaction=False) as pipe:
                 for mid, fields, deliveries in expired:
                     if fields:
-                        entry: dict[bytes | str, bytes | str] = dict(fields.items())
+                        entry: dict[bytes | str, bytes | str] = {
+                            k: v for k, v in fields.items() if k.decode(errors="replace") not in LINKING_FIELDS
+                        }
                         for name in EXPIRED_DROPPED_FIELDS:
                             if name.encode() in entry:
                                 entry[name.encode()] = b""

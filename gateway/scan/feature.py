@@ -13,6 +13,7 @@ from aiohttp import web
 
 from crypto.kdf import derive_key
 from crypto.sealing import Sealer
+from crypto.subject import SubjectHasher
 from gateway.appstate import BATCHER, HEALTH, METRICS, REDIS, RULES, SETTINGS
 from gateway.scan.outage import OutageMemory
 from gateway.scan.places import PlaceResolver
@@ -41,7 +42,8 @@ async def _context(app: web.Application) -> AsyncIterator[None]:
     # Every worker derives the same key, so a DCC shared between gates served by two workers is still caught.
     replay = StaticReplay(derive_key(secret, b"placegate/dcc-replay/v1"), settings.dcc_replay_window_s)
     scanner = Scanner(
-        store, trust=app[TRUST_STATE], rules=app[RULES], sealer=Sealer(secret), metrics=app[METRICS],
+        store, trust=app[TRUST_STATE], rules=app[RULES], sealer=Sealer(secret),
+        subjects=SubjectHasher(secret), metrics=app[METRICS],
         static_replay=replay, health=app[HEALTH],
         outage=OutageMemory(max_codes=settings.outage_max_codes, max_pending=settings.outage_max_pending,
                             metrics=app[METRICS]),

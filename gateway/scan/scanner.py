@@ -18,7 +18,8 @@ from datetime import datetime
 from crypto.dcc_errors import CoseHeaderError
 from crypto.errors import CodeError, TrustKeyError
 from crypto.formats import NOT_A_CODE_ERRORS, TrustAnchors, VerifiedCode, format_for
-from crypto.sealing import Sealer
+from crypto.sealing import Sealer, event_binding
+from crypto.subject import SubjectHasher
 from gateway import keyspace
 from gateway.errors import MalformedCodeError, StoreUnavailableError
 from gateway.intake import scan_event_class, scan_event_fields
@@ -96,6 +97,7 @@ class Scanner:
         trust: TrustState,
         rules: Rules,
         sealer: Sealer,
+        subjects: SubjectHasher,
         metrics: Metrics,
         static_replay: StaticReplay,
         health: StoreHealth,
@@ -107,6 +109,7 @@ class Scanner:
         self.trust = trust
         self.rules = rules
         self.sealer = sealer
+        self.subjects = subjects
         self.metrics = metrics
         self.static_replay = static_replay
         self.health = health
@@ -291,9 +294,14 @@ class Scanner:
                 )
                 event = None
                 if decision.reason in EXCEPTION_REASONS:
+                    # The event never carries the day pseudonym or the day: a case must not link back into the log.
+                    sealed = subject = ""
+                    if holder_ref is not None:
+                        sealed = self.sealer.seal(holder_ref, bound_to=event_binding(item.scan_id))
+                        subject = self.subjects.of(holder_ref)
                     event = scan_event_fields(
                         item.scan_id, decision.reason, place.place_id, place.jurisdiction, request.device_id,
-                        millis, day, holder_alias, self.sealer.seal(holder_ref) if holder_ref is not None else "",
+                        millis, sealed, subject,
                     )
                 records.append((day, partition_expiry(day, self.retention_days), entry, event))
                 if item.unmarked and (ttl_s := _remaining_s(item.mark_until)) > 0:

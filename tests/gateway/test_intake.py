@@ -11,6 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from gateway.intake import (
+    LINKING_FIELDS,
     REPORT_EVENT_CLASSES,
     REPORT_FIELDS,
     SCAN_EVENT_CLASSES,
@@ -31,6 +32,7 @@ from policy.routing import EventClass
 AT = datetime(2026, 3, 2, 8, 15, 30, 123_000, tzinfo=UTC)  # whole milliseconds: the wire keeps milliseconds
 AT_MS = "1772439330123"
 # The scan path names a class for four deny reasons; every other exception reason is a forged code.
+SUBJECT = "sh_" + "5" * 32
 SCAN_REASONS = {"status_red": "status_red", "status_yellow": "status_yellow", "replayed": "replayed",
                 "code_shared": "code_shared", "bad_signature": "forged_code"}
 
@@ -51,19 +53,21 @@ def test_the_round_trips_cover_every_event_class() -> None:
 
 
 @pytest.mark.parametrize(("reason", "event_class"), sorted(SCAN_REASONS.items()))
-@pytest.mark.parametrize("sealed", ["s1.sealed-holder", ""])
+@pytest.mark.parametrize("sealed", ["s2.sealed-holder", ""])
 async def test_a_scan_event_of_every_class_round_trips_through_the_stream(
     redis: Redis, reason: str, event_class: str, sealed: str
 ) -> None:
+    subject = SUBJECT if sealed else ""
     fields = scan_event_fields("0190abcdef0123456789ab", reason, "place-a", "city/d1/s1/g1/c1", "dev-a", AT_MS,
-                               "20260302", "p" * 32 if sealed else "", sealed)  # fmt: skip
+                               sealed, subject)  # fmt: skip
     assert fields[0::2] == SCAN_FIELDS
+    assert not LINKING_FIELDS & set(SCAN_FIELDS)
     event = parse_event(await _through_redis(redis, fields))
-    holder = {"holder_sealed": sealed, "pseudonym": "p" * 32, "day": "20260302", "purpose": "epidemic_prevention"}
+    holder = {"holder_sealed": sealed, "purpose": "epidemic_prevention"}
     assert event == IntakeEvent(
         event_id="0190abcdef0123456789ab", source="scan", event_class=EventClass(event_class), place_id="place-a",
         jurisdiction="city/d1/s1/g1/c1", actor_id="dev-a", occurred_at=AT, note=None,
-        holder=holder if sealed else None,
+        holder=holder if sealed else None, subject=subject or None,
     )  # fmt: skip
 
 
@@ -85,12 +89,16 @@ async def test_a_report_of_every_class_round_trips_through_the_stream(
     )  # fmt: skip
 
 
-def test_the_scan_wire_format_is_the_one_events_already_in_the_stream_have() -> None:
-    """Events written before gateway.intake existed stay readable: the builder writes the same pairs."""
-    before = ("event_id", "e1", "source", "scan", "event_class", "forged_code", "reason", "key_revoked",
+async def test_an_event_written_before_issue_14_is_read_and_its_day_and_pseudonym_are_dropped(redis: Redis) -> None:
+    """Events already in the stream carry the day and the day pseudonym: still readable, never carried on."""
+    before = ("event_id", "e1", "source", "scan", "event_class", "status_red", "reason", "status_red",
               "place", "place-a", "jurisdiction", "city/d1", "device", "dev-a", "occurred_at", AT_MS,
-              "day", "20260302", "pseudonym", "", "holder_sealed", "", "purpose", "epidemic_prevention")  # fmt: skip
-    assert scan_event_fields("e1", "key_revoked", "place-a", "city/d1", "dev-a", AT_MS, "20260302", "", "") == before
+              "day", "20260302", "pseudonym", "p" * 32, "holder_sealed", "s1.x", "purpose",
+              "epidemic_prevention")  # fmt: skip
+    event = parse_event(await _through_redis(redis, before))
+    assert event.holder == {"holder_sealed": "s1.x", "purpose": "epidemic_prevention"}
+    assert event.subject is None
+    assert "p" * 32 not in repr(event) and "20260302" not in repr(event)
 
 
 def test_a_report_class_is_refused_for_a_scan_only_class() -> None:
@@ -100,7 +108,7 @@ def test_a_report_class_is_refused_for_a_scan_only_class() -> None:
 
 
 _GOOD = dict(zip(SCAN_FIELDS, scan_event_fields("e1", "status_red", "place-a", "city/d1", "dev-a", AT_MS,
-                                                 "20260302", "p" * 32, "s1.x")[1::2], strict=True))  # fmt: skip
+                                                 "s2.x", SUBJECT)[1::2], strict=True))  # fmt: skip
 
 
 @pytest.mark.parametrize(

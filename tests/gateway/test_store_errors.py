@@ -15,6 +15,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from crypto.keys import Alg, SigningKey
 from crypto.native import Colour
+from crypto.sealing import Sealer
 from crypto.trust import TrustedKey, Usage
 from gateway import keyspace
 from gateway.app import create_app
@@ -127,7 +128,8 @@ Call = Callable[[Redis], Awaitable[object]]
 
 def _worker(redis: Redis) -> IntakeWorker:
     routing, deadlines = load_tables(DispatchSettings())
-    return IntakeWorker(redis, CaseStore(redis), routing=routing, deadlines=deadlines, consumer="c1")
+    return IntakeWorker(redis, CaseStore(redis), routing=routing, deadlines=deadlines, sealer=Sealer(bytes(32)),
+                        consumer="c1")
 
 
 async def _upsert(redis: Redis) -> object:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from crypto.sealing import event_binding
 from gateway.dispatch.runtime import DISPATCH, DispatchRuntime
 from gateway.dispatch.store import case_id_for_event
 from gateway.dispatch.worker import IntakeWorker
@@ -99,10 +100,9 @@ class DispatchWorld:
             "jurisdiction": jurisdiction,
             "device": "dev-a",
             "occurred_at": str(int(at.timestamp() * 1000)),
-            "day": at.strftime("%Y%m%d"),
-            "pseudonym": "p" * 32 if holder else "",
             "purpose": "epidemic_prevention",
-            "holder_sealed": self.runtime.sealer.seal(holder) if holder else "",
+            "holder_sealed": self.runtime.sealer.seal(holder, bound_to=event_binding(event_id)) if holder else "",
+            "subject": self.runtime.subjects.of(holder) if holder else "",
             **extra,
         }
         await self.world.redis.xadd("pg:dispatch:intake", fields)  # type: ignore[arg-type]
@@ -157,9 +157,10 @@ async def make_dispatch_world(
     make_world: WorldFactory, dispatch_env: Callable[..., DispatchSettings]
 ) -> DispatchWorldFactory:
     async def factory(
-        *, env: dict[str, str] | None = None, clock: datetime | None = T0, **worker: Any
+        *, env: dict[str, str] | None = None, clock: datetime | None = T0, settings: dict[str, Any] | None = None,
+        **worker: Any,
     ) -> DispatchWorld:
-        world = await make_world(dispatch=dispatch_env(**(env or {})))
+        world = await make_world(dispatch=dispatch_env(**(env or {})), **(settings or {}))
         registry = Registry(world.redis)
         await registry.add_place(D2_PLACE)
         for principal in PRINCIPALS:
@@ -173,6 +174,7 @@ async def make_dispatch_world(
             runtime.store,
             routing=runtime.routing,
             deadlines=runtime.deadlines,
+            sealer=runtime.sealer,
             consumer="test-consumer",
             clock=runtime.now,
             **worker,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from crypto.sealing import event_binding
 from gateway.dispatch.worker import EXPIRED_DROPPED_FIELDS, GROUP, sweep_open_cases, trim_to_retention
 from gateway.intake import scan_event_fields
 from gateway.keyspace import DISPATCH_DEADLETTER, DISPATCH_INTAKE
@@ -27,7 +28,7 @@ def _ms(at: datetime) -> int:
 
 def _scan_event(event_id: str, at: datetime, *, holder_sealed: str = "sealed-ref") -> dict[str, str]:
     pairs = scan_event_fields(event_id, "status_red", "place-a", "city/d1/s1/g1/c1", "dev-a", str(_ms(at)),
-                              day_of(at), "p" * 32, holder_sealed)  # fmt: skip
+                              holder_sealed, "sh_" + "0" * 32)  # fmt: skip
     return dict(zip(pairs[::2], pairs[1::2], strict=True))
 
 
@@ -39,7 +40,8 @@ async def test_an_unconsumed_event_from_yesterday_2359_survives_a_scan_exception
     redis = dw.world.redis
     now = datetime.now(UTC)
     yesterday_2359 = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(minutes=1)
-    fields = _scan_event("ev-yesterday", yesterday_2359, holder_sealed=dw.runtime.sealer.seal("holder-y"))
+    sealed = dw.runtime.sealer.seal("holder-y", bound_to=event_binding("ev-yesterday"))
+    fields = _scan_event("ev-yesterday", yesterday_2359, holder_sealed=sealed)
     await redis.xadd(DISPATCH_INTAKE, fields, id=f"{_ms(yesterday_2359)}-0")  # type: ignore[arg-type]
     # Today's scan exception, written by the scan path's own store (the reproduction: its MINID was today's
     # 00:00 UTC, which deleted the event above).
@@ -49,7 +51,7 @@ async def test_an_unconsumed_event_from_yesterday_2359_survives_a_scan_exception
         today = day_of(now)
         entry = ("scan_id", "s1", "decision", "deny")
         event = scan_event_fields("ev-today", "status_red", "place-a", "city/d1/s1/g1/c1", "dev-a", str(_ms(now)),
-                                  today, "q" * 32, "")  # fmt: skip
+                                  "", "")  # fmt: skip
         await store.record_scans([(today, partition_expiry(today, RETENTION_DAYS), entry, event)])
     finally:
         await batcher.aclose()
@@ -67,7 +69,8 @@ async def test_trimming_keeps_pending_and_undelivered_events_and_drops_consumed_
     now = datetime.now(UTC)
     consumed, pending, undelivered = now - timedelta(days=22), now - timedelta(days=20), now - timedelta(days=1)
     for name, at in (("consumed", consumed), ("pending", pending), ("undelivered", undelivered)):
-        await redis.xadd(DISPATCH_INTAKE, _scan_event(name, at), id=f"{_ms(at)}-0")  # type: ignore[arg-type]
+        sealed = dw.runtime.sealer.seal("holder-t", bound_to=event_binding(name))
+        await redis.xadd(DISPATCH_INTAKE, _scan_event(name, at, holder_sealed=sealed), id=f"{_ms(at)}-0")  # type: ignore[arg-type]
     ((_, delivered),) = await redis.xreadgroup(GROUP, "crashed", {DISPATCH_INTAKE: ">"}, count=2)
     await redis.xack(DISPATCH_INTAKE, GROUP, delivered[0][0])  # "consumed" made its case; "pending" did not yet
     report = await trim_to_retention(dw.runtime.store, now=now)

@@ -23,7 +23,7 @@ RETENTION_S = 21 * 24 * 3600  # the test settings' retention_days
 def _worker(dw: DispatchWorld, consumer: str, store: CaseStore | None = None, **options: int) -> IntakeWorker:
     r = dw.runtime
     return IntakeWorker(dw.world.redis, store or r.store, routing=r.routing, deadlines=r.deadlines,
-                        consumer=consumer, clock=r.now, **options)  # fmt: skip
+                        sealer=r.sealer, consumer=consumer, clock=r.now, **options)  # fmt: skip
 
 
 async def _pending(dw: DispatchWorld) -> int:
@@ -81,7 +81,7 @@ async def test_an_event_that_keeps_failing_moves_to_the_dead_letters(dw: Dispatc
     assert await _pending(dw) == 0
     ((_, dead),) = await dw.world.redis.xrange(DISPATCH_DEADLETTER)
     assert (dead[b"dl_reason"], dead[b"dl_deliveries"]) == (b"store_unavailable", b"3")
-    assert dead[b"holder_sealed"].startswith(b"s1.")  # copied as it was: still sealed
+    assert dead[b"holder_sealed"].startswith(b"s2.")  # copied as it was: still sealed (to the event id)
     assert await dw.case(case_id) is None
     # The dead letter keeps the intake stream's retention (the scan log's 21 days), never lives without it.
     assert RETENTION_S - 60 < await dw.world.redis.ttl(DISPATCH_DEADLETTER) <= RETENTION_S

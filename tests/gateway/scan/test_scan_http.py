@@ -59,7 +59,7 @@ async def test_red_and_yellow_holders_are_denied_and_raise_an_exception_event(
     assert fields[b"event_id"].decode() == body["scan_id"]
     assert fields[b"event_class"].decode() == reason
     assert fields[b"place"] == b"place-a"
-    assert fields[b"holder_sealed"].startswith(b"s1.")
+    assert fields[b"holder_sealed"].startswith(b"s2.")
 
 
 @pytest.mark.parametrize(
