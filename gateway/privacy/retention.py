@@ -135,7 +135,7 @@ async def _audit_span(redis: Redis) -> dict[str, object]:
 
 
 async def _intake_age(redis: Redis, now: datetime, retention_days: int) -> dict[str, object]:
-    # The intake stream is the dispatch core's queue; events carry a pseudonym and a sealed holder reference,
+    # The intake stream is the dispatch core's queue; events carry a sealed holder reference and its subject hash,
     # so anything older than the scan-log retention is reported as a finding for the dispatch owner.
     first = cast(list[tuple[bytes, dict[bytes, bytes]]], await redis.xrange(keyspace.DISPATCH_INTAKE, count=1))
     if not first:
