@@ -5,6 +5,7 @@ reference opens only in its own case, and no stored value outside the log links 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 from datetime import UTC, datetime, timedelta
@@ -108,10 +109,10 @@ def test_the_holder_read_settings_parse_strictly() -> None:
         assert caught.value.variable == name
 
 
-async def test_the_31st_read_in_an_hour_is_rate_limited_across_gateway_processes(dw: DispatchWorld) -> None:
+async def test_the_31st_read_in_an_hour_is_rate_limited_across_two_gateway_apps_on_one_store(dw: DispatchWorld) -> None:
     cases = [await dw.event(holder=f"holder-{i}") for i in range(2)]
     await dw.pump()
-    # A second gateway process on the same store: its own app, runtime and limiter object.
+    # A second gateway on the same store (as a second worker process would be): its own app, runtime and limiter.
     other = TestClient(TestServer(create_app(dw.world.settings, redis=dw.world.redis)))
     await other.start_server()
     try:
@@ -135,6 +136,14 @@ async def test_the_31st_read_in_an_hour_is_rate_limited_across_gateway_processes
     assert (await _read(dw, "h-clinic", cases[0]))[0] == 429  # a sliding hour, not a window that resets
     dw.clock.advance(minutes=1)
     assert (await _read(dw, "h-clinic", cases[0]))[0] == 200
+
+
+async def test_concurrent_reads_never_pass_the_limit(dw: DispatchWorld) -> None:
+    case_id = await dw.event(holder="holder-burst")
+    await dw.pump()
+    answers = await asyncio.gather(*[_read(dw, "sup-d1", case_id) for _ in range(36)])
+    assert sorted(status for status, _ in answers) == [200] * 30 + [429] * 6
+    assert len(await _reads(dw)) == 30
 
 
 async def test_a_sealed_reference_copied_into_another_case_fails_to_open_and_is_audited(dw: DispatchWorld) -> None:
