@@ -7,8 +7,10 @@ and stay inside the retention window, because outside it the day keys are gone a
     PurposeError ("purpose_violation")
     ├── PurposeNotAllowedError ("purpose_not_allowed")   any purpose other than epidemic_prevention
     ├── CaseRefRequiredError ("case_ref_required")       missing or malformed case reference
-    ├── ApprovalRequiredError ("approval_required")      not a privacy officer and no approval presented
-    ├── ApprovalInvalidError ("approval_invalid")        unknown, foreign, expired, used or self-approved: one answer
+    ├── ApprovalRequiredError ("approval_required")      no approval presented (every trace needs one)
+    ├── ApprovalInvalidError ("approval_invalid")        unknown, foreign, expired, used, self-approved, or not
+    │                                                    matching the trace's requester, case, holder or window
+    │                                                    (one answer); a grant for an unknown requester or case
     ├── OutsideRetentionError ("outside_retention")      window reaches past the retention period or into the future
     ├── InvalidRangeError ("invalid_range")              missing bound, or since after until
     ├── RangeTooLongError ("range_too_long")             longer than a query may span
@@ -17,6 +19,7 @@ and stay inside the retention window, because outside it the day keys are gone a
 
 from __future__ import annotations
 
+import hmac
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,6 +34,7 @@ __all__ = [
     "AUDIT_PAGE_MAX",
     "PRIVACY_OFFICER",
     "PURPOSE",
+    "SUBJECT_ACCESS",
     "TRACE_PAGE_MAX",
     "TRACE_REQUESTER_ROLES",
     "Approval",
@@ -47,6 +51,7 @@ __all__ = [
     "TraceRequest",
     "check_approval_grant",
     "check_audit_query",
+    "check_subject_access",
     "check_trace",
     "oldest_retained_day",
     "trace_days",
@@ -59,7 +64,8 @@ AUDIT_PAGE_MAX = 500
 TRACE_PAGE_MAX = 1000
 _CASE_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{2,63}")
 
-# Who may ask for a trace at all; everyone but a privacy officer needs a privacy officer's approval.
+# Who may ask for a trace at all; every one of them, privacy officers included, needs the approval of ANOTHER
+# privacy officer (two-person rule: no one traces alone).
 PRIVACY_OFFICER = "privacy_officer"
 TRACE_REQUESTER_ROLES: frozenset[str] = frozenset({PRIVACY_OFFICER, "dispatcher", "supervisor"})
 
@@ -73,6 +79,10 @@ class Purpose(StrEnum):
 # Purpose limitation (seed regulation; PIPL Art. 6): every scan record, intake event and audited read says what
 # it may be used for; this is the only value there is.
 PURPOSE = Purpose.EPIDEMIC_PREVENTION.value
+
+# The purpose of a privacy officer's answer to a data subject's request "who read my data" (PIPL Art. 45): it
+# reads the trail only, never the scan log, so it is not epidemic prevention.
+SUBJECT_ACCESS = "subject_access"
 
 
 class PurposeError(PolicyError):
@@ -113,7 +123,10 @@ class PageTooLargeError(PurposeError):
 
 @dataclass(frozen=True, slots=True)
 class Approval:
-    """A privacy officer's recorded consent to one requester's trace for one case."""
+    """A privacy officer's recorded consent to one requester's one trace of one holder, for one case and window.
+
+    ``subject`` is the holder's keyed hash (``crypto.subject.SubjectHasher``), never the holder reference.
+    """
 
     approval_id: str
     approver_id: str
@@ -122,6 +135,9 @@ class Approval:
     case_ref: str
     purpose: str
     expires_at: datetime
+    subject: str
+    since: datetime
+    until: datetime
     used: bool = False
 
 
@@ -133,6 +149,7 @@ class TraceRequest:
     case_ref: str
     since: datetime | None
     until: datetime | None
+    subject: str = ""  # the traced holder's keyed hash
 
 
 def valid_case_ref(case_ref: str) -> bool:
@@ -165,22 +182,26 @@ def trace_days(since: datetime, until: datetime) -> list[str]:
 def check_trace(
     request: TraceRequest, approval: Approval | None, *, now: datetime, retention_days: int
 ) -> tuple[datetime, datetime]:
-    """Admit a contact-tracing query or raise; returns the window (defaults: the whole retention window).
+    """Admit a contact-tracing query or raise; returns the window (default: the approval's window).
+
+    Every requester, a privacy officer too, presents an approval by another privacy officer naming them, this
+    case, this holder (by keyed hash) and a window that holds the trace's window.
 
     :raises PurposeError: a subclass whose ``code`` says why (see the module docstring).
     """
     if request.requester_role not in TRACE_REQUESTER_ROLES:
         raise ApprovalRequiredError("only a privacy officer, or an approved investigator, may trace")
     _check_purpose(request.purpose, request.case_ref)
-    if request.requester_role != PRIVACY_OFFICER:
-        if approval is None:
-            raise ApprovalRequiredError("a privacy officer's approval is required (two-person rule)")
-        _check_approval_use(approval, request, now)
-    floor = oldest_retained_day(now, retention_days)
-    since = request.since or floor
-    until = request.until or now
+    if approval is None:
+        raise ApprovalRequiredError("another privacy officer's approval is required (two-person rule)")
+    _check_approval_use(approval, request, now)
+    since = request.since or approval.since
+    until = request.until or min(approval.until, now)
     if since > until:
         raise InvalidRangeError("since is after until")
+    if since < approval.since or until > approval.until:
+        raise ApprovalInvalidError("no usable approval")  # outside the approved window: same answer as foreign
+    floor = oldest_retained_day(now, retention_days)
     if since < floor or until > now + timedelta(minutes=5):
         raise OutsideRetentionError("the window reaches outside the retention period; older days are unlinkable")
     return since, until
@@ -195,25 +216,51 @@ def _check_approval_use(approval: Approval, request: TraceRequest, now: datetime
         or approval.requester_id != request.requester_id
         or approval.case_ref != request.case_ref
         or approval.purpose != request.purpose
+        or not approval.subject
+        or not hmac.compare_digest(approval.subject.encode(), request.subject.encode())
         or now >= approval.expires_at
     ):
         raise ApprovalInvalidError("no usable approval")
 
 
 def check_approval_grant(
-    *, approver_id: str, approver_role: str, requester_id: str, purpose: str, case_ref: str, valid_s: int
-) -> None:
-    """A privacy officer may approve another principal's trace for one case, for at most a day.
+    *, approver_id: str, approver_role: str, requester_id: str, requester_role: str, purpose: str, case_ref: str,
+    valid_s: int, since: datetime | None, until: datetime | None, now: datetime, retention_days: int,
+) -> tuple[datetime, datetime]:
+    """A privacy officer may approve another principal's trace of one holder for one case and one window inside
+    retention, for at most a day; returns the window. Whether the requester exists and the case exists and is in
+    the requester's scope is the gateway's check (it needs the store).
 
-    :raises PurposeError: wrong purpose, missing case ref, self-approval or an out-of-range validity.
+    :raises PurposeError: wrong purpose, missing case ref, self-approval, a requester role that may not trace, a
+        missing or reversed window, a window outside retention, or an out-of-range validity.
     """
     _check_purpose(purpose, case_ref)
     if approver_role != PRIVACY_OFFICER:
         raise ApprovalInvalidError("only a privacy officer approves")
     if not requester_id or requester_id == approver_id:
         raise ApprovalInvalidError("the two-person rule needs two different people")
+    if requester_role not in TRACE_REQUESTER_ROLES:
+        raise ApprovalInvalidError("the requester's role may not trace")
     if not 60 <= valid_s <= APPROVAL_MAX_S:
         raise InvalidRangeError(f"validity must be 60..{APPROVAL_MAX_S} seconds")
+    if since is None or until is None:
+        raise InvalidRangeError("since and until are both required")
+    if since > until:
+        raise InvalidRangeError("since is after until")
+    if since < oldest_retained_day(now, retention_days) or until > now + timedelta(minutes=5):
+        raise OutsideRetentionError("the window reaches outside the retention period; older days are unlinkable")
+    return since, until
+
+
+def check_subject_access(purpose: str, case_ref: str) -> None:
+    """A subject-access query names its own purpose; an optional case filter has the case reference's shape.
+
+    :raises PurposeError: ``purpose_not_allowed`` or ``case_ref_required``.
+    """
+    if purpose != SUBJECT_ACCESS:
+        raise PurposeNotAllowedError(f"a subject-access query has the purpose {SUBJECT_ACCESS}")
+    if case_ref and not valid_case_ref(case_ref):
+        raise CaseRefRequiredError("a case reference is 3-64 of [A-Za-z0-9._:/-]")
 
 
 def check_audit_query(

@@ -14,10 +14,17 @@ from gateway.errors import GatewayError
 from gateway.privacy.audit import cli_actor, query_audit, record_access, trim_before, verify_chain
 from gateway.privacy.retention import retention_report
 from gateway.privacy.ropa import build_ropa, render_markdown
-from gateway.privacy.tracing import trace_holder
+from gateway.privacy.subjects import hasher_for
+from gateway.privacy.tracing import (
+    active_principal,
+    case_in_trace_scope,
+    consume_approval,
+    load_approval,
+    place_filter,
+    trace_holder,
+)
 from gateway.settings import Secret
-from gateway.trust.registry import Registry
-from policy.purpose import PurposeError, TraceRequest, check_audit_query, check_trace
+from policy.purpose import ApprovalInvalidError, PurposeError, TraceRequest, check_audit_query, check_trace
 from policy.rules import load_rules
 
 __all__ = ["register"]
@@ -66,6 +73,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     tr.add_argument("--officer", required=True, help="the privacy officer's principal id (must be active)")
     tr.add_argument("--holder", required=True)
     tr.add_argument("--case-ref", required=True)
+    tr.add_argument("--approval", required=True, help="approval id granted to --officer by ANOTHER privacy officer")
     tr.add_argument("--purpose", default="epidemic_prevention")
     tr.add_argument("--since", type=_time)
     tr.add_argument("--until", type=_time)
@@ -142,26 +150,34 @@ def _ropa(args: argparse.Namespace) -> int:
 
 def _trace(args: argparse.Namespace) -> int:
     async def go() -> int:
-        settings = settings_from(args)
+        settings = settings_from(args).with_secret()
         now = datetime.now(UTC)
+        subject = hasher_for(settings).of(args.holder)
         async with admin_redis(settings) as redis:
-            officer = next((p for p in await Registry(redis).list_principals()
-                            if p.principal_id == args.officer and p.usable(now.timestamp())), None)
+            officer = await active_principal(redis, args.officer, now)
             if officer is None:
                 print("invalid_officer: not an active principal", file=sys.stderr)
                 return 2
             try:
+                approval = await load_approval(redis, args.approval)
                 since, until = check_trace(
                     TraceRequest(officer.principal_id, officer.role.value, args.purpose, args.case_ref, args.since,
-                                 args.until), None, now=now, retention_days=settings.retention_days)
+                                 args.until, subject), approval, now=now, retention_days=settings.retention_days)
+                if approval is None or not await case_in_trace_scope(redis, officer, args.case_ref) \
+                        or not await consume_approval(redis, approval.approval_id):
+                    raise ApprovalInvalidError("no usable approval")
             except PurposeError as exc:
                 print(f"{exc.code}: {exc}", file=sys.stderr)
                 return 2
-            result = await trace_holder(redis, args.holder, since=since, until=until)
+            result = await trace_holder(redis, args.holder, since=since, until=until,
+                                        keep_place=place_filter(redis, officer))
             try:
                 await record_access(redis, principal=officer, action="contact_trace", obj=f"trace:{args.case_ref}",
                                     purpose=args.purpose, now=now, case_ref=args.case_ref,
-                                    result_count=len(result.visits), extra={"via": cli_actor()})
+                                    result_count=len(result.visits),
+                                    extra={"via": cli_actor(), "subject": subject, "approval": approval.approval_id,
+                                           "approver": approval.approver_id,
+                                           "window": f"{since.isoformat()}/{until.isoformat()}"})
             except GatewayError as exc:
                 print(f"{exc.instance_code}: nothing disclosed", file=sys.stderr)
                 return 1
