@@ -3,12 +3,17 @@ missing one gets, so a denial never reveals whether the object exists (DESIGN.md
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.principals import Principal, Role
 from gateway.trust.cli_registry import create_principal
 from gateway.trust.registry import Place, Registry
 from tests.gateway.conftest import JURISDICTION, PLACES, WorldFactory
+from tests.gateway.dispatch import test_dispatch_fixtures as fx
+from tests.gateway.dispatch.test_dispatch_fixtures import DispatchWorld, DispatchWorldFactory
+
+dispatch_env, make_dispatch_world = fx.dispatch_env, fx.make_dispatch_world
 
 
 async def test_a_device_gets_the_same_answer_for_a_foreign_place_as_for_a_missing_one(
@@ -36,18 +41,28 @@ async def test_a_device_gets_the_same_answer_for_a_foreign_place_as_for_a_missin
     assert status == 403 and "forbidden" in text
 
 
-async def test_an_approval_issued_to_someone_else_is_indistinguishable_from_none(make_world: WorldFactory) -> None:
-    world = await make_world(principal_cache_s=0)
+async def test_an_approval_issued_to_someone_else_is_indistinguishable_from_none(
+    make_dispatch_world: DispatchWorldFactory,
+) -> None:
+    dw: DispatchWorld = await make_dispatch_world(clock=None)
+    world = dw.world
     registry = Registry(world.redis)
     officer = {"Authorization": "Bearer " + await create_principal(registry, Principal("po-x", Role.PRIVACY_OFFICER))}
     requesters = {}
+    cases = {}
     for i in range(3):
         requesters[f"disp-x{i}"] = await create_principal(
             registry, Principal(f"disp-x{i}", Role.DISPATCHER, jurisdiction="city/d1"))
+        cases[f"disp-x{i}"] = await dw.event(holder="holder-1")
+    await dw.pump()
+    now = datetime.now(UTC)
+    window = {"since": (now - timedelta(days=1)).isoformat(), "until": (now + timedelta(minutes=1)).isoformat()}
     approvals: dict[str, str] = {}
     for rid in requesters:
         resp = await world.client.post("/v1/privacy/approvals", headers=officer, json={
-            "requester": rid, "case_ref": f"case-{rid}", "purpose": "epidemic_prevention"})
+            "requester": rid, "case_ref": cases[rid], "holder_ref": "holder-1", "purpose": "epidemic_prevention",
+            **window})
+        assert resp.status == 201, await resp.text()
         approvals[rid] = (await resp.json())["approval_id"]
     fake = ["apv_" + "f" * 32, "apv_" + "0" * 32]
 
@@ -61,10 +76,10 @@ async def test_an_approval_issued_to_someone_else_is_indistinguishable_from_none
     for rid, token in requesters.items():
         for owner, approval in approvals.items():
             if owner != rid:
-                answers.add(str(await trace(token, approval, f"case-{owner}")))  # someone else's, their case
-                answers.add(str(await trace(token, approval, f"case-{rid}")))  # someone else's, own case
+                answers.add(str(await trace(token, approval, cases[owner])))  # someone else's, their case
+                answers.add(str(await trace(token, approval, cases[rid])))  # someone else's, own case
         for approval in fake:
-            answers.add(str(await trace(token, approval, f"case-{rid}")))
+            answers.add(str(await trace(token, approval, cases[rid])))
     assert answers == {str((403, {"error": "approval_invalid", "detail": "no usable approval"}))}
     for rid, token in requesters.items():  # none was consumed by the foreign attempts
-        assert (await trace(token, approvals[rid], f"case-{rid}"))[0] == 200
+        assert (await trace(token, approvals[rid], cases[rid]))[0] == 200
