@@ -27,7 +27,16 @@ from gateway.errors import NotDurableError, StoreUnavailableError
 from gateway.principals import Principal, Role
 from gateway.privacy.audit import query_audit, record_privileged, trim_before, verify_chain
 from gateway.privacy.retention import retention_report
-from gateway.privacy.tracing import consume_approval, grant_approval, load_approval, trace_holder
+from gateway.privacy.subjects import subject_access
+from gateway.privacy.tracing import (
+    active_principal,
+    case_in_trace_scope,
+    consume_approval,
+    grant_approval,
+    load_approval,
+    place_filter,
+    trace_holder,
+)
 from gateway.redisio import CommandBatcher, connect_redis, redis_errors
 from gateway.settings import DispatchSettings, Secret, Settings
 from gateway.status.cache import StatusRecord
@@ -178,6 +187,11 @@ STORE_CALLS: dict[str, Call] = {
                                                        since=NOW - timedelta(days=1), until=NOW),
     "tracing.load_approval": lambda r: load_approval(r, "apv_" + "0" * 32),
     "tracing.consume_approval": lambda r: consume_approval(r, "apv_" + "0" * 32),
+    "tracing.active_principal": lambda r: active_principal(r, "disp-1", NOW),
+    "tracing.case_in_trace_scope": lambda r: case_in_trace_scope(
+        r, Principal("disp-1", Role.DISPATCHER, jurisdiction="city"), "c" + "0" * 20),
+    "tracing.place_filter": lambda r: place_filter(r, Principal("disp-1", Role.DISPATCHER, jurisdiction="c"))("a"),
+    "subjects.subject_access": lambda r: subject_access(r, "sh_" + "0" * 32),
     "retention.retention_report": lambda r: retention_report(r, now=NOW, retention_days=21, status_ttl_s=300),
     "dsc.import_certificates": lambda r: DscRegistry(r).import_certificates([], now=NOW),
     "dsc.version": lambda r: DscRegistry(r).version(),
