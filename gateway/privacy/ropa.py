@@ -25,8 +25,9 @@ SECURITY_MEASURES = (
     "day partition (crypto-shredding)",
     "holder references needed by a case are sealed with AES-256-GCM; opening one is an audited read",
     "hash-chained (SHA-256) audit trail of every read of personal data and every privileged action",
-    "contact tracing only for epidemic prevention with a case reference, by a privacy officer or with one's "
-    "single-use approval (two-person rule)",
+    "contact tracing only for epidemic prevention, always with a single-use approval by another privacy officer "
+    "(two-person rule) naming the requester, a case in their jurisdiction, the holder (keyed hash) and a window; "
+    "results limited to the requester's jurisdiction",
     "no code strings, raw holder references, names or ID numbers in Redis, logs or metric labels",
 )
 
@@ -98,7 +99,7 @@ def build_ropa(settings: Settings, rules: Rules, app: web.Application, *, now: d
             "data_subjects": ["the traced holder", "nobody else (other pseudonyms are not linked)"],
             "categories": ["visits: day, time, place, device, decision, reason"],
             "recipients": _recipients(routes, ("/v1/privacy/trace",)),
-            "storage": "not stored; computed on request; the query is audited",
+            "storage": "not stored; computed on request; the query is audited with the holder's keyed hash",
             "retention": f"only inside the {settings.retention_days}-day window; approvals expire within "
                          f"{APPROVAL_MAX_S // 3600} h and are single-use",
         },

@@ -30,6 +30,7 @@ from gateway.privacy.tracing import (
 )
 from policy.purpose import (
     ApprovalInvalidError,
+    ApprovalRequiredError,
     InvalidRangeError,
     PurposeError,
     TraceRequest,
@@ -176,6 +177,7 @@ async def trace_approve(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     subject = hasher_for(settings).of(holder)
     now = datetime.now(UTC)
+    requester: Principal | None = None
     try:
         window = (_time(body.get("since"), "since"), _time(body.get("until"), "until"))
         requester = await active_principal(redis, requester_id, now) if requester_id else None
@@ -192,7 +194,8 @@ async def trace_approve(request: web.Request) -> web.Response:
             await record_access(redis, principal=officer, action="trace_approve_refused", obj="approval",
                                 purpose=purpose[:64], now=now, case_ref=_audited_case(case_ref),
                                 extra={"outcome": exc.code, "subject": subject,
-                                       "requester": requester_id[:64]})
+                                       # a registered id only: free text could carry a holder reference
+                                       "requester": requester.principal_id if requester else ""})
         raise _refused(exc) from None
     approval = await grant_approval(redis, approver_id=officer.principal_id, approver_role=officer.role.value,
                                     requester_id=requester_id, case_ref=case_ref, purpose=purpose,
@@ -236,7 +239,8 @@ async def trace(request: web.Request) -> web.Response:
         if approval_id and approval is None:
             raise ApprovalInvalidError("no usable approval")  # unknown looks like foreign or used
         since, until = check_trace(ask, approval, now=now, retention_days=settings.retention_days)
-        assert approval is not None  # check_trace refuses a trace without one
+        if approval is None:  # check_trace refused that already; this keeps the type checker informed
+            raise ApprovalRequiredError("another privacy officer's approval is required (two-person rule)")
         # The requester's scope is checked again at use: a jurisdiction changed since the grant counts now.
         if not await case_in_trace_scope(redis, principal, case_ref):
             raise ApprovalInvalidError("no usable approval")

@@ -196,6 +196,9 @@ async def test_a_grant_needs_an_existing_requester_who_may_trace_and_an_existing
     assert (status, body["error"]) == (422, "outside_retention")
     status, body = await _approve(t, "po", "disp-1", since=None)
     assert (status, body["error"]) == (422, "invalid_range")
+    status, body = await _approve(t, "po", "disp-1", until="tomorrow")
+    assert (status, body["error"]) == (422, "invalid_range")
+    assert (await _trail(t))[-1]["action"] == "trace_approve_refused"
     status, body = await _approve(t, "po", "disp-1", valid_s=2 * 86400)
     assert (status, body["error"]) == (422, "invalid_range")
     assert (await _approve(t, "po", "disp-d2", t.east_case))[0] == 201  # in scope: granted
