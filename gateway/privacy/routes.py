@@ -29,6 +29,8 @@ from gateway.privacy.tracing import (
     trace_holder,
 )
 from policy.purpose import (
+    PURPOSE,
+    SUBJECT_ACCESS,
     ApprovalInvalidError,
     ApprovalRequiredError,
     InvalidRangeError,
@@ -147,6 +149,12 @@ def _holder(body: dict[str, object]) -> str:
     return holder
 
 
+def _audited_purpose(purpose: str) -> str:
+    """A refused request's purpose as the trail may hold it: a known purpose, or a marker (free text could carry
+    a holder reference into a trail that is kept for years)."""
+    return purpose if purpose in (PURPOSE, SUBJECT_ACCESS, OVERSIGHT) else "unlisted"
+
+
 def _audited_case(case_ref: str) -> str:
     """The case reference as the trail may hold it: a case id, or nothing (free text could carry a holder)."""
     return case_ref if valid_case_id(case_ref) else ""
@@ -192,7 +200,7 @@ async def trace_approve(request: web.Request) -> web.Response:
     except PurposeError as exc:
         with contextlib.suppress(StoreUnavailableError):  # the refusal stands either way
             await record_access(redis, principal=officer, action="trace_approve_refused", obj="approval",
-                                purpose=purpose[:64], now=now, case_ref=_audited_case(case_ref),
+                                purpose=_audited_purpose(purpose), now=now, case_ref=_audited_case(case_ref),
                                 extra={"outcome": exc.code, "subject": subject,
                                        # a registered id only: free text could carry a holder reference
                                        "requester": requester.principal_id if requester else ""})
@@ -250,7 +258,7 @@ async def trace(request: web.Request) -> web.Response:
         code = exc.code if isinstance(exc, PurposeError) else exc.instance_code
         with contextlib.suppress(StoreUnavailableError):  # the refusal stands either way
             await record_access(redis, principal=principal, action="contact_trace_refused", obj="trace",
-                                purpose=purpose[:64], now=now, case_ref=_audited_case(case_ref),
+                                purpose=_audited_purpose(purpose), now=now, case_ref=_audited_case(case_ref),
                                 extra={"outcome": code, "subject": subject})
         raise _refused(exc) if isinstance(exc, PurposeError) else exc from None
     result = await trace_holder(redis, holder, since=since, until=until, keep_place=place_filter(redis, principal))
@@ -282,7 +290,7 @@ async def _subject_access(request: web.Request) -> web.Response:
     except PurposeError as exc:
         with contextlib.suppress(StoreUnavailableError):
             await record_access(redis, principal=officer, action="subject_access_refused", obj="audit",
-                                purpose=purpose[:64], now=now, case_ref=_audited_case(case_ref),
+                                purpose=_audited_purpose(purpose), now=now, case_ref=_audited_case(case_ref),
                                 extra={"outcome": exc.code, "subject": subject})
         raise _refused(exc) from None
     found = await subject_access(redis, subject, case_ref=case_ref, cursor=cursor)

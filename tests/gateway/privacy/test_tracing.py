@@ -159,6 +159,7 @@ async def test_refused_traces_have_stable_codes_and_are_audited(
         last = (await _trail(traced))[-1]
         assert last["action"] == "contact_trace_refused" and last["outcome"] == code
         assert last["subject"] == SUBJECT.of("holder-7")
+        assert last["purpose"] in ("epidemic_prevention", "unlisted")  # free text never enters the trail
     assert (await _trace(traced, "po", approval_id=approval))[0] == 200  # a refusal does not use it up
 
 
