@@ -69,7 +69,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ropa.add_argument("--format", choices=["md", "json"], default="md")
     add_common_args(ropa)
     ropa.set_defaults(func=_ropa)
-    tr = psub.add_parser("trace", help="visits of one holder (epidemic prevention, with a case reference)")
+    tr = psub.add_parser("trace", help="visits of one holder (epidemic prevention, a case, another officer's approval)")
     tr.add_argument("--officer", required=True, help="the privacy officer's principal id (must be active)")
     tr.add_argument("--holder", required=True)
     tr.add_argument("--case-ref", required=True)
