@@ -15,9 +15,10 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from gateway import observe, ops
-from gateway.appstate import BATCHER, CLOCK, HEALTH, METRICS, REDIS, RULES, SETTINGS, Clock
+from gateway.appstate import ACCESS_LOG, BATCHER, CLOCK, HEALTH, METRICS, REDIS, RULES, SETTINGS, Clock
 from gateway.dispatch import feature as dispatch_feature
 from gateway.http import error_middleware
+from gateway.logjson import AccessLog
 from gateway.metrics import Metrics
 from gateway.privacy import feature as privacy_feature
 from gateway.redisio import CommandBatcher, connect_redis
@@ -55,6 +56,8 @@ def create_app(settings: Settings, *, redis: Redis | None = None) -> web.Applica
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[CLOCK] = Clock()
+    if settings.access_log:
+        app[ACCESS_LOG] = AccessLog()
     rules_text = settings.rules_file.read_text("utf-8") if settings.rules_file else None
     app[RULES] = load_rules(rules_text)
     app.cleanup_ctx.append(observe.counting_store_errors)  # first in, last out: shutdown errors count too

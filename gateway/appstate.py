@@ -10,13 +10,14 @@ from datetime import UTC, datetime
 from aiohttp import web
 from redis.asyncio import Redis
 
+from gateway.logjson import AccessLog
 from gateway.metrics import Metrics
 from gateway.redisio import CommandBatcher
 from gateway.settings import Settings
 from gateway.storehealth import StoreHealth
 from policy.rules import Rules
 
-__all__ = ["BATCHER", "CLOCK", "HEALTH", "METRICS", "REDIS", "RULES", "SETTINGS", "Clock"]
+__all__ = ["ACCESS_LOG", "BATCHER", "CLOCK", "HEALTH", "METRICS", "REDIS", "RULES", "SETTINGS", "Clock"]
 
 
 def _utcnow() -> datetime:
@@ -41,3 +42,5 @@ RULES: web.AppKey[Rules] = web.AppKey("rules", Rules)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock", Clock)
 # Whether the store answers; the breaker every Redis-backed read on the request path consults first.
 HEALTH: web.AppKey[StoreHealth] = web.AppKey("health", StoreHealth)
+# The access log (gateway/logjson.py); absent when ``Settings.access_log`` is off.
+ACCESS_LOG: web.AppKey[AccessLog] = web.AppKey("access_log", AccessLog)

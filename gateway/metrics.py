@@ -19,18 +19,6 @@ class Metrics:
             "placegate_scans", "Scans answered", ["decision", "reason", "degraded"], registry=self.registry
         )
         self._scan_children: dict[tuple[str, str, bool], Counter] = {}
-        self.scan_seconds = Histogram(
-            "placegate_scan_seconds",
-            "POST /v1/scan: time from the handler's start to its answer (verify, Redis, policy, log)",
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.batch_seconds = Histogram(
-            "placegate_scan_batch_seconds",
-            "POST /v1/scan/batch: time from the handler's start to its answer, per request",
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
-        )
         self.redis_errors = Counter(
             "placegate_redis_errors", "Redis operations that failed or timed out", ["op"], registry=self.registry
         )
@@ -39,6 +27,11 @@ class Metrics:
             ["route", "status"], registry=self.registry,
         )
         self._http_children: dict[tuple[str, int], Counter] = {}
+        self.http_seconds = Histogram(
+            "placegate_http_request_seconds", "Time from the outermost middleware's start to the answer, by route "
+            "template", ["route"], buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+        self._http_seconds_children: dict[str, Histogram] = {}
         self.store_errors = Counter(
             "placegate_store_errors", "Store calls that ended in store_unavailable, by call site",
             ["op"], registry=self.registry,
@@ -67,6 +60,23 @@ class Metrics:
         self.trust_keys = Gauge("placegate_trust_keys", "Keys in the loaded trust list", registry=self.registry,
                                 multiprocess_mode="livemostrecent")
 
+        # Store-side figures, sampled every Settings.store_gauges_s (gateway/dispatch/gauges.py, trust/refresh.py).
+        self.dispatch_open = Gauge("placegate_dispatch_open_cases", "Cases not yet closed (the dispatch backlog)",
+                                   registry=self.registry, multiprocess_mode="livemostrecent")
+        self.dispatch_intake = Gauge("placegate_dispatch_intake_events", "Entries in the dispatch intake stream",
+                                     registry=self.registry, multiprocess_mode="livemostrecent")
+        self.dispatch_pending = Gauge(
+            "placegate_dispatch_intake_pending", "Intake events delivered to a consumer and not yet acknowledged",
+            registry=self.registry, multiprocess_mode="livemostrecent",
+        )
+        self.dispatch_dead_letters = Gauge("placegate_dispatch_dead_letters", "Entries in the dead-letter stream",
+                                           registry=self.registry, multiprocess_mode="livemostrecent")
+        self.trust_list_age = Gauge(
+            "placegate_trust_list_age_seconds",
+            "Seconds since each trust list was last confirmed: native = read from the store, dsc = imported",
+            ["list"], registry=self.registry, multiprocess_mode="livemostrecent",
+        )
+
     def count_scan(self, action: str, reason: str, degraded: bool) -> None:
         """Count one answer; the labelled child is looked up once per label set, not once per scan (``labels``
         takes a lock and builds a key each call: a measurable share of the hot path)."""
@@ -76,14 +86,20 @@ class Metrics:
             child = self._scan_children[key] = self.scans.labels(action, reason, "true" if degraded else "false")
         child.inc()
 
-    def count_http(self, route: str, status: int) -> None:
-        """Count one answer. ``route`` is a route template or ``unmatched``, never a request's path: ids in a
-        path would make the label set unbounded and put personal data in a public endpoint."""
+    def count_http(self, route: str, status: int, duration_s: float | None = None) -> None:
+        """Count one answer (and observe its duration). ``route`` is a route template or ``unmatched``, never a
+        request's path: ids in a path would make the label set unbounded and put personal data in a public
+        endpoint."""
         key = (route, status)
         child = self._http_children.get(key)
         if child is None:
             child = self._http_children[key] = self.http_requests.labels(route, str(status))
         child.inc()
+        if duration_s is not None:
+            timer = self._http_seconds_children.get(route)
+            if timer is None:
+                timer = self._http_seconds_children[route] = self.http_seconds.labels(route)
+            timer.observe(duration_s)
 
     def count_store_error(self, op: str) -> None:
         """Count one failed store call; ``op`` is a fixed call-site name (gateway.redisio)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import shlex
 import sys
 from dataclasses import replace
@@ -12,6 +11,7 @@ from dataclasses import replace
 from gateway.cli_common import add_common_args, embedded_dir, settings_from
 from gateway.demo import prepare_demo
 from gateway.embedded import EmbeddedServer, Supervisor, socket_alive
+from gateway.logjson import configure_logging
 from gateway.workers import serve_process, serve_workers
 
 __all__ = ["register"]
@@ -30,8 +30,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = settings_from(args)
+    configure_logging(settings.log_format)
     supervisor: Supervisor | None = None
     if settings.redis_url is None:
         embedded = EmbeddedServer(embedded_dir(settings), die_with_parent=True)

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from gateway.embedded import die_with_parent
+from gateway.logjson import configure_logging
 from gateway.settings import Settings
 
 if TYPE_CHECKING:
@@ -150,7 +151,7 @@ def run_worker(settings: Settings, supervisor_pid: int) -> None:
     die_with_parent()
     if os.getppid() != supervisor_pid:
         return  # the supervisor died before the request above was in force: no signal will come
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_format)
     serve_process(settings, reuse_port=True, supervisor_pid=supervisor_pid)
 
 

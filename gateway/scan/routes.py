@@ -7,12 +7,11 @@ costs two pipelined Redis groups, not two per code.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 from aiohttp import web
 
-from gateway.appstate import CLOCK, METRICS, SETTINGS
+from gateway.appstate import CLOCK, SETTINGS
 from gateway.auth import PRINCIPAL, requires
 from gateway.errors import BadRequestError, MalformedCodeError
 from gateway.http import json_response, read_json
@@ -32,8 +31,7 @@ _CODES_PER_BODY = 8
 @routes.post("/v1/scan")
 @requires(Role.DEVICE, Role.APP)
 async def scan(request: web.Request) -> web.Response:
-    """Answer admit / deny / review for one presented code."""
-    started = time.perf_counter()
+    """Answer admit / deny / review for one presented code (timed per route by gateway/observe.py)."""
     app = request.app
     body = await read_json(request, limit=app[SETTINGS].max_body_bytes)
     code, place_code, place_id = _single_fields(body)
@@ -46,16 +44,13 @@ async def scan(request: web.Request) -> web.Response:
         (outcome,) = scanner.refuse_place(place, 1, now)
     else:
         outcome = await scanner.scan(code, place, principal.principal_id, now=now)
-    response = json_response(outcome.to_json())
-    app[METRICS].scan_seconds.observe(time.perf_counter() - started)
-    return response
+    return json_response(outcome.to_json())
 
 
 @routes.post("/v1/scan/batch")
 @requires(Role.DEVICE, Role.APP)
 async def scan_batch(request: web.Request) -> web.Response:
     """One decision per presented code, in order; a malformed item answers ``{"error": "malformed_code"}``."""
-    started = time.perf_counter()
     app = request.app
     settings = app[SETTINGS]
     body_limit = settings.max_body_bytes * max(1, -(-settings.max_batch_codes // _CODES_PER_BODY))
@@ -74,9 +69,7 @@ async def scan_batch(request: web.Request) -> web.Response:
             outcome.to_json() if isinstance(outcome, ScanOutcome) else {"error": MalformedCodeError.code}
             for outcome in outcomes
         ]
-    response = json_response({"results": results})
-    app[METRICS].batch_seconds.observe(time.perf_counter() - started)
-    return response
+    return json_response({"results": results})
 
 
 def _place_fields(body: dict[str, object]) -> tuple[str | None, str | None]:

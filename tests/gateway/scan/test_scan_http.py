@@ -202,8 +202,8 @@ async def test_every_scan_and_batch_answer_is_timed_in_metrics(world: World) -> 
                                    json={"codes": [world.code("holder-1")] * 2, "place_code": expired})
     assert [r["reason"] for r in (await resp.json())["results"]] == ["place_code_expired"] * 2
     metrics = await (await world.client.get("/metrics")).text()
-    assert "placegate_scan_seconds_count 4.0" in metrics
-    assert "placegate_scan_batch_seconds_count 2.0" in metrics
+    assert 'placegate_http_request_seconds_count{route="/v1/scan"} 4.0' in metrics
+    assert 'placegate_http_request_seconds_count{route="/v1/scan/batch"} 2.0' in metrics
     assert 'placegate_scans_total{decision="deny",degraded="false",reason="place_code_expired"} 3.0' in metrics
 
 
