@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gateway import keyspace
-from gateway.appstate import REDIS, SETTINGS
+from gateway.appstate import METRICS, REDIS, SETTINGS
 from gateway.background import refreshing
 from gateway.dispatch import reports, routes
+from gateway.dispatch.gauges import sample_backlog
 from gateway.dispatch.lease import SweepLease
 from gateway.dispatch.runtime import (
     DISPATCH,
@@ -62,6 +63,10 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         tasks.append(loop.create_task(worker.run(stop, block_ms=500)))
     try:
         async with contextlib.AsyncExitStack() as background:
+            redis, metrics = runtime.store.redis, app[METRICS]
+            await background.enter_async_context(refreshing(
+                lambda: sample_backlog(redis, metrics), every_s=app[SETTINGS].store_gauges_s, what="dispatch gauges"
+            ))  # fmt: skip
             if dispatch.sweep_interval_s > 0:
                 lease = SweepLease(runtime.store.redis, ttl_ms=keyspace.sweep_lease_ttl_ms(dispatch.sweep_interval_s))
                 # Pushed first, so it runs after the loop has stopped: another process may take over at once.

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from gateway.appstate import HEALTH, METRICS, REDIS, SETTINGS
+from gateway.appstate import CLOCK, HEALTH, METRICS, REDIS, SETTINGS
 from gateway.auth import PRINCIPAL_CACHE, PrincipalCache
 from gateway.background import refreshing
 from gateway.errors import StoreUnavailableError
@@ -52,10 +52,12 @@ async def _context(app: web.Application) -> AsyncIterator[None]:
     await refresh_dsc(app)
 
     async def refresh() -> None:
-        if not health.available:
-            return  # the last good lists serve; the store's probe says when it is back
-        await refresh_trust(app)
-        await refresh_dsc(app)
+        if health.available:  # else the last good lists serve; the store's probe says when it is back
+            await refresh_trust(app)
+            await refresh_dsc(app)
+        _report_ages(app)
+
+    _report_ages(app)
 
     async with refreshing(refresh, every_s=app[SETTINGS].trust_refresh_s, what="trust-list"):
         yield
@@ -91,3 +93,12 @@ async def refresh_dsc(app: web.Application, *, force: bool = False) -> bool:
     state.dsc_imported_at = snapshot.imported_at
     state.dsc_version = snapshot.version
     return True
+
+
+def _report_ages(app: web.Application) -> None:
+    """``placegate_trust_list_age_seconds``: how old what this worker holds is (alerts fire on a stale list)."""
+    state, gauge = app[TRUST_STATE], app[METRICS].trust_list_age
+    if state.native_confirmed_at is not None:
+        gauge.labels("native").set(time.monotonic() - state.native_confirmed_at)
+    if state.dsc_imported_at is not None:
+        gauge.labels("dsc").set(max(0.0, (app[CLOCK].now() - state.dsc_imported_at).total_seconds()))
