@@ -1,12 +1,17 @@
-"""Operational endpoints: liveness, readiness (Redis and trust list good) and Prometheus metrics."""
+"""Operational endpoints: liveness, readiness (the store and every trust list the configuration needs) and
+Prometheus metrics (behind a token, or for loopback peers only)."""
 
 from __future__ import annotations
 
+import ipaddress
+
 from aiohttp import web
 
-from gateway.appstate import BATCHER, HEALTH, METRICS
-from gateway.errors import StoreUnavailableError
+from gateway.appstate import BATCHER, CLOCK, HEALTH, METRICS, SETTINGS
+from gateway.errors import AuthError, ForbiddenError, StoreUnavailableError
 from gateway.http import json_response
+from gateway.principals import secrets_equal
+from gateway.trust.dsc import Freshness
 from gateway.trust.state import TRUST_STATE
 
 __all__ = ["routes"]
@@ -36,22 +41,55 @@ async def readyz(request: web.Request) -> web.Response:
             redis_ok = False
             health.failed("readiness ping")
     trust = app[TRUST_STATE]
+    required = app[SETTINGS].ready_trust_list_names()
     reasons = []
     if not redis_ok:
         reasons.append("store_unavailable")  # scans answer in degraded mode meanwhile
-    if not trust.healthy:
-        reasons.append("trust_list_not_loaded")
-    elif trust.usable_health_keys == 0:
-        reasons.append("no_usable_health_key")
+    if "native" in required:
+        if not trust.healthy:
+            reasons.append("trust_list_not_loaded")
+        elif trust.usable_health_keys == 0:
+            reasons.append("no_usable_health_key")
+    dsc = "not_required"
+    if "dsc" in required:
+        # Without a signer list every EU DCC is refused; past its fail age likewise (gateway/trust/dsc.py).
+        if trust.dsc_imported_at is None:
+            dsc = "not_imported"
+            reasons.append("dsc_list_not_imported")
+        else:
+            fresh = trust.freshness("dsc", app[CLOCK].now())
+            dsc = fresh.value
+            if fresh is Freshness.STALE:
+                reasons.append("dsc_list_stale")
     body = {
         "ready": not reasons, "redis": redis_ok, "trust_list": trust.healthy and trust.usable_health_keys > 0,
-        "trust_version": trust.version, "degraded": not health.available, "reasons": reasons,
+        "trust_version": trust.version, "dsc_list": dsc, "degraded": not health.available, "reasons": reasons,
     }  # fmt: skip
     return json_response(body, status=503 if reasons else 200)
 
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
+    """The Prometheus text. With ``metrics_token`` set a bearer token is required; without one only a loopback
+    peer is answered (the counters show decisions as they happen, so they are not for everyone)."""
+    token = request.app[SETTINGS].metrics_token
+    if token is not None:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets_equal(given.strip().lower(), token.reveal().hex()):
+            raise AuthError("metrics token required", code="missing_token" if not given else "invalid_token")
+    elif not _loopback(request.remote):
+        raise ForbiddenError("set PLACEGATE_METRICS_TOKEN to scrape from another host")
     return web.Response(
         body=request.app[METRICS].render(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
     )
+
+
+def _loopback(remote: str | None) -> bool:
+    if remote == "":
+        return True  # a unix-socket peer has no address: it is on this host
+    if remote is None:
+        return False
+    try:
+        return ipaddress.ip_address(remote.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False

@@ -171,6 +171,16 @@ class Settings:
     # (the rest are 429 ``rate_limited``, across every gateway process).
     holder_read_classes: frozenset[str] = frozenset({"status_red", "status_yellow", "code_shared", "forged_code"})
     holder_reads_per_hour: int = 30
+    # One JSON line per answer on stderr (gateway/logjson.py); application log records as JSON or text.
+    access_log: bool = True
+    log_format: str = "json"
+    # /metrics shows decisions as they happen (a red holder's denial at a small venue is visible as a counter
+    # step): with a token set it needs `Authorization: Bearer <token>`; without one it answers loopback peers only.
+    metrics_token: Secret | None = field(default=None, repr=False)
+    # The trust lists /readyz requires: a worker without one of them would refuse every code of that format.
+    ready_trust_lists: str = "native,dsc"
+    # How often a worker samples the store-side gauges (dispatch backlog, intake, dead letters).
+    store_gauges_s: float = 15.0
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
 
     # Inclusive bounds of every number; a test checks that no numeric field is missing here.
@@ -198,6 +208,7 @@ class Settings:
         "body_read_timeout_s": (0.1, 600),
         "drain_timeout_s": (1, 600),
         "holder_reads_per_hour": (1, 10_000),
+        "store_gauges_s": (1, 3600),
     }
 
     @classmethod
@@ -230,7 +241,20 @@ class Settings:
             raise SettingsError("PLACEGATE_HOLDER_READ_CLASSES", f"not event classes: {', '.join(unknown)}")
         if self.secret is not None and not _SECRET_BYTES[0] <= len(self.secret.reveal()) <= _SECRET_BYTES[1]:
             raise SettingsError("PLACEGATE_SECRET", _SECRET_RULE)
+        if self.log_format not in _LOG_FORMATS:
+            raise SettingsError("PLACEGATE_LOG_FORMAT", f"expected one of {', '.join(_LOG_FORMATS)}, got "
+                                f"{self.log_format!r}")
+        if self.metrics_token is not None and len(self.metrics_token.reveal()) < 16:
+            raise SettingsError("PLACEGATE_METRICS_TOKEN", "expected at least 32 hex digits (value not shown)")
+        lists = self.ready_trust_list_names()
+        if not lists or not lists <= _TRUST_LISTS:
+            raise SettingsError("PLACEGATE_READY_TRUST_LISTS", f"expected a comma-separated subset of "
+                                f"{', '.join(sorted(_TRUST_LISTS))}, got {self.ready_trust_lists!r}")
         self.dispatch.validate()
+
+    def ready_trust_list_names(self) -> frozenset[str]:
+        """``ready_trust_lists`` as a set of names (``native``, ``dsc``)."""
+        return frozenset(p.strip() for p in self.ready_trust_lists.split(",") if p.strip())
 
     def with_secret(self) -> Settings:
         """These settings with a secret, generating one into ``data_dir`` for the embedded mode."""
@@ -239,6 +263,8 @@ class Settings:
         return replace(self, secret=load_or_create_secret(self.data_dir / "secret"))
 
 
+_LOG_FORMATS = ("json", "text")  # gateway/logjson.py LOG_FORMATS; settings import nothing of the gateway
+_TRUST_LISTS = frozenset({"native", "dsc"})
 _SECRET_RULE = f"expected {2 * _SECRET_BYTES[0]} to {2 * _SECRET_BYTES[1]} hex digits (value not shown)"
 _INT = re.compile(r"-?[0-9]+")
 _FLOAT = re.compile(r"-?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?")
