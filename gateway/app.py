@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 from redis.asyncio import Redis
 
-from gateway import observe, ops
+from gateway import observe, openapi, ops
 from gateway.appstate import ACCESS_LOG, BATCHER, CLOCK, HEALTH, METRICS, REDIS, RULES, SETTINGS, Clock
 from gateway.dispatch import feature as dispatch_feature
 from gateway.http import error_middleware
@@ -63,6 +63,7 @@ def create_app(settings: Settings, *, redis: Redis | None = None) -> web.Applica
     app.cleanup_ctx.append(observe.counting_store_errors)  # first in, last out: shutdown errors count too
     app.cleanup_ctx.append(_core(redis))
     app.router.add_routes(ops.routes)
+    openapi.install(app)
     for install in FEATURES:
         install(app)
     return app

@@ -1,0 +1,182 @@
+"""What each route takes and answers, for the OpenAPI document (``gateway/openapi.py`` adds paths, methods,
+roles and the error shape from the router itself).
+
+One entry per ``(METHOD, path template)``; a route without an entry, or an entry without a route, fails the
+document's build and its test. Schemas say what a client may rely on: required keys and their types. Answers
+allow further keys (``additionalProperties`` is left open) so that adding a field is not a breaking change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ROUTE_DOCS", "QueryParam", "RouteDoc"]
+
+
+@dataclass(frozen=True, slots=True)
+class QueryParam:
+    name: str
+    schema: Mapping[str, Any]
+    description: str = ""
+    required: bool = False
+
+    def to_openapi(self) -> dict[str, Any]:
+        return {"name": self.name, "in": "query", "required": self.required, "schema": dict(self.schema),
+                "description": self.description}
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDoc:
+    operation_id: str
+    tag: str
+    summary: str
+    ok_schema: Mapping[str, Any]
+    ok_status: int = 200
+    ok_description: str = "the answer"
+    ok_media_type: str = "application/json"
+    body: Mapping[str, Any] | None = None
+    query: tuple[QueryParam, ...] = ()
+    description: str = ""
+
+
+def _obj(required: Mapping[str, Any], optional: Mapping[str, Any] | None = None, *, closed: bool = False
+         ) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "required": sorted(required),
+                              "properties": {**required, **(optional or {})}}
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+_STR: Mapping[str, Any] = {"type": "string"}
+_STR_OR_NULL: Mapping[str, Any] = {"type": ["string", "null"]}
+_INT: Mapping[str, Any] = {"type": "integer"}
+_BOOL: Mapping[str, Any] = {"type": "boolean"}
+_TIME: Mapping[str, Any] = {"type": "string", "description": "ISO 8601 instant with offset"}
+_CODE: Mapping[str, Any] = {"type": "string", "minLength": 1, "maxLength": 8192,
+                            "description": "the presented code: NH1:… (native) or HC1:… (EU DCC)"}
+_PLACE_FIELDS: Mapping[str, Any] = {
+    "place_code": {"type": "string", "description": "the venue's signed place code (apps)"},
+    "place": {"type": "string", "description": "a place id inside the device's scope"},
+}
+_OUTCOME = _obj({
+    "decision": {"type": "string", "enum": ["admit", "deny", "review"]},
+    "reason": _STR, "colour": _STR_OR_NULL, "scan_id": _STR, "checked_at": _TIME, "degraded": _BOOL,
+    "rule_id": _STR_OR_NULL, "rules_version": _STR_OR_NULL,
+})  # fmt: skip
+_CASE = _obj({
+    "case_id": _STR, "event_class": _STR, "state": _STR, "department": _STR, "level": _STR, "place_id": _STR,
+    "jurisdiction": _STR, "created_at": _TIME, "overdue": _BOOL, "urgent": _BOOL,
+}, {"history": {"type": "array", "items": {"type": "object"}}, "stage_deadline": _STR_OR_NULL})  # fmt: skip
+_SINCE_UNTIL = (
+    QueryParam("since", _TIME, "start of the window", required=True),
+    QueryParam("until", _TIME, "end of the window (at most 31 days after since)", required=True),
+)
+_ANY_OBJECT: Mapping[str, Any] = {"type": "object"}
+
+ROUTE_DOCS: Mapping[tuple[str, str], RouteDoc] = {
+    # --- operations ---------------------------------------------------------------------------------------------
+    ("GET", "/healthz"): RouteDoc("healthz", "operations", "liveness: the process answers",
+                                  _obj({"status": {"const": "ok"}})),
+    ("GET", "/readyz"): RouteDoc(
+        "readyz", "operations", "readiness: the store answers and every required trust list is usable",
+        _obj({"ready": _BOOL, "redis": _BOOL, "degraded": _BOOL,
+              "reasons": {"type": "array", "items": _STR}}),
+        description="503 with the same body and its reasons when not ready.",
+    ),
+    ("GET", "/metrics"): RouteDoc(
+        "metrics", "operations", "Prometheus metrics", {"type": "string"}, ok_media_type="text/plain",
+        description="Needs `Authorization: Bearer <PLACEGATE_METRICS_TOKEN>` when that is set; otherwise "
+                    "answers loopback peers only.",
+    ),
+    ("GET", "/openapi.json"): RouteDoc("openapi", "operations", "this document", _ANY_OBJECT),
+    # --- scanning ----------------------------------------------------------------------------------------------
+    ("POST", "/v1/scan"): RouteDoc(
+        "scan", "scan", "decide admit / deny / review for one presented code", _OUTCOME,
+        body=_obj({"code": _CODE}, _PLACE_FIELDS),
+        description="A forged, stale or replayed code is a `deny` with its reason, not an error.",
+    ),
+    ("POST", "/v1/scan/batch"): RouteDoc(
+        "scan_batch", "scan", "one decision per code, in order (a turnstile bank)",
+        _obj({"results": {"type": "array", "items": {"type": "object"}}}),
+        body=_obj({"codes": {"type": "array", "items": _CODE, "minItems": 1, "maxItems": 1024}}, _PLACE_FIELDS),
+        description="At most `PLACEGATE_MAX_BATCH_CODES` (64) codes; an item that is not a code at all answers "
+                    "`{\"error\": \"malformed_code\"}` in its place.",
+    ),
+    # --- status feed -------------------------------------------------------------------------------------------
+    ("PUT", "/v1/status"): RouteDoc(
+        "put_status", "status", "upsert holder statuses (the health authority's feed)",
+        _obj({"applied": _INT, "stale": _INT, "rejected": _INT,
+              "results": {"type": "array", "items": {"type": "object"}}}),
+        body=_obj({"records": {"type": "array", "minItems": 1, "maxItems": 10_000, "items": _obj(
+            {"holder": _STR, "colour": {"type": "string", "enum": ["green", "yellow", "red"]},
+             "updated_at": _TIME},
+            {"tested_at": _STR_OR_NULL, "test_result": _STR_OR_NULL, "vaccinated": _BOOL})}}),
+        description="At most 10,000 records; a bad record is reported by index and never fails the batch; "
+                    "last-writer-wins by `updated_at`.",
+    ),
+    # --- dispatch ----------------------------------------------------------------------------------------------
+    ("POST", "/v1/reports"): RouteDoc(
+        "post_report", "dispatch", "a site manager reports non-compliance at one of their places",
+        _obj({"event_id": _STR, "case_id": _STR, "status": _STR}), ok_status=202,
+        body=_obj({"event_class": _STR, "place": _STR, "time": _TIME}, {"note": {"type": "string"}}),
+        description="Personal data in the note (ID-card numbers, mobile numbers, e-mail addresses) is masked "
+                    "before it is stored.",
+    ),
+    ("GET", "/v1/cases"): RouteDoc(
+        "list_cases", "dispatch", "the caller's queue of open cases",
+        _obj({"cases": {"type": "array", "items": _CASE}, "next_cursor": _STR_OR_NULL}),
+        query=(QueryParam("state", _STR, "a case state"),
+               QueryParam("overdue", {"type": "string", "enum": ["true", "false"]}),
+               QueryParam("limit", {"type": "string", "pattern": "^[0-9]{1,6}$"}),
+               QueryParam("cursor", {"type": "string", "pattern": "^[0-9]{1,20}$"})),
+    ),
+    ("GET", "/v1/cases/{case_id}"): RouteDoc("get_case", "dispatch", "one case with its history (audited)", _CASE),
+    ("POST", "/v1/cases/{case_id}/actions"): RouteDoc(
+        "act_on_case", "dispatch", "one workflow step on a case", _CASE,
+        body=_obj({"action": _STR}, {"note": _STR, "department": _STR, "closure_kind": _STR,
+                                     "result": {"type": "string", "enum": ["pass", "fail"]}}),
+        description="Actions: accept, cancel, file, dispatch, start, return, feed_back, request_extension, "
+                    "postpone, hang, request_check, check (with result pass|fail), close, rework.",
+    ),
+    ("GET", "/v1/cases/{case_id}/holder"): RouteDoc(
+        "read_holder", "dispatch", "the holder reference of a case (audited, rate-limited)",
+        _obj({"case_id": _STR, "holder_ref": _STR}),
+    ),
+    ("GET", "/v1/dispatch/metrics"): RouteDoc(
+        "dispatch_metrics", "dispatch", "evaluation per department over the caller's jurisdiction", _ANY_OBJECT,
+        query=(QueryParam("from", _TIME, required=True), QueryParam("to", _TIME, required=True),
+               QueryParam("level", _STR, "jurisdiction level of the grouping")),
+    ),
+    # --- privacy -----------------------------------------------------------------------------------------------
+    ("GET", "/v1/privacy/audit"): RouteDoc(
+        "audit_query", "privacy", "the audit trail, bounded and paged (audited)",
+        _obj({"entries": {"type": "array", "items": _ANY_OBJECT}, "next_cursor": _STR_OR_NULL}),
+        query=(*_SINCE_UNTIL, QueryParam("principal", _STR), QueryParam("action", _STR),
+               QueryParam("limit", {"type": "string", "pattern": "^[0-9]{1,4}$"}), QueryParam("cursor", _STR)),
+    ),
+    ("GET", "/v1/privacy/audit/verify"): RouteDoc(
+        "audit_verify", "privacy", "walk the hash chain (audited)",
+        _obj({"ok": _BOOL, "count": _INT, "problems": {"type": "array", "items": _STR}}),
+        query=(QueryParam("anchor", _STR, "SEQ:HASH filed outside the store"),),
+    ),
+    ("GET", "/v1/privacy/retention"): RouteDoc(
+        "retention_report", "privacy", "what is stored per data class, its expiry and every violation",
+        _obj({"classes": _ANY_OBJECT, "violations": {"type": "array"}}),
+    ),
+    ("GET", "/v1/privacy/ropa"): RouteDoc("ropa", "privacy", "the record of processing activities", _ANY_OBJECT),
+    ("POST", "/v1/privacy/approvals"): RouteDoc(
+        "grant_approval", "privacy", "a privacy officer approves one trace by another person",
+        _obj({"approval_id": _STR, "expires_at": _TIME}), ok_status=201,
+        body=_obj({"requester": _STR, "case_ref": _STR, "purpose": _STR},
+                  {"holder_ref": _STR, "since": _TIME, "until": _TIME, "valid_s": _INT}),
+    ),
+    ("POST", "/v1/privacy/trace"): RouteDoc(
+        "trace", "privacy", "the visits of one holder under an approval (audited)",
+        _obj({"visits": {"type": "array", "items": _ANY_OBJECT}, "result_count": _INT}),
+        body=_obj({"holder_ref": _STR, "purpose": _STR, "case_ref": _STR},
+                  {"approval_id": _STR, "since": _TIME, "until": _TIME}),
+    ),
+}
