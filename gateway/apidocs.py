@@ -75,6 +75,10 @@ _SINCE_UNTIL = (
     QueryParam("until", _TIME, "end of the window (at most 31 days after since)", required=True),
 )
 _ANY_OBJECT: Mapping[str, Any] = {"type": "object"}
+_SUBJECT_ACCESS = _obj({"subject": _STR, "entries": {"type": "array", "items": _ANY_OBJECT},
+                        "next_cursor": _STR_OR_NULL})
+_SUBJECT_ACCESS_BODY = _obj({"holder_ref": _STR, "purpose": {"const": "subject_access"}},
+                            {"case_ref": _STR, "cursor": _STR})
 
 ROUTE_DOCS: Mapping[tuple[str, str], RouteDoc] = {
     # --- operations ---------------------------------------------------------------------------------------------
@@ -170,13 +174,24 @@ ROUTE_DOCS: Mapping[tuple[str, str], RouteDoc] = {
     ("POST", "/v1/privacy/approvals"): RouteDoc(
         "grant_approval", "privacy", "a privacy officer approves one trace by another person",
         _obj({"approval_id": _STR, "expires_at": _TIME}), ok_status=201,
-        body=_obj({"requester": _STR, "case_ref": _STR, "purpose": _STR},
-                  {"holder_ref": _STR, "since": _TIME, "until": _TIME, "valid_s": _INT}),
+        body=_obj({"requester": _STR, "case_ref": _STR, "holder_ref": _STR, "since": _TIME, "until": _TIME,
+                   "purpose": _STR}, {"valid_s": _INT}),
+        description="The requester must exist and may trace; the case must exist in the requester's "
+                    "jurisdiction; only the holder's keyed hash is stored; single-use, at most 24 h.",
     ),
     ("POST", "/v1/privacy/trace"): RouteDoc(
-        "trace", "privacy", "the visits of one holder under an approval (audited)",
+        "trace", "privacy", "the visits of one holder under another officer's approval (audited)",
         _obj({"visits": {"type": "array", "items": _ANY_OBJECT}, "result_count": _INT}),
-        body=_obj({"holder_ref": _STR, "purpose": _STR, "case_ref": _STR},
-                  {"approval_id": _STR, "since": _TIME, "until": _TIME}),
+        body=_obj({"holder_ref": _STR, "purpose": _STR, "case_ref": _STR, "approval_id": _STR},
+                  {"since": _TIME, "until": _TIME}),
+        description="Only visits at places inside the requester's jurisdiction are returned.",
+    ),
+    ("POST", "/v1/privacy/subject-access"): RouteDoc(
+        "subject_access", "privacy", "who read or traced one holder, when and under which case (audited)",
+        _SUBJECT_ACCESS, body=_SUBJECT_ACCESS_BODY,
+    ),
+    ("GET", "/v1/privacy/subject-access"): RouteDoc(
+        "subject_access_get", "privacy", "the same as the POST; reads the same JSON body (prefer POST)",
+        _SUBJECT_ACCESS, body=_SUBJECT_ACCESS_BODY,
     ),
 }
