@@ -8,8 +8,9 @@ data gets a TTL here; registry keys (trust list, places, principals) are configu
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 __all__ = [
     "AUDIT_BASE",
@@ -33,11 +34,13 @@ __all__ = [
     "PLACES",
     "PRINCIPAL_IDS",
     "REGISTRY_PREFIXES",
+    "RETENTION_LEASE",
     "SWEEP_LEASE",
     "SWEEP_LEASE_CLI_MS",
     "TRUST",
     "TRUST_VERSION",
     "DataClass",
+    "Limit",
     "approval_key",
     "case_extension_key",
     "case_history_key",
@@ -216,38 +219,71 @@ def holder_reads_key(principal_id: str) -> str:
 HOLDER_READS_WINDOW_S: Final = 3600
 
 
+# The background retention trim's lease (gateway/privacy/feature.py): one process trims the intake stream and the
+# dead letters by time each period; the same holder rules as the sweep lease (TTL ``sweep_lease_ttl_ms``).
+RETENTION_LEASE: Final = "pg:privacy:retention-lease"
+
+
 # Prefixes whose keys legitimately carry no TTL (configuration; the intake queue, trimmed by time; the audit
 # trail, kept 3 years); the privacy tests check every other key for an expiry.
 REGISTRY_PREFIXES: Final = (TRUST, PLACES, "pg:place:", "pg:principal", DISPATCH_INTAKE, "pg:{audit}:")
 
+# The longest TTL a key of a class may have: seconds, or a bound the retention report takes from the settings
+# (gateway/privacy/retention.py ``_limit_s``): "retention" the scan log's retention, "day_end" a day partition's
+# scheduled expiry (end of its day + retention), "status_ttl", "code_lifetime" (a native code's longest life
+# plus clock leeway), "dcc_replay_window", "approval" (policy.purpose.APPROVAL_MAX_S), "none" (no TTL: expires=False).
+Limit = Literal["none", "retention", "day_end", "status_ttl", "code_lifetime", "dcc_replay_window", "approval"]
+
 
 @dataclass(frozen=True, slots=True)
 class DataClass:
-    """One class of stored data in the retention report: the prefix of its keys and whether each must expire."""
+    """One class of stored data in the retention report: the full-match pattern of its key names, whether each
+    key must carry a TTL, and the longest TTL it may carry."""
 
     name: str
-    prefix: str
+    pattern: str  # a regular expression without named groups; its variable parts admit no personal data
     expires: bool
+    limit: Limit | int = "retention"
 
 
-# The retention report's classes in match order: the first prefix that matches a key wins, "registry" takes the
-# rest. A class that expires must never hold a key without a TTL (the report lists any as a violation).
+# Variable parts of key names: a day, a hex digest, an id the gateway made. None can hold a name, a phone number, an
+# e-mail address or a document number, so a key name never carries personal data (tests/gateway/test_keyspace.py).
+_DAY = r"\{d[0-9]{8}\}"
+_CASE = r"pg:case:\{c[0-9a-f]{20}\}"
+_LEASE_MAX_S: Final = 3 * 24 * 3600 + 10  # sweep_lease_ttl_ms at the longest interval Settings.RANGES allows
+
+# Every key placegate writes, one class per line; a key matching no pattern is reported ``unclassified``, a key
+# matching two is a bug (tests/gateway/test_keyspace.py walks every key builder and constant of this module).
 DATA_CLASSES: Final = (
-    DataClass("scan_log", "pg:log:", True),
-    DataClass("day_keys", "pg:daykey:", True),
-    DataClass("status_cache", "pg:st:", True),
-    DataClass("replay_memory", "pg:nonce:", True),
-    DataClass("approvals", "pg:approval:", True),
-    DataClass("cases", "pg:case:", True),
-    DataClass("dispatch_intake", DISPATCH_INTAKE, False),
-    DataClass("dead_letters", DISPATCH_DEADLETTER, True),
-    DataClass("case_indexes", "pg:dispatch:", True),  # open set, per-day sets, due index, lease: all expire
-    DataClass("holder_read_limits", "pg:holder-reads:", True),  # principal ids and read times, 1 h
-    DataClass("audit", "pg:{audit}:", False),
-    DataClass("registry", KEY_PREFIX, False),
+    DataClass("trust_keys", r"pg:trust(?::version)?", False, "none"),
+    DataClass("dsc_trust", r"pg:trust:dsc(?::version|:imported_at)?", False, "none"),
+    DataClass("places", r"pg:places|pg:place:[a-z0-9][a-z0-9._-]{0,63}", False, "none"),
+    DataClass("principals", r"pg:principal-ids|pg:principal:[0-9a-f]{64}", False, "none"),
+    DataClass("status_cache", r"pg:st:\{[0-9a-f]+\}[0-9a-f]+", True, "status_ttl"),
+    DataClass("replay_memory", r"pg:nonce:[0-9a-f]{16}:[0-9a-f]{24}", True, "code_lifetime"),
+    DataClass("static_replay_memory", r"pg:nonce:dcc:[0-9a-f]{32}", True, "dcc_replay_window"),
+    DataClass("scan_log", "pg:log:" + _DAY, True, "day_end"),
+    DataClass("day_keys", "pg:daykey:" + _DAY, True, "day_end"),
+    DataClass("approvals", r"pg:approval:apv_[0-9a-f]{32}", True, "approval"),
+    DataClass("cases", _CASE, True, CASE_RETENTION_S),
+    DataClass("case_history", _CASE + ":history", True, CASE_RETENTION_S),
+    DataClass("case_holder", _CASE + ":holder", True, "retention"),
+    DataClass("case_extension", _CASE + ":ext", True, CASE_RETENTION_S),
+    DataClass("dispatch_intake", "pg:dispatch:intake", False, "none"),  # trimmed by time, entries checked
+    DataClass("dead_letters", "pg:dispatch:deadletter", True, "retention"),  # and its entries checked
+    DataClass("dispatch_open", "pg:dispatch:open", True, CASE_RETENTION_S),
+    DataClass("dispatch_days", "pg:dispatch:day:[0-9]{8}", True, CASE_RETENTION_S),
+    DataClass("due_index", r"pg:dispatch:\{due\}(?::stamps)?", True, CASE_RETENTION_S),
+    DataClass("due_checked", r"pg:dispatch:\{due\}:checked", True, DUE_RECONCILE_S),
+    DataClass("sweep_lease", "pg:dispatch:sweep-lease", True, _LEASE_MAX_S),
+    DataClass("retention_lease", "pg:privacy:retention-lease", True, _LEASE_MAX_S),
+    DataClass("audit", r"pg:\{audit\}:(?:log|head|base|config)", False, "none"),
+    DataClass("holder_read_limits", r"pg:holder-reads:[A-Za-z0-9._:@-]{1,128}", True, HOLDER_READS_WINDOW_S),
 )
+_MATCHER: Final = re.compile("|".join(f"(?P<c{i}>{c.pattern})" for i, c in enumerate(DATA_CLASSES)))
 
 
-def data_class_of(key: str) -> DataClass:
-    """The retention class of a placegate key (every key starts with ``KEY_PREFIX``)."""
-    return next(c for c in DATA_CLASSES if key.startswith(c.prefix))
+def data_class_of(key: str) -> DataClass | None:
+    """The retention class of a key, or ``None`` for a key no class names (the report calls it unclassified)."""
+    found = _MATCHER.fullmatch(key)
+    return None if found is None or found.lastgroup is None else DATA_CLASSES[int(found.lastgroup[1:])]
