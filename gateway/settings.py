@@ -181,6 +181,9 @@ class Settings:
     ready_trust_lists: str = "native,dsc"
     # How often a worker samples the store-side gauges (dispatch backlog, intake, dead letters).
     store_gauges_s: float = 15.0
+    # How often one process (under a lease) trims the intake stream and the dead letters to the retention by time,
+    # whether or not a dispatch sweeper runs; an entry outlives the retention by at most about this much.
+    retention_trim_s: float = 60.0
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
 
     # Inclusive bounds of every number; a test checks that no numeric field is missing here.
@@ -209,6 +212,7 @@ class Settings:
         "drain_timeout_s": (1, 600),
         "holder_reads_per_hour": (1, 10_000),
         "store_gauges_s": (1, 3600),
+        "retention_trim_s": (0.1, 3600),
     }
 
     @classmethod
