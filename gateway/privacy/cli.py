@@ -127,7 +127,9 @@ def _retention(args: argparse.Namespace) -> int:
         settings = settings_from(args)
         async with admin_redis(settings) as redis:
             report = await retention_report(redis, now=datetime.now(UTC), retention_days=settings.retention_days,
-                                            status_ttl_s=settings.status_ttl_s)
+                                            status_ttl_s=settings.status_ttl_s,
+                                            dcc_replay_window_s=settings.dcc_replay_window_s,
+                                            grace_s=settings.retention_trim_s)
         _print(report)
         return 1 if report["violations"] else 0
 

@@ -128,7 +128,9 @@ async def privacy_retention(request: web.Request) -> web.Response:
     redis = request.app[REDIS]
     now = datetime.now(UTC)
     report = await retention_report(redis, now=now, retention_days=settings.retention_days,
-                                    status_ttl_s=settings.status_ttl_s)
+                                    status_ttl_s=settings.status_ttl_s,
+                                    dcc_replay_window_s=settings.dcc_replay_window_s,
+                                    grace_s=settings.retention_trim_s)
     await record_access(redis, principal=request[PRINCIPAL], action="retention_report", obj="retention",
                         purpose=OVERSIGHT, now=now)
     return json_response(report)
