@@ -74,7 +74,9 @@ async def _retention_trim(app: web.Application) -> AsyncIterator[None]:
 async def _trim(store: CaseStore, lease: SweepLease) -> None:
     """One trim if this process holds the retention lease; a failure is logged by its code and retried next period.
 
-    The wall clock, not the app clock: stream ids are the server's wall-clock milliseconds."""
+    The wall clock, not the app clock: stream ids are the server's wall-clock milliseconds. A dispatch sweep in
+    another process may trim at the same moment: both trims are idempotent, except that an event reaching the
+    retention unconsumed can then be dead-lettered twice (a copy too many, never one lost or kept too long)."""
     try:
         if not await lease.hold():
             return

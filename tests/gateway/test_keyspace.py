@@ -32,7 +32,7 @@ PERSONAL = ["jane.doe@example.org", "+41 79 123 45 67", "Jane Doe", "C01X00T47",
 def _builders() -> Iterator[tuple[str, Callable[..., object]]]:
     for name, obj in vars(keyspace).items():
         ours = inspect.isfunction(obj) and obj.__module__ == keyspace.__name__ and not name.startswith("_")
-        if ours and inspect.signature(obj).return_annotation == "str":
+        if ours and inspect.signature(obj).return_annotation in ("str", str):
             yield name, obj
 
 
