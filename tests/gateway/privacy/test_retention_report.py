@@ -83,6 +83,8 @@ async def test_a_store_the_gateway_wrote_itself_has_no_violations(
                  "dispatch_open", "dispatch_days", "due_index", "approvals", "places", "principals", "audit"):
         assert classes[name]["keys"] >= 1, name
     assert classes["unclassified"]["keys"] == 0
+    assert set(classes) == {c.name for c in keyspace.DATA_CLASSES} | {"unclassified"}  # every class is named
+    assert (classes["scan_log"]["keys"], classes["day_keys"]["keys"]) == (1, 1)
     assert [p["day"] for p in report["scan_log"]["partitions"]] == [day_of(datetime.now(UTC))]
     code, cli = _cli_report(redis_url, tmp_path)
     assert (code, cli["violations"]) == (0, [])
