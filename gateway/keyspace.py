@@ -8,6 +8,7 @@ data gets a TTL here; registry keys (trust list, places, principals) are configu
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -213,7 +214,8 @@ def approval_key(approval_id: str) -> str:
 def holder_reads_key(principal_id: str) -> str:
     """Sorted set of one principal's holder reads in the last hour (score: Unix ms): the per-principal limit
     shared by every gateway process. Expires an hour after the last read."""
-    return f"pg:holder-reads:{principal_id}"
+    # Hashed: a principal id is a staff member's identifier, and key names are listed by the retention report.
+    return "pg:holder-reads:" + hashlib.sha256(principal_id.encode()).hexdigest()[:32]
 
 
 HOLDER_READS_WINDOW_S: Final = 3600
@@ -278,7 +280,7 @@ DATA_CLASSES: Final = (
     DataClass("sweep_lease", "pg:dispatch:sweep-lease", True, _LEASE_MAX_S),
     DataClass("retention_lease", "pg:privacy:retention-lease", True, _LEASE_MAX_S),
     DataClass("audit", r"pg:\{audit\}:(?:log|head|base|config)", False, "none"),
-    DataClass("holder_read_limits", r"pg:holder-reads:[A-Za-z0-9._:@-]{1,128}", True, HOLDER_READS_WINDOW_S),
+    DataClass("holder_read_limits", r"pg:holder-reads:[0-9a-f]{32}", True, HOLDER_READS_WINDOW_S),
 )
 _MATCHER: Final = re.compile("|".join(f"(?P<c{i}>{c.pattern})" for i, c in enumerate(DATA_CLASSES)))
 

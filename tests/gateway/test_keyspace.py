@@ -24,6 +24,7 @@ SAMPLES: dict[str, object] = {
     "day": "20261202",
     "case_id": "c" + "0123456789" * 2,
     "approval_id": "apv_" + "cd" * 16,
+    "principal_id": "handler-d1.health",
 }
 # (A place id is the registry's venue id, lower-case letters, digits and ``._-``: a venue's name, never a person's.)
 PERSONAL = ["jane.doe@example.org", "+41 79 123 45 67", "Jane Doe", "C01X00T47", "URN:UVCI:01:AT:10807843F94AEE0E"]
@@ -87,7 +88,8 @@ def test_a_key_name_never_carries_personal_data(name: str, builder: Callable[...
             continue
         for value in PERSONAL:
             key = str(builder(**{p: (value if p == param else SAMPLES[p]) for p in params}))
-            assert keyspace.data_class_of(key) is None, (name, param, value)
+            # Either the builder never puts the value in the name (it hashes it) or no class accepts the key.
+            assert value not in key or keyspace.data_class_of(key) is None, (name, param, value)
 
 
 def test_only_configuration_the_intake_queue_and_the_audit_trail_may_live_without_a_ttl() -> None:
