@@ -17,7 +17,7 @@ from gateway.trust.cli_registry import create_principal
 from gateway.trust.registry import Registry
 from tests.gateway.conftest import JURISDICTION, WorldFactory
 
-PUBLIC = {"/healthz", "/readyz", "/metrics"}
+PUBLIC = {"/healthz", "/readyz", "/metrics", "/openapi.json"}  # /metrics: token or loopback (test_observability.py)
 SCOPES: dict[Role, dict[str, Any]] = {
     Role.DEVICE: {"places": frozenset({"place-a"})},
     Role.SITE_MANAGER: {"places": frozenset({"place-a"})},
