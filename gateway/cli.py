@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dispatch": ("gateway.dispatch.cli", "dispatch core: sweep deadlines, evaluation report, intake worker"),
     "audit": ("gateway.privacy.cli", "verify and query the hash-chained audit trail"),
     "privacy": ("gateway.privacy.cli", "retention report, record of processing activities, contact tracing"),
+    "openapi": ("gateway.openapi_cli", "print the OpenAPI document of this gateway (docs/openapi.json)"),
 }
 
 

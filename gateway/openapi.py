@@ -7,12 +7,11 @@ bodies, query parameters and successful answers come from that table; every refu
 ``{"error": code, "detail": text}`` with a code of ``gateway.errors.ERROR_STATUS``.
 
 ``GET /openapi.json`` serves it (public: it describes the API, it holds no data); ``docs/openapi.json`` is the
-same document written by ``python -m gateway.openapi`` and held equal to it by a test.
+same document written by ``placegate openapi`` (gateway/openapi_cli.py) and held equal to it by a test.
 """
 
 from __future__ import annotations
 
-import sys
 from importlib import metadata
 from typing import Any
 
@@ -147,16 +146,3 @@ async def openapi_document(request: web.Request) -> web.Response:
 def install(app: web.Application) -> None:
     app[_DOC] = _Rendered()
     app.router.add_routes(routes)
-
-
-def main() -> int:
-    """``python -m gateway.openapi``: print the document of an app with the default settings."""
-    from gateway.app import create_app
-    from gateway.settings import Secret, Settings
-
-    sys.stdout.buffer.write(render(create_app(Settings(secret=Secret(bytes(32))))))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

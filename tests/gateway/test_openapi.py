@@ -47,7 +47,7 @@ def test_every_route_of_the_app_is_described_and_nothing_else() -> None:
 
 def test_docs_openapi_json_is_what_the_code_builds() -> None:
     expected = render(create_app(Settings(secret=Secret(bytes(32)))))
-    regenerate = "python -m gateway.openapi > docs/openapi.json"
+    regenerate = "placegate openapi > docs/openapi.json"
     assert (ROOT / "docs" / "openapi.json").read_bytes() == expected, regenerate
 
 
