@@ -65,7 +65,9 @@ async def test_an_empty_trail_verifies(redis: Redis) -> None:
 
 
 async def test_concurrent_writers_on_separate_connections_form_one_chain(redis: Redis, redis_url: str) -> None:
-    clients = [connect_redis(redis_url) for _ in range(6)]
+    # 90 optimistic transactions open up to 90 connections at once: on a loaded machine (CI shares it) the default
+    # 1 s connect bound was seen to expire; this test is about the chain, not about connect latency.
+    clients = [connect_redis(redis_url, connect_timeout_s=30, socket_timeout_s=30) for _ in range(6)]
     try:
         await asyncio.gather(*(
             record_access(c, principal=OFFICER, action="trace", obj=f"o{i}-{j}", purpose="epidemic_prevention",
