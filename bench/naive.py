@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import cast
 
 from redis.exceptions import RedisError
@@ -32,9 +32,15 @@ class NaiveStore(ScanStore):
     """
 
     async def lookup_scans(
-        self, requests: Sequence[LookupRequest], *, timeout_s: float | None = None
-    ) -> list[ScanLookup | None]:
-        return await asyncio.gather(*(self._lookup(request, timeout_s) for request in requests))
+        self, requests: Sequence[LookupRequest], *, days: Mapping[str, int] | None = None,
+        timeout_s: float | None = None,
+    ) -> tuple[list[ScanLookup | None], dict[str, bytes]]:
+        lookups = await asyncio.gather(*(self._lookup(request, timeout_s) for request in requests))
+        try:
+            keys = await self.day_keys(days or {}, timeout_s=timeout_s)
+        except StoreUnavailableError:
+            keys = {}
+        return lookups, keys
 
     async def _lookup(self, request: LookupRequest, timeout_s: float | None) -> ScanLookup | None:
         holder_ref, memory_key, ttl_s, place_id = request
@@ -50,19 +56,17 @@ class NaiveStore(ScanStore):
         status = None if raw is None else unpack_status(cast(bytes, raw))
         return ScanLookup(status, None if first is None else cast(bytes, first).decode())
 
-    async def day_key(self, day: str, expire_at: int, *, timeout_s: float | None = None) -> bytes:
-        cached = self._day_keys.get(day)
-        if cached is not None:
-            return cached
-        name = keyspace.day_key(day)
+    async def day_keys(self, days: Mapping[str, int], *, timeout_s: float | None = None) -> dict[str, bytes]:
+        keys: dict[str, bytes] = {}
         try:
             async with asyncio.timeout(timeout_s):
-                await self.redis.set(name, os.urandom(32), nx=True, exat=expire_at)
-                value = await self.redis.get(name)
+                for day, expire_at in days.items():
+                    fresh = os.urandom(32)
+                    old = await self.redis.set(keyspace.day_key(day), fresh, nx=True, get=True, exat=expire_at)
+                    keys[day] = fresh if old is None else cast(bytes, old)
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailableError("redis failed") from exc
-        self._day_keys[day] = cast(bytes, value)
-        return self._day_keys[day]
+        return keys
 
     async def record_scans(self, records: Sequence[ScanRecord], *, timeout_s: float | None = None) -> None:
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -161,11 +161,11 @@ class Scanner:
         live = [item for items in verified if not isinstance(items, Exception) for item in items
                 if isinstance(item, _Item)]
         if live:
-            await self._decide(live)
+            day_keys = await self._decide(live)
             for item in live:
                 if item.fresh is not Freshness.FRESH and item.decision is not None and not item.decision.degraded:
                     item.decision = replace(item.decision, degraded=True)
-            await self._record(live)
+            await self._record(live, day_keys)
             count = self.metrics.count_scan
             for item in live:
                 decision = item.decision
@@ -206,8 +206,9 @@ class Scanner:
             item.decision = refuse(self.rules, TRUST_LIST_STALE, rule_id="trust_list")
         return item
 
-    async def _decide(self, items: list[_Item]) -> None:
-        """Status and replay memory for every verified code (one Redis group), then the policy decides."""
+    async def _decide(self, items: list[_Item]) -> dict[str, bytes]:
+        """Status and replay memory for every verified code (one Redis group), then the policy decides; returns
+        the pseudonym key of each day the turn's verified codes fall on, read in that same group."""
         pending: list[tuple[_Item, VerifiedCode]] = []
         requests: list[LookupRequest] = []
         replay = self.static_replay
@@ -228,9 +229,16 @@ class Scanner:
             item.memory_key, item.mark_until = memory_key, time.monotonic() + max(1, ttl)
             pending.append((item, verified))
         if not pending:
-            return
+            return {}
+        day_keys: dict[str, bytes] = {}
         if self.health.available:
-            lookups = await self.store.lookup_scans(requests, timeout_s=self.redis_timeout_s)
+            # The day keys ride in the lookup group: read again every turn (a deleted key is never used again)
+            # at no extra round trip.
+            days = {day_of(item.request.now) for item, _ in pending}
+            lookups, day_keys = await self.store.lookup_scans(
+                requests, days={day: partition_expiry(day, self.retention_days) for day in days},
+                timeout_s=self.redis_timeout_s,
+            )
         else:
             lookups = [None] * len(requests)  # the breaker is open: no wait for a store known to be away
         unavailable = 0
@@ -260,8 +268,9 @@ class Scanner:
         if unavailable:
             self.metrics.redis_errors.labels("scan_lookup").inc(unavailable)
             self.health.failed("scan lookup")
+        return day_keys
 
-    async def _record(self, items: list[_Item]) -> None:
+    async def _record(self, items: list[_Item], day_keys: Mapping[str, bytes] | None = None) -> None:
         """The scan-log record of every code, an intake event for each exception and the replay marks an outage
         left unset (one Redis group). While the store is away they wait in the outage memory instead."""
         if not self.health.available:
@@ -271,11 +280,12 @@ class Scanner:
         try:
             # The day of each scan's own time: a turn that straddles midnight writes to both partitions.
             days = [day_of(item.request.now) for item in items]
-            day_keys: dict[str, bytes] = {}
-            for item, day in zip(items, days, strict=True):
-                if day not in day_keys and item.verified is not None:
-                    expire_at = partition_expiry(day, self.retention_days)
-                    day_keys[day] = await self.store.day_key(day, expire_at, timeout_s=timeout_s)
+            keys = dict(day_keys or {})
+            # Days the lookup group did not read (a catch-up after an outage, a failed reply): one group now.
+            missing = {day: partition_expiry(day, self.retention_days) for item, day in zip(items, days, strict=True)
+                       if day not in keys and item.verified is not None}
+            if missing:
+                keys.update(await self.store.day_keys(missing, timeout_s=timeout_s))
             records: list[ScanRecord] = []
             marks: list[ReplayMark] = []
             for item, day in zip(items, days, strict=True):
@@ -284,7 +294,7 @@ class Scanner:
                 place, now = request.place, request.now
                 millis = str(int(now.timestamp() * 1000))
                 holder_ref = None if item.verified is None else item.verified.holder_ref
-                holder_alias = "" if holder_ref is None else pseudonym(day_keys[day], holder_ref)
+                holder_alias = "" if holder_ref is None else pseudonym(keys[day], holder_ref)
                 # Field, value pairs in XADD order: the scan-log record and intake event PRIVACY.md lists.
                 entry = (
                     "scan_id", item.scan_id, "t", millis, "place", place.place_id, "device", request.device_id,

@@ -7,7 +7,7 @@ one group, the record (log + exception event) another, so no command is awaited 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from redis.asyncio import Redis
 
@@ -50,16 +50,20 @@ class ScanStore:
         self.batcher = batcher
         self.locator = locator  # the status cache's layout (gateway/status/cache.py): the lookup reads with it
         self.retention_ms = retention_days * 86_400_000
-        self._day_keys: dict[str, bytes] = {}
+        # No day keys are kept in the process: one deleted in Redis (shredded, expired) must never pseudonymise
+        # again, so every turn reads the key with its lookups (``lookup_scans(days=...)``).
 
     # --- scan path ---------------------------------------------------------------------------------------
     # Commands are plain tuples (``gateway.redisio.Command``); replies come back raw, as hiredis parses them.
     # ``timeout_s`` bounds the wait for Redis (settings.redis_timeout_ms): past it, StoreUnavailableError.
     async def lookup_scans(
-        self, requests: Sequence[LookupRequest], *, timeout_s: float | None = None
-    ) -> list[ScanLookup | None]:
+        self, requests: Sequence[LookupRequest], *, days: Mapping[str, int] | None = None,
+        timeout_s: float | None = None,
+    ) -> tuple[list[ScanLookup | None], dict[str, bytes]]:
         """For each (holder reference or None, replay-memory key, its TTL, place): the cached status, when a
         holder is given, and the place the code was first presented at; ``None`` where Redis could not answer.
+        With ``days`` (day -> its partition's expiry), also the pseudonym key of each day (``day_keys``); a day
+        whose key could not be read is missing from the answer.
 
         All in one group. SET NX GET records the first place atomically, so of two presentations of one code,
         in one request or in two, exactly one finds the memory empty.
@@ -70,10 +74,12 @@ class ScanStore:
             if holder_ref is not None:
                 commands.append(("HGET", *locate(holder_ref)))
             commands.append(("SET", memory_key, place_id, "NX", "GET", "EX", max(1, ttl_s)))
+        fresh = [_day_key_command(day, expire_at) for day, expire_at in (days or {}).items()]
+        commands.extend(command for _, command, _ in fresh)
         try:
             replies = await self.batcher.submit(commands, timeout_s)
         except StoreUnavailableError:
-            return [None] * len(requests)
+            return [None] * len(requests), {}
         lookups: list[ScanLookup | None] = []
         at = 0
         for holder_ref, _, _, _ in requests:
@@ -86,25 +92,19 @@ class ScanStore:
                 continue
             status = None if raw_status is None else unpack_status(raw_status)
             lookups.append(ScanLookup(status, None if first is None else first.decode()))
-        return lookups
+        keys = {day: _day_key_of(reply, value) for (day, _, value), reply in zip(fresh, replies[at:], strict=True)
+                if not isinstance(reply, Exception)}
+        return lookups, keys
 
-    async def day_key(self, day: str, expire_at: int, *, timeout_s: float | None = None) -> bytes:
-        """The day's pseudonym key, created on first use with the day partition's expiry (crypto-shredding)."""
-        cached = self._day_keys.get(day)
-        if cached is not None:
-            return cached
-        name = keyspace.day_key(day)
-        _, value = await self.batcher.run(
-            (("SET", name, os.urandom(32), "NX", "EXAT", expire_at), ("GET", name)), timeout_s
-        )
-        if value is None:
-            # The day is already past retention (EXAT in the past): whatever is written for it expires at
-            # once, so a throwaway key pseudonymises it and nothing links it to anyone.
-            return os.urandom(32)
-        if len(self._day_keys) > 4:
-            self._day_keys.clear()
-        self._day_keys[day] = bytes(value)
-        return bytes(value)
+    async def day_keys(self, days: Mapping[str, int], *, timeout_s: float | None = None) -> dict[str, bytes]:
+        """Each day's pseudonym key (day -> its partition's expiry), created on first use with that expiry
+        (crypto-shredding): the record's own group, when no lookup group read them (a catch-up after an outage).
+
+        :raises StoreUnavailableError: Redis did not answer.
+        """
+        fresh = [_day_key_command(day, expire_at) for day, expire_at in days.items()]
+        replies = await self.batcher.run([command for _, command, _ in fresh], timeout_s)
+        return {day: _day_key_of(reply, value) for (day, _, value), reply in zip(fresh, replies, strict=True)}
 
     async def record_scans(
         self, records: Sequence[ScanRecord], *, marks: Sequence[ReplayMark] = (), timeout_s: float | None = None
@@ -128,3 +128,19 @@ class ScanStore:
         commands.extend(("SET", key, place_id, "NX", "EX", ttl_s) for key, place_id, ttl_s in marks)
         await self.batcher.run(commands, timeout_s)
 
+
+
+def _day_key_command(day: str, expire_at: int) -> tuple[str, Command, bytes]:
+    """(day, the command that reads the day's key or creates it as ``value``, ``value``).
+
+    NX GET: the key stored wins; a day whose key was deleted early (``placegate privacy shred``) gets a new random
+    one with the partition's expiry, so nothing links the new records to the old.
+    """
+    value = os.urandom(32)
+    return day, ("SET", keyspace.day_key(day), value, "NX", "GET", "EXAT", expire_at), value
+
+
+def _day_key_of(reply: bytes | None, created: bytes) -> bytes:
+    # None: this command created the key (or the day is already past retention, EXAT in the past, and the key
+    # was not stored: what is written for that day expires at once, and the throwaway key links it to nobody).
+    return created if reply is None else bytes(reply)

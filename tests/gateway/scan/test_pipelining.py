@@ -34,8 +34,9 @@ async def test_one_scan_is_two_pipelined_groups_not_one_await_per_command(world:
     flushes, commands = store.batcher.flushes, store.batcher.commands
     outcome = await world.client.app[SCANNER].scan(world.code("holder-1"), PLACES[2], "dev-c", now=now)
     assert outcome.decision.reason == "ok"
-    # lookup (HGET status + SET NX GET nonce) and record (XADD log + EXPIREAT): two round trips, four commands
-    assert (store.batcher.flushes - flushes, store.batcher.commands - commands) == (2, 4)
+    # lookup (HGET status + SET NX GET nonce + SET NX GET day key, read again every turn) and record (XADD log +
+    # EXPIREAT): two round trips, five commands
+    assert (store.batcher.flushes - flushes, store.batcher.commands - commands) == (2, 5)
 
 
 async def test_concurrent_scans_share_pipelines_and_one_verification_run(world: World) -> None:
@@ -48,9 +49,10 @@ async def test_concurrent_scans_share_pipelines_and_one_verification_run(world: 
     assert all(o.decision.reason == "ok" for o in outcomes)
     # The scans of one loop turn go through the phases together (gateway/scan/turnbatch.py): their signatures in
     # one run, then one pipeline of every lookup (HGET + SET NX GET each) and one of every record (XADD each,
-    # and one EXPIREAT for the day's partition): two round trips, not two per scan or one per command.
+    # and one EXPIREAT for the day's partition), the day key read once for the turn: two round trips, not two
+    # per scan or one per command.
     assert (scanner.turns.runs - runs, scanner.turns.groups - groups) == (1, len(holders))
-    assert (store.batcher.flushes - flushes, store.batcher.commands - commands) == (2, 3 * len(holders) + 1)
+    assert (store.batcher.flushes - flushes, store.batcher.commands - commands) == (2, 3 * len(holders) + 2)
 
 
 async def test_a_batch_is_two_groups_whatever_its_size(world: World) -> None:
@@ -59,8 +61,8 @@ async def test_a_batch_is_two_groups_whatever_its_size(world: World) -> None:
     flushes, commands = store.batcher.flushes, store.batcher.commands
     outcomes = await scanner.scan_many(codes, PLACES[2], "dev-c", now=now)
     assert [o.decision.reason for o in outcomes if not isinstance(o, Exception)] == ["ok"] * 16
-    # lookups: HGET + SET NX GET per code; records: XADD per code and one EXPIREAT for the partition
-    assert (store.batcher.flushes - flushes, store.batcher.commands - commands) == (2, 16 * 2 + 16 + 1)
+    # lookups: HGET + SET NX GET per code and the day key's SET NX GET; records: XADD per code and one EXPIREAT
+    assert (store.batcher.flushes - flushes, store.batcher.commands - commands) == (2, 16 * 2 + 1 + 16 + 1)
 
 
 async def test_a_batch_whose_lookup_times_out_answers_every_code_degraded(world: World) -> None:
