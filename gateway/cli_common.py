@@ -64,7 +64,7 @@ async def admin_redis(settings: Settings) -> AsyncIterator[Redis]:
     if settings.redis_url:
         url = settings.redis_url
     else:
-        embedded = EmbeddedServer(embedded_dir(settings))
+        embedded = EmbeddedServer(embedded_dir(settings), root=settings.data_dir)
         if not socket_alive(embedded.socket_path):
             if gateway_owns(embedded.directory):
                 # The gateway's server is restarting: wait for it, never start a second one on its socket.

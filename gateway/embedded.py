@@ -20,7 +20,7 @@ from typing import IO
 
 __all__ = [
     "EmbeddedServer", "ServerNotFoundError", "Supervisor", "die_with_parent", "find_server_binary", "gateway_owns",
-    "socket_alive",
+    "make_private", "socket_alive",
 ]
 
 log = logging.getLogger("placegate.embedded")
@@ -29,6 +29,9 @@ log = logging.getLogger("placegate.embedded")
 OWNER_LOCK = "gateway.lock"
 # Waits between restarts of a server that keeps dying: it gets the chance to come back, without a busy loop.
 _RESTART_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
+# The server's files hold the day keys, sealed holder references and the status cache: only the gateway's own user
+# may read them (a local account that read a 0644 AOF recovered a day key and re-linked every holder, issue 14).
+_PRIVATE_UMASK = 0o077
 
 
 class ServerNotFoundError(RuntimeError):
@@ -63,15 +66,38 @@ def socket_alive(path: Path) -> bool:
     return False
 
 
+def make_private(directory: Path, *, tree: bool = True) -> None:
+    """Create ``directory`` (and missing parents) mode 0700 and make it 0700; with ``tree``, every directory
+    below it 0700 and every file 0600 too (a directory an older version left world-readable)."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    if not tree:
+        return
+    for root, dirs, files in os.walk(directory):
+        for name in dirs:
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(os.path.join(root, name), 0o700, follow_symlinks=False)
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                with contextlib.suppress(FileNotFoundError):  # the server may rotate an AOF part meanwhile
+                    os.chmod(path, 0o600)
+
+
 class EmbeddedServer:
-    """A private server on a unix socket in ``directory`` (no TCP port is opened)."""
+    """A private server on a unix socket in ``directory`` (no TCP port is opened); the directory is 0700 and
+    every file the server writes in it 0600."""
 
     def __init__(
-        self, directory: Path, *, persistent: bool = True, extra_args: Sequence[str] = (), die_with_parent: bool = False
+        self, directory: Path, *, persistent: bool = True, extra_args: Sequence[str] = (),
+        die_with_parent: bool = False, root: Path | None = None,
     ) -> None:
         """:param die_with_parent: the server gets SIGTERM (and writes its AOF) when the process that started it
-            dies, however it dies: a gateway killed with SIGKILL leaves no orphan server behind."""
+            dies, however it dies: a gateway killed with SIGKILL leaves no orphan server behind.
+        :param root: the data directory ``directory`` lies in, made 0700 as well (its other files are the
+            gateway's: the secret is written 0600 by ``gateway.settings``)."""
         self.directory = directory.resolve()
+        self.root = None if root is None else root.resolve()
         self.die_with_parent = die_with_parent
         self.persistent = persistent
         self.extra_args = tuple(extra_args)
@@ -90,7 +116,7 @@ class EmbeddedServer:
             find_server_binary(),
             "--port", "0",
             "--unixsocket", str(self.socket_path),
-            "--unixsocketperm", "700",
+            "--unixsocketperm", "600",
             "--dir", str(self.directory),
             "--daemonize", "no",
             "--save", "",
@@ -107,14 +133,16 @@ class EmbeddedServer:
         return args + list(self.extra_args)
 
     def start(self, *, timeout_s: float = 15.0) -> EmbeddedServer:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        if self.root is not None:
+            make_private(self.root, tree=False)
+        make_private(self.directory)
         if socket_alive(self.socket_path):
             raise RuntimeError(f"a server already answers on {self.socket_path}")
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
         self.process = subprocess.Popen(
             self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=die_with_parent if self.die_with_parent else None,
+            preexec_fn=die_with_parent if self.die_with_parent else None, umask=_PRIVATE_UMASK,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -189,8 +217,9 @@ class Supervisor:
         self._lock: IO[str] | None = None
 
     def start(self) -> Supervisor:
-        self.server.directory.mkdir(parents=True, exist_ok=True)
-        lock = (self.server.directory / OWNER_LOCK).open("a")
+        make_private(self.server.directory, tree=False)
+        fd = os.open(self.server.directory / OWNER_LOCK, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        lock = os.fdopen(fd, "a")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -19,6 +19,9 @@ __all__ = [
     "AUDIT_HEAD",
     "AUDIT_STREAM",
     "CASE_RETENTION_S",
+    "COMPACTION_DAYS",
+    "COMPACTION_DAYS_TTL_S",
+    "COMPACTION_LEASE",
     "DATA_CLASSES",
     "DISPATCH_DEADLETTER",
     "DISPATCH_DUE",
@@ -47,6 +50,7 @@ __all__ = [
     "case_history_key",
     "case_holder_key",
     "case_key",
+    "compaction_lease_ttl_ms",
     "data_class_of",
     "day_key",
     "day_tag",
@@ -188,6 +192,18 @@ def sweep_lease_ttl_ms(interval_s: float) -> int:
     return int(interval_s * 3 * 1000) + 10_000
 
 
+# Compaction (gateway/privacy/compaction.py): the days whose keys existed at the last check (a day missing now had
+# its key expire or deleted: the AOF is rewritten), and the lease that lets one process compact at a time.
+COMPACTION_DAYS: Final = "pg:privacy:keyed-days"  # "{dYYYYMMDD},..." (day tags only; nobody's data)
+COMPACTION_DAYS_TTL_S: Final = 7 * 24 * 3600  # rewritten at every change; a week bounds a forgotten one
+COMPACTION_LEASE: Final = "pg:privacy:compaction-lease"
+
+
+def compaction_lease_ttl_ms(interval_s: float) -> int:
+    """The compaction lease outlives three checks plus 10 minutes for a rewrite of a large dataset."""
+    return int(interval_s * 3 * 1000) + 600_000
+
+
 def dispatch_day_key(day: str) -> str:
     """Set of the case ids created on ``day`` (YYYYMMDD, UTC): the population of evaluation reports."""
     return f"pg:dispatch:day:{day}"
@@ -253,6 +269,7 @@ class DataClass:
 _DAY = r"\{d[0-9]{8}\}"
 _CASE = r"pg:case:\{c[0-9a-f]{20}\}"
 _LEASE_MAX_S: Final = 3 * 24 * 3600 + 10  # sweep_lease_ttl_ms at the longest interval Settings.RANGES allows
+_COMPACTION_LEASE_MAX_S: Final = 3 * 24 * 3600 + 600  # compaction_lease_ttl_ms at the longest check interval
 
 # Every key placegate writes, one class per line; a key matching no pattern is reported ``unclassified``, a key
 # matching two is a bug (tests/gateway/test_keyspace.py walks every key builder and constant of this module).
@@ -281,6 +298,8 @@ DATA_CLASSES: Final = (
     DataClass("retention_lease", "pg:privacy:retention-lease", True, _LEASE_MAX_S),
     DataClass("audit", r"pg:\{audit\}:(?:log|head|base|config)", False, "none"),
     DataClass("holder_read_limits", r"pg:holder-reads:[0-9a-f]{32}", True, HOLDER_READS_WINDOW_S),
+    DataClass("compaction_days", "pg:privacy:keyed-days", True, COMPACTION_DAYS_TTL_S),
+    DataClass("compaction_lease", "pg:privacy:compaction-lease", True, _COMPACTION_LEASE_MAX_S),
 )
 _MATCHER: Final = re.compile("|".join(f"(?P<c{i}>{c.pattern})" for i, c in enumerate(DATA_CLASSES)))
 

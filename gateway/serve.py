@@ -34,7 +34,7 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_format)
     supervisor: Supervisor | None = None
     if settings.redis_url is None:
-        embedded = EmbeddedServer(embedded_dir(settings), die_with_parent=True)
+        embedded = EmbeddedServer(embedded_dir(settings), die_with_parent=True, root=settings.data_dir)
         if socket_alive(embedded.socket_path):
             print(f"using the embedded server already running in {embedded.directory}", file=sys.stderr)
         else:

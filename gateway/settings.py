@@ -184,6 +184,9 @@ class Settings:
     # How often one process (under a lease) trims the intake stream and the dead letters to the retention by time,
     # whether or not a dispatch sweeper runs; an entry outlives the retention by at most about this much.
     retention_trim_s: float = 60.0
+    # How often one process (under a lease) checks whether a day key expired or was deleted, and if so rewrites
+    # the AOF so that the key's value leaves the disk too (gateway/privacy/compaction.py).
+    compaction_check_s: float = 300.0
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
 
     # Inclusive bounds of every number; a test checks that no numeric field is missing here.
@@ -213,6 +216,7 @@ class Settings:
         "holder_reads_per_hour": (1, 10_000),
         "store_gauges_s": (1, 3600),
         "retention_trim_s": (0.1, 3600),
+        "compaction_check_s": (1, 24 * 3600),
     }
 
     @classmethod

@@ -11,6 +11,7 @@ import orjson
 
 from gateway.cli_common import add_common_args, admin_redis, run, settings_from
 from gateway.errors import GatewayError
+from gateway.privacy import shred
 from gateway.privacy.audit import cli_actor, query_audit, record_access, trim_before, verify_chain
 from gateway.privacy.retention import retention_report
 from gateway.privacy.ropa import build_ropa, render_markdown
@@ -79,6 +80,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     tr.add_argument("--until", type=_time)
     add_common_args(tr)
     tr.set_defaults(func=_trace)
+    shred.register(psub)
 
 
 def _verify(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from gateway.dispatch.lease import SweepLease
 from gateway.dispatch.store import CaseStore
 from gateway.dispatch.worker import trim_to_retention
 from gateway.errors import GatewayError
+from gateway.privacy import compaction
 from gateway.privacy.audit import record_privileged
 from gateway.privacy.routes import routes
 from gateway.redisio import redis_errors
@@ -36,6 +37,7 @@ def install(app: web.Application) -> None:
     app.router.add_routes(ROUTES)
     app.cleanup_ctx.append(_audit_configuration)
     app.cleanup_ctx.append(_retention_trim)
+    compaction.install(app)
 
 
 async def _audit_configuration(app: web.Application) -> AsyncIterator[None]:
