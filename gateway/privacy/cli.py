@@ -80,7 +80,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     tr.add_argument("--until", type=_time)
     add_common_args(tr)
     tr.set_defaults(func=_trace)
-    shred.register(psub)
+    shred.add_shred(psub)
 
 
 def _verify(args: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ from gateway.privacy.audit import cli_actor, record_privileged
 from gateway.privacy.compaction import Compaction, compact_store
 from gateway.redisio import redis_errors
 
-__all__ = ["ShredReport", "parse_day", "register", "shred_day"]
+__all__ = ["ShredReport", "add_shred", "parse_day", "shred_day"]
 
 _DAY = re.compile(r"\d{8}")
 # Longer than a loop turn's gap between its lookup group (which read the key) and its record group, with margin
@@ -99,7 +99,7 @@ def _day_arg(raw: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def register(psub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_shred(psub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``shred`` to ``placegate privacy``."""
     shred = psub.add_parser("shred", help="delete one day's pseudonym key and log now, and compact the store")
     shred.add_argument("--day", required=True, type=_day_arg, help="the UTC day, YYYYMMDD")
