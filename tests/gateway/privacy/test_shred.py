@@ -10,10 +10,12 @@ import shutil
 import stat
 import tempfile
 from collections.abc import AsyncIterator, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pytest
+import redis as sync_redis
 from redis.asyncio import Redis
 
 from crypto.native import Colour
@@ -155,8 +157,9 @@ async def test_records_a_turn_in_flight_appends_after_the_shred_are_removed(worl
         # A turn that read the key just before the deletion writes its record just after it.
         await world.redis.xadd(keyspace.scan_log_key(day), {"pseudonym": stale})
 
-    shredding = asyncio.ensure_future(shred_day(world.redis, day, actor="cli:test", grace_s=0.3))
-    await asyncio.sleep(0.1)
+    shredding = asyncio.ensure_future(shred_day(world.redis, day, actor="cli:test", grace_s=2.0))
+    while await world.redis.exists(keyspace.day_key(day)):  # the deletion has happened once the key is gone
+        await asyncio.sleep(0.005)
     await late_turn()
     report = await shredding
     assert report.late_records == 1
@@ -264,3 +267,26 @@ def test_embedded_server_tightens_an_old_world_readable_directory() -> None:
     finally:
         server.stop()
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_privacy_shred_prints_what_it_removed(redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    day = day_of(datetime.now(UTC) - timedelta(days=2))
+    client = sync_redis.Redis.from_url(redis_url)
+    try:
+        client.flushdb()
+        client.set(keyspace.day_key(day), os.urandom(32), exat=partition_expiry(day, 21))
+        for i in range(3):
+            client.xadd(keyspace.scan_log_key(day), {"pseudonym": f"p{i}"})
+        assert main(["privacy", "shred", "--day", day, "--redis-url", redis_url]) == 0
+        printed = orjson.loads(capsys.readouterr().out)
+        assert (printed["day"], printed["day_key"], printed["log_records"]) == (day, "present", 3)
+        assert printed["compaction"]["done"] is True
+        assert client.exists(keyspace.day_key(day), keyspace.scan_log_key(day)) == 0
+        assert main(["privacy", "shred", "--day", day, "--redis-url", redis_url]) == 0  # nothing left: says so
+        printed = orjson.loads(capsys.readouterr().out)
+        assert (printed["day_key"], printed["log_records"]) == ("absent", 0)
+        actions = [f[b"action"] for _, f in client.xrange(keyspace.AUDIT_STREAM)]
+        assert actions.count(b"shred_day") == 2
+    finally:
+        client.flushdb()
+        client.close()
