@@ -17,6 +17,7 @@ import orjson
 import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
+from redis.exceptions import NoPermissionError
 
 from crypto.native import Colour
 from gateway import keyspace
@@ -290,3 +291,25 @@ def test_privacy_shred_prints_what_it_removed(redis_url: str, capsys: pytest.Cap
     finally:
         client.flushdb()
         client.close()
+
+
+async def test_the_documented_acl_allows_shred_and_compaction(disk_server: EmbeddedServer) -> None:
+    doc = (Path(__file__).parents[3] / "ops" / "EXTERNAL-REDIS.md").read_text()
+    (line,) = [text for text in doc.splitlines() if text.startswith("user placegate ")]
+    rules = line.split()[2:]
+    admin = connect_redis(disk_server.url)
+    user = Redis(unix_socket_path=str(disk_server.socket_path), username="placegate", password="CHANGE-ME")
+    try:
+        assert await admin.acl_setuser("placegate", reset=True) is True
+        await admin.execute_command("ACL", "SETUSER", "placegate", *rules)
+        day = day_of(datetime.now(UTC))
+        await user.set(keyspace.day_key(day), os.urandom(32), exat=partition_expiry(day, 21))
+        await user.xadd(keyspace.scan_log_key(day), {"pseudonym": "p"})
+        with pytest.raises(NoPermissionError):
+            await user.flushall()  # the user is limited, yet:
+        report = await shred_day(user, day, actor="cli:test", grace_s=0.05)
+        assert (report.day_key_present, report.log_records) == (True, 1)
+        assert report.compaction.aof_rewritten and report.compaction.history_left == 0
+    finally:
+        await user.aclose()
+        await admin.aclose()
