@@ -313,3 +313,23 @@ async def test_the_documented_acl_allows_shred_and_compaction(disk_server: Embed
     finally:
         await user.aclose()
         await admin.aclose()
+
+
+async def test_an_expired_key_not_yet_reclaimed_stays_out_of_the_rewritten_aof(
+    make_private_server: PrivateServerFactory,
+) -> None:
+    server = make_private_server(
+        persistent=True, extra_args=("--rdbcompression", "no", "--enable-debug-command", "yes"))
+    client = connect_redis(server.url)
+    try:
+        await client.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "0")  # only an access reclaims an expired key
+        value = os.urandom(32)
+        await client.set(keyspace.day_key("20200101"), value, px=50)
+        await asyncio.sleep(0.2)
+        assert await client.dbsize() == 1  # expired, still held
+        result = await compact_store(client)
+        assert result.aof_rewritten and result.history_left == 0
+        assert await client.dbsize() == 0
+        assert value not in _disk_bytes(server.directory)
+    finally:
+        await client.aclose()
