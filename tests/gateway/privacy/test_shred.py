@@ -9,7 +9,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from gateway.privacy.compaction import compact_if_keys_gone, compact_store
 from gateway.privacy.shred import shred_day
 from gateway.redisio import connect_redis
 from gateway.scan.scanlog import day_of, partition_expiry, pseudonym
-from tests.gateway.conftest import PrivateServerFactory, World
+from tests.gateway.conftest import PrivateServerFactory, World, WorldFactory
 
 HOLDERS = ("holder-1", "holder-2", "holder-3", "holder-quiet", "holder-red")  # holder-quiet: admits only
 
@@ -250,6 +250,35 @@ class TestOnDisk:
         assert result is not None and result.aof_rewritten
         assert (await world.redis.info("persistence"))["aof_rewrites"] == rewrites + 1
         assert await compact_if_keys_gone(world.redis) is None
+
+
+    async def test_a_running_gateway_compacts_once_a_day_key_is_deleted(self, make_world: WorldFactory) -> None:
+        world = await make_world(compaction_check_s=1.0)
+        day = day_of(datetime.now(UTC))
+        await world.set_status("holder-1")
+        assert (await world.scan(world.code("holder-1"), who="dev-c"))[0] == 200
+        old_key = await world.redis.get(keyspace.day_key(day))
+        assert old_key is not None
+        await _until(lambda: _keyed_days_include(world.redis, day))  # the check has seen the key
+        rewrites = (await world.redis.info("persistence"))["aof_rewrites"]
+        await world.redis.delete(keyspace.day_key(day))
+
+        async def rewritten() -> bool:
+            return bool((await world.redis.info("persistence"))["aof_rewrites"] > rewrites)
+
+        await _until(rewritten)
+
+
+async def _keyed_days_include(redis: Redis, day: str) -> bool:
+    return keyspace.day_key(day).rsplit(":", 1)[-1].encode() in (await redis.get(keyspace.COMPACTION_DAYS) or b"")
+
+
+async def _until(condition: Callable[[], Awaitable[bool]], *, limit_s: float = 30.0) -> None:
+    """Poll until ``condition`` holds; fail after ``limit_s`` (a bound, not a speed claim)."""
+    deadline = asyncio.get_running_loop().time() + limit_s
+    while not await condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition never held"
+        await asyncio.sleep(0.05)
 
 
 def test_embedded_server_tightens_an_old_world_readable_directory() -> None:
