@@ -71,22 +71,10 @@ async def _values(redis: Redis) -> list[tuple[bytes, bytes, bytes]]:
     return out
 
 
-def _exempt_field(key: bytes, field: bytes) -> bool:
-    """A ``pseudonym`` field outside the scan log: intake events, dead letters and case holder keys still carry one.
-    Removing them is another change of issue 14 (h-holder); once it is in, no value is exempt and every check
-    below covers every pseudonym."""
-    return field == b"pseudonym" and not key.startswith(b"pg:log:")
-
-
-async def _exempt(redis: Redis) -> set[bytes]:
-    """The values of the exempt fields (``_exempt_field``)."""
-    return {value for key, field, value in await _values(redis) if _exempt_field(key, field)}
-
-
-def _needles(old_key: bytes, exempt: set[bytes]) -> list[bytes]:
+def _needles(old_key: bytes) -> list[bytes]:
     """The old key as raw bytes and in hex, and every pseudonym recomputed with it."""
     names = [pseudonym(old_key, holder).encode() for holder in HOLDERS]
-    return [old_key, old_key.hex().encode(), old_key.hex().upper().encode()] + [p for p in names if p not in exempt]
+    return [old_key, old_key.hex().encode(), old_key.hex().upper().encode(), *names]
 
 
 def _files(directory: Path) -> Iterable[Path]:
@@ -139,9 +127,7 @@ async def test_shred_leaves_no_redis_value_linking_the_day_and_later_scans_use_a
     assert fields[b"pseudonym"] == pseudonym(new_key, "holder-1").encode()
 
     for key, field, value in await _values(world.redis):
-        if _exempt_field(key, field):
-            continue
-        for needle in _needles(old_key, set()):
+        for needle in _needles(old_key):
             assert needle not in value, (key, field)
     entries = await world.redis.xrange(keyspace.AUDIT_STREAM)
     assert any(f[b"action"] == b"shred_day" and f[b"object"] == f"day:{day}".encode() for _, f in entries)
@@ -222,9 +208,7 @@ class TestOnDisk:
                                                                       disk_server.directory.rglob("*.rdb"))
         data = _disk_bytes(disk_server.directory)
         assert new_key in data
-        needles = _needles(old_key, await _exempt(world.redis))
-        assert pseudonym(old_key, "holder-quiet").encode() in needles
-        for needle in needles:
+        for needle in _needles(old_key):
             assert needle not in data
 
     async def test_the_data_directory_is_0700_and_every_file_0600(
