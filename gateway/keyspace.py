@@ -50,6 +50,7 @@ __all__ = [
     "case_history_key",
     "case_holder_key",
     "case_key",
+    "case_notes_key",
     "compaction_lease_ttl_ms",
     "data_class_of",
     "day_key",
@@ -165,6 +166,16 @@ def case_holder_key(case_id: str) -> str:
 def case_extension_key(case_id: str) -> str:
     """Hash with the handler's pending extension request (a request, not a transition)."""
     return case_key(case_id) + ":ext"
+
+
+def case_notes_key(case_id: str, day: str) -> str:
+    """Hash of the (masked) note texts the case's history got on ``day`` (YYYYMMDD, UTC): entry ref -> text.
+
+    Same hash tag as the case (one script writes both); its own prefix, because it keeps the scan log's retention
+    and not the case's: EXPIREAT the end of ``day`` + ``retention_days`` (``scan.scanlog.partition_expiry``),
+    one key per day so every note expires exactly when the log of its day does, however many notes follow.
+    """
+    return "pg:casenote:{" + case_id + "}:" + day
 
 
 DISPATCH_OPEN: Final = "pg:dispatch:open"  # set of non-terminal case ids: queues and the sweeper
@@ -288,6 +299,8 @@ DATA_CLASSES: Final = (
     DataClass("case_history", _CASE + ":history", True, CASE_RETENTION_S),
     DataClass("case_holder", _CASE + ":holder", True, "retention"),
     DataClass("case_extension", _CASE + ":ext", True, CASE_RETENTION_S),
+    # Note texts keep the scan log's retention, not the case's: end of the note's day + retention_days.
+    DataClass("case_notes", r"pg:casenote:\{c[0-9a-f]{20}\}:[0-9]{8}", True, "day_end"),
     DataClass("dispatch_intake", "pg:dispatch:intake", False, "none"),  # trimmed by time, entries checked
     DataClass("dead_letters", "pg:dispatch:deadletter", True, "retention"),  # and its entries checked
     DataClass("dispatch_open", "pg:dispatch:open", True, CASE_RETENTION_S),

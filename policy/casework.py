@@ -30,6 +30,7 @@ from policy.case_errors import (
     ReasonRequiredError,
     WrongDepartmentError,
 )
+from policy.masking import mask_personal
 from policy.routing import CentreLevel, EventClass, initial_level, is_urgent, parse_jurisdiction
 
 __all__ = [
@@ -137,6 +138,8 @@ class HistoryEntry:
     level: CentreLevel
     deadline: datetime | None = None
     note: str | None = None
+    # Set by the case store when the entry had a note whose text is past the scan-log retention (never stored).
+    note_expired: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,8 +229,9 @@ def _check_note(note: str | None, action: Action) -> str | None:
         raise NoteTooLongError(f"note longer than {NOTE_MAX_CHARS} characters")
     if action in REASON_REQUIRED and (note is None or not note.strip()):
         raise ReasonRequiredError(f"{action} requires a reason")
-    # "" and None mean the same (no note), so a stored empty field reads back equal.
-    return note or None
+    # Notes are personal data (issue 14): ID, phone and e-mail are masked before any entry holds the text, so
+    # no store, answer or log downstream ever sees them. "" and None mean the same (no note).
+    return mask_personal(note).text if note else None
 
 
 def new_case(
@@ -367,8 +371,8 @@ def case_to_fields(case: Case) -> dict[str, str]:
 
 
 def entry_to_fields(entry: HistoryEntry) -> dict[str, str]:
-    """One history entry as the fields of a stream entry."""
-    return {f.name: _encode(getattr(entry, f.name)) for f in fields(HistoryEntry)}
+    """One history entry as the fields of a stream entry (``note_expired`` is a read-time fact, never stored)."""
+    return {f.name: _encode(getattr(entry, f.name)) for f in fields(HistoryEntry) if f.name != "note_expired"}
 
 
 def _flag(value: str) -> bool:

@@ -4,6 +4,9 @@
 A report becomes an intake event (``source=report``) exactly like a scan's exception; the case id is derived
 from the event id, so the answer can name the case before the consumer has made it. A place outside the
 manager's scope and a place that does not exist get the same 403, so the API reveals no place ids.
+
+The note is personal data: ID-card numbers, mobile numbers and e-mail addresses in it are masked
+(``policy/masking.py``) before the event is written, and the answer shows the note as it was stored.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from gateway.intake import REPORT_EVENT_CLASSES, report_event_fields
 from gateway.principals import Role
 from gateway.trust.state import PLACES
 from policy.casework import NOTE_MAX_CHARS
+from policy.masking import mask_personal
 from policy.routing import EventClass, JurisdictionLevel
 
 __all__ = ["REPORT_CLASSES", "routes"]
@@ -31,6 +35,7 @@ MAX_BODY = 8 * 1024
 REPORT_CLASSES = REPORT_EVENT_CLASSES
 CLOCK_SKEW = timedelta(minutes=5)
 REPORT_MAX_AGE = timedelta(days=7)
+_MASK_HINT = "ID-card numbers, mobile numbers and e-mail addresses in a note are masked before it is stored"
 
 
 routes = web.RouteTableDef()
@@ -39,7 +44,8 @@ routes = web.RouteTableDef()
 @routes.post("/v1/reports")
 @requires(Role.SITE_MANAGER)
 async def post_report(request: web.Request) -> web.Response:
-    """``{"event_class", "place", "time", "note"?}`` → 202 with the event id and the case id it becomes."""
+    """``{"event_class", "place", "time", "note"?}`` → 202 with the event id, the case id it becomes and the note
+    as stored (personal data masked) with the count of each kind masked."""
     runtime = request.app[DISPATCH]
     principal = request[PRINCIPAL]
     body = await read_json(request, limit=MAX_BODY)
@@ -49,7 +55,7 @@ async def post_report(request: web.Request) -> web.Response:
     if not isinstance(place_id, str) or not isinstance(at_raw, str) or not isinstance(event_class, str):
         raise BadRequestError("place, event_class and time are required strings")
     if note is not None and not isinstance(note, str):
-        raise BadRequestError("note must be a string")
+        raise BadRequestError(f"note must be a string ({_MASK_HINT})")
     # Scope before anything that depends on the place: the same answer whether or not the place exists.
     place = await request.app[PLACES].get(place_id) if place_id in principal.places else None
     if place is None:
@@ -64,14 +70,19 @@ async def post_report(request: web.Request) -> web.Response:
     if not now - REPORT_MAX_AGE <= at <= now + CLOCK_SKEW:
         raise CaseRefusedError("time is in the future or too old to report", code="invalid_report_time")
     if note is not None and len(note) > NOTE_MAX_CHARS:
-        raise CaseRefusedError(f"note longer than {NOTE_MAX_CHARS} characters", code="note_too_long")
+        raise CaseRefusedError(f"note longer than {NOTE_MAX_CHARS} characters ({_MASK_HINT})", code="note_too_long")
+    masked = mask_personal(note) if note else None
     event_id = "r" + f"{int(now.timestamp() * 1000):012x}" + os.urandom(8).hex()
     event = report_event_fields(
         event_id=event_id, event_class=EventClass(event_class), place_id=place.place_id,
-        jurisdiction=place.jurisdiction, reporter=principal.principal_id, occurred_at=at, note=note,
+        jurisdiction=place.jurisdiction, reporter=principal.principal_id, occurred_at=at,
+        note=masked.text if masked else None,
     )  # fmt: skip
     await runtime.store.append_intake(event)
-    return json_response({"event_id": event_id, "case_id": case_id_for_event(event_id), "status": "queued"}, status=202)
+    answer: dict[str, object] = {"event_id": event_id, "case_id": case_id_for_event(event_id), "status": "queued"}
+    if masked is not None:
+        answer.update(note=masked.text, masked=masked.counts)
+    return json_response(answer, status=202)
 
 
 @routes.get("/v1/dispatch/metrics")

@@ -26,6 +26,7 @@ from gateway.principals import Principal, Role
 from gateway.privacy.audit import record_access
 from policy.case_errors import CaseError, IllegalTransitionError
 from policy.casework import (
+    NOTE_MAX_CHARS,
     TERMINAL_STATES,
     Action,
     Actor,
@@ -38,6 +39,7 @@ from policy.casework import (
     suggest_closure_kind,
 )
 from policy.casework import Role as CaseRole
+from policy.masking import mask_personal
 from policy.purpose import PURPOSE
 
 __all__ = ["case_json", "routes"]
@@ -56,7 +58,8 @@ routes = web.RouteTableDef()
 
 
 def case_json(case: Case, *, history: bool = True) -> dict[str, Any]:
-    """A case as JSON; notes are returned as written and never rendered (JSON only, no HTML anywhere)."""
+    """A case as JSON; notes are returned as stored (masked: ``policy.masking``) and never rendered (JSON only, no
+    HTML anywhere); a note past the scan-log retention reads ``"note": null, "note_expired": true``."""
     doc: dict[str, Any] = dict(case_to_fields(case))
     for name in ("urgent", "overdue", "extension_used"):
         doc[name] = doc[name] == "1"
@@ -67,6 +70,7 @@ def case_json(case: Case, *, history: bool = True) -> dict[str, Any]:
     if history:
         doc["history"] = [
             {k: (v or None) if k in ("note", "deadline") else v for k, v in entry_to_fields(e).items()}
+            | {"note_expired": e.note_expired}
             for e in case.history
         ]
     return doc
@@ -124,6 +128,8 @@ async def list_cases(request: web.Request) -> web.Response:
         if cursor == 0 or len(found) >= limit:
             break
     found.sort(key=lambda c: (c.created_at, c.case_id))
+    # The queue carries no note text: one audit entry per page is the record of who listed which cases.
+    await _audit_read(runtime, principal, "case_list", "cases", "", len(found))
     # A page may hold a few more than ``limit`` (the last SSCAN step's matches): never skip a case.
     return json_response(
         {"cases": [case_json(c, history=False) for c in found], "next_cursor": str(cursor) if cursor else None}
@@ -137,8 +143,23 @@ async def get_case(request: web.Request) -> web.Response:
     case_id = _case_id(request)
     case = await _visible_case(runtime, request[PRINCIPAL], case_id)
     doc = case_json(case)
-    doc["extension_request"] = await runtime.store.extension_request(case_id)
+    doc["extension_request"] = _extension_json(await runtime.store.extension_request(case_id))
+    # Audit before the case (its notes are personal data) leaves the gateway: no trail, no read.
+    await _audit_read(runtime, request[PRINCIPAL], "case_read", f"case:{case_id}", case_id, 1)
     return json_response(doc)
+
+
+async def _audit_read(
+    runtime: DispatchRuntime, principal: Principal, action: str, obj: str, case_ref: str, count: int
+) -> None:
+    await record_access(runtime.store.redis, principal=principal, action=action, obj=obj, purpose=PURPOSE,
+                        now=runtime.now(), case_ref=case_ref, result_count=count)  # fmt: skip
+
+
+def _extension_json(request: dict[str, str] | None) -> dict[str, Any] | None:
+    if request is None:
+        return None
+    return {**request, "note": request.get("note") or None, "note_expired": request.get("note_expired") == "1"}
 
 
 def _text_field(body: dict[str, Any], name: str) -> str | None:
@@ -209,6 +230,8 @@ async def act_on_case(request: web.Request) -> web.Response:
         return new
 
     case = await _update(runtime, case_id, change)
+    # The answer is the whole case, notes included: a read like GET (the action itself is in the history).
+    await _audit_read(runtime, principal, "case_read", f"case:{case_id}", case_id, 1)
     return json_response(case_json(case))
 
 
@@ -231,16 +254,18 @@ async def _request_extension(
             raise IllegalTransitionError("an extension is requested while handling")
         if case.extension_used:
             raise CaseRefusedError("the case already had its one extension", code="extension_already_used")
-        if note is not None and len(note) > 1000:
+        if note is not None and len(note) > NOTE_MAX_CHARS:
             raise CaseRefusedError("note too long", code="note_too_long")
     except CaseError as exc:
         raise CaseRefusedError(str(exc), code=exc.code) from None
     now = runtime.now()
+    note = mask_personal(note).text if note else None  # personal data never stored (policy/masking.py)
     request = {"requested_at": now.isoformat(), "by": principal.principal_id, "note": note or ""}
     if not await runtime.store.request_extension(case_id, request):
         raise CaseRefusedError("an extension was already requested", code="extension_already_requested")
     doc = case_json(case)
-    doc["extension_request"] = request
+    doc["extension_request"] = _extension_json(request)
+    await _audit_read(runtime, principal, "case_read", f"case:{case_id}", case_id, 1)
     return json_response(doc, status=202)
 
 

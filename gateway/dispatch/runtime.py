@@ -76,13 +76,16 @@ def make_runtime(redis: Redis, settings: Settings, dispatch: DispatchSettings) -
         raise ValueError("settings.secret is required to seal and open holder references")
     routing, deadlines = load_tables(dispatch)
     store = CaseStore(
-        redis, waitaof_timeout_ms=dispatch.waitaof_timeout_ms, holder_retention_s=settings.retention_days * 24 * 3600
+        redis, waitaof_timeout_ms=dispatch.waitaof_timeout_ms, holder_retention_s=settings.retention_days * 24 * 3600,
+        note_retention_days=settings.retention_days,
     )
     secret = settings.secret.reveal()
     limit = HolderReadLimit(redis, per_hour=settings.holder_reads_per_hour)
-    return DispatchRuntime(
+    runtime = DispatchRuntime(
         dispatch, store, routing, deadlines, Sealer(secret), SubjectHasher(secret), limit, settings.holder_read_classes
     )
+    store.clock = runtime.now  # note TTLs count from the runtime's (replaceable) clock
+    return runtime
 
 
 def consumer_name() -> str:

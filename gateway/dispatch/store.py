@@ -32,17 +32,21 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
 from gateway import keyspace
+from gateway.dispatch.notes import EXTENSION_FIELD, join_entries, note_days, note_ttl_ms, refs_of, split_entries
 from gateway.errors import CaseRefusedError, NotDurableError, NotFoundError
 from gateway.redisio import redis_errors
-from policy.casework import TERMINAL_STATES, Case, case_from_fields, case_to_fields, entry_from_fields, entry_to_fields
+from gateway.scan.scanlog import day_of
+from policy.casework import TERMINAL_STATES, Case, case_from_fields, case_to_fields
 from policy.deadlines import next_due_at
+from policy.masking import mask_personal
 
 __all__ = ["WRITE_RETRIES", "CaseStore", "case_id_for_event", "due_score", "valid_case_id"]
 
 WRITE_RETRIES = 8
 
-# KEYS: case hash, history stream, holder hash. ARGV: expected history length, case TTL ms, JSON case fields
-# (flat [k, v, ...]), JSON list of new entries (each flat), JSON holder fields or "", holder TTL ms.
+# KEYS: case hash, history stream, holder hash, then the notes hashes of the new entries' days. ARGV: expected
+# history length, case TTL ms, JSON case fields (flat [k, v, ...]), JSON list of new entries (each flat), JSON
+# holder fields or "", holder TTL ms, JSON list of notes [KEYS index, field, text, TTL ms] (dispatch/notes.py).
 _WRITE_LUA = """
 if redis.call('XLEN', KEYS[2]) ~= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[3])))
@@ -54,6 +58,10 @@ redis.call('PEXPIRE', KEYS[2], ARGV[2])
 if ARGV[5] ~= '' then
   redis.call('HSET', KEYS[3], unpack(cjson.decode(ARGV[5])))
   redis.call('PEXPIRE', KEYS[3], ARGV[6])
+end
+for _, n in ipairs(cjson.decode(ARGV[7] or '[]')) do
+  redis.call('HSET', KEYS[n[1]], n[2], n[3])
+  redis.call('PEXPIRE', KEYS[n[1]], n[4])
 end
 return 1
 """
@@ -129,11 +137,14 @@ class CaseStore:
         waitaof_timeout_ms: int = 2000,
         case_retention_s: int = keyspace.CASE_RETENTION_S,
         holder_retention_s: int = 21 * 24 * 3600,
+        note_retention_days: int = 21,
     ) -> None:
         self.redis = redis
         self.waitaof_timeout_ms = waitaof_timeout_ms
         self.case_retention_ms = case_retention_s * 1000
         self.holder_retention_ms = holder_retention_s * 1000
+        self.note_retention_days = note_retention_days  # note texts keep the scan log's retention (notes.py)
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # the runtime's clock: note TTLs from "now"
         self._script = redis.register_script(_WRITE_LUA)
         self._index_script = redis.register_script(_INDEX_LUA)
         self._aof: bool | None = None
@@ -169,7 +180,7 @@ class CaseStore:
                 if score is not None:
                     await conn.zadd(keyspace.DISPATCH_DUE, {cid: score}, lt=True)  # early, never late: see above
                 ok = await self._script(
-                    keys=[keyspace.case_key(cid), keyspace.case_history_key(cid), keyspace.case_holder_key(cid)],
+                    keys=self._keys(old, new),
                     args=args,
                     client=conn,
                 )
@@ -179,15 +190,23 @@ class CaseStore:
                     await self._wait_aof(conn)
         return bool(ok)
 
+    def _keys(self, old: Case | None, new: Case) -> list[str]:
+        cid, days = new.case_id, note_days(new.history[len(old.history) if old is not None else 0 :])
+        base = [keyspace.case_key(cid), keyspace.case_history_key(cid), keyspace.case_holder_key(cid)]
+        return base + [keyspace.case_notes_key(cid, d) for d in days]
+
     def _write_args(self, old: Case | None, new: Case, holder: Mapping[str, str] | None) -> list[str]:
         done = len(old.history) if old is not None else 0
+        entries, notes = split_entries(new.history[done:], done, self.note_retention_days, self.clock())
+        days = note_days(new.history[done:])
         return [
             str(done),
             str(self.case_retention_ms),
             orjson.dumps(_flat(case_to_fields(new))).decode(),
-            orjson.dumps([_flat(entry_to_fields(e)) for e in new.history[done:]]).decode(),
+            orjson.dumps([_flat(e) for e in entries]).decode(),
             orjson.dumps(_flat(holder)).decode() if holder else "",
             str(self.holder_retention_ms),
+            orjson.dumps([[4 + days.index(n.day), n.field, n.text, str(n.ttl_ms)] for n in notes]).decode(),
         ]
 
     async def write_unacknowledged(self, changes: Sequence[tuple[Case | None, Case]]) -> list[bool]:
@@ -206,7 +225,7 @@ class CaseStore:
                     if score is not None:
                         pipe.zadd(keyspace.DISPATCH_DUE, {cid: score}, lt=True)
                     await self._script(
-                        keys=[keyspace.case_key(cid), keyspace.case_history_key(cid), keyspace.case_holder_key(cid)],
+                        keys=self._keys(old, new),
                         args=self._write_args(old, new, None),
                         client=pipe,
                     )
@@ -292,8 +311,19 @@ class CaseStore:
             replies = await pipe.execute()
         if not replies[0]:
             return None
-        entries = [entry_from_fields(_text(f)) for _, f in replies[1]] if history else []
-        return case_from_fields(_text(replies[0]), entries)
+        raw = [_text(f) for _, f in replies[1]] if history else []
+        return case_from_fields(_text(replies[0]), join_entries(raw, await self._note_texts(case_id, refs_of(raw))))
+
+    async def _note_texts(self, case_id: str, days: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The note texts of the case on ``days`` (a day whose key expired reads as empty)."""
+        if not days:
+            return {}
+        with redis_errors("dispatch store"):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for day in days:
+                    pipe.hgetall(keyspace.case_notes_key(case_id, day))
+                replies = await pipe.execute()
+        return {day: _text(r) for day, r in zip(days, replies, strict=True)}
 
     async def get_many(self, case_ids: Sequence[str], *, history: bool = False) -> list[Case]:
         """The cases that exist among ``case_ids``, in order."""
@@ -308,7 +338,8 @@ class CaseStore:
         out: list[Case] = []
         for i in range(0, len(replies), step):
             if replies[i]:
-                entries = [entry_from_fields(_text(f)) for _, f in replies[i + 1]] if history else []
+                # Listings and evaluation read no note text (``join_entries`` with ``None``).
+                entries = join_entries([_text(f) for _, f in replies[i + 1]], None) if history else []
                 out.append(case_from_fields(_text(replies[i]), entries))
         return out
 
@@ -409,14 +440,26 @@ class CaseStore:
         return mid.decode() if isinstance(mid, bytes) else str(mid)
 
     async def request_extension(self, case_id: str, request: Mapping[str, str]) -> bool:
-        """Record the handler's one extension request; False if one was already made."""
+        """Record the handler's one extension request; False if one was already made.
+
+        Its note is stored like a history note (masked, in its day's notes hash, the scan log's retention).
+        """
         name = keyspace.case_extension_key(case_id)
+        fields, note, ttl_ms = dict(request), request.get("note", ""), 0
+        if note:
+            day = day_of(datetime.fromisoformat(request["requested_at"]))
+            ttl_ms = note_ttl_ms(day, self.note_retention_days, self.clock())
+            fields.update(note="", note_ref=f"{day}:{EXTENSION_FIELD}")
         with redis_errors("dispatch store"):
             async with self.redis.client() as conn:
                 if not await conn.hsetnx(name, "requested_at", request["requested_at"]):
                     return False
-                await conn.hset(name, mapping=dict(request))  # type: ignore[arg-type]
+                await conn.hset(name, mapping=fields)  # type: ignore[arg-type]
                 await conn.pexpire(name, self.case_retention_ms)
+                if ttl_ms > 0:
+                    notes = keyspace.case_notes_key(case_id, day)
+                    await conn.hset(notes, EXTENSION_FIELD, mask_personal(note).text)
+                    await conn.pexpire(notes, ttl_ms)
                 if await self.aof_enabled():
                     await self._wait_aof(conn)
         return True
@@ -424,4 +467,12 @@ class CaseStore:
     async def extension_request(self, case_id: str) -> dict[str, str] | None:
         with redis_errors("dispatch store"):
             raw = await self.redis.hgetall(keyspace.case_extension_key(case_id))
-        return _text(raw) or None
+        request = _text(raw)
+        ref = request.pop("note_ref", "")
+        if ref:
+            day = ref.partition(":")[0]
+            text = (await self._note_texts(case_id, [day]))[day].get(EXTENSION_FIELD, "")
+            request.update(note=text, note_expired="" if text else "1")
+        elif request.get("note"):
+            request["note"] = mask_personal(request["note"]).text  # written inline before notes were split
+        return request or None

@@ -79,6 +79,8 @@ class _Findings:
 
 
 def _day_of_key(key: str) -> str:
+    if key.startswith("pg:casenote:"):  # keyspace.case_notes_key: the case's hash tag, then the note's day
+        return key.rsplit(":", 1)[1]
     return key.split("{d", 1)[1].rstrip("}")
 
 
