@@ -89,8 +89,9 @@ def build_ropa(settings: Settings, rules: Rules, app: web.Application, *, now: d
             "categories": ["holder reference sealed to its event or case (AES-256-GCM)",
                            "keyed subject hash of the holder", "place", "event class"],
             "recipients": _recipients(routes, ("/v1/cases", "/v1/reports")) or ["dispatch core (not yet routed)"],
-            "storage": "Redis stream pg:dispatch:intake, hashes pg:case:{id}",
-            "retention": "until the case is closed and evaluated (dispatch core policy)",
+            "storage": "Redis stream pg:dispatch:intake, hashes pg:case:{id}, note texts pg:casenote:{id}:{day}",
+            "retention": "case structure 3 years; note texts (ID, phone and e-mail numbers masked) the end of their "
+            f"day + {settings.retention_days} days, like the scan log",
         },
         {
             "name": "contact tracing",

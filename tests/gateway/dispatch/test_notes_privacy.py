@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001  # Chinese notes use full-width punctuation: that is what is tested
 """Notes are personal data (issue 14): over real HTTP on the real Redis, ID-card numbers, mobile numbers and
 e-mail addresses in report notes and case-action notes are masked before anything stores them, note texts keep
 the scan log's retention while the case keeps its three years, and every case read is audited."""
