@@ -5,7 +5,7 @@ ID numbers made with their GB 11643-1999 check digit, and properties over genera
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from policy.masking import LABELS, id_check_char, mask_personal, valid_id18
@@ -97,8 +97,6 @@ _plain = st.text(alphabet=st.sampled_from([*"张三李四的住在 ,.;:()-abcXYZ
 @given(_first17, _plain, _plain)
 def test_any_valid_id_in_any_text_is_masked(first17: str, before: str, after: str) -> None:
     number = _id18(first17)
-    # Letters around an ID ending in X would make it a word; the property is about digit boundaries.
-    after = after.lstrip("abcXYZ")
     result = mask_personal(before + number + after)
     assert number not in result.text and "[ID]" in result.text
     assert result.counts["id"] >= 1
@@ -125,6 +123,7 @@ def test_any_mobile_number_in_any_written_form_is_masked(second: str, rest: str,
 @given(st.text(alphabet="0123456789", min_size=1, max_size=8), st.sampled_from("3456789"),
        st.text(alphabet="0123456789", min_size=9, max_size=9))  # fmt: skip
 def test_digits_inside_a_longer_run_are_not_partly_masked(lead: str, second: str, rest: str) -> None:
+    assume(lead not in ("86", "0086"))  # those are the country-code forms of a whole number
     run = lead + "1" + second + rest  # a mobile number's digits after other digits: 12 to 19 digits long
     result = mask_personal(f"x {run} y")
     assert result.counts["phone"] == 0
