@@ -10,9 +10,12 @@ from typing import Any
 
 import orjson
 
-from gateway.keyspace import AUDIT_STREAM, case_history_key, case_notes_key
+from gateway.dispatch.store import case_id_for_event
+from gateway.intake import report_event_fields
+from gateway.keyspace import AUDIT_STREAM, DISPATCH_INTAKE, case_history_key, case_key, case_notes_key
 from gateway.scan.scanlog import day_of, partition_expiry
 from policy.masking import id_check_char
+from policy.routing import EventClass
 from tests.gateway.dispatch import test_dispatch_fixtures as fx
 from tests.gateway.dispatch.test_dispatch_fixtures import T0, DispatchWorld
 from tests.gateway.privacy.test_privacy_storage import _dump
@@ -163,6 +166,21 @@ async def test_a_case_written_with_inline_notes_still_reads_masked(dw: DispatchW
     assert (case["history"][-1]["note"], case["history"][-1]["note_expired"]) == ("old note [PHONE]", False)
     status, case = await dw.act("h-clinic", case_id, "start")  # and the case still moves on
     assert (status, case["state"]) == (200, "in_progress")
+
+
+async def test_a_report_queued_by_older_code_with_a_raw_note_becomes_a_masked_case(dw: DispatchWorld) -> None:
+    event = report_event_fields(event_id="r-legacy-1", event_class=EventClass.FORCED_ENTRY, place_id="place-a",
+                                jurisdiction="city/d1/s1/g1/c1", reporter="sm-a", occurred_at=T0, note=PERSONAL)
+    await dw.world.redis.xadd(DISPATCH_INTAKE, event)  # type: ignore[arg-type]
+    assert await dw.pump() == {"created": 1}
+    case_id = case_id_for_event("r-legacy-1")
+    _, case = await dw.get("dispatcher", f"/v1/cases/{case_id}")
+    assert case["history"][0]["note"] == MASKED
+    # The case, its history and its notes hold none of it (the queued event itself is what older code wrote).
+    for key in (case_key(case_id), case_history_key(case_id), case_notes_key(case_id, day_of(T0))):
+        kind = (await dw.world.redis.type(key)).decode()
+        value = await (dw.world.redis.xrange(key) if kind == "stream" else dw.world.redis.hgetall(key))
+        _assert_nowhere(repr(value).encode())
 
 
 async def test_every_case_read_is_audited_and_a_queue_page_once(dw: DispatchWorld) -> None:
