@@ -124,10 +124,11 @@ ROUTE_DOCS: Mapping[tuple[str, str], RouteDoc] = {
     # --- dispatch ----------------------------------------------------------------------------------------------
     ("POST", "/v1/reports"): RouteDoc(
         "post_report", "dispatch", "a site manager reports non-compliance at one of their places",
-        _obj({"event_id": _STR, "case_id": _STR, "status": _STR}), ok_status=202,
+        _obj({"event_id": _STR, "case_id": _STR, "status": _STR},
+             {"note": _STR, "masked": {"type": "object", "additionalProperties": _INT}}), ok_status=202,
         body=_obj({"event_class": _STR, "place": _STR, "time": _TIME}, {"note": {"type": "string"}}),
         description="Personal data in the note (ID-card numbers, mobile numbers, e-mail addresses) is masked "
-                    "before it is stored.",
+                    "before it is stored; the answer carries the note as stored and the count masked per kind.",
     ),
     ("GET", "/v1/cases"): RouteDoc(
         "list_cases", "dispatch", "the caller's queue of open cases",
