@@ -5,7 +5,7 @@ the scan log's retention while the case keeps its three years, and every case re
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -13,6 +13,7 @@ import orjson
 from gateway.dispatch.store import case_id_for_event
 from gateway.intake import report_event_fields
 from gateway.keyspace import AUDIT_STREAM, DISPATCH_INTAKE, case_history_key, case_key, case_notes_key
+from gateway.privacy.retention import retention_report
 from gateway.scan.scanlog import day_of, partition_expiry
 from policy.masking import id_check_char
 from policy.routing import EventClass
@@ -206,3 +207,23 @@ async def test_the_report_route_says_notes_are_masked(dw: DispatchWorld) -> None
     status, body = await _report(dw, "x" * 1001)
     assert (status, body["error"]) == (422, "note_too_long")
     assert "masked" in body["detail"]
+
+
+async def test_the_retention_report_checks_note_keys_against_their_day(
+    make_dispatch_world: fx.DispatchWorldFactory,
+) -> None:
+    dw = await make_dispatch_world(clock=None)  # the real clock: the report compares with the server's
+    case_id = await dw.event(holder=None)
+    await dw.pump()
+    await dw.act("h-clinic", case_id, "return", note="not ours")
+    now = datetime.now(UTC)
+    key = case_notes_key(case_id, day_of(now))
+    assert await dw.world.redis.exists(key)
+
+    async def violations() -> list[Any]:
+        report = await retention_report(dw.world.redis, now=now, retention_days=21, status_ttl_s=3600)
+        return [v for v in report["violations"] if "casenote" in str(v)]  # type: ignore[attr-defined]
+
+    assert await violations() == []
+    await dw.world.redis.pexpire(key, (partition_expiry(day_of(now), 21) - int(now.timestamp()) + 3600) * 1000)
+    assert len(await violations()) == 1  # an hour past the day's end + retention: reported
