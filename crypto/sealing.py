@@ -26,10 +26,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from crypto.kdf import derive_key
 
-__all__ = ["SealError", "Sealer", "case_binding", "event_binding"]
+__all__ = ["NOTE_LABEL", "SEALED_PREFIX", "SealError", "Sealer", "case_binding", "event_binding", "note_binding"]
 
 _PREFIX = "s2."
 _AAD = b"placegate/holder-ref/v2\x00"  # + the binding
+SEALED_PREFIX = _PREFIX  # what every value sealed now starts with
 _LEGACY_PREFIX = "s1."
 _LEGACY_AAD = b"placegate/holder-ref/v1"
 
@@ -43,6 +44,16 @@ def event_binding(event_id: str) -> str:
     return "event:" + event_id
 
 
+def note_binding(case_id: str, day: str, field: str) -> str:
+    """What a sealed note text is bound to: its case, its day's notes key and its field there."""
+    return f"note:{case_id}:{day}:{field}"
+
+
+# The sub-key label of the note sealer: notes and holder references are separate purposes, so one leaked
+# sub-key opens one of them only (crypto/kdf.py).
+NOTE_LABEL = b"placegate/note-seal/v1"
+
+
 def case_binding(case_id: str) -> str:
     """What a sealed reference is bound to inside a case's holder key."""
     return "case:" + case_id
@@ -51,8 +62,8 @@ def case_binding(case_id: str) -> str:
 class Sealer:
     __slots__ = ("_aead",)
 
-    def __init__(self, master: bytes) -> None:
-        self._aead = AESGCM(derive_key(master, b"placegate/seal/v1"))
+    def __init__(self, master: bytes, *, label: bytes = b"placegate/seal/v1") -> None:
+        self._aead = AESGCM(derive_key(master, label))
 
     def __repr__(self) -> str:
         return "Sealer(***)"

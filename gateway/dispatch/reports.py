@@ -76,7 +76,7 @@ async def post_report(request: web.Request) -> web.Response:
     event = report_event_fields(
         event_id=event_id, event_class=EventClass(event_class), place_id=place.place_id,
         jurisdiction=place.jurisdiction, reporter=principal.principal_id, occurred_at=at,
-        note=masked.text if masked else None,
+        note=runtime.store.seal_intake_note(event_id, masked.text) if masked else None,
     )  # fmt: skip
     await runtime.store.append_intake(event)
     answer: dict[str, object] = {"event_id": event_id, "case_id": case_id_for_event(event_id), "status": "queued"}

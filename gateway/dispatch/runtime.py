@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from redis.asyncio import Redis
 
-from crypto.sealing import Sealer
+from crypto.sealing import NOTE_LABEL, Sealer
 from crypto.subject import SubjectHasher
 from gateway.dispatch.holder_reads import HolderReadLimit
 from gateway.dispatch.store import CaseStore
@@ -78,6 +78,7 @@ def make_runtime(redis: Redis, settings: Settings, dispatch: DispatchSettings) -
     store = CaseStore(
         redis, waitaof_timeout_ms=dispatch.waitaof_timeout_ms, holder_retention_s=settings.retention_days * 24 * 3600,
         note_retention_days=settings.retention_days,
+        note_sealer=Sealer(settings.secret.reveal(), label=NOTE_LABEL),
     )
     secret = settings.secret.reveal()
     limit = HolderReadLimit(redis, per_hour=settings.holder_reads_per_hour)

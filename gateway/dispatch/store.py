@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
+from crypto.sealing import SEALED_PREFIX, Sealer, SealError, note_binding
 from gateway import keyspace
 from gateway.dispatch.notes import EXTENSION_FIELD, join_entries, note_days, note_ttl_ms, refs_of, split_entries
 from gateway.errors import CaseRefusedError, NotDurableError, NotFoundError
@@ -138,12 +139,17 @@ class CaseStore:
         case_retention_s: int = keyspace.CASE_RETENTION_S,
         holder_retention_s: int = 21 * 24 * 3600,
         note_retention_days: int = 21,
+        note_sealer: Sealer | None = None,
     ) -> None:
         self.redis = redis
         self.waitaof_timeout_ms = waitaof_timeout_ms
         self.case_retention_ms = case_retention_s * 1000
         self.holder_retention_ms = holder_retention_s * 1000
         self.note_retention_days = note_retention_days  # note texts keep the scan log's retention (notes.py)
+        # Note texts are free text: masking catches ID numbers, phones and e-mails, not a name. Sealed at rest
+        # (AES-GCM bound to case, day and field), a name is readable only through a case read, which is audited;
+        # no Redis value, AOF or backup shows it. None: stored masked but clear (tools that never read notes).
+        self.note_sealer = note_sealer
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # the runtime's clock: note TTLs from "now"
         self._script = redis.register_script(_WRITE_LUA)
         self._index_script = redis.register_script(_INDEX_LUA)
@@ -206,7 +212,8 @@ class CaseStore:
             orjson.dumps([_flat(e) for e in entries]).decode(),
             orjson.dumps(_flat(holder)).decode() if holder else "",
             str(self.holder_retention_ms),
-            orjson.dumps([[4 + days.index(n.day), n.field, n.text, str(n.ttl_ms)] for n in notes]).decode(),
+            orjson.dumps([[4 + days.index(n.day), n.field, self._seal_note(new.case_id, n.day, n.field, n.text),
+                           str(n.ttl_ms)] for n in notes]).decode(),
         ]
 
     async def write_unacknowledged(self, changes: Sequence[tuple[Case | None, Case]]) -> list[bool]:
@@ -323,7 +330,43 @@ class CaseStore:
                 for day in days:
                     pipe.hgetall(keyspace.case_notes_key(case_id, day))
                 replies = await pipe.execute()
-        return {day: _text(r) for day, r in zip(days, replies, strict=True)}
+        return {
+            day: {f: self._open_note(case_id, day, f, text) for f, text in _text(r).items()}
+            for day, r in zip(days, replies, strict=True)
+        }
+
+    def seal_intake_note(self, event_id: str, text: str) -> str:
+        """A report's note as its intake event (and any dead letter of it) carries it: sealed to the event."""
+        if self.note_sealer is None:
+            return text
+        return self.note_sealer.seal(text, bound_to=f"event:{event_id}:note")
+
+    def open_intake_note(self, event_id: str, stored: str | None) -> str | None:
+        """The note of an intake event for its case: opened, or as written by code from before the sealing.
+
+        A sealed note that does not open here (another event's, another secret's) becomes no note: the case is
+        still made, and a note nobody can read must not stop it."""
+        if not stored or self.note_sealer is None or not stored.startswith(SEALED_PREFIX):
+            return stored or None
+        try:
+            return self.note_sealer.open(stored, bound_to=f"event:{event_id}:note")
+        except SealError:
+            return None
+
+    def _seal_note(self, case_id: str, day: str, field: str, text: str) -> str:
+        if self.note_sealer is None:
+            return text
+        return self.note_sealer.seal(text, bound_to=note_binding(case_id, day, field))
+
+    def _open_note(self, case_id: str, day: str, field: str, stored: str) -> str:
+        """The note's text; "" (read as expired) for one that does not open here: copied from another case or
+        field, or written under another secret. A clear text from before the sealing is returned masked."""
+        if self.note_sealer is None or not stored.startswith(SEALED_PREFIX):
+            return stored
+        try:
+            return self.note_sealer.open(stored, bound_to=note_binding(case_id, day, field))
+        except SealError:
+            return ""
 
     async def get_many(self, case_ids: Sequence[str], *, history: bool = False) -> list[Case]:
         """The cases that exist among ``case_ids``, in order."""
@@ -458,7 +501,8 @@ class CaseStore:
                 await conn.pexpire(name, self.case_retention_ms)
                 if ttl_ms > 0:
                     notes = keyspace.case_notes_key(case_id, day)
-                    await conn.hset(notes, EXTENSION_FIELD, mask_personal(note).text)
+                    sealed = self._seal_note(case_id, day, EXTENSION_FIELD, mask_personal(note).text)
+                    await conn.hset(notes, EXTENSION_FIELD, sealed)
                     await conn.pexpire(notes, ttl_ms)
                 if await self.aof_enabled():
                     await self._wait_aof(conn)

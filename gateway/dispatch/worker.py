@@ -160,6 +160,7 @@ class IntakeWorker:
         try:
             event = parse_event(fields)
             auto = event.source == "scan" or self.auto_intake_reports
+            event = replace(event, note=self.store.open_intake_note(event.event_id, event.note))
             case = open_case(event, routing=self.routing, deadlines=self.deadlines, now=self.clock(), auto_intake=auto)
             holder = self._case_holder(event, case.case_id)
         except (MalformedEventError, CaseError, SealError) as exc:

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from crypto.sealing import NOTE_LABEL, SEALED_PREFIX, Sealer, note_binding
 from gateway.dispatch.store import case_id_for_event
 from gateway.intake import report_event_fields
 from gateway.keyspace import AUDIT_STREAM, DISPATCH_INTAKE, case_history_key, case_key, case_notes_key
@@ -91,12 +92,16 @@ async def test_every_case_action_note_and_reason_is_stored_masked(dw: DispatchWo
         "not ours, call [PHONE]", MASKED, "recheck [PHONE] / [ID]"
     ]
     _assert_nowhere(await _everything(dw))
-    # The history holds references only; the texts sit in the day's notes hash.
+    # The history holds references only; the texts sit in the day's notes hash, sealed (a name, which masking
+    # cannot find, is readable only through the audited case read).
     history = await dw.world.redis.xrange(case_history_key(case_id))
     assert all(f[b"note"] == b"" for _, f in history)
     assert sum(1 for _, f in history if f.get(b"note_ref")) == 3
     notes = await dw.world.redis.hgetall(case_notes_key(case_id, day_of(T0)))
-    assert sorted(v.decode() for v in notes.values()) == sorted(
+    assert all(v.startswith(SEALED_PREFIX.encode()) for v in notes.values())
+    sealer = Sealer(dw.world.settings.secret.reveal(), label=NOTE_LABEL)  # type: ignore[union-attr]
+    opened = [sealer.open(v.decode(), bound_to=note_binding(case_id, day_of(T0), f.decode())) for f, v in notes.items()]
+    assert sorted(opened) == sorted(
         ["not ours, call [PHONE]", "lab mails [EMAIL]", MASKED, "recheck [PHONE] / [ID]"]
     )
 
@@ -227,3 +232,35 @@ async def test_the_retention_report_checks_note_keys_against_their_day(
     assert await violations() == []
     await dw.world.redis.pexpire(key, (partition_expiry(day_of(now), 21) - int(now.timestamp()) + 3600) * 1000)
     assert len(await violations()) == 1  # an hour past the day's end + retention: reported
+
+
+async def test_a_name_masking_cannot_find_is_readable_only_through_the_audited_case_read(dw: DispatchWorld) -> None:
+    name = "Zhang Weiguo 张伟国"  # no pattern catches a name: sealing at rest keeps it out of every stored value
+    status, body = await _report(dw, f"visitor {name} refused the scan")
+    assert status == 202 and body["note"] == f"visitor {name} refused the scan"
+    assert name.encode() not in await _everything(dw)  # the intake event carries it sealed to the event
+    assert await dw.pump() == {"created": 1}
+    case_id = body["case_id"]
+    assert (await dw.act("dispatcher", case_id, "cancel", note=f"{name} was a staff member"))[0] == 200
+    assert name.encode() not in await _everything(dw)
+    reads_before = len(await _audits(dw, "case_read"))
+    status, case = await dw.get("dispatcher", f"/v1/cases/{case_id}")
+    assert status == 200
+    assert [e["note"] for e in case["history"] if e["note"]] == [
+        f"visitor {name} refused the scan", f"{name} was a staff member"]
+    assert len(await _audits(dw, "case_read")) == reads_before + 1
+
+
+async def test_a_sealed_note_copied_into_another_case_does_not_open_there(dw: DispatchWorld) -> None:
+    first, second = await dw.event(holder=None), await dw.event(holder=None)
+    await dw.pump()
+    assert (await dw.act("h-clinic", first, "return", note="not ours, ask the street office"))[0] == 200
+    assert (await dw.act("h-clinic", second, "return", note="wrong address"))[0] == 200
+    redis, day = dw.world.redis, day_of(T0)
+    source = await redis.hgetall(case_notes_key(first, day))
+    target = case_notes_key(second, day)
+    (field,) = await redis.hkeys(target)
+    await redis.hset(target, field, next(iter(source.values())))  # the other case's sealed text, same field
+    status, case = await dw.get("dispatcher", f"/v1/cases/{second}")
+    returned = next(e for e in case["history"] if e["action"] == "return")
+    assert (status, returned["note"], returned["note_expired"]) == (200, None, True)
