@@ -407,7 +407,7 @@ def conf_server() -> Iterator[tuple[Path, str]]:
 def test_a_real_server_starts_on_redis_conf_and_enforces_it(conf_server: tuple[Path, str]) -> None:
     socket_path, password = conf_server
     anonymous = SyncRedis(unix_socket_path=str(socket_path))
-    with pytest.raises((AuthenticationError, ResponseError), match="(?i)auth"):
+    with pytest.raises((AuthenticationError, ResponseError), match=r"(?i)auth"):
         anonymous.ping()
     anonymous.close()
     client = SyncRedis(unix_socket_path=str(socket_path), password=password, decode_responses=True)
@@ -569,3 +569,11 @@ def test_systemd_analyze_rates_the_unit_at_most_4() -> None:
     assert match is not None, done.stdout + done.stderr
     assert float(match.group(1)) <= 4.0
 
+
+
+def test_env_example_names_every_variable_compose_reads() -> None:
+    read = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", (OPS / "compose.yaml").read_text("utf-8")))
+    example = set(re.findall(r"^([A-Z_][A-Z0-9_]*)=", (OPS / "env.example").read_text("utf-8"), re.M))
+    assert read == example
+    required = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*):\?", (OPS / "compose.yaml").read_text("utf-8")))
+    assert required == set(ENV_SAMPLES)
