@@ -255,8 +255,8 @@ def test_the_docs_list_every_setting_with_its_range_and_no_other_variable() -> N
                 low, high = cls.RANGES[f.name]
                 assert f"| {_text(low)}\N{EN DASH}{_text(high)}" in row, row
     mentioned: set[str] = set()
-    for path in [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "ops").iterdir(),
-                 ROOT / "bench" / "README.md"]:
+    ops_files = [p for p in (ROOT / "ops").rglob("*") if p.is_file()]  # ops/ has sub-folders (k8s/, prometheus/)
+    for path in [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *ops_files, ROOT / "bench" / "README.md"]:
         mentioned |= set(re.findall(r"PLACEGATE_[A-Z0-9_]*[A-Z0-9]", path.read_text("utf-8")))
     prose = {"PLACEGATE_DISPATCH", "PLACEGATE_PROT"}  # "PLACEGATE_DISPATCH_*" and the typo in the warning example
     assert mentioned <= known_variables() | prose
