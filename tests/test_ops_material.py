@@ -577,3 +577,15 @@ def test_env_example_names_every_variable_compose_reads() -> None:
     assert read == example
     required = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*):\?", (OPS / "compose.yaml").read_text("utf-8")))
     assert required == set(ENV_SAMPLES)
+
+
+def test_every_route_label_the_dashboard_and_alerts_select_matches_a_route(app_routes: set[str]) -> None:
+    selected = 0
+    for where, expr in queries().items():
+        for op, value in re.findall(r'\broute\s*(=~|=)\s*"([^"]*)"', expr):
+            selected += 1
+            if op == "=":
+                assert value in app_routes, where
+            else:
+                assert any(re.fullmatch(value, route) for route in app_routes), where
+    assert selected >= 3
