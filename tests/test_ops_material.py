@@ -42,7 +42,8 @@ K8S = OPS / "k8s"
 PORT = Settings().port
 SECRET = Secret(bytes(range(32)))
 # Values for the compose file's required ${VAR:?...} interpolations, as an operator's ops/.env would give them.
-ENV_SAMPLES = {"VALKEY_PASSWORD": "0" * 64, "PLACEGATE_SECRET": "ab" * 32, "GRAFANA_ADMIN_PASSWORD": "x"}
+ENV_SAMPLES = {"VALKEY_PASSWORD": "0" * 64, "PLACEGATE_SECRET": "ab" * 32, "PLACEGATE_METRICS_TOKEN": "cd" * 32,
+               "GRAFANA_ADMIN_PASSWORD": "x"}
 # Series Prometheus adds itself, and labels it attaches to every scraped series.
 PROMETHEUS_OWN_SERIES = {"up"}
 PROMETHEUS_OWN_LABELS = {"job", "instance", "le"}
@@ -210,6 +211,10 @@ def test_every_value_the_manifests_give_parses_as_its_setting() -> None:
     text = interpolate((OPS / "compose.yaml").read_text("utf-8"))
     services = yaml.safe_load(text)["services"]
     gateway = _parsed_settings(services["gateway"]["environment"])
+    assert gateway.metrics_token is not None  # else /metrics refuses Prometheus (not a loopback peer)
+    assert compose()["services"]["prometheus"]["secrets"] == ["metrics_token"]
+    scrape = load_yaml(OPS / "prometheus/prometheus.yml")[0]["scrape_configs"][0]
+    assert scrape["authorization"]["credentials_file"] == "/run/secrets/metrics_token"
     dispatch = _parsed_settings(services["dispatch"]["environment"])
     assert gateway.dispatch.worker is False and dispatch.dispatch.worker is True
     assert gateway.redis_url is not None and gateway.redis_url.endswith("@valkey:6379/0")
@@ -220,7 +225,7 @@ def test_every_value_the_manifests_give_parses_as_its_setting() -> None:
         settings = _parsed_settings(k8s_env)
         assert settings.data_dir == Path("/var/lib/placegate")
     secret_keys = set(k8s_object("Secret", "placegate-secrets")["stringData"])
-    assert secret_keys == {"PLACEGATE_SECRET", "PLACEGATE_REDIS_URL"}
+    assert secret_keys == {"PLACEGATE_SECRET", "PLACEGATE_REDIS_URL", "PLACEGATE_METRICS_TOKEN"}
     docker_env = dict(re.findall(r"(PLACEGATE_[A-Z_]+)=(\S+)", " ".join(instruction(dockerfile_stages()[-1], "ENV"))))
     assert _parsed_settings(docker_env).host == "0.0.0.0"
     unit_env = dict(v.split("=", 1) for v in unit_value("Environment"))
@@ -503,7 +508,7 @@ async def test_every_metric_in_the_alerts_and_dashboard_is_served_by_a_running_a
         served = served_series(await resp.text())
     finally:
         await client.close()
-    assert "placegate_scans_total" in served and "placegate_scan_seconds_bucket" in served
+    assert "placegate_scans_total" in served and "placegate_http_request_seconds_bucket" in served
     labels = declared_labels()
     missing: dict[str, list[str]] = {}
     bad_labels: dict[str, list[str]] = {}
@@ -539,6 +544,11 @@ def test_promtool_checks_the_rules_runs_their_unit_tests_and_checks_the_config(t
     config = load_yaml(OPS / "prometheus/prometheus.yml")[0]
     assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]  # where compose mounts alerts.yml
     config["rule_files"] = [str(alerts)]
+    # promtool reads the token file as Prometheus would; compose mounts it as the secret metrics_token.
+    scrape = config["scrape_configs"][0]
+    assert scrape["authorization"]["credentials_file"] == "/run/secrets/metrics_token"
+    (tmp_path / "metrics_token").write_text("cd" * 32)
+    scrape["authorization"]["credentials_file"] = str(tmp_path / "metrics_token")
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     subprocess.run([promtool, "check", "config", str(tmp_path / "prometheus.yml")], check=True,
                    capture_output=True, timeout=60)
