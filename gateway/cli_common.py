@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from gateway.embedded import EmbeddedServer, gateway_owns, socket_alive
 from gateway.errors import StoreUnavailableError
+from gateway.privacy.audit import set_trail_secret
 from gateway.redisio import connect_redis
 from gateway.settings import Settings
 
@@ -59,7 +60,14 @@ def embedded_dir(settings: Settings) -> Path:
 
 @contextlib.asynccontextmanager
 async def admin_redis(settings: Settings) -> AsyncIterator[Redis]:
-    """A client for an admin command: the configured Redis, the running embedded server, or a temporary one."""
+    """A client for an admin command: the configured Redis, the running embedded server, or a temporary one.
+
+    Installs the audit trail key from the master secret first: every admin write is audited, and the trail's
+    head is signed with that key (it must be the gateway's secret: PLACEGATE_SECRET or ``data_dir/secret``).
+    """
+    secret = settings.with_secret().secret
+    assert secret is not None
+    set_trail_secret(secret.reveal())
     server: EmbeddedServer | None = None
     if settings.redis_url:
         url = settings.redis_url

@@ -15,8 +15,10 @@ from typing import Final, Literal
 
 __all__ = [
     "AUDIT_BASE",
+    "AUDIT_CHECKPOINTS",
     "AUDIT_CONFIG",
     "AUDIT_HEAD",
+    "AUDIT_HWM",
     "AUDIT_STREAM",
     "CASE_RETENTION_S",
     "COMPACTION_DAYS",
@@ -229,7 +231,10 @@ CASE_RETENTION_S: Final = 3 * 366 * 24 * 3600
 # One hash tag: the stream, its head and its trim base change together in one MULTI (Redis Cluster).
 AUDIT_STREAM: Final = "pg:{audit}:log"
 AUDIT_HEAD: Final = "pg:{audit}:head"  # "seq hash last-id" of the newest entry: the chain's head
-AUDIT_BASE: Final = "pg:{audit}:base"  # "seq hash" of the last entry trimmed away (absent: chain starts at genesis)
+AUDIT_BASE: Final = "pg:{audit}:base"  # no longer written: a value here is a forged, unsigned trim base
+AUDIT_CHECKPOINTS: Final = "pg:{audit}:checkpoints"  # list of signed trim checkpoints; the last is the chain's base
+# Outside the {audit} tag on purpose: evidence of the trail's length that a cut of the {audit} keys leaves behind.
+AUDIT_HWM: Final = "pg:audit-hwm"  # "seq mac": the highest seq ever written, signed with the trail key
 AUDIT_CONFIG: Final = "pg:{audit}:config"  # fingerprint of the last audited configuration (rules, retention)
 
 
@@ -255,7 +260,7 @@ RETENTION_LEASE: Final = "pg:privacy:retention-lease"
 
 # Prefixes whose keys legitimately carry no TTL (configuration; the intake queue, trimmed by time; the audit
 # trail, kept 3 years); the privacy tests check every other key for an expiry.
-REGISTRY_PREFIXES: Final = (TRUST, PLACES, "pg:place:", "pg:principal", DISPATCH_INTAKE, "pg:{audit}:")
+REGISTRY_PREFIXES: Final = (TRUST, PLACES, "pg:place:", "pg:principal", DISPATCH_INTAKE, "pg:{audit}:", AUDIT_HWM)
 
 # The longest TTL a key of a class may have: seconds, or a bound the retention report takes from the settings
 # (gateway/privacy/retention.py ``_limit_s``): "retention" the scan log's retention, "day_end" a day partition's
@@ -309,7 +314,8 @@ DATA_CLASSES: Final = (
     DataClass("due_checked", r"pg:dispatch:\{due\}:checked", True, DUE_RECONCILE_S),
     DataClass("sweep_lease", "pg:dispatch:sweep-lease", True, _LEASE_MAX_S),
     DataClass("retention_lease", "pg:privacy:retention-lease", True, _LEASE_MAX_S),
-    DataClass("audit", r"pg:\{audit\}:(?:log|head|base|config)", False, "none"),
+    DataClass("audit", r"pg:\{audit\}:(?:log|head|base|config|checkpoints)", False, "none"),
+    DataClass("audit_high_water", r"pg:audit-hwm", False, "none"),  # outside {audit} on purpose (audit.py)
     DataClass("holder_read_limits", r"pg:holder-reads:[0-9a-f]{32}", True, HOLDER_READS_WINDOW_S),
     DataClass("compaction_days", "pg:privacy:keyed-days", True, COMPACTION_DAYS_TTL_S),
     DataClass("compaction_lease", "pg:privacy:compaction-lease", True, _COMPACTION_LEASE_MAX_S),

@@ -12,7 +12,12 @@ import pytest
 from redis.asyncio import Redis
 
 from gateway.embedded import EmbeddedServer
+from gateway.privacy import auditfields
+from gateway.privacy.audit import set_trail_secret
 from gateway.redisio import connect_redis
+
+# A misfit audit value is a programming error in the tests (production drops it and says so in the entry).
+auditfields.STRICT = True
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +41,7 @@ def redis_url() -> Iterator[str]:
 async def redis(redis_url: str) -> AsyncIterator[Redis]:
     client = connect_redis(redis_url)
     await client.flushdb()
+    set_trail_secret(bytes(range(32)))  # tests that build an app switch to its secret at create_app
     try:
         yield client
     finally:

@@ -1,6 +1,6 @@
 """The audit trail: every read of personal data and every privileged action, hash-chained (PIPL Art. 56).
 
-Entry ``n`` stores ``seq = n``, ``prev`` (entry ``n-1``'s hash, or the genesis / trim base) and
+Entry ``n`` stores ``seq = n``, ``prev`` (entry ``n-1``'s hash, or the genesis / checkpoint) and
 ``hash = SHA-256(canonical JSON of seq, prev and every field)``. The hash is computed here in Python (Redis
 scripting offers only SHA-1) inside an optimistic transaction: WATCH the head key, read it, MULTI, XADD with an
 explicit id, SET the head, EXEC; a concurrent writer from another gateway process makes EXEC fail and this one
@@ -8,12 +8,29 @@ retries, so every process still extends one chain. Stream ids are the entry's ti
 stay increasing), so a time-range query is one XRANGE.
 
 An edited entry fails its own hash; a removed one leaves a ``seq`` gap and a broken ``prev`` link; a reordered
-pair breaks both; a removed tail disagrees with the head key. Whoever can rewrite Redis can also recompute a
-whole chain, so ``placegate audit verify`` prints the head for the privacy officer to keep outside Redis and
-accepts it back as ``--anchor`` (a later rewrite of anything at or before the anchor is then detected).
+pair breaks both. Whoever can write Redis can recompute SHA-256, so three things are signed with the trail key
+(HMAC-SHA256 under ``derive_key(master secret, b"placegate/audit-checkpoint/v1")``, which Redis never holds):
 
-Entries never carry health data (no colour, test, status, holder reference or pseudonym); field names are
-checked. The trail has no TTL: it is trimmed only of entries older than three years (``trim_before``).
+- the **head** (``seq hash last-id mac``), rewritten with every entry: removing entries at the newest end and
+  rewriting the head to match needs the secret; a deleted head is noticed by the next writer, which rebuilds it
+  from the stream and marks its own entry with ``head_rebuilt`` (a problem ``audit verify`` reports for ever);
+- the **checkpoints** (``pg:{audit}:checkpoints``): ``audit trim`` is the only way to remove the oldest entries
+  (only those older than 3 years, and only from a trail that verifies); each trim appends a checkpoint
+  ``n seq hash time trimmed prev-mac mac`` (chained by the previous checkpoint's MAC) and then an
+  ``audit_trim`` entry naming it. The chain's base is the last checkpoint, never an unsigned key: a stream cut
+  at the oldest end without a valid checkpoint shows a ``sequence_gap``; a checkpoint written without the
+  secret is ``checkpoint_forged``; any value under the old base key is ``forged_base``;
+- the **high-water mark** (``pg:audit-hwm``, outside the ``{audit}`` keys): the highest ``seq`` ever written.
+  A head replayed from an older copy (``seq`` below the mark) is ``truncated``.
+
+An empty trail is ``ok`` only if it never had entries: with no head and no entry, verify reports
+``trail_missing`` when the high-water mark or a checkpoint exists, or when the registry holds any principal,
+place or trusted key (each of those writes is audited first, so the trail cannot legitimately be empty then).
+``placegate audit verify`` also prints the head for the privacy officer to keep outside Redis and accepts it back
+as ``--anchor``: that catches what no key in Redis can, a rollback of the whole store to an older copy.
+
+Entries never carry health data (no colour, test, status, holder reference or pseudonym): field names are
+checked here and every value by its kind in ``auditfields.py``. The trail has no TTL.
 """
 
 from __future__ import annotations
@@ -21,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import hashlib
+import hmac
 import os
 import random
 from collections.abc import Mapping
@@ -32,9 +50,11 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
+from crypto.kdf import derive_key
 from gateway import keyspace
 from gateway.errors import StoreUnavailableError
 from gateway.principals import Principal
+from gateway.privacy.auditfields import clean_fields
 from gateway.redisio import redis_errors
 
 __all__ = [
@@ -43,10 +63,14 @@ __all__ = [
     "AuditEntry",
     "AuditPage",
     "ChainReport",
+    "AuditKeyError",
+    "TrailBrokenError",
     "cli_actor",
     "query_audit",
     "record_access",
     "record_privileged",
+    "record_refusal",
+    "set_trail_secret",
     "trim_before",
     "verify_chain",
 ]
@@ -55,7 +79,33 @@ AUDIT_RETENTION = timedelta(days=3 * 366)  # at least 3 years (PIPL Art. 56); tr
 GENESIS = "0" * 64
 _MAX_ATTEMPTS = 64
 _CORE = ("who", "role", "when", "action", "object", "purpose", "case_ref", "result_count")
-_CHAIN = ("seq", "prev", "hash")
+_CHAIN = ("seq", "prev", "hash", "head_rebuilt")
+_KEY_LABEL = b"placegate/audit-checkpoint/v1"
+_trail_key: bytes | None = None  # set once per process from the master secret (app start, admin CLI session)
+
+
+class AuditKeyError(RuntimeError):
+    """No trail key: the process never called ``set_trail_secret`` (a programming error)."""
+
+
+class TrailBrokenError(ValueError):
+    """``audit trim`` refused: the trail does not verify, and a checkpoint would sign over the damage."""
+
+
+def set_trail_secret(master: bytes) -> None:
+    """Install the trail key of this process: a sub-key of the master secret, never stored in Redis."""
+    global _trail_key
+    _trail_key = derive_key(master, _KEY_LABEL)
+
+
+def _mac(kind: str, text: str) -> str:
+    if _trail_key is None:
+        raise AuditKeyError("the audit trail key is not set (set_trail_secret)")
+    return hmac.new(_trail_key, f"{kind}|{text}".encode(), hashlib.sha256).hexdigest()
+
+
+def _signed(kind: str, text: str, mac: str) -> bool:
+    return hmac.compare_digest(_mac(kind, text), mac)
 # Health data never enters the trail (it outlives the scan log by years); these names are refused outright.
 _FORBIDDEN = frozenset({"colour", "color", "status", "test", "test_result", "vaccination", "holder", "holder_ref",
                         "pseudonym", "code", "token"})
@@ -115,21 +165,58 @@ def _next_id(now: datetime, last_id: str) -> str:
     return f"{now_ms}-0" if now_ms > int(ms) else f"{ms}-{int(sq) + 1}"
 
 
-async def _head(redis: Any) -> tuple[int, str, str]:
-    """(seq, hash, last stream id) of the chain's newest entry; rebuilt from the stream if the key was lost."""
+def _head_text(seq: int, digest: str, last_id: str) -> str:
+    text = f"{seq} {digest} {last_id}"
+    return f"{text} {_mac('head', text)}"
+
+
+def _parse_head(raw: bytes | None) -> tuple[int, str, str] | None:
+    """(seq, hash, last id) of a head value whose MAC holds; None for a missing, malformed or forged one."""
+    parts = raw.decode().split(" ") if raw else []
+    if len(parts) != 4 or not parts[0].isdigit() or not _signed("head", " ".join(parts[:3]), parts[3]):
+        return None
+    return int(parts[0]), parts[1], parts[2]
+
+
+def _checkpoint_text(n: int, seq: int, digest: str, when: str, trimmed: int, prev_mac: str) -> str:
+    text = f"{n} {seq} {digest} {when} {trimmed} {prev_mac}"
+    return f"{text} {_mac('checkpoint', text)}"
+
+
+async def _head(redis: Any) -> tuple[int, str, str, str]:
+    """(seq, hash, last stream id, rebuilt) of the chain's newest entry.
+
+    ``rebuilt`` is empty for a head whose MAC holds. A head that is missing or fails its MAC while the trail has
+    a past (entries, a checkpoint or a high-water mark) is rebuilt from the stream, and the entry about to be
+    written carries ``head_rebuilt`` so the incident stays in the chain: a writer never re-signs a forged head.
+    """
     raw = await redis.get(keyspace.AUDIT_HEAD)
-    if raw:
-        seq, digest, last_id = raw.decode().split(" ")
-        return int(seq), digest, last_id
-    newest = await redis.xrevrange(keyspace.AUDIT_STREAM, count=1)
+    parsed = _parse_head(raw)
+    if parsed is not None:
+        return (*parsed, "")
+    newest = _rows(await redis.xrevrange(keyspace.AUDIT_STREAM, count=1))
+    last_cp = _bytes(await redis.lindex(keyspace.AUDIT_CHECKPOINTS, -1))
+    hwm = _bytes(await redis.get(keyspace.AUDIT_HWM))
+    rebuilt = "forged" if raw else ("missing" if newest or last_cp or hwm else "")
     if newest:
         eid, f = newest[0]
-        return int(f[b"seq"]), f[b"hash"].decode(), eid.decode()
-    base = await redis.get(keyspace.AUDIT_BASE)
-    if base:
-        seq, digest = base.decode().split(" ")[:2]
-        return int(seq), digest, ""
-    return 0, GENESIS, ""
+        return int(f[b"seq"]), f[b"hash"].decode(), eid.decode(), rebuilt
+    if last_cp:
+        parts = last_cp.decode().split(" ")
+        return int(parts[1]), parts[2], "", rebuilt
+    return 0, GENESIS, "", rebuilt
+
+
+# Raise the high-water mark only upwards: concurrent writers finish their EXECs in any order.
+_HWM_LUA = """
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local s = tonumber(string.match(cur, '^(%d+)'))
+  if s and s >= tonumber(ARGV[1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"""
 
 
 async def _append(redis: Redis, fields: dict[str, str], now: datetime) -> str:
@@ -138,24 +225,30 @@ async def _append(redis: Redis, fields: dict[str, str], now: datetime) -> str:
             raise ValueError(f"audit field {name!r} is not allowed")
         if len(value) > _MAX_VALUE:
             raise ValueError(f"audit field {name!r} is too long")
+    fields = clean_fields(fields)
+    _mac("probe", "")  # no key, no entry: fail before touching Redis
     with redis_errors("audit trail"):
         for attempt in range(_MAX_ATTEMPTS):
             async with redis.pipeline(transaction=True) as pipe:
                 try:
                     await pipe.watch(keyspace.AUDIT_HEAD)
-                    seq, prev, last_id = await _head(pipe)
+                    seq, prev, last_id, rebuilt = await _head(pipe)
                     seq += 1
-                    digest = _digest(seq, prev, fields)
+                    body = {**fields, "head_rebuilt": rebuilt} if rebuilt else fields
+                    digest = _digest(seq, prev, body)
                     entry_id = _next_id(now, last_id)
                     pipe.multi()  # type: ignore[no-untyped-call]
-                    stored = {"seq": str(seq), "prev": prev, **fields, "hash": digest}
+                    stored = {"seq": str(seq), "prev": prev, **body, "hash": digest}
                     pipe.xadd(keyspace.AUDIT_STREAM, stored, id=entry_id)  # type: ignore[arg-type]
-                    pipe.set(keyspace.AUDIT_HEAD, f"{seq} {digest} {entry_id}")
+                    pipe.set(keyspace.AUDIT_HEAD, _head_text(seq, digest, entry_id))
                     await pipe.execute()
-                    return entry_id
+                    break
                 except WatchError:  # another process extended the chain first: re-read the head and retry
                     await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-    raise StoreUnavailableError("audit trail contended")
+        else:
+            raise StoreUnavailableError("audit trail contended")
+        await redis.eval(_HWM_LUA, 1, keyspace.AUDIT_HWM, str(seq), f"{seq} {_mac('hwm', str(seq))}")  # type: ignore[no-untyped-call]
+    return entry_id
 
 
 async def record_access(
@@ -197,6 +290,32 @@ async def record_privileged(
     """
     when = now or datetime.now(UTC)
     return await _append(redis, _fields(actor, role, action, obj, "administration", when, "", 0, extra), when)
+
+
+async def record_refusal(
+    redis: Redis,
+    *,
+    principal: Principal,
+    action: str,
+    obj: str,
+    purpose: str,
+    code: str,
+    now: datetime,
+    case_ref: str = "",
+    extra: Mapping[str, str] | None = None,
+) -> bool:
+    """Append one refusal (``outcome`` = the refusal's error code); False if the trail could not be written.
+
+    A refusal stands whether or not its entry is written, so the store being down never turns it into an
+    answer; values that do not fit their kind are dropped as in every entry (a refused request is the likeliest
+    to carry a raw holder reference where a case id belongs).
+    """
+    try:
+        await record_access(redis, principal=principal, action=action, obj=obj, purpose=purpose, now=now,
+                            case_ref=case_ref, extra={**(extra or {}), "outcome": code})
+    except StoreUnavailableError:
+        return False
+    return True
 
 
 def _fields(who: str, role: str, action: str, obj: str, purpose: str, now: datetime, case_ref: str,
@@ -272,17 +391,47 @@ async def query_audit(
     return AuditPage(out, last or None, scanned)
 
 
+def _problem_checkpoints(raw: list[bytes], problems: list[str]) -> tuple[int, str]:
+    """Check the checkpoint chain and return the trail's base: (seq, hash) of the last checkpoint."""
+    seq, digest, prev_mac = 0, GENESIS, ""
+    for i, item in enumerate(raw, start=1):
+        parts = item.decode(errors="replace").split(" ")
+        ok = len(parts) == 7 and all(p.lstrip("-").isdigit() for p in (parts[0], parts[1], parts[4]))
+        if not ok or not _signed("checkpoint", " ".join(parts[:6]), parts[6]):
+            problems.append(f"{keyspace.AUDIT_CHECKPOINTS}[{i}]: checkpoint_forged")
+            continue
+        if int(parts[0]) != i or parts[5] != prev_mac or int(parts[1]) < seq:
+            problems.append(f"{keyspace.AUDIT_CHECKPOINTS}[{i}]: checkpoint_broken")
+        seq, digest, prev_mac = int(parts[1]), parts[2], parts[6]
+    return seq, digest
+
+
+async def _registry_in_use(redis: Redis) -> bool:
+    """Whether anything exists whose writing is audited first (principals, places, trusted keys)."""
+    return bool(await redis.exists(keyspace.PRINCIPAL_IDS, keyspace.PLACES, keyspace.TRUST))
+
+
 async def verify_chain(redis: Redis, *, anchor: tuple[int, str] | None = None, batch: int = 1000) -> ChainReport:
     """Walk the whole trail and report every break: ``edited``, ``broken_link``, ``sequence_gap``,
-    ``head_mismatch``, ``anchor_mismatch``."""
+    ``head_mismatch``, ``head_forged``, ``head_rebuilt``, ``truncated``, ``high_water_forged``,
+    ``checkpoint_forged``, ``checkpoint_broken``, ``forged_base``, ``trail_missing``, ``anchor_mismatch``.
+
+    :raises AuditKeyError: the process has no trail key (the MACs cannot be checked).
+    """
     problems: list[str] = []
+    _mac("probe", "")
     with redis_errors("audit trail"):
-        base = _bytes(await redis.get(keyspace.AUDIT_BASE))
-        seq, prev = (int(base.split()[0]), base.split()[1].decode()) if base else (0, GENESIS)
+        checkpoints = cast(list[bytes], await redis.lrange(keyspace.AUDIT_CHECKPOINTS, 0, -1))
+        seq, prev = _problem_checkpoints(checkpoints, problems)
+        if await redis.exists(keyspace.AUDIT_BASE):  # trims write signed checkpoints only
+            problems.append(f"{keyspace.AUDIT_BASE}: forged_base")
         head = _bytes(await redis.get(keyspace.AUDIT_HEAD))
+        hwm = _bytes(await redis.get(keyspace.AUDIT_HWM))
         count = 0
         last_id = ""
         anchor_seen = anchor is None or anchor[0] <= seq
+        if anchor is not None and anchor[0] == seq and seq and anchor[1] != prev:
+            problems.append(f"seq {seq}: anchor_mismatch")
         lo = "-"
         while True:
             page = _rows(await redis.xrange(keyspace.AUDIT_STREAM, min=lo, max="+", count=batch))
@@ -298,45 +447,78 @@ async def verify_chain(redis: Redis, *, anchor: tuple[int, str] | None = None, b
                     problems.append(f"{entry.entry_id}: broken_link")
                 if _digest(entry.seq, entry.prev, entry.fields) != entry.hash:
                     problems.append(f"{entry.entry_id}: edited")
+                if "head_rebuilt" in entry.fields:
+                    problems.append(f"{entry.entry_id}: head_rebuilt")
                 if anchor is not None and entry.seq == anchor[0]:
                     anchor_seen = True
                     if entry.hash != anchor[1]:
                         problems.append(f"{entry.entry_id}: anchor_mismatch")
                 seq, prev = entry.seq, entry.hash
             lo = f"({last_id}"
-    expected_head = f"{seq} {prev} {last_id}"
-    if (head is not None or count) and (head is None or head.decode() != expected_head):
-        problems.append(f"{keyspace.AUDIT_HEAD}: head_mismatch")
+        registry_in_use = not count and head is None and await _registry_in_use(redis)
+    if head is not None or count:
+        parsed = _parse_head(head)
+        if head is not None and parsed is None:
+            problems.append(f"{keyspace.AUDIT_HEAD}: head_forged")
+        elif parsed != (seq, prev, last_id):
+            problems.append(f"{keyspace.AUDIT_HEAD}: head_mismatch")
+    high = _hwm_seq(hwm, problems)
+    if high > seq:
+        problems.append(f"{keyspace.AUDIT_HWM}: truncated")
+    if not count and head is None and (checkpoints or hwm is not None or registry_in_use):
+        problems.append(f"{keyspace.AUDIT_STREAM}: trail_missing")
     if not anchor_seen:
         problems.append(f"seq {anchor[0] if anchor else 0}: anchor_mismatch")
     return ChainReport(not problems, count, seq, prev, problems)
 
 
+def _hwm_seq(raw: bytes | None, problems: list[str]) -> int:
+    if raw is None:
+        return 0
+    parts = raw.decode(errors="replace").split(" ")
+    if len(parts) != 2 or not parts[0].isdigit() or not _signed("hwm", parts[0], parts[1]):
+        problems.append(f"{keyspace.AUDIT_HWM}: high_water_forged")
+        return 0
+    return int(parts[0])
+
+
 async def trim_before(redis: Redis, *, cutoff: datetime, now: datetime, actor: str) -> int:
-    """Drop entries older than ``cutoff`` (which must itself be at least 3 years back) and keep the chain
-    verifiable by recording the last dropped entry as the new base; the trim is itself audited.
+    """Drop entries older than ``cutoff`` (which must itself be at least 3 years back), leaving a signed
+    checkpoint of the last dropped entry as the chain's new base; the trim is itself audited.
 
     :raises ValueError: a cutoff inside the 3-year retention period.
+    :raises TrailBrokenError: the trail does not verify (a checkpoint must never sign over a cut).
     """
     if cutoff > now - AUDIT_RETENTION:
         raise ValueError("audit entries are kept at least 3 years (PIPL Art. 56)")
+    report = await verify_chain(redis)
+    if not report.ok:
+        raise TrailBrokenError("the audit trail does not verify; nothing trimmed: " + "; ".join(report.problems[:5]))
     with redis_errors("audit trail"):
         try:
             async with redis.pipeline(transaction=True) as pipe:
-                await pipe.watch(keyspace.AUDIT_HEAD, keyspace.AUDIT_BASE)
+                await pipe.watch(keyspace.AUDIT_HEAD, keyspace.AUDIT_CHECKPOINTS)
                 newest_old = _rows(await pipe.xrevrange(keyspace.AUDIT_STREAM, max=f"({_ms(cutoff)}", count=1))
                 if not newest_old:
                     await pipe.reset()  # type: ignore[no-untyped-call]
                     return 0
                 _, raw = newest_old[0]
-                old_base = _bytes(await pipe.get(keyspace.AUDIT_BASE))
-                dropped = int(raw[b"seq"]) - (int(old_base.split()[0]) if old_base else 0)
+                last_cp = _bytes(await pipe.lindex(keyspace.AUDIT_CHECKPOINTS, -1))
+                n, old_seq, prev_mac = 1, 0, ""
+                if last_cp:
+                    parts = last_cp.decode().split(" ")
+                    n, old_seq, prev_mac = int(parts[0]) + 1, int(parts[1]), parts[6]
+                seq = int(raw[b"seq"])
+                dropped = seq - old_seq
+                checkpoint = _checkpoint_text(n, seq, raw[b"hash"].decode(), now.astimezone(UTC).isoformat(),
+                                              dropped, prev_mac)
                 pipe.multi()  # type: ignore[no-untyped-call]
-                pipe.set(keyspace.AUDIT_BASE, f"{int(raw[b'seq'])} {raw[b'hash'].decode()}")
+                pipe.rpush(keyspace.AUDIT_CHECKPOINTS, checkpoint)
                 pipe.xtrim(keyspace.AUDIT_STREAM, minid=str(_ms(cutoff)), approximate=False)
                 await pipe.execute()
         except WatchError as exc:  # a write raced the trim: refuse it rather than drop entries the base misses
             raise StoreUnavailableError("audit trail changed during the trim; run it again") from exc
-    await record_privileged(redis, actor=actor, action="audit_trim", obj=keyspace.AUDIT_STREAM, now=now,
-                            extra={"before": cutoff.isoformat(), "dropped": str(dropped)})
+    await record_privileged(redis, actor=actor, action="audit_trim", obj=f"checkpoint:{n}", now=now,
+                            extra={"before": cutoff.isoformat(), "dropped": str(dropped),
+                                   "checkpoint_seq": str(seq)})
     return dropped

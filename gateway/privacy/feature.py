@@ -23,7 +23,7 @@ from gateway.dispatch.store import CaseStore
 from gateway.dispatch.worker import trim_to_retention
 from gateway.errors import GatewayError
 from gateway.privacy import compaction
-from gateway.privacy.audit import record_privileged
+from gateway.privacy.audit import record_privileged, set_trail_secret
 from gateway.privacy.routes import routes
 from gateway.redisio import redis_errors
 
@@ -34,6 +34,9 @@ ROUTES: tuple[web.AbstractRouteDef, ...] = tuple(routes)
 
 
 def install(app: web.Application) -> None:
+    secret = app[SETTINGS].secret
+    assert secret is not None  # create_app refuses settings without one
+    set_trail_secret(secret.reveal())  # every feature's audit entries sign the trail's head with it
     app.router.add_routes(ROUTES)
     app.cleanup_ctx.append(_audit_configuration)
     app.cleanup_ctx.append(_retention_trim)

@@ -27,6 +27,11 @@ OFFICER = Principal("po-1", Role.PRIVACY_OFFICER)
 DISPATCHER = Principal("disp-1", Role.DISPATCHER, jurisdiction="city/d1")
 
 Rows = list[tuple[bytes, dict[bytes, bytes]]]
+CLI_ENV = {"PLACEGATE_SECRET": bytes(range(32)).hex()}  # the conftest's trail key, so the CLI checks its MACs
+
+
+def case_id(i: int) -> str:
+    return f"c{i:020x}"
 
 
 async def _xr(redis: Redis) -> Rows:
@@ -41,8 +46,8 @@ async def _fill(redis: Redis, n: int, *, start: datetime = NOW) -> None:
     for i in range(n):
         who = OFFICER if i % 2 == 0 else DISPATCHER
         await record_access(redis, principal=who, action="trace" if i % 3 == 0 else "case_read",
-                            obj=f"case:{i}", purpose="epidemic_prevention", now=start + timedelta(minutes=i),
-                            case_ref=f"case-{i:04d}", result_count=i)
+                            obj=f"case:{case_id(i)}", purpose="epidemic_prevention", now=start + timedelta(minutes=i),
+                            case_ref=case_id(i), result_count=i)
 
 
 async def _rewrite(redis: Redis, mutate: Callable[[Rows], Rows]) -> None:
@@ -70,8 +75,8 @@ async def test_concurrent_writers_on_separate_connections_form_one_chain(redis: 
     clients = [connect_redis(redis_url, connect_timeout_s=30, socket_timeout_s=30) for _ in range(6)]
     try:
         await asyncio.gather(*(
-            record_access(c, principal=OFFICER, action="trace", obj=f"o{i}-{j}", purpose="epidemic_prevention",
-                          now=NOW, case_ref="case-0001")
+            record_access(c, principal=OFFICER, action="trace", obj=f"case:{case_id(i * 100 + j)}", purpose="epidemic_prevention",
+                          now=NOW, case_ref=case_id(1))
             for i, c in enumerate(clients) for j in range(15)
         ))
     finally:
@@ -109,7 +114,7 @@ async def test_a_removed_last_entry_is_detected_by_the_head(redis: Redis) -> Non
     eid = (await _last(redis))[0]
     await redis.xdel(keyspace.AUDIT_STREAM, eid)
     report = await verify_chain(redis)
-    assert [p.split(": ")[1] for p in report.problems] == ["head_mismatch"]
+    assert [p.split(": ")[1] for p in report.problems] == ["head_mismatch", "truncated"]
 
 
 async def test_reordered_entries_are_detected(redis: Redis) -> None:
@@ -125,12 +130,15 @@ async def test_reordered_entries_are_detected(redis: Redis) -> None:
     assert {"sequence_gap", "broken_link"} <= kinds
 
 
-async def test_a_recomputed_chain_is_caught_by_an_anchor_kept_outside_redis(redis: Redis) -> None:
+async def test_a_rollback_to_an_older_copy_is_caught_by_an_anchor_kept_outside_redis(redis: Redis) -> None:
     await _fill(redis, 10)
+    keys = (keyspace.AUDIT_STREAM, keyspace.AUDIT_HEAD, keyspace.AUDIT_HWM)
+    older = {k: await redis.dump(k) for k in keys}
+    await _fill(redis, 5, start=NOW + timedelta(days=1))
     anchor = await verify_chain(redis)
-    # Someone with write access wipes the trail and writes a plausible new one from genesis.
-    await redis.delete(keyspace.AUDIT_STREAM, keyspace.AUDIT_HEAD)
-    await _fill(redis, 10, start=NOW + timedelta(days=1))
+    # Someone with write access puts back an older copy of every audit key (signed values, replayed whole).
+    for k, v in older.items():
+        await redis.restore(k, 0, v, replace=True)
     assert (await verify_chain(redis)).ok  # self-consistent...
     report = await verify_chain(redis, anchor=(anchor.head_seq, anchor.head_hash))
     assert not report.ok and any("anchor_mismatch" in p for p in report.problems)  # ...but not the one we had
@@ -150,14 +158,14 @@ async def test_the_trail_never_expires_and_holds_no_health_fields(redis: Redis) 
 
 
 async def test_entries_carry_who_role_when_action_object_purpose_case_and_count(redis: Redis) -> None:
-    await record_access(redis, principal=DISPATCHER, action="case_holder_read", obj="case:c-1",
-                        purpose="epidemic_prevention", now=NOW, case_ref="c-0001", result_count=1)
+    await record_access(redis, principal=DISPATCHER, action="case_holder_read", obj=f"case:{case_id(1)}",
+                        purpose="epidemic_prevention", now=NOW, case_ref=case_id(1), result_count=1)
     ((eid, f),) = await _xr(redis)
     assert eid == f"{int(NOW.timestamp() * 1000)}-0".encode()
     assert {k: f[k.encode()].decode() for k in ("who", "role", "action", "object", "purpose", "case_ref",
                                                  "result_count")} == {
-        "who": "disp-1", "role": "dispatcher", "action": "case_holder_read", "object": "case:c-1",
-        "purpose": "epidemic_prevention", "case_ref": "c-0001", "result_count": "1"}
+        "who": "disp-1", "role": "dispatcher", "action": "case_holder_read", "object": f"case:{case_id(1)}",
+        "purpose": "epidemic_prevention", "case_ref": case_id(1), "result_count": "1"}
     assert datetime.fromisoformat(f[b"when"].decode()) == NOW
 
 
@@ -206,6 +214,7 @@ async def test_trim_of_entries_past_three_years_keeps_the_chain_verifiable(redis
 
 
 async def test_placegate_audit_verify_exits_nonzero_on_a_tampered_trail(redis: Redis, redis_url: str) -> None:
+    import os
     import subprocess
     import sys
 
@@ -213,7 +222,7 @@ async def test_placegate_audit_verify_exits_nonzero_on_a_tampered_trail(redis: R
 
     def cli() -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "gateway", "audit", "verify", "--redis-url", redis_url],
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=60, env={**os.environ, **CLI_ENV})
 
     ok = await asyncio.to_thread(cli)
     assert ok.returncode == 0 and '"ok": true' in ok.stdout and "anchor: 5:" in ok.stderr
