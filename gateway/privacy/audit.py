@@ -219,13 +219,13 @@ return 1
 """
 
 
-async def _append(redis: Redis, fields: dict[str, str], now: datetime) -> str:
+async def _append(redis: Redis, fields: dict[str, str], now: datetime, *, lenient: bool = False) -> str:
     for name, value in fields.items():
         if name in _FORBIDDEN or name in _CHAIN:
             raise ValueError(f"audit field {name!r} is not allowed")
         if len(value) > _MAX_VALUE:
             raise ValueError(f"audit field {name!r} is too long")
-    fields = clean_fields(fields)
+    fields = clean_fields(fields, strict=False if lenient else None)
     _mac("probe", "")  # no key, no entry: fail before touching Redis
     with redis_errors("audit trail"):
         for attempt in range(_MAX_ATTEMPTS):
@@ -310,9 +310,10 @@ async def record_refusal(
     answer; values that do not fit their kind are dropped as in every entry (a refused request is the likeliest
     to carry a raw holder reference where a case id belongs).
     """
+    fields = _fields(principal.principal_id, principal.role.value, action, obj, purpose, now, case_ref, 0,
+                     {**(extra or {}), "outcome": code})
     try:
-        await record_access(redis, principal=principal, action=action, obj=obj, purpose=purpose, now=now,
-                            case_ref=case_ref, extra={**(extra or {}), "outcome": code})
+        await _append(redis, fields, now, lenient=True)
     except StoreUnavailableError:
         return False
     return True

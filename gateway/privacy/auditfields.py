@@ -109,7 +109,7 @@ FIELD_KINDS: Mapping[str, str] = {
     # refusals (roles, purposes, CLI credentials)
     "route": "route", "method": "method", "suppressed": "count", "command": "codes", "via": "who",
     # audit-trail oversight
-    "filter_principal": "id", "filter_action": "code", "before": "time", "dropped": "count",
+    "filter_principal": "id", "filter_subject": "subject", "filter_action": "code", "before": "time", "dropped": "count",
     "checkpoint": "count", "checkpoint_seq": "count",
     # registry, trust lists, configuration
     "usage": "code", "alg": "id", "venue_class": "id", "target_role": "code", "scope": "ids", "expires_at": "count",
@@ -127,11 +127,13 @@ def mask_text(value: str) -> str:
     return _MASK.sub("***", value)[:_TEXT_MAX]
 
 
-def clean_fields(fields: Mapping[str, str]) -> dict[str, str]:
+def clean_fields(fields: Mapping[str, str], *, strict: bool | None = None) -> dict[str, str]:
     """The fields as they may be stored: each value checked by its kind (free text masked).
 
-    :raises AuditFieldError: only when ``STRICT``: an unknown name or a value that does not fit its kind.
+    :param strict: None follows ``STRICT``; False for values a caller took from a refused request as sent.
+    :raises AuditFieldError: only when strict: an unknown name or a value that does not fit its kind.
     """
+    strict = STRICT if strict is None else strict
     out: dict[str, str] = {}
     dropped: list[str] = []
     for name, value in fields.items():
@@ -141,7 +143,7 @@ def clean_fields(fields: Mapping[str, str]) -> dict[str, str]:
         if kind is not None and (value == "" or _KINDS[kind](value)):
             out[name] = value
             continue
-        if STRICT:
+        if strict:
             what = "unknown audit field" if kind is None else f"audit field value does not fit kind {kind!r}"
             raise AuditFieldError(f"{what}: {name!r}")
         dropped.append(name if _CODE.fullmatch(name) else "unnamed")

@@ -3,19 +3,19 @@ activities, trace approvals, the contact-tracing query and subject access. Every
 
 from __future__ import annotations
 
-import contextlib
 import re
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
+from crypto.subject import SubjectHasher
 from gateway.appstate import REDIS, RULES, SETTINGS
 from gateway.auth import PRINCIPAL, requires
 from gateway.dispatch.store import valid_case_id
 from gateway.errors import BadRequestError, GatewayError, StoreUnavailableError
 from gateway.http import json_response, read_json
 from gateway.principals import Principal, Role
-from gateway.privacy.audit import query_audit, record_access, verify_chain
+from gateway.privacy.audit import query_audit, record_access, record_refusal, verify_chain
 from gateway.privacy.retention import retention_report
 from gateway.privacy.ropa import build_ropa
 from gateway.privacy.subjects import hasher_for, subject_access
@@ -28,6 +28,7 @@ from gateway.privacy.tracing import (
     place_filter,
     trace_holder,
 )
+from gateway.trust.registry import Registry
 from policy.purpose import (
     PURPOSE,
     SUBJECT_ACCESS,
@@ -49,6 +50,7 @@ routes = web.RouteTableDef()
 OVERSIGHT = "privacy_oversight"  # the purpose of the officer's own reads of the trail and reports
 _HOLDER = re.compile(r"[A-Za-z0-9._-]{1,64}")  # the opaque holder reference of the native code
 _BODY_LIMIT = 4096
+_ACTION = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 def _refused(exc: PurposeError) -> GatewayError:
@@ -83,22 +85,38 @@ async def audit_query(request: web.Request) -> web.Response:
     q = request.query
     since, until = _time(q.get("since"), "since"), _time(q.get("until"), "until")
     limit = _int(q.get("limit"), 100)
+    redis = request.app[REDIS]
     try:
         check_audit_query(since, until, limit)
     except PurposeError as exc:
+        await record_refusal(redis, principal=request[PRINCIPAL], action="audit_query_refused", obj="audit",
+                             purpose=OVERSIGHT, code=exc.code, now=datetime.now(UTC))
         raise _refused(exc) from None
     assert since is not None and until is not None
     cursor = q.get("cursor") or None
     if cursor is not None and re.fullmatch(r"\d{1,15}-\d{1,15}", cursor) is None:
         raise _refused(InvalidRangeError("malformed cursor"))
-    redis = request.app[REDIS]
     page = await query_audit(redis, since=since, until=until, limit=limit, principal=q.get("principal") or None,
                              action=q.get("action") or None, cursor=cursor)
     await record_access(redis, principal=request[PRINCIPAL], action="audit_query", obj="audit",
                         purpose=OVERSIGHT, now=datetime.now(UTC), result_count=len(page.entries),
                         extra={"window": f"{since.isoformat()}/{until.isoformat()}",
-                               "filter": f"principal={q.get('principal', '')};action={q.get('action', '')}"})
+                               **await _filters(request, q.get("principal") or "", q.get("action") or "")})
     return json_response({"entries": [e.to_json() for e in page.entries], "next_cursor": page.next_cursor})
+
+
+async def _filters(request: web.Request, principal: str, action: str) -> dict[str, str]:
+    """The query's filters as audit fields: a filter is typed by the caller, so it may be anything, a holder
+    reference included; a principal filter is kept as given only if that principal exists, else as its keyed
+    hash, and an action filter only if it is action-shaped."""
+    out = {"filter_action": action if _ACTION.fullmatch(action) else ("" if not action else "invalid")}
+    if principal and await Registry(request.app[REDIS]).principal_exists(principal):
+        out["filter_principal"] = principal
+    elif principal:
+        secret = request.app[SETTINGS].secret
+        assert secret is not None
+        out["filter_subject"] = SubjectHasher(secret.reveal()).of(principal)
+    return out
 
 
 @routes.get("/v1/privacy/audit/verify")
