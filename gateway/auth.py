@@ -16,7 +16,8 @@ from gateway.principals import Principal, Role, hash_token, is_token_shaped
 from gateway.storehealth import StoreHealth
 from gateway.ttlcache import TtlCache
 
-__all__ = ["PRINCIPAL", "PRINCIPAL_CACHE", "Handler", "PrincipalCache", "requires", "roles_of"]
+__all__ = ["PRINCIPAL", "PRINCIPAL_CACHE", "REFUSAL_AUDIT", "Handler", "PrincipalCache", "RefusalHook", "requires",
+           "roles_of"]
 
 class PrincipalCache:
     """Short-lived cache of token lookups: a revocation takes effect within ``ttl_s`` seconds."""
@@ -52,6 +53,9 @@ class PrincipalCache:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PRINCIPAL_CACHE: web.AppKey[PrincipalCache] = web.AppKey("principal_cache", PrincipalCache)
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
+RefusalHook = Callable[[web.Request, Principal], Awaitable[None]]
+# Installed by the privacy feature: it audits a role refusal (auth.py stays free of the audit trail's Redis code).
+REFUSAL_AUDIT: web.AppKey[RefusalHook] = web.AppKey("refusal_audit")
 
 
 def requires(*roles: Role) -> Callable[[Handler], Handler]:
@@ -64,6 +68,9 @@ def requires(*roles: Role) -> Callable[[Handler], Handler]:
         async def guarded(request: web.Request) -> web.StreamResponse:
             principal = await request.app[PRINCIPAL_CACHE].authenticate(request)
             if principal.role not in allowed:
+                hook = request.app.get(REFUSAL_AUDIT)
+                if hook is not None:
+                    await hook(request, principal)
                 raise ForbiddenError("role not permitted")
             request[PRINCIPAL] = principal
             return await handler(request)

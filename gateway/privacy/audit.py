@@ -61,9 +61,9 @@ __all__ = [
     "AUDIT_RETENTION",
     "GENESIS",
     "AuditEntry",
+    "AuditKeyError",
     "AuditPage",
     "ChainReport",
-    "AuditKeyError",
     "TrailBrokenError",
     "cli_actor",
     "query_audit",
@@ -247,7 +247,7 @@ async def _append(redis: Redis, fields: dict[str, str], now: datetime, *, lenien
                     await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
         else:
             raise StoreUnavailableError("audit trail contended")
-        await redis.eval(_HWM_LUA, 1, keyspace.AUDIT_HWM, str(seq), f"{seq} {_mac('hwm', str(seq))}")  # type: ignore[no-untyped-call]
+        await redis.eval(_HWM_LUA, 1, keyspace.AUDIT_HWM, str(seq), f"{seq} {_mac('hwm', str(seq))}")
     return entry_id
 
 
@@ -409,7 +409,7 @@ def _problem_checkpoints(raw: list[bytes], problems: list[str]) -> tuple[int, st
 
 async def _registry_in_use(redis: Redis) -> bool:
     """Whether anything exists whose writing is audited first (principals, places, trusted keys)."""
-    return bool(await redis.exists(keyspace.PRINCIPAL_IDS, keyspace.PLACES, keyspace.TRUST))
+    return bool(await redis.exists(keyspace.PRINCIPAL_IDS, keyspace.PLACES, keyspace.TRUST, keyspace.DSC_TRUST))
 
 
 async def verify_chain(redis: Redis, *, anchor: tuple[int, str] | None = None, batch: int = 1000) -> ChainReport:

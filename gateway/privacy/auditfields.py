@@ -109,12 +109,13 @@ FIELD_KINDS: Mapping[str, str] = {
     # refusals (roles, purposes, CLI credentials)
     "route": "route", "method": "method", "suppressed": "count", "command": "codes", "via": "who",
     # audit-trail oversight
-    "filter_principal": "id", "filter_subject": "subject", "filter_action": "code", "before": "time", "dropped": "count",
-    "checkpoint": "count", "checkpoint_seq": "count",
+    "filter_principal": "id", "filter_subject": "subject", "filter_action": "code", "before": "time",
+    "dropped": "count", "checkpoint": "count", "checkpoint_seq": "count",
     # registry, trust lists, configuration
     "usage": "code", "alg": "id", "venue_class": "id", "target_role": "code", "scope": "ids", "expires_at": "count",
-    "certificates": "count", "stored": "count", "mode": "code", "rules_version": "id", "retention_days": "count",
-    "status_ttl_s": "count", "place": "id", "device": "id", "case": "case", "day": "count", "removed": "count",
+    "certificates": "count", "digest": "hex", "stored": "count", "mode": "code", "rules_version": "id",
+    "retention_days": "count", "status_ttl_s": "count", "place": "id", "device": "id", "case": "case",
+    "day": "count", "removed": "count",
     # free text, masked
     "detail": "text", "note": "text",
     # written by this module itself

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from gateway import keyspace
 from gateway.appstate import REDIS, RULES, SETTINGS
+from gateway.auth import REFUSAL_AUDIT
 from gateway.background import refreshing
 from gateway.dispatch.lease import SweepLease
 from gateway.dispatch.store import CaseStore
@@ -24,6 +25,7 @@ from gateway.dispatch.worker import trim_to_retention
 from gateway.errors import GatewayError
 from gateway.privacy import compaction
 from gateway.privacy.audit import record_privileged, set_trail_secret
+from gateway.privacy.refusals import RefusalLimiter, audit_role_refusal
 from gateway.privacy.routes import routes
 from gateway.redisio import redis_errors
 
@@ -37,6 +39,7 @@ def install(app: web.Application) -> None:
     secret = app[SETTINGS].secret
     assert secret is not None  # create_app refuses settings without one
     set_trail_secret(secret.reveal())  # every feature's audit entries sign the trail's head with it
+    app[REFUSAL_AUDIT] = audit_role_refusal(RefusalLimiter())
     app.router.add_routes(ROUTES)
     app.cleanup_ctx.append(_audit_configuration)
     app.cleanup_ctx.append(_retention_trim)

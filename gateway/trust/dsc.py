@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from crypto.dcc_trust import DscKey, DscTrustList, json_bundle_ders
 from crypto.errors import TrustListError
 from gateway import keyspace
+from gateway.privacy.audit import cli_actor, record_privileged
 from gateway.redisio import redis_errors
 
 __all__ = ["DscRegistry", "DscSnapshot", "Freshness", "freshness", "parse_trust_file"]
@@ -89,8 +90,9 @@ def _fingerprint(der: bytes) -> str:
 class DscRegistry:
     """Reads and writes of the stored DSC list (configuration: no TTL, changed by ``placegate trust``)."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, *, actor: str | None = None) -> None:
         self.redis = redis
+        self.actor = actor  # None: the operating-system account running the CLI
 
     async def import_certificates(self, ders: Sequence[bytes], *, now: datetime, replace: bool = True) -> int:
         """Store DSCs and stamp the import time; ``replace`` drops certificates absent from this import.
@@ -99,6 +101,11 @@ class DscRegistry:
         default; the version bump makes every worker reload.  Returns the number of stored certificates.
         """
         mapping = {_fingerprint(der): base64.b64encode(der) for der in ders}
+        # A signer-list change decides which health codes verify: audited first, not applied if that fails.
+        await record_privileged(self.redis, actor=self.actor or cli_actor(), action="dsc_import",
+                                obj="dsc_trust_list", now=now,
+                                extra={"certificates": str(len(mapping)), "mode": "replace" if replace else "merge",
+                                       "digest": hashlib.sha256("".join(sorted(mapping)).encode()).hexdigest()})
         with redis_errors("DSC trust list"):
             pipe = self.redis.pipeline(transaction=True)
             if replace:

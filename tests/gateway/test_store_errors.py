@@ -265,7 +265,8 @@ async def test_a_gateway_starting_against_an_unreachable_server_fails_with_store
 async def audit_only(server: EmbeddedServer, connected: Redis) -> AsyncIterator[Redis]:
     """A client that may write the audit trail and read the principal ids, nothing else: every registry write
     passes its audit entry and then meets a refusal (NOPERM) from the server."""
-    await connected.execute_command("ACL", "SETUSER", "auditonly", "on", ">pw", "~pg:{audit}:*", "~" + keyspace.AUDIT_HWM,
+    await connected.execute_command("ACL", "SETUSER", "auditonly", "on", ">pw", "~pg:{audit}:*",
+                                    "~" + keyspace.AUDIT_HWM,
                                     "%R~" + keyspace.PRINCIPAL_IDS, "+@all")
     await connected.hset(keyspace.PRINCIPAL_IDS, "dev-x", "ab" * 32)
     client = connect_redis(f"unix://auditonly:pw@{server.socket_path}")

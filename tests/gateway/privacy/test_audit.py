@@ -75,7 +75,8 @@ async def test_concurrent_writers_on_separate_connections_form_one_chain(redis: 
     clients = [connect_redis(redis_url, connect_timeout_s=30, socket_timeout_s=30) for _ in range(6)]
     try:
         await asyncio.gather(*(
-            record_access(c, principal=OFFICER, action="trace", obj=f"case:{case_id(i * 100 + j)}", purpose="epidemic_prevention",
+            record_access(c, principal=OFFICER, action="trace", obj=f"case:{case_id(i * 100 + j)}",
+                          purpose="epidemic_prevention",
                           now=NOW, case_ref=case_id(1))
             for i, c in enumerate(clients) for j in range(15)
         ))
