@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
+import stat
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +17,17 @@ from redis.asyncio import Redis
 
 from gateway.embedded import EmbeddedServer, gateway_owns, socket_alive
 from gateway.errors import StoreUnavailableError
-from gateway.privacy.audit import set_trail_secret
+from gateway.principals import Principal, Role, hash_token, is_token_shaped
+from gateway.privacy.audit import cli_actor, record_privileged, set_trail_secret
 from gateway.redisio import connect_redis
 from gateway.settings import Settings
 
 __all__ = [
+    "CliRefusedError",
     "add_common_args",
+    "add_token_arg",
     "admin_redis",
+    "cli_principal",
     "embedded_dir",
     "run",
     "settings_from",
@@ -105,3 +112,63 @@ def _wait_alive(path: Path) -> None:
             return
         time.sleep(0.1)
     raise StoreUnavailableError("the gateway's embedded server is restarting; try again")
+
+
+class CliRefusedError(Exception):
+    """A CLI command refused for its credentials (``code`` as the HTTP guard would answer); exit status 2."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+
+
+def add_token_arg(parser: argparse.ArgumentParser) -> None:
+    """``--token-file``: a command that acts as an officer runs with that officer's token, never a name."""
+    parser.add_argument("--token-file", type=Path, metavar="PATH",
+                        help="file holding the acting principal's bearer token (mode 0600 or stricter; read once)")
+    parser.add_argument("--officer", help=argparse.SUPPRESS)  # removed: a name is no credential
+
+
+async def cli_principal(redis: Redis, args: argparse.Namespace, roles: Iterable[Role], *, command: str) -> Principal:
+    """The principal whose token ``--token-file`` holds, checked like the HTTP guard (shape, unrevoked,
+    unexpired, role); every refusal is audited as ``cli_refused`` under the operating-system account.
+
+    The file must not be readable by group or others (a token in a world-readable file is everyone's).
+
+    :raises CliRefusedError: no file, an exposed or unreadable file, an unknown/revoked/expired token, a role
+        the command does not admit.
+    """
+    try:
+        principal = await _resolve(redis, args, frozenset(roles))
+    except CliRefusedError as exc:
+        with contextlib.suppress(StoreUnavailableError):  # the refusal stands either way
+            await record_privileged(redis, actor=cli_actor(), role="cli", action="cli_refused", obj="cli",
+                                    now=datetime.now(UTC), extra={"command": command, "outcome": exc.code})
+        raise
+    return principal
+
+
+async def _resolve(redis: Redis, args: argparse.Namespace, roles: frozenset[Role]) -> Principal:
+    from gateway.trust.registry import Registry  # the registry audits through this module's callers
+
+    if getattr(args, "officer", None):
+        raise CliRefusedError("token_required", "--officer is gone: pass the officer's token with --token-file PATH")
+    path: Path | None = getattr(args, "token_file", None)
+    if path is None:
+        raise CliRefusedError("missing_token", "--token-file PATH is required")
+    try:
+        with path.open("r", encoding="ascii") as handle:
+            mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)  # the file read, not a name swapped after
+            token = handle.read(256).strip()
+    except (OSError, UnicodeDecodeError):
+        raise CliRefusedError("invalid_token", f"cannot read {path}") from None
+    if mode & 0o077:
+        raise CliRefusedError("token_file_exposed", f"{path} is readable by others: chmod 600 {path}")
+    if not is_token_shaped(token):
+        raise CliRefusedError("invalid_token", "invalid token")
+    principal = await Registry(redis).get_principal(hash_token(token))
+    if principal is None or not principal.usable(time.time()):
+        raise CliRefusedError("invalid_token", "invalid token")  # one answer for unknown, revoked and expired
+    if principal.role not in roles:
+        raise CliRefusedError("forbidden", "role not permitted")
+    return principal

@@ -9,15 +9,23 @@ from datetime import UTC, datetime
 
 import orjson
 
-from gateway.cli_common import add_common_args, admin_redis, run, settings_from
+from gateway.cli_common import (
+    CliRefusedError,
+    add_common_args,
+    add_token_arg,
+    admin_redis,
+    cli_principal,
+    run,
+    settings_from,
+)
 from gateway.errors import GatewayError
+from gateway.principals import Role
 from gateway.privacy import shred
-from gateway.privacy.audit import cli_actor, query_audit, record_access, trim_before, verify_chain
+from gateway.privacy.audit import cli_actor, query_audit, record_access, record_refusal, trim_before, verify_chain
 from gateway.privacy.retention import retention_report
 from gateway.privacy.ropa import build_ropa, render_markdown
 from gateway.privacy.subjects import hasher_for
 from gateway.privacy.tracing import (
-    active_principal,
     case_in_trace_scope,
     consume_approval,
     load_approval,
@@ -54,6 +62,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     query.add_argument("--action")
     query.add_argument("--limit", type=int, default=100)
     query.add_argument("--cursor")
+    add_token_arg(query)
     add_common_args(query)
     query.set_defaults(func=_query)
     trim = asub.add_parser("trim", help="drop entries older than a cutoff at least 3 years back (PIPL Art. 56)")
@@ -71,10 +80,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_common_args(ropa)
     ropa.set_defaults(func=_ropa)
     tr = psub.add_parser("trace", help="visits of one holder (epidemic prevention, a case, another officer's approval)")
-    tr.add_argument("--officer", required=True, help="the privacy officer's principal id (must be active)")
+    add_token_arg(tr)
     tr.add_argument("--holder", required=True)
     tr.add_argument("--case-ref", required=True)
-    tr.add_argument("--approval", required=True, help="approval id granted to --officer by ANOTHER privacy officer")
+    tr.add_argument("--approval", required=True,
+                    help="approval id granted to the --token-file principal by ANOTHER privacy officer")
     tr.add_argument("--purpose", default="epidemic_prevention")
     tr.add_argument("--since", type=_time)
     tr.add_argument("--until", type=_time)
@@ -106,6 +116,11 @@ def _query(args: argparse.Namespace) -> int:
             print(f"{exc.code}: {exc}", file=sys.stderr)
             return 2
         async with admin_redis(settings_from(args)) as redis:
+            try:
+                await cli_principal(redis, args, (Role.PRIVACY_OFFICER,), command="audit_query")
+            except CliRefusedError as exc:
+                print(exc, file=sys.stderr)
+                return 2
             page = await query_audit(redis, since=args.since, until=args.until, limit=args.limit,
                                      principal=args.principal, action=args.action, cursor=args.cursor)
         _print({"entries": [e.to_json() for e in page.entries], "next_cursor": page.next_cursor})
@@ -117,7 +132,11 @@ def _query(args: argparse.Namespace) -> int:
 def _trim(args: argparse.Namespace) -> int:
     async def go() -> int:
         async with admin_redis(settings_from(args)) as redis:
-            dropped = await trim_before(redis, cutoff=args.before, now=datetime.now(UTC), actor=cli_actor())
+            try:
+                dropped = await trim_before(redis, cutoff=args.before, now=datetime.now(UTC), actor=cli_actor())
+            except ValueError as exc:  # inside the 3-year retention, or a trail that does not verify
+                print(f"placegate: {exc}", file=sys.stderr)
+                return 1
         print(f"dropped {dropped}")
         return 0
 
@@ -152,15 +171,19 @@ def _ropa(args: argparse.Namespace) -> int:
     return 0
 
 
+_TRACE_ROLES = (Role.PRIVACY_OFFICER, Role.DISPATCHER, Role.SUPERVISOR)
+
+
 def _trace(args: argparse.Namespace) -> int:
     async def go() -> int:
         settings = settings_from(args).with_secret()
         now = datetime.now(UTC)
         subject = hasher_for(settings).of(args.holder)
         async with admin_redis(settings) as redis:
-            officer = await active_principal(redis, args.officer, now)
-            if officer is None:
-                print("invalid_officer: not an active principal", file=sys.stderr)
+            try:  # the roles of POST /v1/privacy/trace
+                officer = await cli_principal(redis, args, _TRACE_ROLES, command="privacy_trace")
+            except CliRefusedError as exc:
+                print(exc, file=sys.stderr)
                 return 2
             try:
                 approval = await load_approval(redis, args.approval)
@@ -171,6 +194,9 @@ def _trace(args: argparse.Namespace) -> int:
                         or not await consume_approval(redis, approval.approval_id):
                     raise ApprovalInvalidError("no usable approval")
             except PurposeError as exc:
+                await record_refusal(redis, principal=officer, action="contact_trace_refused", obj="trace",
+                                     purpose=args.purpose, code=exc.code, now=now, case_ref=args.case_ref,
+                                     extra={"via": cli_actor(), "subject": subject})
                 print(f"{exc.code}: {exc}", file=sys.stderr)
                 return 2
             result = await trace_holder(redis, args.holder, since=since, until=until,
