@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import cast
 
 import pytest
@@ -21,6 +25,7 @@ from gateway.privacy.audit import (
     verify_chain,
 )
 from gateway.redisio import connect_redis
+from tests.gateway.conftest import WorldFactory
 
 NOW = datetime(2024, 3, 15, 10, 0, tzinfo=UTC)
 OFFICER = Principal("po-1", Role.PRIVACY_OFFICER)
@@ -215,10 +220,6 @@ async def test_trim_of_entries_past_three_years_keeps_the_chain_verifiable(redis
 
 
 async def test_placegate_audit_verify_exits_nonzero_on_a_tampered_trail(redis: Redis, redis_url: str) -> None:
-    import os
-    import subprocess
-    import sys
-
     await _fill(redis, 5)
 
     def cli() -> subprocess.CompletedProcess[str]:
@@ -230,3 +231,158 @@ async def test_placegate_audit_verify_exits_nonzero_on_a_tampered_trail(redis: R
     await redis.xdel(keyspace.AUDIT_STREAM, (await _xr(redis))[2][0])
     broken = await asyncio.to_thread(cli)
     assert broken.returncode == 1 and "sequence_gap" in broken.stdout
+
+
+# --- every value by its kind; refusals, trust imports and CLI officers audited (issue 14) --------------------
+HOLDER = "holder-7"  # a raw holder reference of the native code (tests/gateway/conftest.py scans it)
+
+
+def test_a_value_that_fits_no_kind_is_a_programming_error_in_tests_and_dropped_in_production(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gateway.privacy import auditfields
+
+    core = {"who": "po-1", "action": "trace", "object": f"trace:{case_id(1)}", "case_ref": case_id(1)}
+    for bad in ({"case_ref": HOLDER}, {"object": f"trace:{HOLDER}"}, {"subject": HOLDER}, {"free_form": "x"},
+                {"result_count": "many"}, {"window": "yesterday"}):
+        with pytest.raises(auditfields.AuditFieldError):
+            auditfields.clean_fields({**core, **bad})
+    monkeypatch.setattr(auditfields, "STRICT", False)
+    kept = auditfields.clean_fields({**core, "case_ref": HOLDER, "subject": HOLDER, "free_form": HOLDER})
+    assert kept["case_ref"] == "" and "subject" not in kept and "free_form" not in kept
+    assert kept["dropped_fields"] == "case_ref,free_form,subject" and HOLDER not in str(kept)
+    assert auditfields.mask_text("called 13812345678 re holder-7, see a@b.cn") == "called *** re ***, see ***"
+
+
+def test_case_ids_in_audit_fields_have_the_case_stores_shape() -> None:
+    from gateway.dispatch.store import valid_case_id
+    from gateway.privacy.auditfields import FIELD_KINDS, clean_fields
+
+    assert FIELD_KINDS["case_ref"] == "case" and valid_case_id(case_id(7))
+    assert clean_fields({"case_ref": case_id(7)}) == {"case_ref": case_id(7)}
+
+
+async def test_a_refusal_from_a_request_drops_what_does_not_fit_even_in_tests(redis: Redis) -> None:
+    from gateway.privacy.audit import record_refusal
+
+    assert await record_refusal(redis, principal=DISPATCHER, action="contact_trace_refused", obj=f"trace:{HOLDER}",
+                                purpose="epidemic_prevention", code="approval_invalid", now=NOW, case_ref=HOLDER)
+    ((_, f),) = await _xr(redis)
+    assert f[b"outcome"] == b"approval_invalid" and f[b"dropped_fields"] == b"case_ref,object"
+    assert HOLDER.encode() not in b"".join(k + v for k, v in f.items())
+
+
+def test_the_refusal_limiter_bounds_entries_per_principal_and_counts_the_rest() -> None:
+    from gateway.privacy.refusals import RefusalLimiter
+
+    t = [0.0]
+    limiter = RefusalLimiter(3, 60.0, clock=lambda: t[0])
+    assert [limiter.admit("a") for _ in range(5)] == [0, 0, 0, None, None]
+    assert limiter.admit("b") == 0  # per principal
+    t[0] = 61.0
+    assert limiter.admit("a") == 2  # the next window's first entry carries what was suppressed
+
+
+async def test_a_role_refusal_on_a_privacy_route_leaves_an_entry_and_cannot_flood(make_world: WorldFactory) -> None:
+    world = await make_world(principal_cache_s=0)
+    headers = {"Authorization": "Bearer " + world.tokens["dispatcher"]}
+    before = await world.redis.xlen(keyspace.AUDIT_STREAM)
+    for _ in range(25):
+        resp = await world.client.get("/v1/privacy/audit/verify", headers=headers)
+        assert resp.status == 403 and (await resp.json())["error"] == "forbidden"
+    refused = [f for _, f in (await _xr(world.redis))[before:]]
+    assert len(refused) == 10  # PER_PRINCIPAL in one window: 25 requests, 10 entries
+    assert {(f[b"who"], f[b"action"], f[b"route"], f[b"outcome"]) for f in refused} == {
+        (b"disp-1", b"role_refused", b"/v1/privacy/audit/verify", b"forbidden")}
+    scan = await world.client.post("/v1/scan", headers=headers, json={"code": "x"})
+    assert scan.status == 403 and await world.redis.xlen(keyspace.AUDIT_STREAM) == before + 10  # scan: not audited
+    assert (await verify_chain(world.redis)).ok
+
+
+def test_trust_import_leaves_an_audit_entry_first(redis_url: str, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509 import load_der_x509_certificate
+
+    from gateway.cli import main
+    from tests.crypto.conftest import make_dsc
+
+    pem = tmp_path / "dsc.pem"
+    pem.write_bytes(load_der_x509_certificate(make_dsc().der).public_bytes(Encoding.PEM))
+    assert main(["trust", "import", str(pem), "--redis-url", redis_url, "--data-dir", str(tmp_path)]) == 0
+
+    async def entries() -> Rows:
+        client = connect_redis(redis_url)
+        try:
+            return await _xr(client)
+        finally:
+            await client.aclose()
+
+    _, f = asyncio.run(entries())[-1]  # no redis fixture here (sync test): earlier entries may remain
+    assert (f[b"action"], f[b"object"], f[b"certificates"], f[b"mode"]) == (
+        b"dsc_import", b"dsc_trust_list", b"1", b"replace")
+    assert f[b"who"].startswith(b"cli:")
+
+
+def _cli(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway", *args, "--redis-url", redis_url],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, **CLI_ENV})
+
+
+async def test_cli_officer_commands_need_a_token_file_and_every_refusal_is_audited(
+    redis: Redis, redis_url: str, tmp_path: Path
+) -> None:
+    from gateway.trust.cli_registry import create_principal
+    from gateway.trust.registry import Registry
+
+    registry = Registry(redis, actor="cli:ops")
+    officer = await create_principal(registry, Principal("po-2", Role.PRIVACY_OFFICER))
+    handler = await create_principal(registry, Principal("h-1", Role.HANDLER, department="health"))
+    good, exposed, wrong_role = tmp_path / "po2", tmp_path / "po2-open", tmp_path / "h1"
+    for path, token, mode in ((good, officer, 0o600), (exposed, officer, 0o644), (wrong_role, handler, 0o600)):
+        path.write_text(token + "\n")
+        path.chmod(mode)
+    trace = ("privacy", "trace", "--holder", HOLDER, "--case-ref", case_id(5))
+    query = ("audit", "query", "--since", NOW.isoformat(), "--until", (NOW + timedelta(days=1)).isoformat())
+    cases = [((*trace, "--officer", "po-2"), "token_required"), (trace, "missing_token"),
+             ((*trace, "--token-file", str(exposed)), "token_file_exposed"),
+             ((*trace, "--token-file", str(wrong_role)), "forbidden"),
+             ((*query, "--token-file", str(wrong_role)), "forbidden"),
+             ((*trace, "--token-file", str(tmp_path / "absent")), "invalid_token")]
+    before = await redis.xlen(keyspace.AUDIT_STREAM)
+    for args, code in cases:
+        done = await asyncio.to_thread(_cli, redis_url, *args)
+        assert done.returncode == 2 and done.stderr.startswith(code), (args, done.stderr)
+    refused = [f for _, f in (await _xr(redis))[before:]]
+    assert [f[b"outcome"].decode() for f in refused] == [code for _, code in cases]
+    assert {(f[b"action"], f[b"role"]) for f in refused} == {(b"cli_refused", b"cli")}
+    done = await asyncio.to_thread(_cli, redis_url, *trace, "--token-file", str(good))
+    assert done.returncode == 0, done.stderr
+    (_, entry), = (await _xr(redis))[-1:]
+    assert (entry[b"who"], entry[b"action"], entry[b"case_ref"]) == (b"po-2", b"contact_trace", case_id(5).encode())
+    assert entry[b"subject"].startswith(b"sh_") and entry[b"via"].startswith(b"cli:")
+
+
+async def test_a_raw_holder_reference_never_enters_the_trail(make_world: WorldFactory) -> None:
+    """Trace, refused traces with the holder where a case id belongs, an audit query filtered by the holder:
+    then every field of every entry is searched for the holder reference."""
+    from gateway.trust.cli_registry import create_principal
+    from gateway.trust.registry import Registry
+
+    world = await make_world(principal_cache_s=0)
+    po = {"Authorization": "Bearer " + await create_principal(Registry(world.redis),
+                                                              Principal("po-3", Role.PRIVACY_OFFICER))}
+    disp = {"Authorization": "Bearer " + world.tokens["dispatcher"]}
+    for case_ref, who in ((HOLDER, po), (f"x{HOLDER}", disp), (case_id(3), disp), (case_id(3), po)):
+        await world.client.post("/v1/privacy/trace", headers=who, json={
+            "holder_ref": HOLDER, "purpose": "epidemic_prevention", "case_ref": case_ref})
+    await world.client.post("/v1/privacy/approvals", headers=po, json={
+        "requester": "disp-1", "case_ref": HOLDER, "purpose": "epidemic_prevention"})
+    await world.client.get("/v1/privacy/audit", headers=po, params={
+        "since": (NOW - timedelta(hours=1)).isoformat(), "until": (NOW + timedelta(hours=1)).isoformat(),
+        "principal": HOLDER, "action": HOLDER})
+    await world.client.get("/v1/privacy/audit", headers=disp)  # a role refusal too
+    rows = await _xr(world.redis)
+    assert len(rows) > 3
+    for _, fields in rows:
+        assert HOLDER.encode() not in b"\x00".join(k + b"=" + v for k, v in fields.items())
+    assert (await verify_chain(world.redis)).ok

@@ -60,7 +60,7 @@ def _sha_chain_head(seq: int, digest: str, eid: str) -> str:
 # --- the attacks: each returns the problem kinds verify must report -----------------------------------------
 async def xtrim_oldest_and_forge_base(redis: Redis) -> set[str]:
     rows = await _rows(redis)
-    cut_eid, cut = rows[6]
+    _, cut = rows[6]
     await redis.xtrim(keyspace.AUDIT_STREAM, minid=rows[7][0].decode(), approximate=False)
     await redis.set(keyspace.AUDIT_BASE, f"{int(cut[b'seq'])} {cut[b'hash'].decode()}")  # the old base format
     return {"forged_base", "sequence_gap", "broken_link"}
