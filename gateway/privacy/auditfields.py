@@ -105,7 +105,8 @@ FIELD_KINDS: Mapping[str, str] = {
     "case_ref": "case", "result_count": "count",
     # tracing, approvals, subject access
     "subject": "subject", "approval": "approval", "approver": "id", "requester": "id", "window": "window",
-    "valid_until": "time", "days": "count", "unlinkable_days": "count", "jurisdiction": "id", "outcome": "code",
+    "valid_until": "time", "since": "time", "until": "time", "scanned": "count",
+    "days": "count", "unlinkable_days": "count", "jurisdiction": "id", "outcome": "code",
     # refusals (roles, purposes, CLI credentials)
     "route": "route", "method": "method", "suppressed": "count", "command": "codes", "via": "who",
     # audit-trail oversight

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -37,6 +38,8 @@ from policy.purpose import ApprovalInvalidError, PurposeError, TraceRequest, che
 from policy.rules import load_rules
 
 __all__ = ["register"]
+
+_ACTION = re.compile(r"[a-z][a-z0-9_]{0,63}")  # a typed action filter enters the trail only if action-shaped
 
 
 def _time(raw: str) -> datetime:
@@ -117,12 +120,18 @@ def _query(args: argparse.Namespace) -> int:
             return 2
         async with admin_redis(settings_from(args)) as redis:
             try:
-                await cli_principal(redis, args, (Role.PRIVACY_OFFICER,), command="audit_query")
+                officer = await cli_principal(redis, args, (Role.PRIVACY_OFFICER,), command="audit_query")
             except CliRefusedError as exc:
                 print(exc, file=sys.stderr)
                 return 2
             page = await query_audit(redis, since=args.since, until=args.until, limit=args.limit,
                                      principal=args.principal, action=args.action, cursor=args.cursor)
+            # Audited like GET /v1/privacy/audit, before the page is printed; filters only by kind.
+            window = f"{args.since.isoformat()}/{args.until.isoformat()}"
+            await record_access(redis, principal=officer, action="audit_query", obj="audit",
+                                purpose="privacy_oversight", now=datetime.now(UTC), result_count=len(page.entries),
+                                extra={"via": cli_actor(), "window": window,
+                                       "filter_action": args.action if _ACTION.fullmatch(args.action or "") else ""})
         _print({"entries": [e.to_json() for e in page.entries], "next_cursor": page.next_cursor})
         return 0
 

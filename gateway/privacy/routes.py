@@ -3,6 +3,7 @@ activities, trace approvals, the contact-tracing query and subject access. Every
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import UTC, datetime, timedelta
 

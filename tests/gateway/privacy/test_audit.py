@@ -341,7 +341,7 @@ async def test_cli_officer_commands_need_a_token_file_and_every_refusal_is_audit
     for path, token, mode in ((good, officer, 0o600), (exposed, officer, 0o644), (wrong_role, handler, 0o600)):
         path.write_text(token + "\n")
         path.chmod(mode)
-    trace = ("privacy", "trace", "--holder", HOLDER, "--case-ref", case_id(5))
+    trace = ("privacy", "trace", "--holder", HOLDER, "--case-ref", case_id(5), "--approval", "apv_" + "0" * 32)
     query = ("audit", "query", "--since", NOW.isoformat(), "--until", (NOW + timedelta(days=1)).isoformat())
     cases = [((*trace, "--officer", "po-2"), "token_required"), (trace, "missing_token"),
              ((*trace, "--token-file", str(exposed)), "token_file_exposed"),
@@ -355,10 +355,15 @@ async def test_cli_officer_commands_need_a_token_file_and_every_refusal_is_audit
     refused = [f for _, f in (await _xr(redis))[before:]]
     assert [f[b"outcome"].decode() for f in refused] == [code for _, code in cases]
     assert {(f[b"action"], f[b"role"]) for f in refused} == {(b"cli_refused", b"cli")}
-    done = await asyncio.to_thread(_cli, redis_url, *trace, "--token-file", str(good))
+    done = await asyncio.to_thread(_cli, redis_url, *query, "--token-file", str(good))
     assert done.returncode == 0, done.stderr
     (_, entry), = (await _xr(redis))[-1:]
-    assert (entry[b"who"], entry[b"action"], entry[b"case_ref"]) == (b"po-2", b"contact_trace", case_id(5).encode())
+    assert (entry[b"who"], entry[b"role"], entry[b"action"]) == (b"po-2", b"privacy_officer", b"audit_query")
+    done = await asyncio.to_thread(_cli, redis_url, *trace, "--token-file", str(good))  # a valid officer, no approval
+    assert done.returncode == 2 and done.stderr.startswith("approval_required"), done.stderr
+    (_, entry), = (await _xr(redis))[-1:]
+    assert (entry[b"who"], entry[b"action"], entry[b"outcome"]) == (b"po-2", b"contact_trace_refused",
+                                                                     b"approval_required")
     assert entry[b"subject"].startswith(b"sh_") and entry[b"via"].startswith(b"cli:")
 
 

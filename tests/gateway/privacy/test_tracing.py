@@ -380,7 +380,10 @@ async def test_the_cli_trace_needs_another_officers_approval_too(
     traced: Traced, redis_url: str, tmp_path: Path
 ) -> None:
     t = traced
-    args = ["trace", "--officer", "po-1", "--holder", "holder-7", "--case-ref", t.west_case]
+    token_file = tmp_path / "po-1.token"  # the CLI acts as an officer only with that officer's token
+    token_file.write_text(t.world.tokens["po"])
+    token_file.chmod(0o600)
+    args = ["trace", "--token-file", str(token_file), "--holder", "holder-7", "--case-ref", t.west_case]
     alone = await asyncio.to_thread(_placegate, *args, "--approval", "apv_" + "0" * 32, redis_url=redis_url,
                                     tmp_path=tmp_path)
     assert alone.returncode == 2 and "approval_required" in alone.stderr
