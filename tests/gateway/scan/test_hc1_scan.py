@@ -341,7 +341,11 @@ async def test_no_name_birth_date_or_uvci_reaches_redis(world: World, dsc: Dsc) 
 
 
 def _cli(redis_url: str, *args: str) -> int:
-    return main(["trust", *args, "--redis-url", redis_url])
+    # The trust import is audited, and an audited admin command reads the master secret: the tests' one, not a
+    # secret generated into the working directory's .placegate/.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PLACEGATE_SECRET", bytes(range(32)).hex())
+        return main(["trust", *args, "--redis-url", redis_url])
 
 
 def test_trust_import_and_list_from_pem_and_json_bundles(
