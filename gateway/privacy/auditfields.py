@@ -79,6 +79,7 @@ _OBJECT_KINDS: dict[str, Callable[[str], bool]] = {
     "device": _match(_ID),
     "key": _match(_HEX),
     "checkpoint": _match(_COUNT),
+    "day": _match(re.compile(r"[0-9]{8}")),  # a shredded scan-log day (privacy/shred.py)
 }
 
 
