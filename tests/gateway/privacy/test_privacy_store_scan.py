@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 
 from crypto.native import Colour
 from gateway.principals import Principal, Role
+from gateway.privacy.audit import set_trail_secret
 from gateway.redisio import connect_redis
 from gateway.trust.cli_registry import create_principal
 from gateway.trust.registry import Registry
@@ -56,6 +57,7 @@ async def private_store(make_private_server: PrivateServerFactory) -> AsyncItera
 @pytest.fixture
 async def redis(private_store: tuple[Redis, Path]) -> Redis:
     """This module's worlds live on the private server, whose files the test can read."""
+    set_trail_secret(SECRET.reveal())  # the audit trail's signing key, as the app under test will set it
     return private_store[0]
 
 
