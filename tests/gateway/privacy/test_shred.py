@@ -27,7 +27,7 @@ from gateway.privacy.compaction import compact_if_keys_gone, compact_store
 from gateway.privacy.shred import shred_day
 from gateway.redisio import connect_redis
 from gateway.scan.scanlog import day_of, partition_expiry, pseudonym
-from tests.gateway.conftest import PrivateServerFactory, World, WorldFactory
+from tests.gateway.conftest import SECRET, PrivateServerFactory, World, WorldFactory
 
 HOLDERS = ("holder-1", "holder-2", "holder-3", "holder-quiet", "holder-red")  # holder-quiet: admits only
 
@@ -154,6 +154,15 @@ async def test_records_a_turn_in_flight_appends_after_the_shred_are_removed(worl
         f[b"pseudonym"] != stale.encode() for _, f in await world.redis.xrange(keyspace.scan_log_key(day)))
 
 
+@pytest.fixture
+def cli_secret(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The CLI against an external store is given its secret and data directory, as an operator gives them: never a
+    secret file generated in the working directory."""
+    monkeypatch.setenv("PLACEGATE_SECRET", SECRET.reveal().hex())
+    monkeypatch.setenv("PLACEGATE_DATA_DIR", str(tmp_path))
+
+
+@pytest.mark.usefixtures("cli_secret")
 def test_shred_refuses_a_malformed_day_with_exit_2(redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     for bad in ("2026-12-02", "20261399", "2026120", "day"):
         with pytest.raises(SystemExit) as exc:
@@ -283,6 +292,7 @@ def test_embedded_server_tightens_an_old_world_readable_directory() -> None:
         shutil.rmtree(top, ignore_errors=True)
 
 
+@pytest.mark.usefixtures("cli_secret")
 def test_privacy_shred_prints_what_it_removed(redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     day = day_of(datetime.now(UTC) - timedelta(days=2))
     client = sync_redis.Redis.from_url(redis_url)
