@@ -13,13 +13,16 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
 
 from gateway.errors import StoreUnavailableError
 from gateway.settings import unknown_variable_warnings
 
-__all__ = ["COMMANDS", "EX_UNAVAILABLE", "build_parser", "command_of", "main"]
+__all__ = ["COMMANDS", "EX_BROKEN_PIPE", "EX_UNAVAILABLE", "build_parser", "command_of", "main", "version"]
 
 EX_UNAVAILABLE = 69  # sysexits.h: a service is unavailable (1 is taken by rejected input, 2 by usage errors)
+EX_BROKEN_PIPE = 128 + 13  # what a shell reports for a tool SIGPIPE ended (`placegate dispatch report | head`)
 
 # Command name -> (module whose register() adds it, its one-line help). A module registering several commands
 # has them in a row, in its register() order, so that `placegate --help` lists them as registered.
@@ -50,6 +53,17 @@ def command_of(argv: Sequence[str]) -> str | None:
     return None
 
 
+def version() -> str:
+    """The installed distribution's version; from pyproject.toml when run from a source tree not installed."""
+    try:
+        return metadata.version("placegate")
+    except metadata.PackageNotFoundError:
+        import tomllib
+
+        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        return str(tomllib.loads(pyproject.read_text("utf-8"))["project"]["version"])
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The full parser of ``command``'s module; every other command is a help-only stub from ``COMMANDS``.
 
@@ -59,6 +73,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         prog="placegate", description="Place-code verification gateway: signed health codes, status cache, "
         "admission policy, purpose-limited log, dispatch of exceptions."
     )
+    parser.add_argument("--version", action="version", version=f"placegate {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     loaded = COMMANDS[command][0] if command is not None else None
     for name, (module_path, help_text) in COMMANDS.items():
@@ -76,16 +91,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     for warning in unknown_variable_warnings(os.environ):
         print(f"placegate: warning: {warning}", file=sys.stderr)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # inside the try: a reader that went away is seen here, not at interpreter exit
+        return code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `placegate dispatch report | head`: the reader has all it wanted. Quiet, like any unix tool; stdout
+        # points at /dev/null so the interpreter's own flush at exit does not complain again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EX_BROKEN_PIPE
     except ValueError as exc:  # SettingsError among them: its message starts with the variable's name
         print(f"placegate: {exc}", file=sys.stderr)
         return 2
     except StoreUnavailableError as exc:  # Redis down or refusing: an operator needs the cause, not a traceback
-        print(f"placegate: {exc.detail} ({exc.code})", file=sys.stderr)
+        cause = f": {exc.__cause__}" if exc.__cause__ is not None and str(exc.__cause__) else ""
+        print(f"placegate: {exc.detail} ({exc.code}){cause}", file=sys.stderr)
         return EX_UNAVAILABLE
-
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        # A file the operator named (`status load FEED`, a data directory) that is missing or not writable.
+        print(f"placegate: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 if __name__ == "__main__":
     sys.exit(main())

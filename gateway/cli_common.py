@@ -20,6 +20,7 @@ from gateway.errors import StoreUnavailableError
 from gateway.principals import Principal, Role, hash_token, is_token_shaped
 from gateway.privacy.audit import cli_actor, record_privileged, set_trail_secret
 from gateway.redisio import connect_redis
+from gateway.secretcheck import check_secret
 from gateway.settings import Settings
 
 __all__ = [
@@ -37,6 +38,9 @@ __all__ = [
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis-url", help="Redis URL (default: the embedded server in the data directory)")
     parser.add_argument("--data-dir", type=Path, help="data directory (default .placegate or PLACEGATE_DATA_DIR)")
+    parser.add_argument("--secret-file", type=Path,
+                        help="file holding the deployment's secret in hex (or PLACEGATE_SECRET / PLACEGATE_SECRET_FILE;"
+                        " required with an external store)")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -50,6 +54,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         overrides["redis_url"] = args.redis_url
     if getattr(args, "data_dir", None):
         overrides["data_dir"] = args.data_dir
+    if getattr(args, "secret_file", None):
+        overrides["secret_file"] = args.secret_file
     for name in ("host", "port", "workers"):
         if getattr(args, name, None) is not None:
             overrides[name] = getattr(args, name)
@@ -71,6 +77,10 @@ async def admin_redis(settings: Settings) -> AsyncIterator[Redis]:
 
     Installs the audit trail key from the master secret first: every admin write is audited, and the trail's
     head is signed with that key (it must be the gateway's secret: PLACEGATE_SECRET or ``data_dir/secret``).
+    Every command that talks to the store comes through here, so every one holds the secret rule: resolved
+    before any server starts (``Settings.with_secret``), then checked against the store's fingerprint.
+
+    :raises SettingsError: no secret for an external store, or the store was initialised with another secret.
     """
     secret = settings.with_secret().secret
     assert secret is not None
@@ -90,6 +100,7 @@ async def admin_redis(settings: Settings) -> AsyncIterator[Redis]:
     redis = connect_redis(url, connect_timeout_s=settings.redis_connect_timeout_s,
                           socket_timeout_s=settings.redis_socket_timeout_s)
     try:
+        await check_secret(redis, secret, url=url)
         yield redis
     finally:
         await redis.aclose()

@@ -41,6 +41,7 @@ __all__ = [
     "PRINCIPAL_IDS",
     "REGISTRY_PREFIXES",
     "RETENTION_LEASE",
+    "SECRET_FINGERPRINT",
     "SWEEP_LEASE",
     "SWEEP_LEASE_CLI_MS",
     "TRUST",
@@ -78,6 +79,9 @@ DSC_TRUST: Final = "pg:trust:dsc"  # hash SHA-256-hex of the DER -> base64 DER
 DSC_TRUST_VERSION: Final = "pg:trust:dsc:version"  # counter bumped on every import; workers poll it
 DSC_TRUST_IMPORTED_AT: Final = "pg:trust:dsc:imported_at"  # unix seconds of the last import (freshness)
 PLACES: Final = "pg:places"  # set of place ids
+# Keyed fingerprint of the deployment's master secret (gateway/secretcheck.py), set once by the first process;
+# a process with another secret refuses to start. Configuration: no TTL.
+SECRET_FINGERPRINT: Final = "pg:secret:fingerprint"
 
 
 def place_key(place_id: str) -> str:
@@ -260,7 +264,8 @@ RETENTION_LEASE: Final = "pg:privacy:retention-lease"
 
 # Prefixes whose keys legitimately carry no TTL (configuration; the intake queue, trimmed by time; the audit
 # trail, kept 3 years); the privacy tests check every other key for an expiry.
-REGISTRY_PREFIXES: Final = (TRUST, PLACES, "pg:place:", "pg:principal", DISPATCH_INTAKE, "pg:{audit}:", AUDIT_HWM)
+REGISTRY_PREFIXES: Final = (TRUST, PLACES, "pg:place:", "pg:principal", DISPATCH_INTAKE, "pg:{audit}:", AUDIT_HWM,
+                             SECRET_FINGERPRINT)
 
 # The longest TTL a key of a class may have: seconds, or a bound the retention report takes from the settings
 # (gateway/privacy/retention.py ``_limit_s``): "retention" the scan log's retention, "day_end" a day partition's
@@ -294,6 +299,7 @@ DATA_CLASSES: Final = (
     DataClass("dsc_trust", r"pg:trust:dsc(?::version|:imported_at)?", False, "none"),
     DataClass("places", r"pg:places|pg:place:[a-z0-9][a-z0-9._-]{0,63}", False, "none"),
     DataClass("principals", r"pg:principal-ids|pg:principal:[0-9a-f]{64}", False, "none"),
+    DataClass("secret_fingerprint", "pg:secret:fingerprint", False, "none"),  # configuration, like the registry
     DataClass("status_cache", r"pg:st:\{[0-9a-f]+\}[0-9a-f]+", True, "status_ttl"),
     DataClass("replay_memory", r"pg:nonce:[0-9a-f]{16}:[0-9a-f]{24}", True, "code_lifetime"),
     DataClass("static_replay_memory", r"pg:nonce:dcc:[0-9a-f]{32}", True, "dcc_replay_window"),

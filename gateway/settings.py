@@ -26,6 +26,7 @@ __all__ = [
     "SettingsError",
     "known_variables",
     "load_or_create_secret",
+    "read_secret_file",
     "unknown_variable_warnings",
     "unknown_variables",
 ]
@@ -126,8 +127,11 @@ class Settings:
     redis_url: str | None = None
     data_dir: Path = Path(".placegate")
     # Master secret; the status-cache field key and the case sealing key are derived from it. In embedded mode
-    # it is generated once into ``data_dir/secret`` when not set.
+    # it is generated once into ``data_dir/secret`` when not set; an external store requires it (``with_secret``).
     secret: Secret | None = field(default=None, repr=False)
+    # A file holding the secret in hex (a mounted Kubernetes Secret, a systemd credential): instead of
+    # PLACEGATE_SECRET, which an environment listing would show.
+    secret_file: Path | None = None
     retention_days: int = 21
     status_buckets: int = 65536
     # A status record is personal data: kept only while it can still be fresh enough to decide on.
@@ -265,14 +269,30 @@ class Settings:
         return frozenset(p.strip() for p in self.ready_trust_lists.split(",") if p.strip())
 
     def with_secret(self) -> Settings:
-        """These settings with a secret, generating one into ``data_dir`` for the embedded mode."""
+        """These settings with their secret: PLACEGATE_SECRET, the secret file, or (embedded mode only) generated.
+
+        Against an external store each process generating its own secret would split the deployment silently (a
+        status loaded under one secret is unreadable under another: every holder ``review status_unknown``), so
+        there the secret must be given.
+
+        :raises SettingsError: no secret for an external store, both sources given, or an unreadable file.
+        """
+        if self.secret is not None and self.secret_file is not None:
+            raise SettingsError("PLACEGATE_SECRET_FILE", "set either PLACEGATE_SECRET or a secret file, not both")
         if self.secret is not None:
             return self
+        if self.secret_file is not None:
+            return replace(self, secret=read_secret_file(self.secret_file))
+        if self.redis_url is not None:
+            raise SettingsError("PLACEGATE_SECRET", EXTERNAL_SECRET_RULE)
         return replace(self, secret=load_or_create_secret(self.data_dir / "secret"))
 
 
 _LOG_FORMATS = ("json", "text")  # gateway/logjson.py LOG_FORMATS; settings import nothing of the gateway
 _TRUST_LISTS = frozenset({"native", "dsc"})
+EXTERNAL_SECRET_RULE = ("required with an external store (--redis-url or PLACEGATE_REDIS_URL): set PLACEGATE_SECRET "
+                        "or pass --secret-file PATH (PLACEGATE_SECRET_FILE), the same for every process of the "
+                        "deployment; only the embedded store generates its own")
 _SECRET_RULE = f"expected {2 * _SECRET_BYTES[0]} to {2 * _SECRET_BYTES[1]} hex digits (value not shown)"
 _INT = re.compile(r"-?[0-9]+")
 _FLOAT = re.compile(r"-?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?")
@@ -395,6 +415,21 @@ def unknown_variable_warnings(environ: Mapping[str, str] = os.environ) -> list[s
     return lines
 
 
+def read_secret_file(path: Path) -> Secret:
+    """The hex secret in ``path`` (surrounding white space ignored).
+
+    :raises SettingsError: the file cannot be read or does not hold a valid secret (never echoed).
+    """
+    try:
+        text = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a text file"
+        raise SettingsError("PLACEGATE_SECRET_FILE", f"cannot read {path}: {reason}") from None
+    if not _HEX.fullmatch(text) or not _SECRET_BYTES[0] <= len(text) // 2 <= _SECRET_BYTES[1]:
+        raise SettingsError("PLACEGATE_SECRET_FILE", f"{path}: {_SECRET_RULE}")
+    return Secret(bytes.fromhex(text))
+
+
 def load_or_create_secret(path: Path) -> Secret:
     """Read a hex secret file, creating it (mode 0600) on first use.
 
@@ -405,9 +440,12 @@ def load_or_create_secret(path: Path) -> Secret:
         if not _HEX.fullmatch(text) or not _SECRET_BYTES[0] <= len(text) // 2 <= _SECRET_BYTES[1]:
             raise SettingsError("PLACEGATE_SECRET", f"not set, and {path}: {_SECRET_RULE}")
         return Secret(bytes.fromhex(text))
-    path.parent.mkdir(parents=True, exist_ok=True)
     value = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value.hex())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value.hex())
+    except OSError as exc:  # an unwritable data directory is the operator's to fix: name it, no traceback
+        raise SettingsError("PLACEGATE_DATA_DIR", f"cannot write {path}: {exc.strerror or exc}") from None
     return Secret(value)

@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 
 PLACEGATE = [sys.executable, "-m", "gateway"]
+# The suite's shared secret (tests/gateway/conftest.py): an external store requires one, and the store's
+# fingerprint of it must agree with every other test's CLI run on the session server.
+SECRET_HEX = bytes(range(32)).hex()
 
 
 def _run(args: list[str], data_dir: Path, **variables: str) -> subprocess.CompletedProcess[str]:
@@ -55,7 +58,8 @@ def test_a_refused_secret_is_not_echoed(tmp_path: Path) -> None:
 
 
 def test_an_unknown_variable_is_reported_and_the_command_still_runs(tmp_path: Path, redis_url: str) -> None:
-    done = _run(["keys", "list", "--redis-url", redis_url], tmp_path, PLACEGATE_PROT="9000", PLACEGATE_FOO="1")
+    done = _run(["keys", "list", "--redis-url", redis_url], tmp_path, PLACEGATE_PROT="9000", PLACEGATE_FOO="1",
+                PLACEGATE_SECRET=SECRET_HEX)
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines() == [
         "placegate: warning: unknown setting PLACEGATE_FOO (ignored)",
@@ -66,5 +70,5 @@ def test_an_unknown_variable_is_reported_and_the_command_still_runs(tmp_path: Pa
 
 def test_known_variables_of_the_tooling_are_not_reported(tmp_path: Path, redis_url: str) -> None:
     done = _run(["keys", "list", "--redis-url", redis_url], tmp_path, PLACEGATE_TEST_REDIS_URL=redis_url,
-                PLACEGATE_LOCUST_HOLDERS="10")
+                PLACEGATE_LOCUST_HOLDERS="10", PLACEGATE_SECRET=SECRET_HEX)
     assert done.returncode == 0 and done.stderr == ""

@@ -10,6 +10,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+from tests.gateway.conftest import SECRET
 from tests.gateway.dispatch import test_dispatch_fixtures as fx
 from tests.gateway.dispatch.test_dispatch_fixtures import ROUTING, T0, DispatchWorld, DispatchWorldFactory
 
@@ -32,7 +33,8 @@ async def test_the_gateway_sweeps_on_its_interval(make_dispatch_world: DispatchW
 def _placegate(*args: str, redis_url: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     routing = tmp_path / "routing.toml"
     routing.write_text(ROUTING, "utf-8")
-    env = {**os.environ, "PLACEGATE_DATA_DIR": str(tmp_path), "PLACEGATE_DISPATCH_ROUTING_FILE": str(routing)}
+    env = {**os.environ, "PLACEGATE_DATA_DIR": str(tmp_path), "PLACEGATE_DISPATCH_ROUTING_FILE": str(routing),
+           "PLACEGATE_SECRET": SECRET.reveal().hex()}
     return subprocess.run([sys.executable, "-m", "gateway", "dispatch", *args, "--redis-url", redis_url],
                           capture_output=True, text=True, env=env, timeout=60, check=False)  # fmt: skip
 

@@ -22,7 +22,7 @@ from gateway.cli import main
 from gateway.trust.dsc import DscRegistry
 from gateway.trust.refresh import refresh_dsc
 from tests.crypto.conftest import TEST_DCC, VACCINATION_DCC, Dsc, make_dsc, make_hc1, sign_cose, wrap_hc1
-from tests.gateway.conftest import World, WorldFactory
+from tests.gateway.conftest import SECRET, World, WorldFactory
 
 T0 = datetime.now(UTC).replace(microsecond=0)
 OID_TEST = "1.3.6.1.4.1.1847.2021.1.1"
@@ -338,6 +338,12 @@ async def test_no_name_birth_date_or_uvci_reaches_redis(world: World, dsc: Dsc) 
 
 
 # --- the trust CLI ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _cli_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An external store requires the secret: the suite's shared one, as every CLI run on the session server.
+    monkeypatch.setenv("PLACEGATE_SECRET", SECRET.reveal().hex())
 
 
 def _cli(redis_url: str, *args: str) -> int:
