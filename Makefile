@@ -24,6 +24,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check crypto policy gateway bench tests
 	$(BIN)/mypy
 
+# CONFORMANCE: a directory holding the runner dcc_conformance.py and dcc-testdata/ (docs/dcc.md); not in this repository.
 conformance: $(STAMP)
-	$(BIN)/python ../shared/conformance/dcc_conformance.py ../shared/conformance/dcc-testdata -- \
+	@test -n "$(CONFORMANCE)" || { echo "usage: make conformance CONFORMANCE=DIR (docs/dcc.md)" >&2; exit 2; }
+	$(BIN)/python $(CONFORMANCE)/dcc_conformance.py $(CONFORMANCE)/dcc-testdata -- \
 		$(BIN)/placegate verify --trust-cert {cert_file} --at {clock} --json {code_file}

@@ -1,6 +1,6 @@
 """Sealing of holder references that a case's follow-up needs (AES-256-GCM), bound to what carries them.
 
-The raw holder reference never reaches Redis in clear (DESIGN.md "Privacy by construction"); a case carries
+The raw holder reference never reaches Redis in clear (PRIVACY.md "Minimisation"); a case carries
 it sealed, and opening it is an audited read of personal data.
 
 A sealed value is bound to its carrier by the AEAD's associated data: ``event_binding(event_id)`` while it

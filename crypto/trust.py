@@ -1,7 +1,7 @@
 """The trust list of native issuer keys: kid -> key, algorithm, usage, validity window, revoked flag.
 
 Rotation keeps an old key verifying until its window ends, so a new key is added before the old one's window
-closes. Each refusal has its own reason (DESIGN.md "Codes and keys").
+closes. Each refusal has its own reason (docs/codes.md "Verification order and reasons").
 """
 
 from __future__ import annotations

@@ -121,7 +121,7 @@ class EmbeddedServer:
             "--daemonize", "no",
             "--save", "",
             "--logfile", str(self.directory / "redis.log"),
-            # The compact status cache keeps each bucket in listpack encoding (DESIGN.md: <= 40 bytes/holder).
+            # The compact status cache keeps each bucket in listpack encoding (status/cache.py: <= 40 bytes/holder).
             "--hash-max-listpack-entries", "1024",
             "--hash-max-listpack-value", "64",
         ]

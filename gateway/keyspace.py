@@ -2,7 +2,7 @@
 
 Keys are Redis-Cluster-ready: a ``{hash tag}`` appears where keys must share a slot (a day's scan-log
 partition and that day's pseudonym key are written in one transaction; a case and its history likewise).
-Retention is policy (DESIGN.md "Purpose-limited log and retention"): every key that holds personal or event
+Retention is policy (PRIVACY.md "Retention and deletion"): every key that holds personal or event
 data gets a TTL here; registry keys (trust list, places, principals) are configuration and live until revoked.
 """
 

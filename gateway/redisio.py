@@ -1,6 +1,6 @@
 """Redis connections and the command batcher that coalesces one event-loop turn's commands into one pipeline.
 
-One awaited redis-py command costs about 50 µs of client CPU (DESIGN.md "Performance bar"); sending every
+One awaited redis-py command costs about 50 µs of client CPU (docs/performance.md); sending every
 command queued during a loop turn as one pipeline pays that cost once per turn instead of once per command.
 Every redis exception is translated into ``StoreUnavailableError`` by the one translator, ``redis_errors``, at
 the store boundary; no other module sees one.

@@ -1,7 +1,7 @@
 """Whether this worker can reach the store, and the way back when it could not.
 
 The first failed or timed-out store call opens the breaker: from then on the scan path, the principal and place
-caches and the trust lists stop asking Redis and answer from what the worker holds (DESIGN.md "Degraded mode"), so
+caches and the trust lists stop asking Redis and answer from what the worker holds (operations.md "Degraded mode"), so
 every degraded answer comes at once instead of after another timeout. A probe pings the store every
 ``probe_every_s`` through the scan path's own pipeline; its first answer closes the breaker and runs the recovery
 callbacks (the scanner writes what waited: replay marks and log records).

@@ -5,7 +5,7 @@ lookups for one device token every few seconds) and exhaust the Redis connection
 loads and the others await that same load.
 
 While the store is unreachable (``StoreHealth``), an expired entry is served as it was last loaded, up to
-``stale_max_s`` after that load, without asking the store at all (DESIGN.md "Degraded mode": principals and places
+``stale_max_s`` after that load, without asking the store at all (operations.md "Degraded mode": principals and places
 from last-known-good copies, bounded staleness). A load that fails or outlives ``load_timeout_s`` opens the breaker
 and falls back the same way; with no copy to fall back on it raises ``StoreUnavailableError``.
 """

@@ -1,6 +1,6 @@
 """The admission decision: admit | deny | review, a stable reason, the rule id and the rules version.
 
-Pure and deterministic: the same inputs give the same decision (DESIGN.md "Admission policy").
+Pure and deterministic: the same inputs give the same decision.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The closed loop of digital urban management (GB/T 30428: collect, file, dispatch, handle, feed back,
 check and close, evaluate) as a table of legal ``(state, action) -> state`` moves, each admitting a fixed
-set of roles (DESIGN.md "Exceptions and the dispatch core"). ``apply_transition`` returns a *new* ``Case``
+set of roles (docs/dispatch.md "States, roles and transitions"). ``apply_transition`` returns a *new* ``Case``
 with the move appended to its history, or raises a ``TransitionError`` and changes nothing. Durations
 come from a ``StageDeadlines`` (``policy.deadlines.DeadlineTable``); overdue flags and escalation live in
 ``policy.deadlines``. The helpers at the end turn a case into the ``dict[str, str]`` of a Redis hash and
@@ -187,7 +187,7 @@ def _t(source: CaseState, action: Action, target: CaseState, *roles: Role) -> Tr
 
 
 _S, _A, _R = CaseState, Action, Role
-# DESIGN.md's table. SYSTEM may accept, file and first-dispatch because automatic events arrive from
+# docs/dispatch.md's table. SYSTEM may accept, file and first-dispatch because automatic events arrive from
 # signature-verified scans (GB/T 30428 allows automatic filing of sensor events); re-dispatch after a return
 # is a human judgement. Extension and hanging are *approvals*: the handler asks, a shift lead or supervisor
 # grants, and only the grant is a transition.

@@ -33,7 +33,7 @@ __all__ = [
 # ehn-dcc-valuesets test-result.json (SNOMED CT).
 RESULT_NOT_DETECTED: Final = "260415000"
 RESULT_DETECTED: Final = "260373001"
-# test-type.json: LP6464-4 is a nucleic-acid amplification test; the venue rules (DESIGN.md "Admission policy")
+# test-type.json: LP6464-4 is a nucleic-acid amplification test; the venue rules (README.md "API overview")
 # ask for a nucleic-acid test, so a negative rapid antigen test (LP217198-3) does not satisfy them.
 NAAT: Final = "LP6464-4"
 RAT: Final = "LP217198-3"

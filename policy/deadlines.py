@@ -1,4 +1,4 @@
-"""Stage deadlines, overdue flags and escalation of cases (DESIGN.md "Exceptions and the dispatch core").
+"""Stage deadlines, overdue flags and escalation of cases (docs/dispatch.md "Deadlines, overdue and escalation").
 
 Each stage with a clock gets a time budget per event class from a TOML table validated at load
 (``parse_deadline_table``). ``DeadlineTable.stage_deadline`` is what ``apply_transition`` calls on entering a
@@ -36,7 +36,7 @@ __all__ = [
     "sweep",
 ]
 
-# DESIGN.md: "escalated to the superior level at 2x"; each further 2x of the budget escalates one step more.
+# docs/dispatch.md: escalated to the superior level at 2x; each further 2x of the budget escalates one step more.
 ESCALATION_FACTOR = 2
 
 

@@ -60,7 +60,7 @@ class EventClass(StrEnum):
     OTHER = "other"
 
 
-# DESIGN.md "Epidemic exceptions are urgent": a person who may carry infection, or who evaded the check,
+# docs/dispatch.md "Routing", epidemic exceptions are urgent: a person who may carry infection, or who evaded the check,
 # is still moving through the city; device faults, crowding and other reports are ordinary cases.
 EPIDEMIC_EVENT_CLASSES: frozenset[EventClass] = frozenset(
     {
@@ -131,7 +131,7 @@ def format_jurisdiction(path: Sequence[str]) -> str:
 
 
 class CentreLevel(StrEnum):
-    """The operation centre responsible for a case, lowest first (DESIGN.md escalation ladder)."""
+    """The operation centre responsible for a case, lowest first (docs/dispatch.md "Routing": the escalation ladder)."""
 
     COMMUNITY = "community"
     STREET = "street"

@@ -303,3 +303,17 @@ def test_the_license_file_and_pyproject_agree() -> None:
     text = (ROOT / "LICENSE").read_text("utf-8")
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]["license"]["text"]
     assert declared == "Apache-2.0" and "Apache License" in text and "Version 2.0, January 2004" in text
+
+
+def test_no_doc_or_comment_points_outside_the_repository() -> None:
+    # The project's design notes and style guide were never part of the repository: a pointer to them (or to
+    # the session's shared folder) leaves a reader with nothing to open.
+    outside = ("../shared", "/work/", "DESIGN.md", "STYLE.md")
+    files = [ROOT / "README.md", ROOT / "PRIVACY.md", ROOT / "Makefile", ROOT / "pyproject.toml"]
+    files += [p for p in (ROOT / "docs").rglob("*") if p.is_file()]
+    files += [p for p in (ROOT / "ops").rglob("*") if p.is_file()]
+    for package in ("crypto", "policy", "gateway", "bench"):
+        files += [p for p in (ROOT / package).rglob("*") if p.suffix in (".py", ".toml", ".md")]
+    found = [f"{p.relative_to(ROOT)}: {needle}" for p in files for needle in outside
+             if needle in p.read_text("utf-8", errors="replace")]
+    assert found == []

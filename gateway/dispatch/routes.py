@@ -1,6 +1,6 @@
 """The case API of dispatchers, department handlers and supervisors, and the audited holder read.
 
-Scope (DESIGN.md "Principals and access"): a dispatcher or supervisor sees the cases of places inside its
+Scope (PRIVACY.md "Access"): a dispatcher or supervisor sees the cases of places inside its
 jurisdiction subtree, a handler the cases of its department. A case outside the caller's scope gets exactly
 the answer of a missing one (404 ``not_found``), so the API is no oracle for other areas' cases.
 

@@ -14,7 +14,7 @@ is early, never late, and an early score costs the sweeper one read); after it, 
 only if it was computed from a history at least as long as the one the index last saw (the stamps hash), so of
 two writes whose index updates arrive out of order the newer wins.
 
-Durability (DESIGN.md "no acknowledged case may be lost"): when the server runs with AOF (``CONFIG GET
+Durability (docs/dispatch-operations.md "Durability"): when the server runs with AOF (``CONFIG GET
 appendonly`` says yes, as the embedded server does) every write ends with ``WAITAOF 1 0 timeout`` on the same
 connection; fewer than one local fsync in time raises ``NotDurableError`` and the caller must not acknowledge.
 With AOF off (the test server) there is nothing to wait for and the wait is skipped.

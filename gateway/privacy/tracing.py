@@ -8,8 +8,8 @@ the others are dropped without a count (a count of withheld visits would itself 
 
 A holder's visits are found by recomputing, for each day of the window, the day's pseudonym
 ``HMAC-SHA256(day key, holder ref)[:32 hex]`` and reading that day's partition. The day key is only ever READ
-here, never created: a day whose key has expired is reported ``unlinkable`` (crypto-shredding, DESIGN.md
-"Purpose-limited log and retention"), whatever records might linger.
+here, never created: a day whose key has expired is reported ``unlinkable`` (crypto-shredding, PRIVACY.md
+"Retention and deletion"), whatever records might linger.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What a worker remembers while the store cannot be asked (DESIGN.md "Degraded mode").
+"""What a worker remembers while the store cannot be asked (docs/operations.md "Degraded mode").
 
 Replay memory: where each code this worker saw was first presented, until the code expires (before an outage
 too: a code admitted just before it must not be new again during it), so its second presentation is ``replayed``

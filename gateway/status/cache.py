@@ -1,6 +1,6 @@
 """The compact holder-status cache: bucketed hashes with packed values, last-writer-wins by ``updated_at``.
 
-Layout (DESIGN.md "Status cache": 25 M holders in about 1 GB): a holder maps, through a keyed BLAKE2b of the
+Layout (the bar: 25 M holders in about 1 GB): a holder maps, through a keyed BLAKE2b of the
 holder reference, to one of ``status_buckets`` small hashes (listpack-encoded) and an 8-byte field; the value
 is 9 packed bytes. The raw holder reference is never stored: without the secret the fields cannot be linked
 to a reference.

@@ -3,7 +3,7 @@
 Only public material is stored: each certificate's DER (base64) under its full SHA-256, so two DSCs whose
 8-byte hcert kids collide are both kept and both tried.  Every import records when it happened; a worker
 reloads the list when the version counter moves (as ``refresh_trust`` does for native keys) and judges the
-list's age at each scan against two limits (DESIGN.md "Codes and keys"; issue 6 "freshness").
+list's age at each scan against two limits (docs/dcc.md "DSC trust list in the gateway"; issue 6 "freshness").
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 This is an I/O edge: it reads the code and certificate files and, without ``--at``, the clock; the verdicts
 come from the pure ``crypto.dcc.inspect_hc1``.  Output is exactly one JSON object (the contract of
-``shared/conformance/dcc_conformance.py``): decoded, failed_stage, signature_valid, expired, key_usage_valid,
+the DCC conformance runner, docs/dcc.md): decoded, failed_stage, signature_valid, expired, key_usage_valid,
 schema_valid, hcert, kid_conflict, error.
 """
 

@@ -1,5 +1,5 @@
 """Cross-scope refusals: N principals x M objects, every foreign object refused with exactly the answer a
-missing one gets, so a denial never reveals whether the object exists (DESIGN.md "Principals and access")."""
+missing one gets, so a denial never reveals whether the object exists (PRIVACY.md "Access")."""
 
 from __future__ import annotations
 

@@ -77,7 +77,7 @@ async def test_a_killed_store_answers_every_scan_degraded_and_admits_no_code_twi
     answers = [await _timed_scan(world, code, "dev-c") for code in codes]
     assert [(s, b["decision"], b["reason"], b["degraded"]) for s, b, _ in answers] == [(200, "admit", "ok", True)] * 6
     assert max(t for *_, t in answers) < ANSWER_BOUND_S
-    # Class B venue: no admission in degraded mode, a review (DESIGN.md "Degraded mode").
+    # Class B venue: no admission in degraded mode, a review (docs/operations.md "Degraded mode").
     status, body = await world.scan(world.code("holder-1"), who="dev-b")
     assert (status, body["decision"], body["reason"], body["degraded"]) == (200, "review", "status_unavailable", True)
     # No code admitted twice during the outage: here again it is a replay, elsewhere a shared code.
