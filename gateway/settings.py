@@ -281,8 +281,8 @@ class Settings:
             raise SettingsError("PLACEGATE_SECRET_FILE", "set either PLACEGATE_SECRET or a secret file, not both")
         if self.secret is not None:
             return self
-        if self.secret_file is not None:
-            return replace(self, secret=read_secret_file(self.secret_file))
+        if self.secret_file is not None:  # resolved once: calling again must not see "both" set
+            return replace(self, secret=read_secret_file(self.secret_file), secret_file=None)
         if self.redis_url is not None:
             raise SettingsError("PLACEGATE_SECRET", EXTERNAL_SECRET_RULE)
         return replace(self, secret=load_or_create_secret(self.data_dir / "secret"))

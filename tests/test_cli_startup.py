@@ -95,8 +95,10 @@ def test_a_secret_file_is_the_secret(tmp_path: Path, redis_url: str, store: Sync
     done = _run(["keys", "list", "--redis-url", redis_url, "--secret-file", str(secret_file)], tmp_path)
     assert done.returncode == 0, done.stderr
     assert store.get(keyspace.SECRET_FINGERPRINT) == secret_fingerprint(Secret(bytes.fromhex(SUITE_SECRET))).encode()
-    # The variable form reads the same file.
+    # The variable form reads the same file; a command that resolves the secret before asking the store too.
     done = _run(["keys", "list", "--redis-url", redis_url], tmp_path, PLACEGATE_SECRET_FILE=str(secret_file))
+    assert done.returncode == 0, done.stderr
+    done = _run(["dispatch", "sweep", "--redis-url", redis_url, "--secret-file", str(secret_file)], tmp_path)
     assert done.returncode == 0, done.stderr
 
 
