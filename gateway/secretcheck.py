@@ -14,6 +14,7 @@ import hmac
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
+from redis.exceptions import AuthenticationError
 
 from crypto.kdf import derive_key
 from gateway.errors import StoreUnavailableError
@@ -43,6 +44,15 @@ def public_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=user + netloc))
 
 
+def _refused_credentials(error: BaseException | None) -> bool:
+    # redis-py's connection re-raises the server's AuthenticationError as a ConnectionError from it.
+    while error is not None:
+        if isinstance(error, AuthenticationError):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 async def check_secret(redis: Redis, secret: Secret, *, url: str) -> None:
     """Record the secret's fingerprint in a fresh store, or check it against the recorded one.
 
@@ -54,6 +64,9 @@ async def check_secret(redis: Redis, secret: Secret, *, url: str) -> None:
         with redis_errors("secret check"):
             stored = await redis.set(SECRET_FINGERPRINT, mine, nx=True, get=True)
     except StoreUnavailableError as exc:  # the first command of every start: say which store did not answer
+        if _refused_credentials(exc.__cause__):  # a wrong password is the operator's to fix, not an outage
+            raise SettingsError("PLACEGATE_REDIS_URL", f"the store at {public_url(url)} refused the credentials: "
+                                f"{exc.__cause__}") from None
         raise StoreUnavailableError(f"the store at {public_url(url)} did not answer") from exc.__cause__
     if stored is None:
         return

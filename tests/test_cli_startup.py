@@ -214,6 +214,14 @@ def test_a_store_that_does_not_answer_at_start_is_one_line_naming_it(tmp_path: P
     assert line.startswith(f"placegate: the store at {DOWN} did not answer (store_unavailable)")
 
 
+def test_a_store_refusing_the_credentials_is_a_configuration_mistake(tmp_path: Path, redis_url: str) -> None:
+    wrong = redis_url.replace("unix://", "unix://nobody:wrong@")
+    line = _one_line(_run(["serve", "--redis-url", wrong, "--port", str(_free_port())], tmp_path,
+                          PLACEGATE_SECRET=SUITE_SECRET))
+    assert line.startswith("placegate: PLACEGATE_REDIS_URL: the store at unix://nobody:***@")
+    assert "refused the credentials" in line and "wrong" not in line
+
+
 @pytest.mark.parametrize(("rules", "variable", "problem"), [
     (None, "PLACEGATE_RULES_FILE", "cannot read"),
     ("x = [", "PLACEGATE_RULES_FILE", "not valid TOML"),
