@@ -26,7 +26,7 @@ from gateway.scan.scanlog import day_of, partition_expiry
 from gateway.settings import DispatchSettings
 from gateway.trust.cli_registry import create_principal
 from gateway.trust.registry import Registry
-from tests.gateway.conftest import World, WorldFactory
+from tests.gateway.conftest import SECRET, World, WorldFactory
 from tests.gateway.dispatch import test_dispatch_fixtures as fx
 from tests.gateway.dispatch.test_dispatch_fixtures import DispatchWorld, DispatchWorldFactory
 
@@ -51,7 +51,8 @@ async def _http_report(world: World) -> dict[str, Any]:
 
 
 def _cli_report(redis_url: str, tmp_path: Path) -> tuple[int, dict[str, Any]]:
-    env = {**os.environ, "PLACEGATE_DATA_DIR": str(tmp_path), "PLACEGATE_RETENTION_DAYS": "21"}
+    env = {**os.environ, "PLACEGATE_DATA_DIR": str(tmp_path), "PLACEGATE_RETENTION_DAYS": "21",
+           "PLACEGATE_SECRET": SECRET.reveal().hex()}  # an external store requires the deployment's secret
     done = subprocess.run([sys.executable, "-m", "gateway", "privacy", "retention", "--redis-url", redis_url],
                           capture_output=True, text=True, env=env, timeout=60, check=False)
     return done.returncode, json.loads(done.stdout)
