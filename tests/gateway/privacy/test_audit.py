@@ -299,7 +299,10 @@ async def test_a_role_refusal_on_a_privacy_route_leaves_an_entry_and_cannot_floo
     assert (await verify_chain(world.redis)).ok
 
 
-def test_trust_import_leaves_an_audit_entry_first(redis_url: str, tmp_path: Path) -> None:
+def test_trust_import_leaves_an_audit_entry_first(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLACEGATE_SECRET", CLI_ENV["PLACEGATE_SECRET"])  # an external store requires the secret
     from cryptography.hazmat.primitives.serialization import Encoding
     from cryptography.x509 import load_der_x509_certificate
 
