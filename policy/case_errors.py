@@ -16,7 +16,9 @@ pure-policy refusal.
         │   ├── NoteTooLongError ("note_too_long")
         │   ├── ClosureKindRequiredError ("closure_kind_required")
         │   ├── InvalidArgumentError ("invalid_argument")            e.g. a department given to a rework
-        │   └── AlreadyTopLevelError ("already_top_level")           escalation above the city centre
+        │   ├── AlreadyTopLevelError ("already_top_level")           escalation above the city centre
+        │   ├── DepartmentOutOfJurisdictionError ("department_out_of_jurisdiction")  serves another area
+        │   └── CaseUnroutedError ("case_unrouted")                  routed by hand first (``policy.unrouted``)
         ├── InvalidTimeError ("invalid_time")             ``now`` naive or not UTC
         ├── UnknownEventClassError ("unknown_event_class")
         ├── InvalidJurisdictionError ("invalid_jurisdiction")
@@ -33,7 +35,9 @@ from policy.errors import PolicyError
 __all__ = [
     "AlreadyTopLevelError",
     "CaseError",
+    "CaseUnroutedError",
     "ClosureKindRequiredError",
+    "DepartmentOutOfJurisdictionError",
     "ExtensionAlreadyUsedError",
     "IllegalTransitionError",
     "InvalidArgumentError",
@@ -126,3 +130,15 @@ class InvalidRoutingTableError(CaseError):
 
 class InvalidDeadlineTableError(CaseError):
     code = "invalid_deadline_table"
+
+
+class DepartmentOutOfJurisdictionError(TransitionError):
+    """A dispatch or hand routing to a department that does not serve the case's place (routing table)."""
+
+    code = "department_out_of_jurisdiction"
+
+
+class CaseUnroutedError(TransitionError):
+    """The case is in the city's unrouted queue: a city dispatcher routes it by hand before anything else."""
+
+    code = "case_unrouted"

@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from policy.case_errors import (
+    CaseUnroutedError,
     ClosureKindRequiredError,
     ExtensionAlreadyUsedError,
     IllegalTransitionError,
@@ -31,7 +32,7 @@ from policy.case_errors import (
     WrongDepartmentError,
 )
 from policy.masking import mask_personal
-from policy.routing import CentreLevel, EventClass, initial_level, is_urgent, parse_jurisdiction
+from policy.routing import UNROUTED, CentreLevel, EventClass, initial_level, is_urgent, parse_jurisdiction
 
 __all__ = [
     "NOTE_MAX_CHARS",
@@ -103,6 +104,7 @@ class Action(StrEnum):
     REWORK = "rework"
     FLAG_OVERDUE = "flag_overdue"  # ``policy.deadlines``, no state change
     ESCALATE = "escalate"  # ``policy.deadlines``, no state change
+    ROUTE = "route"  # ``policy.unrouted``: a city dispatcher routes an unrouted case by hand, no state change
 
 
 class ClosureKind(StrEnum):
@@ -297,6 +299,9 @@ def apply_transition(
         ``InvalidArgumentError``: a department or closure kind with an action that takes none.
     """
     check_now(now)
+    if case.department == UNROUTED and action is not Action.CANCEL:
+        # Nobody can accept, file or dispatch a case no department serves: it is routed by hand first.
+        raise CaseUnroutedError("the case is unrouted: a city dispatcher routes it first")
     move = TRANSITIONS.get((case.state, action))
     if move is None:
         raise IllegalTransitionError(f"{action} is not allowed in state {case.state}")

@@ -19,6 +19,7 @@ from importlib import resources
 from types import MappingProxyType
 
 from policy.case_errors import (
+    DepartmentOutOfJurisdictionError,
     InvalidJurisdictionError,
     InvalidRoutingTableError,
     NoRouteError,
@@ -27,6 +28,7 @@ from policy.case_errors import (
 
 __all__ = [
     "EPIDEMIC_EVENT_CLASSES",
+    "UNROUTED",
     "CentreLevel",
     "EventClass",
     "JurisdictionLevel",
@@ -74,6 +76,12 @@ EPIDEMIC_EVENT_CLASSES: frozenset[EventClass] = frozenset(
         EventClass.FORCED_ENTRY,
     }
 )
+
+
+# The department of a case the table could not route (a place outside its city, or no usable path): such a case
+# waits in the city centre's unrouted queue until a city dispatcher routes it by hand (``policy.unrouted``). A
+# reserved name: no table may route to it, so no handler serves it.
+UNROUTED = "unrouted"
 
 
 def is_urgent(event_class: EventClass) -> bool:
@@ -218,6 +226,22 @@ class RoutingTable:
         """Every department the table can route to (for validating handler tokens' scopes)."""
         return frozenset(self.defaults.values()) | {r.department for r in self.rules}
 
+    def serves(self, department: str, jurisdiction: Sequence[str]) -> bool:
+        """Whether ``department`` serves a place with this path: a city default serves the whole city, a rule's
+        department the subtree of its prefix. A department of a sibling or a smaller area does not."""
+        path = tuple(jurisdiction)
+        if not path or path[0] != self.city:
+            return False
+        if department in self.defaults.values():
+            return True
+        return any(r.department == department and path[: len(r.jurisdiction)] == r.jurisdiction for r in self.rules)
+
+    def check_serves(self, department: str, jurisdiction: Sequence[str]) -> None:
+        """:raises DepartmentOutOfJurisdictionError: ``department`` does not serve the place (issue 15: a
+        Huangpu case is never dispatched to Pudong's police)."""
+        if not self.serves(department, jurisdiction):
+            raise DepartmentOutOfJurisdictionError(f"department does not serve {format_jurisdiction(jurisdiction)!r}")
+
 
 _TOP_KEYS = {"version", "city", "defaults", "rules"}
 _RULE_KEYS = {"event_classes", "jurisdiction", "department"}
@@ -227,6 +251,8 @@ _DEPARTMENT_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 def _department(value: object, where: str) -> str:
     if not isinstance(value, str) or not _DEPARTMENT_RE.fullmatch(value):
         raise InvalidRoutingTableError(f"{where}: department must match {_DEPARTMENT_RE.pattern}")
+    if value == UNROUTED:
+        raise InvalidRoutingTableError(f"{where}: {UNROUTED!r} is reserved for the unrouted queue")
     return value
 
 
