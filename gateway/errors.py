@@ -77,6 +77,9 @@ ERROR_STATUS: dict[str, int] = {
     "case_error": 422,
     "transition_refused": 422,
     "no_holder_reference": 404,
+    # honest routing (issue 15): the city's unrouted queue, departments serving the case's place
+    "case_unrouted": 409,
+    "department_out_of_jurisdiction": 422,
     # holder reads (GET /v1/cases/{id}/holder, issue 14): minimal, bound to the case, rate-limited per principal
     "case_closed": 409,
     "holder_not_needed": 403,  # the case's event class needs no holder (setting holder_read_classes)

@@ -21,7 +21,7 @@ from gateway.auth import PRINCIPAL, requires
 from gateway.dispatch.runtime import DISPATCH, DispatchRuntime, in_scope
 from gateway.dispatch.store import valid_case_id
 from gateway.errors import BadRequestError, CaseRefusedError, GatewayError, NotFoundError
-from gateway.http import json_response, read_json
+from gateway.http import json_response, query_params, read_json
 from gateway.principals import Principal, Role
 from gateway.privacy.audit import record_access
 from policy.case_errors import CaseError, IllegalTransitionError
@@ -41,6 +41,8 @@ from policy.casework import (
 from policy.casework import Role as CaseRole
 from policy.masking import mask_personal
 from policy.purpose import PURPOSE
+from policy.routing import UNROUTED
+from policy.unrouted import route_by_hand
 
 __all__ = ["case_json", "routes"]
 
@@ -52,6 +54,7 @@ _ACTIONS: dict[str, Action] = {
 }  # fmt: skip
 _INTAKE_ACTIONS = frozenset({Action.ACCEPT, Action.CANCEL, Action.FILE})
 _SCAN_STEPS = 10  # SSCAN steps one queue page may take: bounded work per request
+_CURSOR_MAX = 2**64 - 1
 
 
 routes = web.RouteTableDef()
@@ -102,10 +105,11 @@ async def _visible_case(runtime: DispatchRuntime, principal: Principal, case_id:
 @routes.get("/v1/cases")
 @requires(Role.DISPATCHER, Role.HANDLER, Role.SUPERVISOR)
 async def list_cases(request: web.Request) -> web.Response:
-    """The caller's queue of open cases: ``?state=&overdue=true|false&limit=&cursor=``."""
+    """The caller's queue of open cases: ``?state=&overdue=true|false&department=&limit=&cursor=``; the city's
+    unrouted queue is ``?department=unrouted`` (its cases lie at the city root: city dispatchers see them)."""
     runtime = request.app[DISPATCH]
     principal = request[PRINCIPAL]
-    q = request.query
+    q = query_params(request)
     try:
         limit = int(q.get("limit", "50"))
         cursor = int(q.get("cursor", "0"))
@@ -114,7 +118,14 @@ async def list_cases(request: web.Request) -> web.Response:
         raise BadRequestError("limit and cursor are integers; state is a case state") from None
     if not 1 <= limit <= runtime.settings.page_max or cursor < 0:
         raise BadRequestError(f"limit must be in [1, {runtime.settings.page_max}]")
-    overdue = {"true": True, "false": False, "": None}.get(q.get("overdue", ""))
+    if cursor > _CURSOR_MAX:  # SSCAN's cursor is an unsigned 64-bit integer; Redis refuses a larger one
+        raise BadRequestError("cursor is not one this API returned")
+    if q.get("overdue", "") not in ("true", "false", ""):
+        raise BadRequestError("overdue is true or false")
+    overdue = {"true": True, "false": False, "": None}[q.get("overdue", "")]
+    department = q.get("department") or None
+    if department is not None and department != UNROUTED and department not in runtime.routing.departments():
+        raise BadRequestError("department is one of the routing table's, or unrouted")
     found: list[Case] = []
     for _ in range(_SCAN_STEPS):
         cursor, ids = await runtime.store.scan_open(cursor, max(limit, 50))
@@ -123,6 +134,7 @@ async def list_cases(request: web.Request) -> web.Response:
                 in_scope(principal, case)
                 and (state is None or case.state is state)
                 and (overdue is None or case.overdue is overdue)
+                and (department is None or case.department == department)
             ):
                 found.append(case)
         if cursor == 0 or len(found) >= limit:
@@ -191,6 +203,8 @@ async def act_on_case(request: web.Request) -> web.Response:
         raise CaseRefusedError("unknown department", code="invalid_argument")
     if name == "request_extension":
         return await _request_extension(runtime, principal, case_id, note)
+    if name == "route":
+        return await _route_by_hand(runtime, principal, case_id, department)
     if name == "check":
         result = _text_field(body, "result")
         if result not in ("pass", "fail"):
@@ -218,6 +232,8 @@ async def act_on_case(request: web.Request) -> web.Response:
             department=department,
             closure_kind=closure,
         )
+        if department is not None:  # a dispatch's (apply_transition refuses it elsewhere): it must serve the place
+            runtime.routing.check_serves(department, case.jurisdiction)
         if action is Action.FEED_BACK:
             # The feedback goes to checking at once (GB/T 30428 step 6 follows step 5 without a queue).
             new = apply_transition(
@@ -231,6 +247,28 @@ async def act_on_case(request: web.Request) -> web.Response:
 
     case = await _update(runtime, case_id, change)
     # The answer is the whole case, notes included: a read like GET (the action itself is in the history).
+    await _audit_read(runtime, principal, "case_read", f"case:{case_id}", case_id, 1)
+    return json_response(case_json(case))
+
+
+async def _route_by_hand(
+    runtime: DispatchRuntime, principal: Principal, case_id: str, department: str | None
+) -> web.Response:
+    """A dispatcher of the city root routes a case of the unrouted queue to a city department
+    (``policy.unrouted``); the case then follows the normal flow from ``reported``."""
+    if department is None:
+        raise CaseRefusedError("route needs a department", code="invalid_argument")
+    now = runtime.now()
+
+    def change(case: Case) -> Case:
+        if not in_scope(principal, case):
+            raise NotFoundError("no such case")
+        return route_by_hand(
+            case, department, actor=_case_actor(principal, Action.ROUTE), scope=principal.jurisdiction.split("/"),
+            now=now, routing=runtime.routing,
+        )  # fmt: skip
+
+    case = await _update(runtime, case_id, change)
     await _audit_read(runtime, principal, "case_read", f"case:{case_id}", case_id, 1)
     return json_response(case_json(case))
 

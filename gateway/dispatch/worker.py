@@ -34,10 +34,10 @@ from gateway.dispatch.store import CaseStore, case_id_for_event
 from gateway.errors import GatewayError, StoreUnavailableError
 from gateway.intake import LINKING_FIELDS, IntakeEvent, MalformedEventError, decode_fields, parse_event
 from gateway.redisio import redis_errors
-from policy.case_errors import CaseError
+from policy.case_errors import CaseError, InvalidJurisdictionError, NoRouteError
 from policy.casework import Action, Actor, Case, Role, apply_transition, new_case
 from policy.deadlines import DeadlineTable, sweep
-from policy.routing import RoutingTable, parse_jurisdiction
+from policy.routing import UNROUTED, Route, RoutingTable, is_urgent, parse_jurisdiction
 
 __all__ = [
     "EXPIRED_DROPPED_FIELDS",
@@ -60,9 +60,16 @@ def open_case(
     event: IntakeEvent, *, routing: RoutingTable, deadlines: DeadlineTable, now: datetime, auto_intake: bool
 ) -> Case:
     """The case an event becomes: routed, reported by its source, and (``auto_intake``) accepted, filed and
-    dispatched by the system. :raises CaseError: unknown class, bad path, no route (permanent)."""
-    jurisdiction = parse_jurisdiction(event.jurisdiction)
-    route = routing.route(event.event_class, jurisdiction)
+    dispatched by the system. An event the table cannot route (a place outside its city, or a path that does not
+    parse) becomes a case in the city's unrouted queue (``policy.unrouted``), never a dead letter: its 202's case
+    id must exist. :raises CaseError: on a note the case refuses (permanent)."""
+    try:
+        jurisdiction = parse_jurisdiction(event.jurisdiction)
+        route = routing.route(event.event_class, jurisdiction)
+    except (InvalidJurisdictionError, NoRouteError) as exc:
+        log.warning("intake event %s is unroutable (%s): city unrouted queue", event.event_id, exc.code)
+        jurisdiction, auto_intake = (routing.city,), False
+        route = Route(UNROUTED, jurisdiction, is_urgent(event.event_class), routing.version)
     reported_at = min(event.occurred_at, now)
     case = new_case(
         case_id=case_id_for_event(event.event_id), event_class=event.event_class, place_id=event.place_id,

@@ -89,11 +89,14 @@ async def test_an_event_that_keeps_failing_moves_to_the_dead_letters(dw: Dispatc
 
 async def test_events_that_can_never_succeed_are_dead_lettered_at_once(dw: DispatchWorld) -> None:
     await dw.event("no_such_class")
-    await dw.event(jurisdiction="elsewhere/d1")  # outside the routing table's city
+    # Outside the routing table's city: no dead letter but a case in the city's unrouted queue (issue 15,
+    # tests/gateway/dispatch/test_unrouted.py).
+    unrouted = await dw.event(jurisdiction="elsewhere/d1")
     await dw.world.redis.xadd(DISPATCH_INTAKE, {"event_id": "x", "source": "scan"})
-    assert await dw.pump() == {"deadlettered": 3}
+    assert await dw.pump() == {"deadlettered": 2, "created": 1}
     reasons = [f[b"dl_reason"] for _, f in await dw.world.redis.xrange(DISPATCH_DEADLETTER)]
-    assert reasons == [b"unknown_event_class", b"no_route", b"malformed_event"]
+    assert reasons == [b"unknown_event_class", b"malformed_event"]
+    assert (await dw.case(unrouted)).department == "unrouted"
     assert await _pending(dw) == 0
 
 

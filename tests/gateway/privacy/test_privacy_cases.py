@@ -27,7 +27,7 @@ async def test_cases_keep_no_raw_holder_reference_and_every_key_expires(
         await world.set_status(holder, Colour.RED if i % 2 else Colour.YELLOW)
         _, scan = await world.scan(world.code(holder))
         case_ids.append(case_id_for_event(scan["scan_id"]))
-    await dw.event(jurisdiction="elsewhere/d1", holder=holders[0])  # no route: a dead letter, still sealed
+    await dw.event("no_such_class", holder=holders[0])  # unknown class: a dead letter, still sealed
     for _ in range(300):  # the app's own intake consumer files them
         found = [(await dw.get("h-clinic", f"/v1/cases/{c}"))[0] for c in case_ids]
         if found == [200] * len(case_ids) and await world.redis.exists(DISPATCH_DEADLETTER):
