@@ -55,6 +55,9 @@ _STR_OR_NULL: Mapping[str, Any] = {"type": ["string", "null"]}
 _INT: Mapping[str, Any] = {"type": "integer"}
 _BOOL: Mapping[str, Any] = {"type": "boolean"}
 _TIME: Mapping[str, Any] = {"type": "string", "description": "ISO 8601 instant with offset"}
+# An instant in a query: any ``date-time`` is generated and sent; the gateway takes [2000, 2100) (gateway/http.py).
+_QUERY_TIME: Mapping[str, Any] = {"type": "string", "format": "date-time",
+                                  "description": "ISO 8601 instant with offset, in [2000, 2100)"}
 _CODE: Mapping[str, Any] = {"type": "string", "minLength": 1, "maxLength": 8192,
                             "description": "the presented code: NH1:… (native) or HC1:… (EU DCC)"}
 _PLACE_FIELDS: Mapping[str, Any] = {
@@ -135,8 +138,12 @@ ROUTE_DOCS: Mapping[tuple[str, str], RouteDoc] = {
         _obj({"cases": {"type": "array", "items": _CASE}, "next_cursor": _STR_OR_NULL}),
         query=(QueryParam("state", _STR, "a case state"),
                QueryParam("overdue", {"type": "string", "enum": ["true", "false"]}),
+               QueryParam("department", _STR, "a department of the routing table, or `unrouted`: the city's "
+                                               "unrouted queue (city dispatchers)"),
                QueryParam("limit", {"type": "string", "pattern": "^[0-9]{1,6}$"}),
                QueryParam("cursor", {"type": "string", "pattern": "^[0-9]{1,20}$"})),
+        description="Every query parameter is checked: an unknown or repeated one, a value over 128 characters "
+                    "or a cursor this API never returns is 400 `invalid_request` naming it.",
     ),
     ("GET", "/v1/cases/{case_id}"): RouteDoc("get_case", "dispatch", "one case with its history (audited)", _CASE),
     ("POST", "/v1/cases/{case_id}/actions"): RouteDoc(
@@ -144,7 +151,10 @@ ROUTE_DOCS: Mapping[tuple[str, str], RouteDoc] = {
         body=_obj({"action": _STR}, {"note": _STR, "department": _STR, "closure_kind": _STR,
                                      "result": {"type": "string", "enum": ["pass", "fail"]}}),
         description="Actions: accept, cancel, file, dispatch, start, return, feed_back, request_extension, "
-                    "postpone, hang, request_check, check (with result pass|fail), close, rework.",
+                    "postpone, hang, request_check, check (with result pass|fail), close, rework, route (a city "
+                    "dispatcher routes a case of the unrouted queue: `department` a city department). A "
+                    "`department` must serve the case's place (422 `department_out_of_jurisdiction`); an "
+                    "unrouted case takes only route and cancel (409 `case_unrouted`).",
     ),
     ("GET", "/v1/cases/{case_id}/holder"): RouteDoc(
         "read_holder", "dispatch", "the holder reference of a case (audited, rate-limited)",
@@ -152,8 +162,12 @@ ROUTE_DOCS: Mapping[tuple[str, str], RouteDoc] = {
     ),
     ("GET", "/v1/dispatch/metrics"): RouteDoc(
         "dispatch_metrics", "dispatch", "evaluation per department over the caller's jurisdiction", _ANY_OBJECT,
-        query=(QueryParam("from", _TIME, required=True), QueryParam("to", _TIME, required=True),
-               QueryParam("level", _STR, "jurisdiction level of the grouping")),
+        query=(QueryParam("from", _QUERY_TIME, required=True), QueryParam("to", _QUERY_TIME, required=True),
+               QueryParam("level", {"type": "string", "enum": ["city", "district", "street", "grid", "community",
+                                                               "building"]}, "jurisdiction level of the grouping")),
+        description="A malformed, missing or out-of-range instant (before 2000 or from 2100 on) or an unknown "
+                    "level is 400 `invalid_request` naming the parameter; `to` not after `from`, or a range "
+                    "longer than `PLACEGATE_DISPATCH_METRICS_MAX_DAYS`, is 422 `invalid_range`.",
     ),
     # --- privacy -----------------------------------------------------------------------------------------------
     ("GET", "/v1/privacy/audit"): RouteDoc(

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Collection
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from gateway.apidocs import ROUTE_DOCS
 from gateway.appstate import SETTINGS
 from gateway.auth import Handler
 from gateway.errors import (
@@ -23,7 +26,20 @@ from gateway.errors import (
     UnsupportedMediaTypeError,
 )
 
-__all__ = ["DRAIN", "Drain", "error_middleware", "json_error", "json_response", "read_json"]
+__all__ = [
+    "DRAIN",
+    "INSTANT_MAX",
+    "INSTANT_MIN",
+    "QUERY_VALUE_MAX",
+    "Drain",
+    "documented_query",
+    "error_middleware",
+    "json_error",
+    "json_response",
+    "query_instant",
+    "query_params",
+    "read_json",
+]
 
 log = logging.getLogger("placegate.http")
 _HTTP_CODES = {
@@ -33,6 +49,69 @@ _HTTP_CODES = {
 }
 # "identity" is the only coding RFC 9110 lets a request name without compressing; an empty header names none.
 _IDENTITY = frozenset({"", "identity"})
+
+
+# Query parameters (issue 15 "bad input"): no value any route takes is longer (the longest is an ISO 8601 instant
+# or a cursor); anything longer is refused before a handler parses it.
+QUERY_VALUE_MAX = 128
+# The instants a query may name: wide enough for any real evaluation or audit window, narrow enough that no
+# arithmetic on them (a range's end, a day's key, a time zone) leaves ``datetime``'s years 1..9999.
+INSTANT_MIN = datetime(2000, 1, 1, tzinfo=UTC)
+INSTANT_MAX = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def documented_query(request: web.Request) -> frozenset[str] | None:
+    """The query parameters ``gateway/apidocs.py`` documents for the route ``request`` matched (HEAD as GET);
+    ``None`` for a request that matched no documented route (the router answers it)."""
+    resource = request.match_info.route.resource
+    if resource is None:
+        return None
+    method = "GET" if request.method == "HEAD" else request.method
+    doc = ROUTE_DOCS.get((method, resource.canonical))
+    return None if doc is None else frozenset(p.name for p in doc.query)
+
+
+def query_params(request: web.Request, allowed: Collection[str] | None = None) -> dict[str, str]:
+    """The request's query parameters, checked: each a documented one (``allowed``, by default the route's
+    entry in ``gateway/apidocs.py``), given at most once, at most ``QUERY_VALUE_MAX`` characters.
+
+    :raises BadRequestError: ``invalid_request`` naming the first parameter refused.
+    """
+    names = documented_query(request) if allowed is None else allowed
+    seen: dict[str, str] = {}
+    for name, value in request.query.items():
+        shown = name[:40]
+        if names is None or name not in names:
+            raise BadRequestError(f"unknown query parameter {shown!r}")
+        if name in seen:
+            raise BadRequestError(f"query parameter {shown!r} given more than once")
+        if len(value) > QUERY_VALUE_MAX:
+            raise BadRequestError(f"query parameter {shown!r} longer than {QUERY_VALUE_MAX} characters")
+        seen[name] = value
+    return seen
+
+
+def query_instant(params: dict[str, str], name: str, *, required: bool = True) -> datetime | None:
+    """The query parameter ``name`` as a UTC instant: ISO 8601 with an offset (``Z`` allowed), inside
+    [``INSTANT_MIN``, ``INSTANT_MAX``).
+
+    :raises BadRequestError: missing (when ``required``), malformed or out of range, naming the parameter.
+    """
+    raw = params.get(name, "")
+    if not raw:
+        if required:
+            raise BadRequestError(f"query parameter {name!r} is required")
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        if value.tzinfo is None:
+            raise ValueError("no offset")
+        value = value.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: year 1 with an offset east of UTC
+        raise BadRequestError(f"query parameter {name!r} must be an ISO 8601 instant with offset") from None
+    if not INSTANT_MIN <= value < INSTANT_MAX:
+        raise BadRequestError(f"query parameter {name!r} must lie in [{INSTANT_MIN.year}, {INSTANT_MAX.year})")
+    return value
 
 
 def json_response(data: object, status: int = 200) -> web.Response:
@@ -127,6 +206,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        if request.query_string and (documented := documented_query(request)) is not None:
+            # Every route, whether or not its handler reads the query: an unknown parameter is refused, never
+            # ignored (issue 15). No query string (the scan path) costs one attribute read.
+            query_params(request, documented)
         return await handler(request)
     except GatewayError as exc:
         response = json_error(exc.instance_code, exc.detail)

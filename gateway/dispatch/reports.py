@@ -21,7 +21,7 @@ from gateway.dispatch.evaluation import evaluation_document, parse_instant
 from gateway.dispatch.runtime import DISPATCH, in_scope
 from gateway.dispatch.store import case_id_for_event
 from gateway.errors import BadRequestError, CaseRefusedError, ForbiddenError
-from gateway.http import json_response, read_json
+from gateway.http import json_response, query_instant, query_params, read_json
 from gateway.intake import REPORT_EVENT_CLASSES, report_event_fields
 from gateway.principals import Role
 from gateway.trust.state import PLACES
@@ -91,13 +91,15 @@ async def get_metrics(request: web.Request) -> web.Response:
     """``?from=&to=&level=`` over the caller's jurisdiction subtree; the range is bounded."""
     runtime = request.app[DISPATCH]
     principal = request[PRINCIPAL]
+    # A malformed or out-of-range value is the request's fault (400, naming it); a range the values make that the
+    # policy refuses (empty, too long) is ``invalid_range`` (422).
+    q = query_params(request)
+    start, end = query_instant(q, "from"), query_instant(q, "to")
+    assert start is not None and end is not None
     try:
-        start, end = parse_instant(request.query["from"]), parse_instant(request.query["to"])
-        level = JurisdictionLevel(request.query.get("level", "district"))
-    except (KeyError, ValueError):
-        raise CaseRefusedError(
-            "from and to are ISO 8601 instants; level a jurisdiction level", code="invalid_range"
-        ) from None
+        level = JurisdictionLevel(q.get("level", "district"))
+    except ValueError:
+        raise BadRequestError("query parameter 'level' must be a jurisdiction level") from None
     if not start < end <= start + timedelta(days=runtime.settings.metrics_max_days):
         raise CaseRefusedError(
             f"to must follow from by at most {runtime.settings.metrics_max_days} days", code="invalid_range"

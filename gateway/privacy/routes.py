@@ -14,7 +14,7 @@ from gateway.appstate import REDIS, RULES, SETTINGS
 from gateway.auth import PRINCIPAL, requires
 from gateway.dispatch.store import valid_case_id
 from gateway.errors import BadRequestError, GatewayError, StoreUnavailableError
-from gateway.http import json_response, read_json
+from gateway.http import INSTANT_MAX, INSTANT_MIN, json_response, query_params, read_json
 from gateway.principals import Principal, Role
 from gateway.privacy.audit import query_audit, record_access, record_refusal, verify_chain
 from gateway.privacy.retention import retention_report
@@ -69,7 +69,14 @@ def _time(raw: object, name: str) -> datetime | None:
         raise _refused(InvalidRangeError(f"{name} must be an ISO 8601 time")) from None
     if value.tzinfo is None:
         raise _refused(InvalidRangeError(f"{name} needs a time zone"))
-    return value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:  # year 1 east of UTC
+        raise BadRequestError(f"{name} out of range") from None
+    # Issue 15: a time no window arithmetic can overflow (gateway.http.INSTANT_MIN/MAX), else 400, never a 500.
+    if not INSTANT_MIN <= value < INSTANT_MAX:
+        raise BadRequestError(f"{name} must lie in [{INSTANT_MIN.year}, {INSTANT_MAX.year})")
+    return value
 
 
 def _int(raw: str | None, default: int) -> int:
@@ -83,7 +90,7 @@ def _int(raw: str | None, default: int) -> int:
 @requires(Role.PRIVACY_OFFICER)
 async def audit_query(request: web.Request) -> web.Response:
     """GET /v1/privacy/audit?since=&until=[&principal=&action=&limit=&cursor=]: bounded, paged, oldest first."""
-    q = request.query
+    q = query_params(request)
     since, until = _time(q.get("since"), "since"), _time(q.get("until"), "until")
     limit = _int(q.get("limit"), 100)
     redis = request.app[REDIS]
@@ -125,7 +132,7 @@ async def _filters(request: web.Request, principal: str, action: str) -> dict[st
 async def audit_verify(request: web.Request) -> web.Response:
     """GET /v1/privacy/audit/verify[?anchor=SEQ:HASH]: walk the chain; 200 with ok=false when it is broken."""
     anchor = None
-    raw = request.query.get("anchor")
+    raw = query_params(request).get("anchor")
     if raw:
         m = re.fullmatch(r"(\d{1,15}):([0-9a-f]{64})", raw)
         if m is None:

@@ -153,14 +153,17 @@ async def test_metrics_on_a_seeded_history_checked_by_hand(dw: DispatchWorld) ->
 
 
 @pytest.mark.parametrize(
-    "query",
-    ["", "?from=2026-03-02T00:00:00Z", "?from=2026-03-02T00:00:00Z&to=2026-03-01T00:00:00Z",
-     "?from=2026-01-01T00:00:00Z&to=2026-06-01T00:00:00Z", "?from=x&to=y",
-     "?from=2026-03-02T00:00:00Z&to=2026-03-03T00:00:00Z&level=planet"],
+    ("query", "status", "code"),
+    [("?from=2026-03-02T00:00:00Z&to=2026-03-01T00:00:00Z", 422, "invalid_range"),
+     ("?from=2026-01-01T00:00:00Z&to=2026-06-01T00:00:00Z", 422, "invalid_range"),
+     # Issue 15: a missing or malformed value is the request's fault, 400 naming it (test_query_params.py).
+     ("", 400, "invalid_request"), ("?from=2026-03-02T00:00:00Z", 400, "invalid_request"),
+     ("?from=x&to=y", 400, "invalid_request"),
+     ("?from=2026-03-02T00:00:00Z&to=2026-03-03T00:00:00Z&level=planet", 400, "invalid_request")],
 )  # fmt: skip
-async def test_metrics_ranges_are_bounded(dw: DispatchWorld, query: str) -> None:
-    status, body = await dw.get("sup-d1", "/v1/dispatch/metrics" + query)
-    assert (status, body["error"]) == (422, "invalid_range")
+async def test_metrics_ranges_are_bounded(dw: DispatchWorld, query: str, status: int, code: str) -> None:
+    got_status, body = await dw.get("sup-d1", "/v1/dispatch/metrics" + query)
+    assert (got_status, body["error"]) == (status, code)
 
 
 async def test_metrics_are_for_supervisors_and_dispatchers_only(dw: DispatchWorld) -> None:
