@@ -10,6 +10,7 @@ everything else; a handler as ``department``; a supervisor as ``supervisor`` (``
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -55,6 +56,7 @@ _ACTIONS: dict[str, Action] = {
 _INTAKE_ACTIONS = frozenset({Action.ACCEPT, Action.CANCEL, Action.FILE})
 _SCAN_STEPS = 10  # SSCAN steps one queue page may take: bounded work per request
 _CURSOR_MAX = 2**64 - 1
+_DIGITS = re.compile(r"[0-9]{1,20}")
 
 
 routes = web.RouteTableDef()
@@ -111,6 +113,9 @@ async def list_cases(request: web.Request) -> web.Response:
     principal = request[PRINCIPAL]
     q = query_params(request)
     try:
+        # ASCII digits only: int() would also take " 5", "1_0" and other scripts' digits.
+        if not all(_DIGITS.fullmatch(q.get(name, "0")) for name in ("limit", "cursor")):
+            raise ValueError("not digits")
         limit = int(q.get("limit", "50"))
         cursor = int(q.get("cursor", "0"))
         state = CaseState(q["state"]) if q.get("state") else None
