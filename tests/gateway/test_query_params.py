@@ -138,7 +138,7 @@ _ROUTES = [
 ]
 _INSTANTS = st.builds(
     lambda at, minutes: at.replace(tzinfo=timezone(timedelta(minutes=minutes))).isoformat(),
-    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),  # noqa: DTZ001 - zone added
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
     st.integers(min_value=-23 * 60, max_value=23 * 60),
 )
 _VALUES = st.one_of(
