@@ -188,3 +188,10 @@ async def test_no_query_string_gets_a_5xx(dw: DispatchWorld) -> None:
     assert failures == [], failures[:20]
     # The run reached the handlers and both kinds of answer, not only the name check.
     assert statuses[200] > 0 and statuses[400] > 0, statuses
+
+
+async def test_a_head_request_is_held_to_its_get_routes_parameters(dw: DispatchWorld) -> None:
+    assert (await dw.world.client.head("/healthz?bogus=1")).status == 400
+    assert (await dw.world.client.head("/healthz")).status == 200
+    resp = await dw.world.client.head("/v1/cases?limit=5", headers=dw.world.auth("dispatcher"))
+    assert resp.status == 200
