@@ -37,7 +37,7 @@ DEADLINES = load_default_deadline_table()
 def _dispatched(i: int, at: datetime) -> Case:
     case = new_case(case_id=f"c{i:020x}", event_class=EventClass.STATUS_RED, place_id="bench-place",
                     jurisdiction=("city", "d1", "s1", "g1", "c1"), department="s1-clinic",
-                    actor=Actor("bench", Role.SOURCE), now=at)  # fmt: skip
+                    actor=Actor("bench", Role.SOURCE), now=at, deadlines=DEADLINES)  # fmt: skip
     for action in (Action.ACCEPT, Action.FILE, Action.DISPATCH):
         case = apply_transition(case, action, actor=SYSTEM_ACTOR, now=at, deadlines=DEADLINES)
     return case

@@ -66,7 +66,9 @@ ERROR_STATUS: dict[str, int] = {
     "not_case_department": 404,  # hides the case like any out-of-scope access
     "reason_required": 422,
     "note_too_long": 422,
-    "closure_kind_required": 422,
+    "closure_kind_set_by_rules": 422,  # issue 15: the closure kind follows from the case, never the caller
+    "supervisor_required": 403,  # issue 15: only a supervisor passes a check or closes a case
+    "escalated_above_you": 403,  # issue 15: escalation moved authority to a superior centre
     "invalid_argument": 422,
     "unknown_event_class": 422,
     "invalid_jurisdiction": 422,

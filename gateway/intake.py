@@ -7,9 +7,11 @@ strings, as XADD stores them:
 
     scan    event_id source=scan event_class reason place jurisdiction device occurred_at holder_sealed subject
             purpose
-    report  event_id source=report event_class place jurisdiction reporter occurred_at note purpose
+    report  event_id source=report event_class place jurisdiction reporter occurred_at note purpose received_at
 
-``occurred_at`` is Unix milliseconds; ``holder_sealed`` is the holder reference sealed with AES-256-GCM and
+``occurred_at`` is Unix milliseconds (a scan's is the gateway's own time; a report's is what the manager says);
+``received_at`` (reports, Unix milliseconds) is when the gateway took the report, the instant its case dates
+from; ``holder_sealed`` is the holder reference sealed with AES-256-GCM and
 bound to the event id (``crypto/sealing.py`` ``event_binding``), empty for a code whose holder is unknown;
 ``subject`` is the holder's keyed hash (``crypto/subject.py``: stable across days, so exceptions of one holder
 can be merged; never the scan log's day pseudonym), empty with ``holder_sealed``; ``note`` is empty when there
@@ -81,6 +83,7 @@ SCAN_FIELDS: tuple[str, ...] = (
 LINKING_FIELDS: frozenset[str] = frozenset({"day", "pseudonym"})
 REPORT_FIELDS: tuple[str, ...] = (
     "event_id", "source", "event_class", "place", "jurisdiction", "reporter", "occurred_at", "note", "purpose",
+    "received_at",
 )  # fmt: skip
 _SOURCES: Mapping[str, Source] = {"scan": "scan", "report": "report"}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -111,6 +114,7 @@ class IntakeEvent:
     note: str | None
     holder: dict[str, str] | None  # the sealed holder reference (bound to the event id) and purpose; never opened
     subject: str | None = None  # the holder's keyed hash (crypto/subject.py), for merging; None without a holder
+    received_at: datetime | None = None  # intake time of a report (None: a scan, or a report from before issue 15)
 
 
 def scan_event_class(reason: str) -> str:
@@ -138,7 +142,7 @@ def scan_event_fields(
 
 def report_event_fields(
     *, event_id: str, event_class: EventClass, place_id: str, jurisdiction: str, reporter: str,
-    occurred_at: datetime, note: str | None,
+    occurred_at: datetime, note: str | None, received_at: datetime,
 ) -> dict[str, str]:  # fmt: skip
     """A site manager's report as the intake stream stores it. :raises ValueError: not a reportable class."""
     if event_class not in REPORT_EVENT_CLASSES:
@@ -146,7 +150,7 @@ def report_event_fields(
     return {
         "event_id": event_id, "source": "report", "event_class": event_class.value, "place": place_id,
         "jurisdiction": jurisdiction, "reporter": reporter, "occurred_at": str(_millis(occurred_at)),
-        "note": note or "", "purpose": PURPOSE,
+        "note": note or "", "purpose": PURPOSE, "received_at": str(_millis(received_at)),
     }  # fmt: skip
 
 
@@ -166,6 +170,8 @@ def parse_event(fields: Mapping[str, str]) -> IntakeEvent:
         if event_class not in _EVENT_CLASSES:
             raise UnknownIntakeClassError("unknown event class")
         occurred_at = _EPOCH + timedelta(milliseconds=int(fields["occurred_at"]))
+        received_raw = fields.get("received_at", "")
+        received_at = _EPOCH + timedelta(milliseconds=int(received_raw)) if received_raw else None
         sealed = fields.get("holder_sealed", "")
         # Only these two reach the case's holder key: an old event's ``day`` and ``pseudonym`` are dropped here.
         holder = {"holder_sealed": sealed, "purpose": fields.get("purpose", "")} if sealed else None
@@ -180,6 +186,7 @@ def parse_event(fields: Mapping[str, str]) -> IntakeEvent:
             note=fields.get("note") or None,
             holder=holder,
             subject=(fields.get("subject") or None) if sealed else None,
+            received_at=received_at,
         )
     except (KeyError, ValueError, OverflowError) as exc:
         raise MalformedEventError(f"unreadable intake event: {exc.__class__.__name__}") from None

@@ -10,11 +10,12 @@ pure-policy refusal.
         ├── TransitionError ("transition_refused")        the workflow refused an action
         │   ├── IllegalTransitionError ("illegal_transition")        action not allowed in the case's state
         │   ├── NotPermittedRoleError ("not_permitted_role")         role may not take this action here
+        │   │   └── SupervisorRequiredError ("supervisor_required")  a check is passed or closed by a supervisor only
+        │   ├── EscalatedAboveYouError ("escalated_above_you")       the case is held by a centre above the caller's
         │   ├── WrongDepartmentError ("not_case_department")         handler of another department
         │   ├── ExtensionAlreadyUsedError ("extension_already_used") one approved extension per case
         │   ├── ReasonRequiredError ("reason_required")              cancel, return, hang, rework need a note
         │   ├── NoteTooLongError ("note_too_long")
-        │   ├── ClosureKindRequiredError ("closure_kind_required")
         │   ├── InvalidArgumentError ("invalid_argument")            e.g. a department given to a rework
         │   ├── AlreadyTopLevelError ("already_top_level")           escalation above the city centre
         │   ├── DepartmentOutOfJurisdictionError ("department_out_of_jurisdiction")  serves another area
@@ -36,8 +37,8 @@ __all__ = [
     "AlreadyTopLevelError",
     "CaseError",
     "CaseUnroutedError",
-    "ClosureKindRequiredError",
     "DepartmentOutOfJurisdictionError",
+    "EscalatedAboveYouError",
     "ExtensionAlreadyUsedError",
     "IllegalTransitionError",
     "InvalidArgumentError",
@@ -50,6 +51,7 @@ __all__ = [
     "NotPermittedRoleError",
     "NoteTooLongError",
     "ReasonRequiredError",
+    "SupervisorRequiredError",
     "TransitionError",
     "UnknownEventClassError",
     "WrongDepartmentError",
@@ -76,6 +78,18 @@ class NotPermittedRoleError(TransitionError):
     code = "not_permitted_role"
 
 
+class SupervisorRequiredError(NotPermittedRoleError):
+    """Passing a check or closing a case is the supervisor's (GB/T 30428 step 6), never the dispatcher's."""
+
+    code = "supervisor_required"
+
+
+class EscalatedAboveYouError(TransitionError):
+    """The case was escalated above the caller's centre: it may still read it, no longer decide."""
+
+    code = "escalated_above_you"
+
+
 class WrongDepartmentError(TransitionError):
     code = "not_case_department"
 
@@ -90,10 +104,6 @@ class ReasonRequiredError(TransitionError):
 
 class NoteTooLongError(TransitionError):
     code = "note_too_long"
-
-
-class ClosureKindRequiredError(TransitionError):
-    code = "closure_kind_required"
 
 
 class InvalidArgumentError(TransitionError):

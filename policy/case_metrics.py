@@ -2,18 +2,25 @@
 
 Pure: the caller passes the cases (with their full histories) and a half-open range ``[start, end)``.
 
-Population: a case counts when ``start <= created_at < end``. Every history entry at or after ``end`` is
-ignored, so a report over a past range is reproducible later (the numbers are "as known at ``end``"). A case
-is grouped under its department (or jurisdiction prefix) as of its last entry before ``end``. Cancelled cases
-(invalid or duplicate reports) are counted in ``cancelled`` and nowhere else: they never entered the loop.
+Population: a case counts when ``start <= created_at < end``. ``created_at`` is the intake time (when the gateway
+learnt of the event), never the time a source claims, and every history entry is written at the writer's clock,
+so nothing can be added to a window after it closed; every entry at or after ``end`` is ignored. So the figures
+of a closed window never change (issue 15 "time is honest"). Cancelled cases (invalid, false or duplicate
+reports, closure kind ``error``) are counted in ``cancelled`` and nowhere else: they never entered the loop.
+
+Grouping: per jurisdiction prefix, a case counts once under its place. Per department (``evaluate_by_department``)
+each stage is charged to the department that held it: the dispatches to a department, its returns, its
+feedback and its handling time count under it; a department that returned the case and does not hold it at
+``end`` is not measured on handling it. The case's outcomes (cases, filing, check, closure and closure kinds)
+count once, under the department responsible at ``end``.
 
 An entry is *on time* when it has no stage deadline or ``entry.at <= entry.deadline`` (the deadline of the
 stage the entry left, recorded by ``apply_transition``). Counters per group, each a number of cases unless
 noted:
 
 - ``cases``: non-cancelled cases in the population.
-- ``filed``: cases with a ``file`` entry; ``filed_on_time``: whose ``file`` entry is on time (the 30 min
-  verification budget of ``accepted``).
+- ``filed``: cases with a ``file`` entry; ``filed_on_time``: whose ``accept`` and ``file`` entries are both on
+  time (the ``reported`` clock until acceptance, then the ``accepted`` one until filing).
 - ``dispatches``: number of ``dispatch`` entries (first dispatch and re-dispatches after a return; reworks
   are ``rework`` entries and not counted); ``returns``: number of ``return`` entries.
 - ``dispatched``: cases with at least one ``dispatch`` entry.
@@ -23,6 +30,9 @@ noted:
 - ``checked``: cases with a ``request_check`` entry; ``reworked``: cases with a ``rework`` entry.
 - ``closed``: cases with a ``close`` entry; ``closed_on_time``: closed cases with no ``flag_overdue``
   entry and every entry on time.
+- ``closed_normal``, ``closed_overdue``, ``closed_special``: closed cases by closure kind, by the rules of
+  ``policy.casework.closure_kind_for`` applied to the history known at ``end``; the kind ``error`` is
+  ``cancelled``.
 
 Rates (``None`` when the denominator is 0):
 
@@ -39,10 +49,10 @@ Rates (``None`` when the denominator is 0):
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 
-from policy.casework import Action, Case, HistoryEntry, check_now
+from policy.casework import Action, Case, CaseState, ClosureKind, HistoryEntry, check_now, ran_late
 from policy.routing import JurisdictionLevel, format_jurisdiction
 
 __all__ = ["CaseMetrics", "evaluate", "evaluate_by_department", "evaluate_by_jurisdiction"]
@@ -70,6 +80,9 @@ class CaseMetrics:
     reworked: int = 0
     closed: int = 0
     closed_on_time: int = 0
+    closed_normal: int = 0
+    closed_overdue: int = 0
+    closed_special: int = 0
 
     def __add__(self, other: CaseMetrics) -> CaseMetrics:
         return CaseMetrics(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(CaseMetrics)))
@@ -107,6 +120,15 @@ class CaseMetrics:
     def mean_handling_time_s(self) -> float | None:
         return _ratio(self.handling_seconds, self.handled)
 
+    def closure_kinds(self) -> dict[str, int]:
+        """Cases ended, per closure kind (``error``: cancelled as invalid)."""
+        return {
+            ClosureKind.NORMAL.value: self.closed_normal,
+            ClosureKind.OVERDUE.value: self.closed_overdue,
+            ClosureKind.SPECIAL.value: self.closed_special,
+            ClosureKind.ERROR.value: self.cancelled,
+        }
+
     def rates(self) -> dict[str, float | None]:
         """The eight published figures by stable name (for the API and the report CLI)."""
         return {
@@ -136,14 +158,18 @@ def _tally(history: tuple[HistoryEntry, ...]) -> CaseMetrics:
     if Action.CANCEL in by_action:
         return CaseMetrics(cancelled=1)
     files = by_action.get(Action.FILE, [])
+    accepts = by_action.get(Action.ACCEPT, [])
     dispatches = by_action.get(Action.DISPATCH, [])
     feedbacks = by_action.get(Action.FEED_BACK, [])
     handled = bool(feedbacks) and bool(dispatches)
-    closed = Action.CLOSE in by_action
+    closes = by_action.get(Action.CLOSE, [])
+    closed = bool(closes)
+    kind = _closure_kind(history, closes[0]) if closes else None
     return CaseMetrics(
         cases=1,
         filed=int(bool(files)),
-        filed_on_time=int(bool(files) and _on_time(files[0])),
+        # The wait in ``reported`` counts: a report verified late was not filed on time, however fast the filing.
+        filed_on_time=int(bool(files) and _on_time(files[0]) and all(_on_time(e) for e in accepts[:1])),
         dispatches=len(dispatches),
         returns=len(by_action.get(Action.RETURN, [])),
         dispatched=int(bool(dispatches)),
@@ -156,7 +182,51 @@ def _tally(history: tuple[HistoryEntry, ...]) -> CaseMetrics:
         closed_on_time=int(
             closed and Action.FLAG_OVERDUE not in by_action and all(_on_time(e) for e in history)
         ),
+        closed_normal=int(kind is ClosureKind.NORMAL),
+        closed_overdue=int(kind is ClosureKind.OVERDUE),
+        closed_special=int(kind is ClosureKind.SPECIAL),
     )
+
+
+def _closure_kind(history: tuple[HistoryEntry, ...], close: HistoryEntry) -> ClosureKind:
+    # The rule of ``closure_kind_for``, read back from the history: a hung case closes special; a passed check
+    # overdue when any stage ran late up to and including the check, else normal.
+    if close.from_state is CaseState.HUNG:
+        return ClosureKind.SPECIAL
+    upto = history[: history.index(close) + 1]
+    return ClosureKind.OVERDUE if ran_late(upto) else ClosureKind.NORMAL
+
+
+_STAGE_COUNTERS = ("dispatches", "returns", "dispatched", "handled", "handled_on_time", "handling_seconds")
+
+
+def _department_tallies(history: tuple[HistoryEntry, ...]) -> dict[str, CaseMetrics]:
+    """One case split over the departments that held it: the department stages' figures (dispatches, returns,
+    handling) under each department that held them; the case's outcomes under the department holding it last."""
+    holder = history[-1].department
+    whole = _tally(history)
+    if whole.cancelled:
+        return {holder: whole}
+    outcome = replace(whole, **{name: 0 for name in _STAGE_COUNTERS})
+    out: dict[str, CaseMetrics] = {holder: outcome}
+    departments = {e.department for e in history if e.action is Action.DISPATCH}
+    for dept in departments:
+        mine = [e for e in history if e.department == dept]
+        received = [e for e in mine if e.action is Action.DISPATCH]
+        feedbacks = [e for e in mine if e.action is Action.FEED_BACK]
+        handled = bool(feedbacks)
+        stage = CaseMetrics(
+            dispatches=len(received),
+            returns=sum(1 for e in mine if e.action is Action.RETURN),
+            # A department that handed the case back and no longer holds it is not measured on handling it:
+            # its return counts against the dispatch, not against its handling rate.
+            dispatched=int(handled or dept == holder),
+            handled=int(handled),
+            handled_on_time=int(handled and all(_on_time(e) for e in feedbacks)),
+            handling_seconds=(feedbacks[-1].at - received[0].at).total_seconds() if handled else 0.0,
+        )
+        out[dept] = out.get(dept, CaseMetrics()) + stage
+    return out
 
 
 def _population(
@@ -180,11 +250,11 @@ def evaluate(cases: Iterable[Case], *, start: datetime, end: datetime) -> CaseMe
 def evaluate_by_department(
     cases: Iterable[Case], *, start: datetime, end: datetime
 ) -> dict[str, CaseMetrics]:
-    """Per department responsible at ``end`` (the department of the last known entry)."""
+    """Per department, each stage charged to the department that held it (module docstring, "Grouping")."""
     out: dict[str, CaseMetrics] = {}
     for _, history in _population(cases, start, end):
-        department = history[-1].department
-        out[department] = out.get(department, CaseMetrics()) + _tally(history)
+        for department, metrics in _department_tallies(history).items():
+            out[department] = out.get(department, CaseMetrics()) + metrics
     return out
 
 

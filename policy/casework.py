@@ -19,7 +19,6 @@ from typing import Protocol
 
 from policy.case_errors import (
     CaseUnroutedError,
-    ClosureKindRequiredError,
     ExtensionAlreadyUsedError,
     IllegalTransitionError,
     InvalidArgumentError,
@@ -29,6 +28,7 @@ from policy.case_errors import (
     NoteTooLongError,
     NotPermittedRoleError,
     ReasonRequiredError,
+    SupervisorRequiredError,
     WrongDepartmentError,
 )
 from policy.masking import mask_personal
@@ -52,10 +52,11 @@ __all__ = [
     "case_from_fields",
     "case_to_fields",
     "check_now",
+    "closure_kind_for",
     "entry_from_fields",
     "entry_to_fields",
     "new_case",
-    "suggest_closure_kind",
+    "ran_late",
 ]
 
 
@@ -108,6 +109,8 @@ class Action(StrEnum):
 
 
 class ClosureKind(StrEnum):
+    """How a case ended, set by the rules (``closure_kind_for``), never chosen by the closer."""
+
     NORMAL = "normal"
     OVERDUE = "overdue"
     ERROR = "error"
@@ -166,6 +169,9 @@ class Case:
     return_count: int = 0
     closure_kind: ClosureKind | None = None
     history: tuple[HistoryEntry, ...] = ()
+    # When the source says it happened (a report's ``time``); ``created_at`` is when the gateway learnt of it, the
+    # instant every clock and every evaluation window counts from (issue 15 "time is honest").
+    occurred_at: datetime | None = None
 
 
 class StageDeadlines(Protocol):
@@ -192,10 +198,14 @@ _S, _A, _R = CaseState, Action, Role
 # docs/dispatch.md's table. SYSTEM may accept, file and first-dispatch because automatic events arrive from
 # signature-verified scans (GB/T 30428 allows automatic filing of sensor events); re-dispatch after a return
 # is a human judgement. Extension and hanging are *approvals*: the handler asks, a shift lead or supervisor
-# grants, and only the grant is a transition.
+# grants, and only the grant is a transition. Closing is the supervisor's alone (issue 15): the passed check
+# (GB/T 30428 step 6, "accept supervision and verification") and the special closure of a hung case. An
+# invalid report is cancelled before or after acceptance (found false while filing), never once dispatched.
 _TABLE: tuple[Transition, ...] = (
     _t(_S.REPORTED, _A.ACCEPT, _S.ACCEPTED, _R.INTAKE_OPERATOR, _R.SYSTEM),
     _t(_S.REPORTED, _A.CANCEL, _S.CANCELLED, _R.INTAKE_OPERATOR),
+    _t(_S.ACCEPTED, _A.CANCEL, _S.CANCELLED, _R.INTAKE_OPERATOR),
+    _t(_S.FILED, _A.CANCEL, _S.CANCELLED, _R.INTAKE_OPERATOR),
     _t(_S.ACCEPTED, _A.FILE, _S.FILED, _R.INTAKE_OPERATOR, _R.SYSTEM),
     _t(_S.FILED, _A.DISPATCH, _S.DISPATCHED, _R.SHIFT_LEAD, _R.SYSTEM),
     _t(_S.RETURNED, _A.DISPATCH, _S.DISPATCHED, _R.SHIFT_LEAD),
@@ -207,9 +217,9 @@ _TABLE: tuple[Transition, ...] = (
     _t(_S.POSTPONED, _A.FEED_BACK, _S.FED_BACK, _R.DEPARTMENT),
     _t(_S.POSTPONED, _A.HANG, _S.HUNG, _R.SHIFT_LEAD, _R.SUPERVISOR),
     _t(_S.FED_BACK, _A.REQUEST_CHECK, _S.CHECKING, _R.DEPARTMENT, _R.SUPERVISOR, _R.SYSTEM),
-    _t(_S.CHECKING, _A.CLOSE, _S.CLOSED, _R.SUPERVISOR, _R.SHIFT_LEAD),
+    _t(_S.CHECKING, _A.CLOSE, _S.CLOSED, _R.SUPERVISOR),
     _t(_S.CHECKING, _A.REWORK, _S.DISPATCHED, _R.SUPERVISOR),
-    _t(_S.HUNG, _A.CLOSE, _S.CLOSED, _R.SHIFT_LEAD, _R.SUPERVISOR),
+    _t(_S.HUNG, _A.CLOSE, _S.CLOSED, _R.SUPERVISOR),
 )
 TRANSITIONS: Mapping[tuple[CaseState, Action], Transition] = {(t.source, t.action): t for t in _TABLE}
 # Refusals and reversals must say why: the reason is what the next person in the loop acts on.
@@ -245,12 +255,18 @@ def new_case(
     department: str,
     actor: Actor,
     now: datetime,
+    deadlines: StageDeadlines,
     urgent: bool | None = None,
     note: str | None = None,
+    occurred_at: datetime | None = None,
 ) -> Case:
-    """Open a case in ``reported`` (GB/T 30428 step 1, collect), routed to ``department``.
+    """Open a case in ``reported`` (GB/T 30428 step 1, collect), routed to ``department``, its clock running.
 
+    :param now: when the gateway learnt of the event (intake): the case's ``created_at`` and the start of the
+        ``reported`` clock, so a report backdated by its source is neither late at once nor moved into a past
+        evaluation window.
     :param urgent: ``None`` takes the event class default (epidemic exceptions are urgent).
+    :param occurred_at: when the source says it happened (kept for the record, counts for nothing).
     :raises NotPermittedRoleError: unless the actor is a ``source`` or ``system``.
     """
     check_now(now)
@@ -261,7 +277,9 @@ def new_case(
         now, Action.REPORT, actor.actor_id, actor.role, CaseState.REPORTED, CaseState.REPORTED,
         department, level, None, _check_note(note, Action.REPORT),
     )  # fmt: skip
-    return Case(
+    if occurred_at is not None:
+        check_now(occurred_at)
+    case = Case(
         case_id=case_id,
         event_class=event_class,
         urgent=is_urgent(event_class) if urgent is None else urgent,
@@ -273,7 +291,9 @@ def new_case(
         created_at=now,
         stage_started_at=now,
         history=(entry,),
+        occurred_at=occurred_at,
     )
+    return replace(case, stage_deadline=deadlines.stage_deadline(case, entered_at=now))
 
 
 def apply_transition(
@@ -285,18 +305,18 @@ def apply_transition(
     deadlines: StageDeadlines,
     note: str | None = None,
     department: str | None = None,
-    closure_kind: ClosureKind | None = None,
 ) -> Case:
     """Apply one workflow action and return the new case; ``case`` itself is never modified.
 
+    The closure kind of ``close`` and ``cancel`` follows from the case (``closure_kind_for``); no caller chooses it.
+
     :param department: only with ``dispatch``: send to another department than the routed one
         (re-dispatch after a return). A rework always goes back to the same department.
-    :param closure_kind: required with ``close``.
     :raises IllegalTransitionError: the action is not legal in ``case.state``.
-    :raises NotPermittedRoleError: the actor's role may not take it; ``WrongDepartmentError``: a handler of
-        another department; ``ReasonRequiredError``: cancel/return/hang/rework without a note;
-        ``ExtensionAlreadyUsedError``: a second postpone; ``ClosureKindRequiredError``;
-        ``InvalidArgumentError``: a department or closure kind with an action that takes none.
+    :raises NotPermittedRoleError: the actor's role may not take it (``SupervisorRequiredError`` for a close by
+        anyone but a supervisor); ``WrongDepartmentError``: a handler of another department;
+        ``ReasonRequiredError``: cancel/return/hang/rework without a note; ``ExtensionAlreadyUsedError``: a second
+        postpone; ``InvalidArgumentError``: a department with an action that takes none.
     """
     check_now(now)
     if case.department == UNROUTED and action is not Action.CANCEL:
@@ -306,6 +326,9 @@ def apply_transition(
     if move is None:
         raise IllegalTransitionError(f"{action} is not allowed in state {case.state}")
     if actor.role not in move.roles:
+        if action in (Action.CLOSE, Action.REWORK):
+            # Passing or failing a check is supervision (GB/T 30428 step 6): a distinct code, so a client can say so.
+            raise SupervisorRequiredError(f"only a supervisor may pass or fail a check or close ({actor.role} tried)")
         raise NotPermittedRoleError(f"{actor.role} cannot {action} in state {case.state}")
     # Scope is enforced by the gateway too; the pure check keeps one department from acting on another's case.
     if actor.role is Role.DEPARTMENT and actor.department != case.department:
@@ -313,10 +336,6 @@ def apply_transition(
     note = _check_note(note, action)
     if department is not None and action is not Action.DISPATCH:
         raise InvalidArgumentError(f"a department cannot be chosen with {action}")
-    if closure_kind is not None and action is not Action.CLOSE:
-        raise InvalidArgumentError(f"a closure kind cannot be given with {action}")
-    if action is Action.CLOSE and closure_kind is None:
-        raise ClosureKindRequiredError("close requires a closure kind")
     if action is Action.POSTPONE and case.extension_used:
         raise ExtensionAlreadyUsedError("the case already had its one extension")
 
@@ -327,7 +346,7 @@ def apply_transition(
         extension_used=case.extension_used or action is Action.POSTPONE,
         rework_count=case.rework_count + (action is Action.REWORK),
         return_count=case.return_count + (action is Action.RETURN),
-        closure_kind=closure_kind,
+        closure_kind=closure_kind_for(case, action, now=now),
         overdue=False,
         stage_started_at=now,
     )
@@ -342,13 +361,26 @@ def apply_transition(
     )
 
 
-def suggest_closure_kind(case: Case) -> ClosureKind:
-    """``overdue`` if any stage ever ran past its deadline, else ``normal`` (a default for the UI)."""
-    late = any(
-        e.action is Action.FLAG_OVERDUE or (e.deadline is not None and e.at > e.deadline)
-        for e in case.history
-    )
-    return ClosureKind.OVERDUE if late or case.overdue else ClosureKind.NORMAL
+def ran_late(history: Iterable[HistoryEntry]) -> bool:
+    """Whether any stage of this history ran past its deadline (an entry after the deadline it left, or a flag)."""
+    return any(e.action is Action.FLAG_OVERDUE or (e.deadline is not None and e.at > e.deadline) for e in history)
+
+
+def closure_kind_for(case: Case, action: Action, *, now: datetime) -> ClosureKind | None:
+    """The closure kind the rules give ``action`` on ``case`` at ``now`` (``None`` for a non-closing action).
+
+    - ``cancel`` (an invalid, false or duplicate report): ``error``;
+    - ``close`` of a ``hung`` case (approved unsolvable, closed by a supervisor): ``special``;
+    - ``close`` of a passed check: ``overdue`` if any stage ran late, the check itself included, else ``normal``.
+    """
+    if action is Action.CANCEL:
+        return ClosureKind.ERROR
+    if action is not Action.CLOSE:
+        return None
+    if case.state is CaseState.HUNG:
+        return ClosureKind.SPECIAL
+    late_now = case.stage_deadline is not None and now > case.stage_deadline
+    return ClosureKind.OVERDUE if case.overdue or late_now or ran_late(case.history) else ClosureKind.NORMAL
 
 
 # (De)serialisation: every field is always present, "" for None, so an HSET overwrites stale values.
@@ -438,6 +470,8 @@ def case_from_fields(fields: Mapping[str, str], history: Iterable[HistoryEntry] 
             return_count=_count(fields["return_count"]),
             closure_kind=ClosureKind(fields["closure_kind"]) if fields["closure_kind"] else None,
             history=tuple(history),
+            # Absent from records written before issue 15.
+            occurred_at=_read_time(fields.get("occurred_at", "")),
         )
     except (KeyError, ValueError, InvalidTimeError, InvalidJurisdictionError) as exc:
         raise InvalidCaseRecordError(f"unreadable case record: {exc!r}") from exc

@@ -1,7 +1,8 @@
 """Stage deadlines, overdue flags and escalation of cases (docs/dispatch.md "Deadlines, overdue and escalation").
 
-Each stage with a clock gets a time budget per event class from a TOML table validated at load
-(``parse_deadline_table``). ``DeadlineTable.stage_deadline`` is what ``apply_transition`` calls on entering a
+Every stage that is not terminal has a clock (issue 15), ``reported`` and ``hung`` included: a time budget per
+event class from a TOML table validated at load (``parse_deadline_table``; a stage without a budget is a load
+error). ``DeadlineTable.stage_deadline`` is what ``apply_transition`` calls on entering a
 stage. ``assess`` is the pure half of the sweeper: at 100 % of the budget the stage is overdue; at 2x it is
 escalated one centre up (community -> street -> district -> city) and at every further 2x (4x, 6x, ...) once
 more, until the city centre holds it. The case keeps its id; the flag and each step are history entries of
@@ -42,16 +43,19 @@ ESCALATION_FACTOR = 2
 
 @dataclass(frozen=True, slots=True)
 class ClassDeadlines:
-    """Budgets of one event class; ``None`` means the stage has no clock."""
+    """Budgets of one event class, one per stage (every stage that is not terminal has a clock)."""
 
-    accepted: timedelta | None
-    filed_urgent: timedelta | None
-    filed_normal: timedelta | None
-    dispatched: timedelta | None
+    reported_urgent: timedelta
+    reported_normal: timedelta
+    accepted: timedelta
+    filed_urgent: timedelta
+    filed_normal: timedelta
+    dispatched: timedelta
     in_progress: timedelta
     extension: timedelta
-    fed_back: timedelta | None
-    checking: timedelta | None
+    fed_back: timedelta
+    checking: timedelta
+    hung: timedelta
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +66,11 @@ class DeadlineTable:
     classes: Mapping[EventClass, ClassDeadlines]
 
     def budget(self, event_class: EventClass, state: CaseState, *, urgent: bool) -> timedelta | None:
-        """Time allowed in ``state`` (``None``: no clock). Postponed is relative, see ``stage_deadline``."""
+        """Time allowed in ``state`` (``None``: a terminal state). Postponed is relative, see ``stage_deadline``."""
         c = self.classes[event_class]
+        if state is CaseState.REPORTED:
+            # Verification of a report (or an automatic event awaiting intake): urgent cases are looked at first.
+            return c.reported_urgent if urgent else c.reported_normal
         if state in (CaseState.FILED, CaseState.RETURNED):
             # A returned case waits for the dispatcher exactly like a freshly filed one: re-dispatch is the
             # same job under the same "file + dispatch" clock.
@@ -74,6 +81,7 @@ class DeadlineTable:
             CaseState.IN_PROGRESS: c.in_progress,
             CaseState.FED_BACK: c.fed_back,
             CaseState.CHECKING: c.checking,
+            CaseState.HUNG: c.hung,
         }.get(state)
 
     def stage_deadline(self, case: Case, *, entered_at: datetime) -> datetime | None:
@@ -95,6 +103,7 @@ class Assessment:
     flag_overdue: bool  # overdue and not yet flagged on the case
     escalate_to: tuple[CentreLevel, ...]  # centres to step through now, lowest first
     next_check_at: datetime | None  # when the answer can next change; None: never (no clock or at city)
+
 
 def _escalations_in_stage(case: Case) -> int:
     # ESCALATE and FLAG_OVERDUE never change the state, so the entries after the last state change are this
@@ -219,12 +228,18 @@ _UNITS: Mapping[str, timedelta] = {
 }
 _KEY_RE = re.compile(r"(?P<stage>[a-z_]+?)_(?P<unit>min|h|d)")
 _DEFAULT_STAGES = frozenset(
-    {"accepted", "filed_urgent", "filed_normal", "dispatched", "fed_back", "checking"}
-)
-# "filed" per class overrides both urgency variants: a class with its own filing clock is one decision.
+    {"reported_urgent", "reported_normal", "accepted", "filed_urgent", "filed_normal", "dispatched", "fed_back",
+     "checking", "hung"}
+)  # fmt: skip
+# "filed" / "reported" per class override both urgency variants: a class with its own clock is one decision.
 _CLASS_STAGES = frozenset(
-    {"accepted", "filed", "dispatched", "in_progress", "extension", "fed_back", "checking"}
+    {"reported", "accepted", "filed", "dispatched", "in_progress", "extension", "fed_back", "checking", "hung"}
 )
+# After the defaults are merged in, every one of these must have a budget: no stage runs without a clock.
+_REQUIRED = (
+    "reported_urgent", "reported_normal", "accepted", "filed_urgent", "filed_normal", "dispatched", "fed_back",
+    "checking", "hung",
+)  # fmt: skip
 _MAX_BUDGET = timedelta(days=366)
 
 
@@ -251,7 +266,8 @@ def parse_deadline_table(text: str) -> DeadlineTable:
     """Parse and validate a deadline table TOML document.
 
     :raises InvalidDeadlineTableError: on TOML errors, unknown keys or event classes, a stage given twice,
-        non-positive or over-a-year budgets, or an event class without ``in_progress`` and ``extension``.
+        non-positive or over-a-year budgets, an event class without ``in_progress`` and ``extension``, or any
+        stage left without a budget once the defaults are merged in.
     """
     try:
         data = tomllib.loads(text)
@@ -276,15 +292,23 @@ def parse_deadline_table(text: str) -> DeadlineTable:
         if missing := {"in_progress", "extension"} - set(own):
             raise InvalidDeadlineTableError(f"classes.{name}: missing {sorted(missing)}")
         merged = {**defaults, **own}
+        for stage in ("reported", "filed"):
+            if stage in own:
+                merged[f"{stage}_urgent"] = merged[f"{stage}_normal"] = own[stage]
+        if unclocked := [k for k in _REQUIRED if k not in merged]:
+            raise InvalidDeadlineTableError(f"classes.{name}: no clock for {unclocked} (every stage has one)")
         classes[event_class] = ClassDeadlines(
-            accepted=merged.get("accepted"),
-            filed_urgent=merged.get("filed", merged.get("filed_urgent")),
-            filed_normal=merged.get("filed", merged.get("filed_normal")),
-            dispatched=merged.get("dispatched"),
+            reported_urgent=merged["reported_urgent"],
+            reported_normal=merged["reported_normal"],
+            accepted=merged["accepted"],
+            filed_urgent=merged["filed_urgent"],
+            filed_normal=merged["filed_normal"],
+            dispatched=merged["dispatched"],
             in_progress=own["in_progress"],
             extension=own["extension"],
-            fed_back=merged.get("fed_back"),
-            checking=merged.get("checking"),
+            fed_back=merged["fed_back"],
+            checking=merged["checking"],
+            hung=merged["hung"],
         )
     if gaps := set(EventClass) - set(classes):
         raise InvalidDeadlineTableError(f"no deadlines for {sorted(gaps)}")

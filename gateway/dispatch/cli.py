@@ -16,7 +16,7 @@ from gateway.cli_common import add_common_args, admin_redis, run, settings_from
 from gateway.dispatch.evaluation import evaluation_document, parse_instant
 from gateway.dispatch.lease import SweepLease
 from gateway.dispatch.runtime import consumer_name, make_runtime
-from gateway.dispatch.worker import IntakeWorker, sweep_open_cases
+from gateway.dispatch.worker import IntakeWorker, plan_sweep, sweep_open_cases
 from policy.routing import JurisdictionLevel
 
 __all__ = ["register"]
@@ -28,7 +28,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sweep = dsub.add_parser(
         "sweep", help="one pass under the sweep lease: flag overdue cases (100 %%) and escalate (2x); exit 3 if held"
     )
-    sweep.add_argument("--now", help="ISO 8601 instant to judge at (default: the clock)")
+    sweep.add_argument(
+        "--now",
+        help="ISO 8601 instant to judge at (default: the clock); a future instant is a dry run that writes nothing",
+    )
+    sweep.add_argument("--dry-run", action="store_true", help="print what the pass would do; write nothing")
+    sweep.add_argument("--commit", action="store_true", help="write the pass (refused with exit 2 for a future --now)")
     add_common_args(sweep)
     sweep.set_defaults(func=_sweep)
     report = dsub.add_parser("report", help="evaluation per department and jurisdiction as JSON")
@@ -49,9 +54,26 @@ LEASE_HELD_EXIT = 3
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    # Issue 15 "time is honest": a pass judged at a future instant would write history dated in the future into
+    # live cases and escalate them before their time; it can only be a preview.
+    clock = datetime.now(UTC)
+    try:
+        now = parse_instant(args.now) if args.now else clock
+    except ValueError:
+        print("--now must be an ISO 8601 instant with an offset", file=sys.stderr)
+        return 2
+    future = now > clock
+    if future and args.commit:
+        print(f"refusing to commit a sweep at a future time ({now.isoformat()} > {clock.isoformat()})", file=sys.stderr)
+        return 2
+    if args.dry_run and args.commit:
+        print("--dry-run and --commit exclude each other", file=sys.stderr)
+        return 2
+    if future or args.dry_run:
+        return _sweep_dry_run(args, now)
+
     async def go() -> int:
         settings = settings_from(args).with_secret()
-        now = parse_instant(args.now) if args.now else datetime.now(UTC)
         async with admin_redis(settings) as redis:
             runtime = make_runtime(redis, settings, settings.dispatch)
             lease = SweepLease(redis, ttl_ms=keyspace.SWEEP_LEASE_CLI_MS)
@@ -69,6 +91,23 @@ def _sweep(args: argparse.Namespace) -> int:
         if not result.complete:
             print("the sweep lease was lost during the pass; it stopped early", file=sys.stderr)
             return 1
+        return 0
+
+    return run(go())
+
+
+def _sweep_dry_run(args: argparse.Namespace, now: datetime) -> int:
+    async def go() -> int:
+        settings = settings_from(args).with_secret()
+        async with admin_redis(settings) as redis:
+            runtime = make_runtime(redis, settings, settings.dispatch)
+            due, planned = await plan_sweep(runtime.store, now=now)
+        for change in planned:
+            levels = ",".join(level.value for level in change.escalate_to) or "-"
+            print(f"would: case={change.case_id} flag_overdue={int(change.flag_overdue)} escalate_to={levels}")
+        flagged = sum(1 for c in planned if c.flag_overdue)
+        escalated = sum(len(c.escalate_to) for c in planned)
+        print(f"dry run at {now.isoformat()}: due={due} flagged={flagged} escalated={escalated}; nothing written")
         return 0
 
     return run(go())

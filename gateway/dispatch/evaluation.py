@@ -30,6 +30,7 @@ def _metrics_json(m: CaseMetrics) -> dict[str, Any]:
         "dispatched": m.dispatched,
         "handled": m.handled,
         "closed": m.closed,
+        "closure_kinds": m.closure_kinds(),
         **m.rates(),
     }
 

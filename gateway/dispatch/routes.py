@@ -6,6 +6,9 @@ the answer of a missing one (404 ``not_found``), so the API is no oracle for oth
 
 A dispatcher acts as the ``intake_operator`` for accept, cancel and file, and as the ``shift_lead`` for
 everything else; a handler as ``department``; a supervisor as ``supervisor`` (``policy.casework`` roles).
+Seeing is not deciding (issue 15): a dispatcher or supervisor acts only on a case held by its centre or one
+below it (``policy.authority.may_decide``); once a case is escalated above its centre it still reads the case
+and gets 403 ``escalated_above_you`` for any action. The closure kind follows from the case, never the request.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from gateway.errors import BadRequestError, CaseRefusedError, GatewayError, NotF
 from gateway.http import json_response, query_params, read_json
 from gateway.principals import Principal, Role
 from gateway.privacy.audit import record_access
+from policy.authority import check_may_decide
 from policy.case_errors import CaseError, IllegalTransitionError
 from policy.casework import (
     NOTE_MAX_CHARS,
@@ -33,11 +37,9 @@ from policy.casework import (
     Actor,
     Case,
     CaseState,
-    ClosureKind,
     apply_transition,
     case_to_fields,
     entry_to_fields,
-    suggest_closure_kind,
 )
 from policy.casework import Role as CaseRole
 from policy.masking import mask_personal
@@ -189,7 +191,7 @@ def _text_field(body: dict[str, Any], name: str) -> str | None:
 @routes.post("/v1/cases/{case_id}/actions")
 @requires(Role.DISPATCHER, Role.HANDLER, Role.SUPERVISOR)
 async def act_on_case(request: web.Request) -> web.Response:
-    """One workflow step: ``{"action": ..., "note"?, "department"?, "closure_kind"?, "result"?}``."""
+    """One workflow step: ``{"action": ..., "note"?, "department"?, "result"?}``."""
     runtime = request.app[DISPATCH]
     principal = request[PRINCIPAL]
     case_id = _case_id(request)
@@ -199,11 +201,10 @@ async def act_on_case(request: web.Request) -> web.Response:
     name = _text_field(body, "action") or ""
     note = _text_field(body, "note")
     department = _text_field(body, "department")
-    kind_raw = _text_field(body, "closure_kind")
-    try:
-        kind = ClosureKind(kind_raw) if kind_raw else None
-    except ValueError:
-        raise CaseRefusedError("unknown closure kind", code="invalid_argument") from None
+    if "closure_kind" in body:
+        # Issue 15: normal/overdue/special/error follow from the case (policy.casework.closure_kind_for); a closer
+        # who could choose would choose "normal" for a late case.
+        raise CaseRefusedError("the closure kind is set by the rules, not chosen", code="closure_kind_set_by_rules")
     if department is not None and department not in runtime.routing.departments():
         raise CaseRefusedError("unknown department", code="invalid_argument")
     if name == "request_extension":
@@ -224,9 +225,8 @@ async def act_on_case(request: web.Request) -> web.Response:
     def change(case: Case) -> Case:
         if not in_scope(principal, case):
             raise NotFoundError("no such case")
-        closure = kind
-        if name == "check" and action is Action.CLOSE and closure is None:
-            closure = suggest_closure_kind(case)
+        if principal.role in (Role.DISPATCHER, Role.SUPERVISOR):
+            check_may_decide(principal.jurisdiction.split("/"), case)
         new = apply_transition(
             case,
             action,
@@ -235,7 +235,6 @@ async def act_on_case(request: web.Request) -> web.Response:
             deadlines=runtime.deadlines,
             note=note,
             department=department,
-            closure_kind=closure,
         )
         if department is not None:  # a dispatch's (apply_transition refuses it elsewhere): it must serve the place
             runtime.routing.check_serves(department, case.jurisdiction)

@@ -18,6 +18,7 @@ from gateway.dispatch.holder_reads import HolderReadLimit
 from gateway.dispatch.store import CaseStore
 from gateway.principals import Principal, Role
 from gateway.settings import DispatchSettings, Settings
+from policy.authority import covers
 from policy.casework import Case
 from policy.deadlines import DeadlineTable, load_default_deadline_table, parse_deadline_table
 from policy.routing import RoutingTable, load_default_routing_table, parse_routing_table
@@ -98,6 +99,6 @@ def in_scope(principal: Principal, case: Case) -> bool:
     if principal.role is Role.HANDLER:
         return bool(principal.department) and case.department == principal.department
     if principal.role in (Role.DISPATCHER, Role.SUPERVISOR) and principal.jurisdiction:
-        scope = tuple(principal.jurisdiction.split("/"))
-        return case.jurisdiction[: len(scope)] == scope
+        # Seeing only: deciding also needs the case held at or below the principal's centre (policy.authority).
+        return covers(principal.jurisdiction.split("/"), case)
     return False

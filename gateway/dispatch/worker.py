@@ -36,16 +36,18 @@ from gateway.intake import LINKING_FIELDS, IntakeEvent, MalformedEventError, dec
 from gateway.redisio import redis_errors
 from policy.case_errors import CaseError, InvalidJurisdictionError, NoRouteError
 from policy.casework import Action, Actor, Case, Role, apply_transition, new_case
-from policy.deadlines import DeadlineTable, sweep
-from policy.routing import UNROUTED, Route, RoutingTable, is_urgent, parse_jurisdiction
+from policy.deadlines import DeadlineTable, assess, sweep
+from policy.routing import UNROUTED, CentreLevel, Route, RoutingTable, is_urgent, parse_jurisdiction
 
 __all__ = [
     "EXPIRED_DROPPED_FIELDS",
     "GROUP",
     "SYSTEM_ACTOR",
     "IntakeWorker",
+    "PlannedChange",
     "SweepReport",
     "open_case",
+    "plan_sweep",
     "sweep_open_cases",
     "trim_to_retention",
 ]
@@ -70,11 +72,15 @@ def open_case(
         log.warning("intake event %s is unroutable (%s): city unrouted queue", event.event_id, exc.code)
         jurisdiction, auto_intake = (routing.city,), False
         route = Route(UNROUTED, jurisdiction, is_urgent(event.event_class), routing.version)
-    reported_at = min(event.occurred_at, now)
+    # The case dates from the intake (when the gateway learnt of it), never from the time a source claims: a
+    # backdated report must not land in a closed evaluation window nor start its clock in the past. A worker
+    # that was down still dates it from the intake, so its wait counts against the ``reported`` clock.
+    reported_at = min(event.received_at or event.occurred_at, now)
     case = new_case(
         case_id=case_id_for_event(event.event_id), event_class=event.event_class, place_id=event.place_id,
         jurisdiction=jurisdiction, department=route.department, actor=Actor(event.actor_id, Role.SOURCE),
-        now=reported_at, urgent=route.urgent, note=event.note,
+        now=reported_at, deadlines=deadlines, urgent=route.urgent, note=event.note,
+        occurred_at=event.occurred_at if event.source == "report" else None,
     )  # fmt: skip
     if auto_intake:
         for action in (Action.ACCEPT, Action.FILE, Action.DISPATCH):
@@ -431,3 +437,30 @@ async def sweep_open_cases(store: CaseStore, *, now: datetime, batch: int = 200,
             flagged += sum(1 for e in added if e.action is Action.FLAG_OVERDUE)
             escalated += sum(1 for e in added if e.action is Action.ESCALATE)
         await store.file_due(unchanged)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedChange:
+    """What a sweep at some instant would do to one case (``plan_sweep``)."""
+
+    case_id: str
+    flag_overdue: bool
+    escalate_to: tuple[CentreLevel, ...]
+
+
+async def plan_sweep(store: CaseStore, *, now: datetime, batch: int = 200) -> tuple[int, list[PlannedChange]]:
+    """The dry run of ``sweep_open_cases`` at ``now``: the due cases read and what a sweep would do to each, with
+    nothing written (issue 15: a sweep at a future instant must not write future-dated history into live cases).
+    Reads the due index only, so no trim and no check of the open set. Returns (due cases read, changes)."""
+    due, offset = 0, 0
+    planned: list[PlannedChange] = []
+    while True:
+        ids = await store.due(now, offset=offset, count=batch)
+        if not ids:
+            return due, planned
+        offset += len(ids)
+        for case in await store.get_many(ids, history=True):
+            due += 1
+            found = assess(case, now=now)
+            if found.flag_overdue or found.escalate_to:
+                planned.append(PlannedChange(case.case_id, found.flag_overdue, found.escalate_to))

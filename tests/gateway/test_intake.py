@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from redis.asyncio import Redis
@@ -78,7 +78,7 @@ async def test_a_report_of_every_class_round_trips_through_the_stream(
 ) -> None:
     fields = report_event_fields(
         event_id="r0190abcdef01", event_class=event_class, place_id="place-z", jurisdiction="city/d2/s9/g1/c1",
-        reporter="sm-z", occurred_at=AT, note=note,
+        reporter="sm-z", occurred_at=AT, note=note, received_at=AT + timedelta(hours=3),
     )  # fmt: skip
     assert tuple(fields) == REPORT_FIELDS
     flat = tuple(x for kv in fields.items() for x in kv)
@@ -86,6 +86,7 @@ async def test_a_report_of_every_class_round_trips_through_the_stream(
     assert event == IntakeEvent(
         event_id="r0190abcdef01", source="report", event_class=event_class, place_id="place-z",
         jurisdiction="city/d2/s9/g1/c1", actor_id="sm-z", occurred_at=AT, note=note, holder=None,
+        received_at=AT + timedelta(hours=3),
     )  # fmt: skip
 
 
@@ -104,7 +105,8 @@ async def test_an_event_written_before_issue_14_is_read_and_its_day_and_pseudony
 def test_a_report_class_is_refused_for_a_scan_only_class() -> None:
     with pytest.raises(ValueError):
         report_event_fields(event_id="r1", event_class=EventClass.STATUS_RED, place_id="place-a",
-                            jurisdiction="city/d1", reporter="sm-a", occurred_at=AT, note=None)  # fmt: skip
+                            jurisdiction="city/d1", reporter="sm-a", occurred_at=AT, note=None,
+                            received_at=AT)  # fmt: skip
 
 
 _GOOD = dict(zip(SCAN_FIELDS, scan_event_fields("e1", "status_red", "place-a", "city/d1", "dev-a", AT_MS,

@@ -45,6 +45,7 @@ from gateway.trust.dsc import DscRegistry
 from gateway.trust.registry import Place, Registry
 from policy.casework import Actor, Case, new_case
 from policy.casework import Role as CaseRole
+from policy.deadlines import load_default_deadline_table
 from policy.routing import EventClass
 from policy.status import HolderStatus, TestResult
 from tests.gateway.conftest import PrivateServerFactory
@@ -124,7 +125,8 @@ async def test_an_error_reply_a_site_handles_itself_is_caught_inside_the_transla
 # --- every public store method, on a server killed after it answered -------------------------------------------
 def _case() -> Case:
     return new_case(case_id=case_id_for_event("ev-1"), event_class=EventClass.STATUS_RED, place_id="place-a",
-                    jurisdiction=("city", "d1"), department="health", actor=Actor("site", CaseRole.SOURCE), now=NOW)
+                    jurisdiction=("city", "d1"), department="health", actor=Actor("site", CaseRole.SOURCE), now=NOW,
+                    deadlines=load_default_deadline_table())
 
 
 def _key() -> TrustedKey:

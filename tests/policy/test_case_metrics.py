@@ -27,8 +27,7 @@ def _case(
 ) -> Case:
     case = new_case(
         case_id=case_id, event_class=event_class, place_id="p", jurisdiction=tuple(path.split("/")),
-        department=department, actor=SYS, now=at,
-    )  # fmt: skip
+        department=department, actor=SYS, now=at, deadlines=TABLE)  # fmt: skip
     for minute, action, actor, kwargs in steps:
         now = at + timedelta(minutes=minute)
         case = apply_transition(case, action, actor=actor, now=now, deadlines=TABLE, **kwargs)  # type: ignore[arg-type]

@@ -86,8 +86,7 @@ def _reported(event_class: EventClass = EventClass.STATUS_RED) -> Case:
         jurisdiction=("metro", "east", "riverside", "g3", "c12", "b4"),
         department=DEPT,
         actor=ACTORS[Role.SOURCE],
-        now=T0,
-    )
+        now=T0, deadlines=DEADLINES)
 
 
 def _case_in(state: CaseState) -> Case:
@@ -256,8 +255,7 @@ def test_only_a_source_or_the_system_reports() -> None:
     with pytest.raises(NotPermittedRoleError):
         new_case(
             case_id="c-2", event_class=EventClass.OTHER, place_id="p", jurisdiction=("metro",),
-            department="d", actor=ACTORS[Role.SUPERVISOR], now=T0,
-        )  # fmt: skip
+            department="d", actor=ACTORS[Role.SUPERVISOR], now=T0, deadlines=DEADLINES)  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -31,8 +31,7 @@ _C, _S, _D, _Y = CentreLevel.COMMUNITY, CentreLevel.STREET, CentreLevel.DISTRICT
 def _in_progress(path: tuple[str, ...] = ("metro", "east", "riverside", "g1", "c2")) -> Case:
     case = new_case(
         case_id="c-9", event_class=EventClass.STATUS_RED, place_id="p-1", jurisdiction=path,
-        department="east-cdc", actor=SYSTEM, now=T0,
-    )  # fmt: skip
+        department="east-cdc", actor=SYSTEM, now=T0, deadlines=TABLE)  # fmt: skip
     for minute, action, actor in [
         (1, Action.ACCEPT, SYSTEM),
         (2, Action.FILE, SYSTEM),

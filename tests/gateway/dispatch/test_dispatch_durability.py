@@ -27,7 +27,7 @@ STEPS = [(Action.ACCEPT, SYSTEM), (Action.FILE, SYSTEM), (Action.DISPATCH, SYSTE
 def _new(i: int, writer: int) -> Case:
     return new_case(case_id=f"c{writer:04x}{i:016x}", event_class=EventClass.STATUS_RED, place_id="p",
                     jurisdiction=("metro", "east", "s1", "g1", "c1"), department="east-cdc",
-                    actor=Actor("dev", Role.SOURCE), now=datetime.now(UTC))  # fmt: skip
+                    actor=Actor("dev", Role.SOURCE), now=datetime.now(UTC), deadlines=DEADLINES)  # fmt: skip
 
 
 async def _writer(store: CaseStore, writer: int, acked: dict[str, int]) -> None:

@@ -32,7 +32,7 @@ def _dispatched(i: int, at: datetime) -> Case:
     """A status_red case dispatched at ``at`` to a community centre: its department has 1 h to open it."""
     case = new_case(case_id=f"c{i:020x}", event_class=EventClass.STATUS_RED, place_id="place-a",
                     jurisdiction=("city", "d1", "s1", "g1", "c1"), department="s1-clinic",
-                    actor=Actor("dev", Role.SOURCE), now=at)  # fmt: skip
+                    actor=Actor("dev", Role.SOURCE), now=at, deadlines=DEADLINES)  # fmt: skip
     for action in (Action.ACCEPT, Action.FILE, Action.DISPATCH):
         case = apply_transition(case, action, actor=SYSTEM_ACTOR, now=at, deadlines=DEADLINES)
     return case
@@ -46,7 +46,7 @@ def _shapes() -> list[tuple[str, Case]]:
     started = apply_transition(fresh, Action.START, actor=HANDLER, now=T0 + timedelta(minutes=5), deadlines=DEADLINES)
     cancelled = apply_transition(
         new_case(case_id="c" + "0" * 20, event_class=EventClass.OTHER, place_id="p", jurisdiction=("city", "d1"),
-                 department="city-ops", actor=Actor("sm", Role.SOURCE), now=T0),
+                 department="city-ops", actor=Actor("sm", Role.SOURCE), now=T0, deadlines=DEADLINES),
         Action.CANCEL, actor=DISPATCHER, now=T0, deadlines=DEADLINES, note="duplicate",
     )  # fmt: skip
     return [("fresh", fresh), ("flagged", flagged), ("escalated", escalated), ("at_city", at_city),
@@ -97,7 +97,7 @@ async def test_the_due_index_finds_exactly_the_due_cases_and_a_case_that_stops_b
 async def test_a_closed_case_leaves_the_due_index(redis: Redis) -> None:
     store = CaseStore(redis)
     case = new_case(case_id="c" + "1" * 20, event_class=EventClass.OTHER, place_id="p", jurisdiction=("city", "d1"),
-                    department="city-ops", actor=Actor("sm", Role.SOURCE), now=T0)  # fmt: skip
+                    department="city-ops", actor=Actor("sm", Role.SOURCE), now=T0, deadlines=DEADLINES)  # fmt: skip
     assert await store.write(None, case)
     assert case.case_id in await _due_ids(redis)
     cancelled = apply_transition(case, Action.CANCEL, actor=DISPATCHER, now=T0, deadlines=DEADLINES, note="dup")

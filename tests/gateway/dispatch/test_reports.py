@@ -9,6 +9,7 @@ import pytest
 
 from gateway.keyspace import DISPATCH_INTAKE
 from policy.casework import Action, Actor, ClosureKind, Role, apply_transition, new_case
+from policy.deadlines import load_default_deadline_table
 from policy.routing import EventClass
 from tests.gateway.dispatch import test_dispatch_fixtures as fx
 from tests.gateway.dispatch.test_dispatch_fixtures import T0, DispatchWorld
@@ -94,7 +95,7 @@ async def _seed(dw: DispatchWorld) -> None:
     def opened(cid: str, department: str, jurisdiction: str) -> Any:
         case = new_case(case_id=cid, event_class=EventClass.STATUS_RED, place_id="place-a",
                         jurisdiction=tuple(jurisdiction.split("/")), department=department,
-                        actor=Actor("dev-a", Role.SOURCE), now=T0)  # fmt: skip
+                        actor=Actor("dev-a", Role.SOURCE), now=T0, deadlines=load_default_deadline_table())  # fmt: skip
         for action in (Action.ACCEPT, Action.FILE, Action.DISPATCH):
             case = step(case, action, 1, sys_)
         return case
@@ -120,7 +121,7 @@ async def _seed(dw: DispatchWorld) -> None:
     # D: created after the range: not counted.
     d = new_case(case_id="c" + "d" * 20, event_class=EventClass.STATUS_RED, place_id="place-a",
                  jurisdiction=("city", "d1"), department="d1-cdc", actor=Actor("x", Role.SOURCE),
-                 now=T0 + timedelta(days=2))  # fmt: skip
+                 now=T0 + timedelta(days=2), deadlines=load_default_deadline_table())  # fmt: skip
     for case in (a, b, c, d):
         assert await dw.runtime.store.write(None, case)
 
