@@ -34,14 +34,14 @@ def _case(
     return case
 
 
-# Default budgets: accepted 30 min, filed 10 min urgent / 30 min normal, dispatched 1 h, status_red handling
-# 2 h, checking 1 h. Times are minutes after the case was reported.
-CLOSE: dict[str, object] = {"closure_kind": ClosureKind.NORMAL}
+# Default budgets: reported 10 min urgent / 30 min normal, accepted 30 min, filed 10 min urgent / 30 min normal,
+# dispatched 1 h, status_red handling 2 h, checking 1 h. Times are minutes after the case was reported. The
+# closure kind is never passed: the rules set it (A normal, B overdue).
 # A: everything on time. file 5 <= 1+30; feed back 60 <= 20+120; handling 60 - 10 = 50 min = 3000 s.
 A = _case("A", EventClass.STATUS_RED, "metro/east/r1", "east-cdc", T0, [
     (1, Action.ACCEPT, OP, {}), (5, Action.FILE, OP, {}), (10, Action.DISPATCH, LEAD, {}),
     (20, Action.START, EAST, {}), (60, Action.FEED_BACK, EAST, {}), (61, Action.REQUEST_CHECK, SYS, {}),
-    (70, Action.CLOSE, SUP, CLOSE),
+    (70, Action.CLOSE, SUP, {}),
 ])  # fmt: skip
 # B: filed late (40 > 1+30); dispatched to the wrong department, returned, re-dispatched to east
 # (2 dispatches, 1 return); reworked once; second feedback late (300 > 115+120), so neither handled
@@ -53,7 +53,7 @@ B = _case("B", EventClass.STATUS_RED, "metro/east/r2", "west-cdc", T0, [
     (60, Action.START, EAST, {}), (100, Action.FEED_BACK, EAST, {}), (101, Action.REQUEST_CHECK, SYS, {}),
     (110, Action.REWORK, SUP, {"note": "no photo"}), (115, Action.START, EAST, {}),
     (300, Action.FEED_BACK, EAST, {}), (301, Action.REQUEST_CHECK, SYS, {}),
-    (320, Action.CLOSE, SUP, {"closure_kind": ClosureKind.OVERDUE}),
+    (320, Action.CLOSE, SUP, {}),
 ])  # fmt: skip
 # C: normal case, filed and dispatched on time (10 <= 2+30; 30 <= 10+30), still being handled.
 C = _case("C", EventClass.OTHER, "metro/west/s1", "west-cdc", T0, [
@@ -91,7 +91,53 @@ def test_counters_over_the_whole_range() -> None:
         reworked=1,  # B
         closed=2,  # A B
         closed_on_time=1,  # A
+        closed_normal=1,  # A
+        closed_overdue=1,  # B: filed late, fed back late
     )
+
+
+def test_closure_kinds_are_counted_and_cancellation_is_error() -> None:
+    """Issue 15: the kinds follow the rules and are reported; a cancelled (invalid) report is kind ``error``."""
+    assert (A.closure_kind, B.closure_kind, D.closure_kind) == (ClosureKind.NORMAL, ClosureKind.OVERDUE,
+                                                                ClosureKind.ERROR)  # fmt: skip
+    hung = _case("H", EventClass.STATUS_RED, "metro/east/r1", "east-cdc", T0, [
+        (1, Action.ACCEPT, OP, {}), (5, Action.FILE, OP, {}), (10, Action.DISPATCH, LEAD, {}),
+        (20, Action.START, EAST, {}), (30, Action.HANG, SUP, {"note": "holder left the city"}),
+        (40, Action.CLOSE, SUP, {}),
+    ])  # fmt: skip
+    assert hung.closure_kind is ClosureKind.SPECIAL
+    assert evaluate([*CASES, hung], start=T0, end=END).closure_kinds() == {
+        "normal": 1, "overdue": 1, "special": 1, "error": 1,
+    }  # fmt: skip
+
+
+def test_a_report_verified_late_was_not_filed_on_time() -> None:
+    """Issue 15: the wait in ``reported`` has a clock; 12 min against the 10 min urgent budget is late, however
+    fast the filing after it, and the case closes ``overdue``."""
+    late = _case("G", EventClass.STATUS_RED, "metro/east/r1", "east-cdc", T0, [
+        (12, Action.ACCEPT, OP, {}), (13, Action.FILE, OP, {}), (14, Action.DISPATCH, LEAD, {}),
+        (20, Action.START, EAST, {}), (60, Action.FEED_BACK, EAST, {}), (61, Action.REQUEST_CHECK, SYS, {}),
+        (70, Action.CLOSE, SUP, {}),
+    ])  # fmt: skip
+    m = evaluate([late], start=T0, end=END)
+    assert (m.filed, m.filed_on_time, m.closed_on_time, m.closed_overdue) == (1, 0, 0, 1)
+    assert late.closure_kind is ClosureKind.OVERDUE
+
+
+def test_a_report_backdated_into_a_closed_window_leaves_its_figures_unchanged() -> None:
+    """Issue 15: a case dates from its intake, not from the time its source claims; so a report taken today
+    about yesterday is counted today, and yesterday's figures stay what they were."""
+    yesterday = (T0 - timedelta(days=1), T0)
+    before = evaluate(CASES, start=yesterday[0], end=yesterday[1])
+    backdated = new_case(
+        case_id="R", event_class=EventClass.FORCED_ENTRY, place_id="p", jurisdiction=("metro", "east", "r1"),
+        department="east-cdc", actor=Actor("sm", Role.SOURCE), now=T0 + timedelta(hours=2), deadlines=TABLE,
+        occurred_at=T0 - timedelta(hours=20),
+    )  # fmt: skip
+    assert backdated.created_at == T0 + timedelta(hours=2)
+    assert backdated.occurred_at == T0 - timedelta(hours=20)
+    assert evaluate([*CASES, backdated], start=yesterday[0], end=yesterday[1]) == before
+    assert evaluate([*CASES, backdated], start=T0, end=END).cases == evaluate(CASES, start=T0, end=END).cases + 1
 
 
 def test_rates_over_the_whole_range() -> None:
@@ -107,32 +153,41 @@ def test_rates_over_the_whole_range() -> None:
     })  # fmt: skip
 
 
-def test_per_department_uses_the_department_at_the_end() -> None:
+def test_per_department_charges_each_stage_to_the_department_that_held_it() -> None:
+    """Issue 15: B went to west (45), was returned (50) and re-dispatched to east (55). West's dispatch and its
+    return count under west, and east's handling time runs from east's own dispatch (55), not from west's (45).
+    The outcomes (cases, filing, check, closure) count once, under the department holding the case at the end."""
     by_department = evaluate_by_department(CASES, start=T0, end=END)
     assert set(by_department) == {"east-cdc", "west-cdc"}
-    # east: A, B (re-dispatched to east), F.
-    assert by_department["east-cdc"].rates() == pytest.approx({
+    east = by_department["east-cdc"]  # outcomes of A, B, F; stages of A and of B from 55
+    assert (east.cases, east.dispatches, east.returns, east.dispatched, east.handled) == (3, 2, 0, 2, 2)
+    assert east.handling_seconds == 3000 + (300 - 55) * 60
+    assert east.rates() == pytest.approx({
         "on_time_filing_rate": 1 / 2,  # A of A B
-        "dispatch_accuracy": 1 - 1 / 3,  # 3 dispatches, 1 return
+        "dispatch_accuracy": 1.0,  # east returned nothing
         "handling_rate": 2 / 2,
         "on_time_handling_rate": 1 / 2,
         "closure_rate": 2 / 2,
         "on_time_closure_rate": 1 / 2,
         "rework_rate": 1 / 2,
-        "mean_handling_time_s": 9150,
+        "mean_handling_time_s": (3000 + 14700) / 2,
     })  # fmt: skip
-    west = by_department["west-cdc"]  # C, and the cancelled D
-    assert (west.cases, west.cancelled) == (1, 1)
+    west = by_department["west-cdc"]  # outcomes of C and the cancelled D; stages of C and of B until 50
+    assert (west.cases, west.cancelled, west.dispatches, west.returns, west.dispatched) == (1, 1, 2, 1, 1)
     assert west.rates() == {
         "on_time_filing_rate": 1.0,
-        "dispatch_accuracy": 1.0,
-        "handling_rate": 0.0,
+        "dispatch_accuracy": 0.5,  # B's return is west's
+        "handling_rate": 0.0,  # C not yet handled; B's return is not held against west's handling
         "on_time_handling_rate": 0.0,
         "closure_rate": 0.0,
         "on_time_closure_rate": 0.0,
         "rework_rate": None,  # nothing checked yet
         "mean_handling_time_s": None,
     }
+    # The split moves figures between departments, never creates or loses a dispatch, return or handled case.
+    total = evaluate(CASES, start=T0, end=END)
+    assert (east + west).dispatches == total.dispatches and (east + west).returns == total.returns
+    assert (east + west).handled == total.handled and (east + west).closed == total.closed
 
 
 def test_per_jurisdiction_at_a_chosen_level() -> None:

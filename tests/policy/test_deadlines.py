@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from policy.case_errors import AlreadyTopLevelError, InvalidDeadlineTableError, InvalidTimeError
-from policy.casework import Action, Actor, Case, CaseState, ClosureKind, Role, apply_transition, new_case
+from policy.casework import TERMINAL_STATES, Action, Actor, Case, CaseState, Role, apply_transition, new_case, ran_late
 from policy.deadlines import (
     Assessment,
     apply_assessment,
@@ -133,18 +133,53 @@ def test_an_extension_moves_the_clock() -> None:
     assert assess(case, now=S + timedelta(hours=7)).escalate_to == (_S,)  # grant + 2 x 3 h
 
 
-@pytest.mark.parametrize("state", [CaseState.FED_BACK, CaseState.HUNG, CaseState.CLOSED])
-def test_stages_without_a_clock_are_never_overdue(state: CaseState) -> None:
-    case = _in_progress()
-    action = {CaseState.FED_BACK: Action.FEED_BACK, CaseState.HUNG: Action.HANG}.get(state, Action.HANG)
-    actor = HANDLER if action is Action.FEED_BACK else LEAD
-    case = apply_transition(case, action, actor=actor, now=S, deadlines=TABLE, note="unsolvable for now")
-    if state is CaseState.CLOSED:
-        case = apply_transition(
-            case, Action.CLOSE, actor=LEAD, now=S, deadlines=TABLE, closure_kind=ClosureKind.SPECIAL
-        )
-    assert case.state is state
+def test_a_closed_case_is_never_overdue() -> None:
+    case = apply_transition(_in_progress(), Action.HANG, actor=LEAD, now=S, deadlines=TABLE, note="unsolvable")
+    case = apply_transition(case, Action.CLOSE, actor=Actor("sup", Role.SUPERVISOR), now=S, deadlines=TABLE)
+    assert case.state is CaseState.CLOSED
     assert assess(case, now=S + timedelta(days=365)) == Assessment(False, False, (), None)
+
+
+@pytest.mark.parametrize("event_class", list(EventClass))
+@pytest.mark.parametrize("urgent", [True, False])
+def test_every_stage_but_the_terminal_ones_has_a_clock(event_class: EventClass, urgent: bool) -> None:
+    """Issue 15 "every stage has a clock": reported, accepted, ..., fed_back and hung included."""
+    for state in CaseState:
+        budget = TABLE.budget(event_class, state, urgent=urgent)
+        if state in TERMINAL_STATES or state is CaseState.POSTPONED:  # postponed: the old deadline + extension
+            assert budget is None
+        else:
+            assert budget is not None and budget > timedelta(0), state
+
+
+def _reported(table: object = TABLE) -> Case:
+    return new_case(
+        case_id="c-r", event_class=EventClass.FORCED_ENTRY, place_id="p-1",
+        jurisdiction=("metro", "east", "riverside", "g1", "c2"), department="east-police",
+        actor=Actor("sm", Role.SOURCE), now=T0, deadlines=table)  # type: ignore[arg-type]  # fmt: skip
+
+
+def test_a_report_waiting_for_verification_is_flagged_and_escalated_at_2x_and_4x() -> None:
+    """Issue 15: a case in ``reported`` used to have no clock (a sweep 8 h ahead did nothing)."""
+    case = _reported()  # forced_entry: urgent, 10 min to verify
+    assert case.stage_deadline == T0 + timedelta(minutes=10)
+    assert sweep(case, now=T0 + timedelta(minutes=9)) is case
+    case = sweep(case, now=T0 + timedelta(minutes=10))
+    assert (case.overdue, case.level) == (True, _C)
+    case = sweep(case, now=T0 + timedelta(minutes=20))  # 2x: the street centre takes it
+    assert (case.level, case.escalation_count, case.state) == (_S, 1, CaseState.REPORTED)
+    case = sweep(case, now=T0 + timedelta(minutes=40))  # 4x: the district centre
+    assert (case.level, case.escalation_count) == (_D, 2)
+
+
+def test_a_report_accepted_after_10_minutes_against_a_2_minute_budget_ran_late() -> None:
+    table = parse_deadline_table(VALID.replace("reported_urgent_min = 10", "reported_urgent_min = 2"))
+    case = _reported(table)
+    assert case.stage_deadline == T0 + timedelta(minutes=2)
+    accepted = apply_transition(case, Action.ACCEPT, actor=Actor("op", Role.INTAKE_OPERATOR),
+                                now=T0 + timedelta(minutes=10), deadlines=table)  # fmt: skip
+    assert accepted.history[-1].deadline == T0 + timedelta(minutes=2)
+    assert ran_late(accepted.history)
 
 
 def test_escalation_stops_at_the_city() -> None:
@@ -175,8 +210,11 @@ def test_naive_now_is_refused() -> None:
         (EventClass.DEVICE_FAULT, False, CaseState.IN_PROGRESS, timedelta(days=1)),
         (EventClass.OTHER, False, CaseState.IN_PROGRESS, timedelta(days=3)),
         (EventClass.STATUS_RED, True, CaseState.CHECKING, timedelta(hours=1)),
-        (EventClass.STATUS_RED, True, CaseState.FED_BACK, None),
-        (EventClass.STATUS_RED, True, CaseState.REPORTED, None),
+        (EventClass.STATUS_RED, True, CaseState.FED_BACK, timedelta(hours=1)),
+        (EventClass.STATUS_RED, True, CaseState.REPORTED, timedelta(minutes=10)),
+        (EventClass.OTHER, False, CaseState.REPORTED, timedelta(minutes=30)),
+        (EventClass.STATUS_RED, True, CaseState.HUNG, timedelta(days=1)),
+        (EventClass.STATUS_RED, True, CaseState.CLOSED, None),
     ],
 )
 def test_default_budgets(
@@ -186,7 +224,9 @@ def test_default_budgets(
 
 
 _CLASSES = "\n".join(f"[classes.{c}]\nin_progress_h = 4\nextension_h = 4" for c in EventClass)
-VALID = f'version = "t"\n[defaults]\naccepted_min = 30\n{_CLASSES}\n'
+_DEFAULTS = ("reported_urgent_min = 10\nreported_normal_min = 30\naccepted_min = 30\nfiled_urgent_min = 10\n"
+             "filed_normal_min = 30\ndispatched_h = 1\nfed_back_h = 1\nchecking_h = 1\nhung_d = 1\n")
+VALID = f'version = "t"\n[defaults]\n{_DEFAULTS}{_CLASSES}\n'
 _BROKEN = {
     "no version": VALID.replace('version = "t"', ""),
     "unknown top key": "extra = 1\n" + VALID,
@@ -204,6 +244,8 @@ _BROKEN = {
     "text": VALID.replace("accepted_min = 30", 'accepted_min = "30"'),
     "over a year": VALID.replace("accepted_min = 30", "accepted_d = 400"),
     "not toml": VALID + "[classes\n",
+    "a stage without a clock": VALID.replace("hung_d = 1\n", ""),
+    "reported without a clock": VALID.replace("reported_normal_min = 30\n", ""),
 }
 
 
