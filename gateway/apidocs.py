@@ -72,7 +72,8 @@ _OUTCOME = _obj({
 _CASE = _obj({
     "case_id": _STR, "event_class": _STR, "state": _STR, "department": _STR, "level": _STR, "place_id": _STR,
     "jurisdiction": _STR, "created_at": _TIME, "overdue": _BOOL, "urgent": _BOOL,
-}, {"history": {"type": "array", "items": {"type": "object"}}, "stage_deadline": _STR_OR_NULL})  # fmt: skip
+}, {"history": {"type": "array", "items": {"type": "object"}}, "stage_deadline": _STR_OR_NULL,
+    "closure_kind": _STR_OR_NULL, "occurred_at": _STR_OR_NULL})  # fmt: skip
 _SINCE_UNTIL = (
     QueryParam("since", _TIME, "start of the window", required=True),
     QueryParam("until", _TIME, "end of the window (at most 31 days after since)", required=True),
@@ -148,13 +149,16 @@ ROUTE_DOCS: Mapping[tuple[str, str], RouteDoc] = {
     ("GET", "/v1/cases/{case_id}"): RouteDoc("get_case", "dispatch", "one case with its history (audited)", _CASE),
     ("POST", "/v1/cases/{case_id}/actions"): RouteDoc(
         "act_on_case", "dispatch", "one workflow step on a case", _CASE,
-        body=_obj({"action": _STR}, {"note": _STR, "department": _STR, "closure_kind": _STR,
+        body=_obj({"action": _STR}, {"note": _STR, "department": _STR,
                                      "result": {"type": "string", "enum": ["pass", "fail"]}}),
         description="Actions: accept, cancel, file, dispatch, start, return, feed_back, request_extension, "
                     "postpone, hang, request_check, check (with result pass|fail), close, rework, route (a city "
                     "dispatcher routes a case of the unrouted queue: `department` a city department). A "
                     "`department` must serve the case's place (422 `department_out_of_jurisdiction`); an "
-                    "unrouted case takes only route and cancel (409 `case_unrouted`).",
+                    "unrouted case takes only route and cancel (409 `case_unrouted`). Check and close "
+                    "are a supervisor's (403 supervisor_required); a case escalated above the caller's centre "
+                    "answers 403 escalated_above_you; the closure kind is set by the rules, and a closure_kind "
+                    "field is refused (422 closure_kind_set_by_rules).",
     ),
     ("GET", "/v1/cases/{case_id}/holder"): RouteDoc(
         "read_holder", "dispatch", "the holder reference of a case (audited, rate-limited)",

@@ -72,7 +72,7 @@ def case_json(case: Case, *, history: bool = True) -> dict[str, Any]:
         doc[name] = doc[name] == "1"
     for name in ("escalation_count", "rework_count", "return_count"):
         doc[name] = int(doc[name])
-    for name in ("stage_deadline", "closure_kind"):
+    for name in ("stage_deadline", "closure_kind", "occurred_at"):
         doc[name] = doc[name] or None
     if history:
         doc["history"] = [

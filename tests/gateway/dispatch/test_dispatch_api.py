@@ -74,7 +74,7 @@ async def test_the_closed_loop_through_the_api(dw: DispatchWorld) -> None:
     ("who", "action", "body", "status", "code"),
     [
         ("h-clinic", "feed_back", {}, 409, "illegal_transition"),  # dispatched: must start first
-        ("h-clinic", "close", {"closure_kind": "normal"}, 409, "illegal_transition"),
+        ("h-clinic", "close", {}, 409, "illegal_transition"),
         ("h-clinic", "postpone", {}, 409, "illegal_transition"),
         ("dispatcher", "start", {}, 403, "not_permitted_role"),  # only the department opens the order
         ("sup-d1", "return", {"note": "x"}, 403, "not_permitted_role"),
@@ -82,7 +82,7 @@ async def test_the_closed_loop_through_the_api(dw: DispatchWorld) -> None:
         ("h-clinic", "return", {"note": "x" * 1001}, 422, "note_too_long"),
         ("h-clinic", "teleport", {}, 422, "unknown_action"),
         ("dispatcher", "dispatch", {"department": "no-such-dept"}, 422, "invalid_argument"),
-        ("h-clinic", "start", {"closure_kind": "normal"}, 422, "invalid_argument"),
+        ("h-clinic", "start", {"closure_kind": "normal"}, 422, "closure_kind_set_by_rules"),  # issue 15
     ],
 )
 async def test_refused_transitions_map_to_stable_codes_and_change_nothing(
@@ -131,18 +131,20 @@ async def test_one_extension_request_and_one_grant(dw: DispatchWorld) -> None:
     assert (status, body["error"]) == (409, "extension_already_used")
 
 
-async def test_close_needs_a_closure_kind_and_hung_cases_close_special(dw: DispatchWorld) -> None:
+async def test_a_hung_case_is_closed_special_by_a_supervisor_only(dw: DispatchWorld) -> None:
+    """Issue 15: the special closure is the supervisor's, and its kind follows from the rules."""
     case_id = await dw.event()
     await dw.pump()
     await dw.act("h-clinic", case_id, "start")
     assert (await dw.act("sup-d1", case_id, "hang"))[1]["error"] == "reason_required"
     assert (await dw.act("sup-d1", case_id, "hang", note="holder left the city"))[1]["state"] == "hung"
     status, body = await dw.act("dispatcher", case_id, "close")
-    assert (status, body["error"]) == (422, "closure_kind_required")
-    assert (await dw.act("dispatcher", case_id, "close", closure_kind="bogus"))[1]["error"] == "invalid_argument"
-    status, body = await dw.act("dispatcher", case_id, "close", closure_kind="special")
+    assert (status, body["error"]) == (403, "supervisor_required")
+    status, body = await dw.act("sup-d1", case_id, "close", closure_kind="special")
+    assert (status, body["error"]) == (422, "closure_kind_set_by_rules")
+    status, body = await dw.act("sup-d1", case_id, "close")
     assert (status, body["state"], body["closure_kind"]) == (200, "closed", "special")
-    assert (await dw.act("dispatcher", case_id, "close", closure_kind="special"))[0] == 409
+    assert (await dw.act("sup-d1", case_id, "close"))[0] == 409
 
 
 async def test_out_of_scope_cases_answer_exactly_like_missing_ones(dw: DispatchWorld) -> None:

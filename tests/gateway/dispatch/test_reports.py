@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gateway.keyspace import DISPATCH_INTAKE
-from policy.casework import Action, Actor, ClosureKind, Role, apply_transition, new_case
+from policy.casework import Action, Actor, Role, apply_transition, new_case
 from policy.deadlines import load_default_deadline_table
 from policy.routing import EventClass
 from tests.gateway.dispatch import test_dispatch_fixtures as fx
@@ -34,7 +34,8 @@ async def test_a_report_becomes_a_case_that_a_dispatcher_accepts_files_and_dispa
     assert (status, case["state"], case["department"], case["urgent"]) == (200, "reported", "d1-police", True)
     assert case["history"][0]["note"] == note  # stored and returned as written, in JSON only
     assert case["history"][0]["actor_id"] == "sm-a"
-    assert case["created_at"] == (T0 - timedelta(minutes=3)).isoformat()
+    # Issue 15: the case dates from the intake (the gateway's clock), the manager's time is kept beside it.
+    assert (case["created_at"], case["occurred_at"]) == (T0.isoformat(), (T0 - timedelta(minutes=3)).isoformat())
     for action, state in (("accept", "accepted"), ("file", "filed"), ("dispatch", "dispatched")):
         status, case = await dw.act("dispatcher", case_id, action)
         assert (status, case["state"]) == (200, state)
@@ -70,6 +71,8 @@ async def test_places_out_of_scope_and_unknown_places_get_the_same_403(dw: Dispa
         ({"note": "x" * 1001}, 422, "note_too_long"),
         ({"time": (T0 + timedelta(minutes=10)).isoformat()}, 422, "invalid_report_time"),
         ({"time": (T0 - timedelta(days=8)).isoformat()}, 422, "invalid_report_time"),
+        ({"time": (T0 - timedelta(hours=25)).isoformat()}, 422, "invalid_report_time"),  # issue 15: last 24 h only
+        ({"time": (T0 + timedelta(minutes=2)).isoformat()}, 422, "invalid_report_time"),  # not in the future
         ({"time": "2026-03-02T07:00:00"}, 422, "invalid_report_time"),  # no offset
         ({"time": 1700000000}, 400, "invalid_request"),
         ({"note": 5}, 400, "invalid_request"),
@@ -106,7 +109,7 @@ async def _seed(dw: DispatchWorld) -> None:
     a = opened("c" + "a" * 20, "s1-clinic", "city/d1/s1/g1/c1")
     for action, t, who, kw in ((Action.START, 10, clinic, {}), (Action.FEED_BACK, 61, clinic, {}),
                                (Action.REQUEST_CHECK, 62, sup, {}),
-                               (Action.CLOSE, 70, sup, {"closure_kind": ClosureKind.NORMAL})):  # fmt: skip
+                               (Action.CLOSE, 70, sup, {})):  # fmt: skip
         a = step(a, action, t, who, **kw)
     # B: returned once, re-dispatched, handled late (3 h after start), reworked once, still open.
     b = opened("c" + "b" * 20, "s1-clinic", "city/d1/s1/g1/c1")
@@ -146,6 +149,7 @@ async def test_metrics_on_a_seeded_history_checked_by_hand(dw: DispatchWorld) ->
     assert overall["on_time_closure_rate"] == 0.5
     assert overall["rework_rate"] == 0.5
     assert overall["mean_handling_time_s"] == pytest.approx(124 * 60)
+    assert overall["closure_kinds"] == {"normal": 1, "overdue": 0, "special": 0, "error": 0}  # set by the rules
     assert list(body["by_department"]) == ["s1-clinic"]
     assert list(body["by_jurisdiction"]) == ["city/d1"]
     status, other = await dw.get("disp-d2", query)
