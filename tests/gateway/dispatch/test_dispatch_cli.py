@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.gateway.conftest import SECRET
@@ -62,3 +62,32 @@ async def test_dispatch_sweep_and_report_commands(dw: DispatchWorld, redis_url: 
     assert "holder" not in done.stdout and "pseudonym" not in done.stdout
     bad = ["report", "--from", T0.isoformat(), "--to", (T0 + timedelta(days=400)).isoformat()]
     assert (await asyncio.to_thread(_placegate, *bad, redis_url=redis_url, tmp_path=tmp_path)).returncode == 2
+
+
+async def test_a_sweep_at_a_future_time_is_a_dry_run_and_commit_refuses_it(
+    make_dispatch_world: DispatchWorldFactory, redis_url: str, tmp_path: Path
+) -> None:
+    """Issue 15 "time is honest": `sweep --now <future>` used to write future-dated history into live cases and
+    escalate them. Now it prints what it would do and writes nothing; with --commit it exits 2."""
+    dw: DispatchWorld = await make_dispatch_world(clock=None)  # the real clock: "future" is the wall clock's
+    case_id = await dw.event(at=datetime.now(UTC))
+    await dw.pump()
+    before = await dw.case(case_id)
+    keys_before = sorted(await dw.world.redis.keys("*"))
+    future = (datetime.now(UTC) + timedelta(hours=8)).isoformat()  # 8x the 1 h dispatched budget
+    done = await asyncio.to_thread(_placegate, "sweep", "--now", future, redis_url=redis_url, tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == f"would: case={case_id} flag_overdue=1 escalate_to=street,district,city"
+    assert lines[-1].startswith("dry run at ") and lines[-1].endswith("due=1 flagged=1 escalated=3; nothing written")
+    assert await dw.case(case_id) == before
+    assert sorted(await dw.world.redis.keys("*")) == keys_before  # not even a lease or a trim
+    done = await asyncio.to_thread(
+        _placegate, "sweep", "--now", future, "--commit", redis_url=redis_url, tmp_path=tmp_path
+    )
+    assert done.returncode == 2 and "future" in done.stderr and done.stdout == ""
+    assert await dw.case(case_id) == before
+    # Without --now the pass runs at the clock's time and commits (nothing is due yet).
+    done = await asyncio.to_thread(_placegate, "sweep", "--commit", redis_url=redis_url, tmp_path=tmp_path)
+    assert (done.returncode, done.stdout.strip()) == (0, "due=0 flagged=0 escalated=0 trimmed=0 expired=0")
+    assert await dw.case(case_id) == before
