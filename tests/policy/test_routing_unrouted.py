@@ -71,7 +71,8 @@ def test_no_table_may_route_to_the_reserved_unrouted_department() -> None:
 def _unrouted(event_class: EventClass = EventClass.CROWDING) -> Case:
     # What the intake worker makes of an event it cannot route (gateway/dispatch/worker.py open_case).
     return new_case(case_id="c" + "1" * 20, event_class=event_class, place_id="p-far", jurisdiction=("metro",),
-                    department=UNROUTED, actor=Actor("sm-1", Role.SOURCE), now=T0)  # fmt: skip
+                    department=UNROUTED, actor=Actor("sm-1", Role.SOURCE), now=T0,
+                    deadlines=load_default_deadline_table())  # fmt: skip
 
 
 def test_an_unrouted_case_is_held_by_the_city_and_takes_nothing_but_cancel_until_routed() -> None:
@@ -130,7 +131,7 @@ def test_hand_routing_is_a_city_dispatchers_to_a_city_department(
 def test_a_routed_or_closed_case_is_not_routed_by_hand() -> None:
     routed = new_case(case_id="c" + "2" * 20, event_class=EventClass.CROWDING, place_id="p",
                       jurisdiction=("metro", "east"), department="city-market-regulation",
-                      actor=Actor("sm-1", Role.SOURCE), now=T0)  # fmt: skip
+                      actor=Actor("sm-1", Role.SOURCE), now=T0, deadlines=load_default_deadline_table())  # fmt: skip
     with pytest.raises(IllegalTransitionError):
         route_by_hand(routed, "city-cdc", actor=CITY_DISPATCHER, scope=("metro",), now=T0, routing=TABLE)
     cancelled = apply_transition(_unrouted(), Action.CANCEL, actor=Actor("d", Role.INTAKE_OPERATOR), now=T0,
