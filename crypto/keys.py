@@ -26,6 +26,7 @@ __all__ = [
     "SigningKey",
     "kid_of",
     "load_public_key",
+    "load_public_pem",
     "public_key_der",
     "verify_raw",
 ]
@@ -86,6 +87,28 @@ def load_public_key(der: bytes) -> PublicKey:
     if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
         return key
     raise TrustListError("only P-256 and Ed25519 keys are supported")
+
+
+def load_public_pem(pem: bytes) -> PublicKey:
+    """Parse an authority's public key from a SubjectPublicKeyInfo PEM (``-----BEGIN PUBLIC KEY-----``).
+
+    A private key is refused even though its public half could be derived: the gateway must never be handed an
+    issuer's signing key, and an operator who holds one should learn that at once.
+
+    :raises TrustListError: a private key, more or less than one PEM block, an unparseable key, or a key type
+        or curve other than P-256 and Ed25519.
+    """
+    if b"PRIVATE KEY-----" in pem:
+        raise TrustListError("this is a private key: import only the public key (openssl pkey -pubout)")
+    if pem.count(b"-----BEGIN ") != 1 or b"-----BEGIN PUBLIC KEY-----" not in pem:
+        raise TrustListError("not a PEM public key: expected one -----BEGIN PUBLIC KEY----- block")
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except (ValueError, TypeError) as exc:
+        raise TrustListError("malformed PEM public key") from exc
+    # Through DER, so the type and curve allowlist is the one every stored key passes (load_public_key).
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return load_public_key(der)
 
 
 def verify_raw(key: PublicKey, alg: Alg, signature: bytes, message: bytes) -> None:

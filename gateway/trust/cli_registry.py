@@ -12,6 +12,13 @@ from crypto.native import issue_place_code
 from crypto.trust import Usage
 from gateway.cli_common import add_common_args, admin_redis, run, settings_from
 from gateway.principals import Principal, Role, new_token
+from gateway.trust.checks import (
+    RegistryInputError,
+    check_scope,
+    check_venue_class,
+    configured_routing,
+    configured_rules,
+)
 from gateway.trust.keystore import latest_signing_key
 from gateway.trust.registry import Place, Registry
 
@@ -23,10 +30,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     psub = places.add_subparsers(dest="places_cmd", required=True)
     add = psub.add_parser("add", help="register a place and print its signed place code")
     add.add_argument("place_id")
-    add.add_argument("--class", dest="venue_class", required=True, help="venue class, e.g. A, B or C")
+    add.add_argument("--class", dest="venue_class", required=True,
+                     help="venue class: one of the classes of the rules file (PLACEGATE_RULES_FILE, default A, B, C)")
     add.add_argument("--jurisdiction", required=True, help="city/district/street/grid/community/building")
     add.add_argument("--name", default="")
     add.add_argument("--days", type=int, default=365, help="place-code validity in days")
+    add.add_argument("--replace", action="store_true", help="overwrite a registered place of this id")
     add_common_args(add)
     add.set_defaults(func=_places_add)
     lst = psub.add_parser("list", help="list registered places")
@@ -38,12 +47,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dadd = dsub.add_parser("add", help="register a device bound to one place; prints its token once")
     dadd.add_argument("device_id")
     dadd.add_argument("--place", required=True)
+    dadd.add_argument("--reissue", action="store_true", help="re-add a revoked device id with a new token")
     add_common_args(dadd)
     dadd.set_defaults(func=_devices_add)
-    drev = dsub.add_parser("revoke", help="revoke a device token")
+    drev = dsub.add_parser("revoke", help="revoke a device token (other principals: principals revoke)")
     drev.add_argument("device_id")
     add_common_args(drev)
-    drev.set_defaults(func=_revoke)
+    drev.set_defaults(func=_devices_revoke)
 
     principals = sub.add_parser("principals", help="manage principals of every role (token printed once)")
     rsub = principals.add_subparsers(dest="principals_cmd", required=True)
@@ -51,8 +61,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     radd.add_argument("principal_id")
     radd.add_argument("--role", choices=[r.value for r in Role], required=True)
     radd.add_argument("--places", default="", help="comma-separated place ids (devices, site managers)")
-    radd.add_argument("--jurisdiction", default="", help="jurisdiction subtree (dispatchers, supervisors)")
-    radd.add_argument("--department", default="", help="department (handlers)")
+    radd.add_argument("--jurisdiction", default="",
+                      help="jurisdiction subtree inside the routing table's city (dispatchers, supervisors)")
+    radd.add_argument("--department", default="", help="department of the routing table (handlers)")
+    radd.add_argument("--reissue", action="store_true", help="re-add a revoked principal id with a new token")
     radd.add_argument("--expires-days", type=int, default=0, help="0 = no expiry")
     add_common_args(radd)
     radd.set_defaults(func=_principals_add)
@@ -72,11 +84,35 @@ async def create_principal(registry: Registry, principal: Principal) -> str:
     return token
 
 
+async def _check_id_free(registry: Registry, principal_id: str, *, reissue: bool) -> None:
+    """An id in use stays bound to its token until revoked; a revoked id is re-added only on purpose."""
+    current = await registry.principal_by_id(principal_id)
+    if current is None:
+        return
+    if not current.revoked:
+        revoke = "devices" if current.role is Role.DEVICE else "principals"
+        raise RegistryInputError(f"{principal_id} exists and is active: revoke it first ({revoke} revoke "
+                                 f"{principal_id})")
+    if not reissue:
+        raise RegistryInputError(f"{principal_id} was revoked: pass --reissue to re-add it with a new token")
+
+
+async def _check_places(registry: Registry, place_ids: frozenset[str]) -> None:
+    for place_id in sorted(place_ids):
+        if await registry.get_place(place_id) is None:
+            raise RegistryInputError(f"no place {place_id}: register it first (places add)")
+
+
 def _places_add(args: argparse.Namespace) -> int:
     async def go() -> int:
         settings = settings_from(args)
+        check_venue_class(args.venue_class, configured_rules(settings))
         async with admin_redis(settings) as redis:
             registry = Registry(redis)
+            existing = await registry.get_place(args.place_id)
+            if existing is not None and not args.replace:
+                raise RegistryInputError(f"place {args.place_id} exists (class {existing.venue_class}, "
+                                         f"{existing.jurisdiction}): pass --replace to overwrite it")
             key = await latest_signing_key(registry, settings, Usage.PLACE)
             if key is None:
                 print("no usable local place key: run `placegate keys new --usage place`", file=sys.stderr)
@@ -90,7 +126,7 @@ def _places_add(args: argparse.Namespace) -> int:
                 print("invalid place id, class or jurisdiction", file=sys.stderr)
                 return 2
             await registry.add_place(Place(args.place_id, args.name or args.place_id, args.venue_class,
-                                           args.jurisdiction))
+                                           args.jurisdiction), replace=existing is not None)
         print(code)
         return 0
 
@@ -111,12 +147,8 @@ def _devices_add(args: argparse.Namespace) -> int:
     async def go() -> int:
         async with admin_redis(settings_from(args)) as redis:
             registry = Registry(redis)
-            if await registry.get_place(args.place) is None:
-                print(f"no place {args.place}", file=sys.stderr)
-                return 1
-            if await registry.principal_exists(args.device_id):
-                print(f"{args.device_id} exists: revoke it first", file=sys.stderr)
-                return 1
+            await _check_places(registry, frozenset({args.place}))
+            await _check_id_free(registry, args.device_id, reissue=args.reissue)
             token = await create_principal(registry, Principal(args.device_id, Role.DEVICE, frozenset({args.place})))
         print(token)
         return 0
@@ -131,11 +163,12 @@ def _principals_add(args: argparse.Namespace) -> int:
             args.principal_id, Role(args.role), frozenset(p for p in args.places.split(",") if p),
             args.jurisdiction, args.department, expires,
         )
-        async with admin_redis(settings_from(args)) as redis:
+        settings = settings_from(args)
+        check_scope(principal, configured_routing(settings))
+        async with admin_redis(settings) as redis:
             registry = Registry(redis)
-            if await registry.principal_exists(args.principal_id):
-                print(f"{args.principal_id} exists: revoke it first", file=sys.stderr)
-                return 1
+            await _check_places(registry, principal.places)
+            await _check_id_free(registry, args.principal_id, reissue=args.reissue)
             token = await create_principal(registry, principal)
         print(token)
         return 0
@@ -149,6 +182,24 @@ def _principals_list(args: argparse.Namespace) -> int:
             for p in await Registry(redis).list_principals():
                 scope = ",".join(sorted(p.places)) or p.jurisdiction or p.department
                 print(f"{p.principal_id}\t{p.role.value}\t{scope}\t{'revoked' if p.revoked else 'active'}")
+        return 0
+
+    return run(go())
+
+
+def _devices_revoke(args: argparse.Namespace) -> int:
+    async def go() -> int:
+        async with admin_redis(settings_from(args)) as redis:
+            registry = Registry(redis)
+            current = await registry.principal_by_id(args.device_id)
+            if current is not None and current.role is not Role.DEVICE:
+                raise RegistryInputError(f"{args.device_id} is not a device ({current.role.value}): "
+                                         "use principals revoke")
+            ok = current is not None and await registry.revoke_principal(args.device_id)
+        if not ok:
+            print(f"no device {args.device_id}", file=sys.stderr)
+            return 1
+        print(f"revoked {args.device_id}")
         return 0
 
     return run(go())

@@ -68,10 +68,29 @@ class Registry:
         with redis_errors("trust list"):
             await pipe.execute()
 
+    async def import_trusted_key(self, key: TrustedKey) -> bool:
+        """Trust an authority's public key under a kid not on the list yet; False (nothing written) otherwise.
+
+        A kid already listed is never overwritten, revoked or not: an import must not lift a revocation or move
+        a key to another usage or window (``keys revoke`` and a new key are the ways to change trust).
+        """
+        with redis_errors("trust list"):
+            if await self.redis.hexists(keyspace.TRUST, key.kid.hex()):
+                return False
+        window = f"{key.not_before.isoformat()}/{key.not_after.isoformat()}"
+        await self._audit("key_import", f"key:{key.kid.hex()}", usage=key.usage.value, alg=key.alg.value,
+                          window=window)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hsetnx(keyspace.TRUST, key.kid.hex(), orjson.dumps(key.to_dict()))
+        pipe.incr(keyspace.TRUST_VERSION)
+        with redis_errors("trust list"):
+            added, _ = await pipe.execute()
+        return bool(added)
+
     # --- places --------------------------------------------------------------------------------------------
-    async def add_place(self, place: Place) -> None:
-        await self._audit("place_add", f"place:{place.place_id}", venue_class=place.venue_class,
-                          jurisdiction=place.jurisdiction)
+    async def add_place(self, place: Place, *, replace: bool = False) -> None:
+        await self._audit("place_replace" if replace else "place_add", f"place:{place.place_id}",
+                          venue_class=place.venue_class, jurisdiction=place.jurisdiction)
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(
             keyspace.place_key(place.place_id),
@@ -114,6 +133,12 @@ class Registry:
         with redis_errors("principal registry"):
             raw = await self.redis.hgetall(keyspace.principal_key(token_hash))
         return Principal.from_fields({_bytes(k): _bytes(v) for k, v in raw.items()}) if raw else None
+
+    async def principal_by_id(self, principal_id: str) -> Principal | None:
+        """The principal currently registered under this id (revoked or not), None if the id was never used."""
+        with redis_errors("principal registry"):
+            token_hash = await self.redis.hget(keyspace.PRINCIPAL_IDS, principal_id)
+        return None if token_hash is None else await self.get_principal(_text(token_hash))
 
     async def principal_exists(self, principal_id: str) -> bool:
         with redis_errors("principal registry"):
