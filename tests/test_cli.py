@@ -44,7 +44,7 @@ def test_admin_commands_on_the_embedded_server(tmp_path: Path) -> None:
     assert "mall-1\tclass=B" in _run("places", "list", data_dir=tmp_path).stdout
     token = _run("devices", "add", "gate-1", "--place", "mall-1", data_dir=tmp_path).stdout.strip()
     assert token.startswith("pgt_")
-    assert _run("devices", "add", "gate-2", "--place", "nowhere", data_dir=tmp_path, check=False).returncode == 1
+    assert _run("devices", "add", "gate-2", "--place", "nowhere", data_dir=tmp_path, check=False).returncode == 2
     assert _run("issue", "--holder", "h-1", data_dir=tmp_path).stdout.startswith("PGH:")
     lines = [json.dumps({"holder": f"h-{i}", "colour": "green", "updated_at": 1_790_000_000 + i}) for i in range(50)]
     lines.append("{broken")

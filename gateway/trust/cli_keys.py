@@ -43,8 +43,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     imp.set_defaults(func=_keys_import)
     new = keys_sub.add_parser(
         "new", help="DEMO/TEST ONLY: generate a local issuer key and trust its public half",
-        description="Generate an issuer key pair, keep the private half in the data directory and trust the public "
-        "half. For demos and tests only: a deployment imports the authorities' public keys (keys import).",
+        description="DEMO/TEST ONLY: generate an issuer key pair, keep the private half in the data directory and "
+        "trust the public half. A deployment imports the authorities' public keys instead (keys import).",
     )
     new.add_argument("--usage", choices=["health", "place"], required=True)
     new.add_argument("--alg", choices=[a.value for a in Alg], default=Alg.ES256.value)
