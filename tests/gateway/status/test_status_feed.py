@@ -108,3 +108,12 @@ async def test_one_batch_with_a_holder_twice_answers_each_record(world: World) -
     assert outcomes == ["applied", "applied", "applied", "stale", "applied", "stale"]
     for holder in ("h1", "h2", "h3"):
         assert (await world.scan(world.code(holder), who="dev-c"))[1]["decision"] == "admit"
+
+
+async def test_a_batch_holds_at_most_10000_records(world: World) -> None:
+    now = datetime.now(UTC).isoformat()
+    record = {"holder": "h", "colour": "green", "updated_at": now}
+    status, body = await _put(world, [record] * 10_001)
+    assert (status, body["error"]) == (400, "invalid_request")
+    status, body = await _put(world, [{**record, "holder": f"h{i}"} for i in range(10_000)])
+    assert (status, body["applied"]) == (200, 10_000)
