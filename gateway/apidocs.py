@@ -73,7 +73,12 @@ _CASE = _obj({
     "case_id": _STR, "event_class": _STR, "state": _STR, "department": _STR, "level": _STR, "place_id": _STR,
     "jurisdiction": _STR, "created_at": _TIME, "overdue": _BOOL, "urgent": _BOOL,
 }, {"history": {"type": "array", "items": {"type": "object"}}, "stage_deadline": _STR_OR_NULL,
-    "closure_kind": _STR_OR_NULL, "occurred_at": _STR_OR_NULL})  # fmt: skip
+    "closure_kind": _STR_OR_NULL, "occurred_at": _STR_OR_NULL,
+    # department webhook deliveries, present when a webhook table is configured (gateway/dispatch/webhooks.py)
+    "notifications": {"type": "array", "items": _obj({
+        "event": {"type": "string", "enum": ["dispatched", "escalated", "overdue"]}, "department": _STR,
+        "status": {"type": "string", "enum": ["retrying", "delivered", "failed"]}, "attempts": _INT,
+        "last_error_code": _STR_OR_NULL})}})  # fmt: skip
 _SINCE_UNTIL = (
     QueryParam("since", _TIME, "start of the window", required=True),
     QueryParam("until", _TIME, "end of the window (at most 31 days after since)", required=True),

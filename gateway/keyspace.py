@@ -37,6 +37,8 @@ __all__ = [
     "DUE_RECONCILE_S",
     "HOLDER_READS_WINDOW_S",
     "KEY_PREFIX",
+    "NOTIFY_LEASE",
+    "NOTIFY_OUTBOX",
     "PLACES",
     "PRINCIPAL_IDS",
     "REGISTRY_PREFIXES",
@@ -54,6 +56,7 @@ __all__ = [
     "case_holder_key",
     "case_key",
     "case_notes_key",
+    "case_notify_key",
     "compaction_lease_ttl_ms",
     "data_class_of",
     "day_key",
@@ -172,6 +175,18 @@ def case_holder_key(case_id: str) -> str:
 def case_extension_key(case_id: str) -> str:
     """Hash with the handler's pending extension request (a request, not a transition)."""
     return case_key(case_id) + ":ext"
+
+
+def case_notify_key(case_id: str) -> str:
+    """Hash of the case's webhook deliveries: history index -> JSON status (event kind, department, attempts,
+    status, error code; no URL, no key, no note). Same hash tag as the case (gateway/dispatch/webhooks.py)."""
+    return case_key(case_id) + ":notify"
+
+
+# The webhook outbox: a sorted set of deliveries (``case id|history index|event|department``) scored by the Unix ms
+# of their next attempt; the lease lets one process deliver at a time (gateway/dispatch/webhooks.py).
+NOTIFY_OUTBOX: Final = "pg:dispatch:notify"
+NOTIFY_LEASE: Final = "pg:dispatch:notify-lease"
 
 
 def case_notes_key(case_id: str, day: str) -> str:
@@ -310,6 +325,9 @@ DATA_CLASSES: Final = (
     DataClass("case_history", _CASE + ":history", True, CASE_RETENTION_S),
     DataClass("case_holder", _CASE + ":holder", True, "retention"),
     DataClass("case_extension", _CASE + ":ext", True, CASE_RETENTION_S),
+    DataClass("case_notifications", _CASE + ":notify", True, CASE_RETENTION_S),
+    DataClass("notify_outbox", "pg:dispatch:notify", True, CASE_RETENTION_S),  # case ids, kinds, departments
+    DataClass("notify_lease", "pg:dispatch:notify-lease", True, _LEASE_MAX_S),
     # Note texts keep the scan log's retention, not the case's: end of the note's day + retention_days.
     DataClass("case_notes", r"pg:casenote:\{c[0-9a-f]{20}\}:[0-9]{8}", True, "day_end"),
     DataClass("dispatch_intake", "pg:dispatch:intake", False, "none"),  # trimmed by time, entries checked

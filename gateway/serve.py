@@ -53,7 +53,8 @@ def check_tables(settings: Settings) -> None:
 
     files = ((settings.rules_file, "PLACEGATE_RULES_FILE"),
              (settings.dispatch.routing_file, "PLACEGATE_DISPATCH_ROUTING_FILE"),
-             (settings.dispatch.deadlines_file, "PLACEGATE_DISPATCH_DEADLINES_FILE"))
+             (settings.dispatch.deadlines_file, "PLACEGATE_DISPATCH_DEADLINES_FILE"),
+             (settings.dispatch.webhooks_file, "PLACEGATE_DISPATCH_WEBHOOKS_FILE"))
     for path, variable in files:
         if path is not None:
             _readable(path, variable)
@@ -65,6 +66,12 @@ def check_tables(settings: Settings) -> None:
         load_tables(settings.dispatch)
     except (PolicyError, ValueError) as exc:  # the message names the table and the entry
         raise SettingsError("PLACEGATE_DISPATCH_ROUTING_FILE or PLACEGATE_DISPATCH_DEADLINES_FILE", str(exc)) from None
+    from gateway.dispatch.webhooks import WebhookTableError, load_webhooks
+
+    try:
+        load_webhooks(settings.dispatch.webhooks_file)
+    except WebhookTableError as exc:  # names the department and the fault, never a key
+        raise SettingsError("PLACEGATE_DISPATCH_WEBHOOKS_FILE", str(exc)) from None
 
 def _readable(path: Path, variable: str) -> None:
     try:

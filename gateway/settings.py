@@ -93,9 +93,20 @@ class DispatchSettings:
     page_max: int = 100  # bound of one queue page
     metrics_max_days: int = 92  # bound of one evaluation range
     metrics_max_cases: int = 50_000
+    webhooks_file: Path | None = None  # None: no department is notified (gateway/dispatch/webhooks.py)
+    webhook_interval_s: float = 1.0  # outbox poll of the delivery loop; 0 turns the loop off in this process
+    webhook_timeout_s: float = 5.0  # bound of one POST, connect to last byte
+    webhook_max_attempts: int = 8  # then the delivery is marked failed
+    webhook_backoff_s: float = 2.0  # wait before the 2nd attempt; doubled after each failure
+    webhook_backoff_max_s: float = 3600.0  # longest wait between two attempts
 
     # Inclusive bounds of every number; a test checks that no numeric field is missing here.
     RANGES: ClassVar[Mapping[str, tuple[float, float]]] = {
+        "webhook_interval_s": (0, 3600),
+        "webhook_timeout_s": (0.1, 60),
+        "webhook_max_attempts": (1, 100),
+        "webhook_backoff_s": (0.01, 3600),
+        "webhook_backoff_max_s": (0.01, 24 * 3600),
         "sweep_interval_s": (0, 24 * 3600),
         "claim_idle_ms": (1000, 24 * 3600 * 1000),
         "max_deliveries": (1, 1000),

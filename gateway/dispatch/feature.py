@@ -28,6 +28,7 @@ from gateway.dispatch.runtime import (
     load_tables,
     make_runtime,
 )
+from gateway.dispatch.webhooks import load_webhooks
 from gateway.dispatch.worker import IntakeWorker, sweep_open_cases
 from gateway.errors import GatewayError
 
@@ -41,6 +42,7 @@ def install(app: web.Application) -> None:
     """Add the dispatch routes and the background tasks to the gateway."""
     dispatch = app[SETTINGS].dispatch
     load_tables(dispatch)  # fail at start-up, not on the first event
+    load_webhooks(dispatch.webhooks_file)  # likewise: a bad webhook table or a missing key stops the start
     app[DISPATCH_SETTINGS] = dispatch
     app.router.add_routes(ROUTES)
     app.cleanup_ctx.append(_background)
@@ -74,6 +76,13 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
                 await background.enter_async_context(
                     refreshing(lambda: _sweep(runtime, lease), every_s=dispatch.sweep_interval_s, what="dispatch sweep")
                 )
+            if runtime.outbox is not None and dispatch.webhook_interval_s > 0:
+                ttl_ms = keyspace.sweep_lease_ttl_ms(max(dispatch.webhook_interval_s, dispatch.webhook_timeout_s))
+                notify_lease = SweepLease(runtime.store.redis, key=keyspace.NOTIFY_LEASE, ttl_ms=ttl_ms)
+                background.push_async_callback(_release, notify_lease)
+                await background.enter_async_context(refreshing(
+                    lambda: _notify(runtime, notify_lease), every_s=dispatch.webhook_interval_s, what="webhooks"
+                ))  # fmt: skip
             yield
     finally:
         stop.set()
@@ -101,6 +110,17 @@ async def _sweep(runtime: DispatchRuntime, lease: SweepLease) -> None:
             "sweep: %d due, %d flagged overdue, %d escalations, %d intake events expired unconsumed",
             report.checked, report.flagged, report.escalated, report.expired,
         )  # fmt: skip
+
+
+async def _notify(runtime: DispatchRuntime, lease: SweepLease) -> None:
+    """One delivery pass of the webhook outbox if this process holds its lease (one process delivers at a time)."""
+    if runtime.outbox is None:
+        return
+    try:
+        if await lease.hold():
+            await runtime.outbox.deliver_due(runtime.store.get, keep=lease.renew)
+    except GatewayError as exc:
+        log.warning("webhook delivery failed (%s)", exc.instance_code)
 
 
 async def _release(lease: SweepLease) -> None:

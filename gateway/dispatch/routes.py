@@ -24,6 +24,7 @@ from crypto.sealing import SealError, case_binding
 from gateway.auth import PRINCIPAL, requires
 from gateway.dispatch.runtime import DISPATCH, DispatchRuntime, in_scope
 from gateway.dispatch.store import valid_case_id
+from gateway.dispatch.webhooks import notifications_of
 from gateway.errors import BadRequestError, CaseRefusedError, GatewayError, NotFoundError
 from gateway.http import json_response, query_params, read_json
 from gateway.principals import Principal, Role
@@ -163,6 +164,8 @@ async def get_case(request: web.Request) -> web.Response:
     case = await _visible_case(runtime, request[PRINCIPAL], case_id)
     doc = case_json(case)
     doc["extension_request"] = _extension_json(await runtime.store.extension_request(case_id))
+    if runtime.outbox is not None:  # department webhook deliveries (gateway/dispatch/webhooks.py)
+        doc["notifications"] = await notifications_of(runtime.store.redis, case_id)
     # Audit before the case (its notes are personal data) leaves the gateway: no trail, no read.
     await _audit_read(runtime, request[PRINCIPAL], "case_read", f"case:{case_id}", case_id, 1)
     return json_response(doc)

@@ -16,6 +16,7 @@ from crypto.sealing import NOTE_LABEL, Sealer
 from crypto.subject import SubjectHasher
 from gateway.dispatch.holder_reads import HolderReadLimit
 from gateway.dispatch.store import CaseStore
+from gateway.dispatch.webhooks import Outbox, load_webhooks
 from gateway.principals import Principal, Role
 from gateway.settings import DispatchSettings, Settings
 from policy.authority import covers
@@ -62,6 +63,7 @@ class DispatchRuntime:
     holder_reads: HolderReadLimit
     holder_read_classes: frozenset[str]  # event classes whose follow-up may read the holder
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    outbox: Outbox | None = None  # department webhooks (gateway/dispatch/webhooks.py); None: no table
 
     def now(self) -> datetime:
         return self.clock()
@@ -87,6 +89,12 @@ def make_runtime(redis: Redis, settings: Settings, dispatch: DispatchSettings) -
         dispatch, store, routing, deadlines, Sealer(secret), SubjectHasher(secret), limit, settings.holder_read_classes
     )
     store.clock = runtime.now  # note TTLs count from the runtime's (replaceable) clock
+    if webhooks := load_webhooks(dispatch.webhooks_file):
+        runtime.outbox = Outbox(
+            redis, webhooks, timeout_s=dispatch.webhook_timeout_s, max_attempts=dispatch.webhook_max_attempts,
+            backoff_s=dispatch.webhook_backoff_s, backoff_max_s=dispatch.webhook_backoff_max_s,
+        )  # fmt: skip
+        store.before_write = runtime.outbox.stage
     return runtime
 
 

@@ -23,7 +23,7 @@ With AOF off (the test server) there is nothing to wait for and the wait is skip
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -154,6 +154,9 @@ class CaseStore:
         self._script = redis.register_script(_WRITE_LUA)
         self._index_script = redis.register_script(_INDEX_LUA)
         self._aof: bool | None = None
+        # Runs before every case write with its (old, new) pairs: the webhook outbox stages there, so a crash
+        # after the write never loses a notification (gateway/dispatch/webhooks.py). None: nobody is notified.
+        self.before_write: Callable[[Sequence[tuple[Case | None, Case]]], Awaitable[None]] | None = None
 
     async def aof_enabled(self) -> bool:
         """Whether the server persists to an AOF (checked once; a server that hides CONFIG is assumed to)."""
@@ -176,6 +179,8 @@ class CaseStore:
         :raises NotDurableError: written but not confirmed on disk in time: do not acknowledge.
         """
         args = self._write_args(old, new, holder)
+        if self.before_write is not None:
+            await self.before_write([(old, new)])
         durable = await self.aof_enabled()
         cid, score = new.case_id, due_score(new)
         with redis_errors("dispatch store"):
@@ -224,6 +229,8 @@ class CaseStore:
         """
         if not changes:
             return []
+        if self.before_write is not None:
+            await self.before_write(changes)
         with redis_errors("dispatch store"):
             scores = [due_score(new) for _, new in changes]
             async with self.redis.pipeline(transaction=False) as pipe:
