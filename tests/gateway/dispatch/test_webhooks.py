@@ -246,3 +246,15 @@ def test_a_good_table_reads_keys_from_the_environment_or_a_file(tmp_path: Path) 
                            environ={"K": "e" * 20}, base=tmp_path)  # fmt: skip
     assert table["a"].key == b"e" * 20 and table["b"].key == KEY.encode()
     assert KEY not in repr(table)  # the key never shows in a repr or a log line
+
+
+def test_a_bad_webhook_table_stops_the_start_naming_its_variable(tmp_path: Path) -> None:
+    from gateway.serve import check_tables
+    from gateway.settings import DispatchSettings, Settings, SettingsError
+
+    path = tmp_path / "webhooks.toml"
+    path.write_text('[departments.roads]\nurl = "https://roads.example/"\nkey_env = "NO_SUCH_WEBHOOK_KEY"\n', "utf-8")
+    with pytest.raises(SettingsError, match="PLACEGATE_DISPATCH_WEBHOOKS_FILE") as info:
+        check_tables(Settings(dispatch=DispatchSettings(webhooks_file=path)))
+    assert "roads: the HMAC key is missing" in str(info.value)
+    check_tables(Settings(dispatch=DispatchSettings(webhooks_file=None)))  # no table: nobody notified, no error
