@@ -54,6 +54,7 @@ def check_tables(settings: Settings) -> None:
     files = ((settings.rules_file, "PLACEGATE_RULES_FILE"),
              (settings.dispatch.routing_file, "PLACEGATE_DISPATCH_ROUTING_FILE"),
              (settings.dispatch.deadlines_file, "PLACEGATE_DISPATCH_DEADLINES_FILE"),
+             (settings.dispatch.calendar_file, "PLACEGATE_DISPATCH_CALENDAR_FILE"),
              (settings.dispatch.webhooks_file, "PLACEGATE_DISPATCH_WEBHOOKS_FILE"))
     for path, variable in files:
         if path is not None:
@@ -65,7 +66,8 @@ def check_tables(settings: Settings) -> None:
     try:
         load_tables(settings.dispatch)
     except (PolicyError, ValueError) as exc:  # the message names the table and the entry
-        raise SettingsError("PLACEGATE_DISPATCH_ROUTING_FILE or PLACEGATE_DISPATCH_DEADLINES_FILE", str(exc)) from None
+        raise SettingsError("PLACEGATE_DISPATCH_ROUTING_FILE, PLACEGATE_DISPATCH_DEADLINES_FILE or "
+                            "PLACEGATE_DISPATCH_CALENDAR_FILE", str(exc)) from None
     from gateway.dispatch.webhooks import WebhookTableError, load_webhooks
 
     try:

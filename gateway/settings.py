@@ -93,6 +93,7 @@ class DispatchSettings:
     page_max: int = 100  # bound of one queue page
     metrics_max_days: int = 92  # bound of one evaluation range
     metrics_max_cases: int = 50_000
+    calendar_file: Path | None = None  # None: 24x7 (policy/calendar.py); used by [working_time] stages
     webhooks_file: Path | None = None  # None: no department is notified (gateway/dispatch/webhooks.py)
     webhook_interval_s: float = 1.0  # outbox poll of the delivery loop; 0 turns the loop off in this process
     webhook_timeout_s: float = 5.0  # bound of one POST, connect to last byte

@@ -14,11 +14,12 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from importlib import resources
 from types import MappingProxyType
 
+from policy.calendar import ALWAYS, WorkingCalendar, add_working_time
 from policy.case_errors import AlreadyTopLevelError, InvalidDeadlineTableError
 from policy.casework import TERMINAL_STATES, Action, Case, CaseState, HistoryEntry, Role, check_now
 from policy.routing import CentreLevel, EventClass
@@ -64,6 +65,9 @@ class DeadlineTable:
 
     version: str
     classes: Mapping[EventClass, ClassDeadlines]
+    # Stages whose clock counts only the calendar's working time (``[working_time]`` of the table; policy/calendar.py).
+    working_time: Mapping[EventClass, frozenset[CaseState]] = field(default_factory=lambda: MappingProxyType({}))
+    calendar: WorkingCalendar = ALWAYS  # 24x7: working time is wall-clock time
 
     def budget(self, event_class: EventClass, state: CaseState, *, urgent: bool) -> timedelta | None:
         """Time allowed in ``state`` (``None``: a terminal state). Postponed is relative, see ``stage_deadline``."""
@@ -90,9 +94,14 @@ class DeadlineTable:
             # The extension moves the handling deadline; granted after it had passed, it counts from the grant
             # so the handler always gets the approved time.
             base = max(case.stage_deadline or entered_at, entered_at)
-            return base + self.classes[case.event_class].extension
+            return self._add(case, base, self.classes[case.event_class].extension)
         budget = self.budget(case.event_class, case.state, urgent=case.urgent)
-        return None if budget is None else entered_at + budget
+        return None if budget is None else self._add(case, entered_at, budget)
+
+    def _add(self, case: Case, start: datetime, budget: timedelta) -> datetime:
+        if case.state in self.working_time.get(case.event_class, frozenset()):
+            return add_working_time(self.calendar, start, budget)
+        return start + budget
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +282,7 @@ def parse_deadline_table(text: str) -> DeadlineTable:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidDeadlineTableError(f"not valid TOML: {exc}") from exc
-    if unknown := set(data) - {"version", "defaults", "classes"}:
+    if unknown := set(data) - {"version", "defaults", "classes", "working_time"}:
         raise InvalidDeadlineTableError(f"unknown keys {sorted(unknown)}")
     version = data.get("version")
     if not isinstance(version, str) or not version:
@@ -312,7 +321,31 @@ def parse_deadline_table(text: str) -> DeadlineTable:
         )
     if gaps := set(EventClass) - set(classes):
         raise InvalidDeadlineTableError(f"no deadlines for {sorted(gaps)}")
-    return DeadlineTable(version, MappingProxyType(classes))
+    return DeadlineTable(version, MappingProxyType(classes), _working_time(data.get("working_time", {})))
+
+
+# ``[working_time]``: event class -> the stages (as the class tables name them) whose clock counts working time.
+_STAGE_STATES: Mapping[str, frozenset[CaseState]] = {
+    "accepted": frozenset({CaseState.ACCEPTED}), "filed": frozenset({CaseState.FILED, CaseState.RETURNED}),
+    "dispatched": frozenset({CaseState.DISPATCHED}), "in_progress": frozenset({CaseState.IN_PROGRESS}),
+    "extension": frozenset({CaseState.POSTPONED}), "fed_back": frozenset({CaseState.FED_BACK}),
+    "checking": frozenset({CaseState.CHECKING}),
+}  # fmt: skip
+
+
+def _working_time(raw: object) -> Mapping[EventClass, frozenset[CaseState]]:
+    if not isinstance(raw, dict):
+        raise InvalidDeadlineTableError("working_time must be a table of event class = [stages]")
+    out: dict[EventClass, frozenset[CaseState]] = {}
+    for name, stages in raw.items():
+        try:
+            event_class = EventClass(name)
+        except ValueError:
+            raise InvalidDeadlineTableError(f"working_time: unknown event class {name[:40]!r}") from None
+        if not isinstance(stages, list) or not all(isinstance(x, str) and x in _STAGE_STATES for x in stages):
+            raise InvalidDeadlineTableError(f"working_time.{name}: a list of {', '.join(_STAGE_STATES)}")
+        out[event_class] = frozenset(state for x in stages for state in _STAGE_STATES[x])
+    return MappingProxyType(out)
 
 
 def load_default_deadline_table() -> DeadlineTable:

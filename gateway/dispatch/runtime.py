@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -20,6 +20,7 @@ from gateway.dispatch.webhooks import Outbox, load_webhooks
 from gateway.principals import Principal, Role
 from gateway.settings import DispatchSettings, Settings
 from policy.authority import covers
+from policy.calendar import parse_calendar
 from policy.casework import Case
 from policy.deadlines import DeadlineTable, load_default_deadline_table, parse_deadline_table
 from policy.routing import RoutingTable, load_default_routing_table, parse_routing_table
@@ -47,6 +48,8 @@ def load_tables(dispatch: DispatchSettings) -> tuple[RoutingTable, DeadlineTable
         if dispatch.deadlines_file
         else load_default_deadline_table()
     )
+    if dispatch.calendar_file:  # the working hours of the stages the deadline table marks working_time
+        deadlines = replace(deadlines, calendar=parse_calendar(dispatch.calendar_file.read_text("utf-8")))
     return routing, deadlines
 
 
