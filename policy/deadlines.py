@@ -6,7 +6,8 @@ error). ``DeadlineTable.stage_deadline`` is what ``apply_transition`` calls on e
 stage. ``assess`` is the pure half of the sweeper: at 100 % of the budget the stage is overdue; at 2x it is
 escalated one centre up (community -> street -> district -> city) and at every further 2x (4x, 6x, ...) once
 more, until the city centre holds it. The case keeps its id; the flag and each step are history entries of
-role ``system``. Budgets are wall-clock durations: working hours and holidays are not modelled.
+role ``system``. Budgets are wall-clock durations, except stages the table's ``[working_time]`` marks: those
+count the working hours of the table's calendar (``policy.calendar``; default 24x7).
 """
 
 from __future__ import annotations

@@ -127,3 +127,25 @@ def test_a_bad_working_time_section_is_refused(working_time: str, fault: str) ->
     text = text.replace('version = "t.1"\n', 'version = "t.1"\n' + working_time)
     with pytest.raises(InvalidDeadlineTableError, match=re.escape(fault)):
         parse_deadline_table(text)
+
+
+def test_a_working_time_stage_is_overdue_at_its_working_deadline_and_escalates_at_twice_its_wall_span() -> None:
+    from dataclasses import replace
+
+    from policy.deadlines import next_due_at, sweep
+
+    table = replace(parse_deadline_table(_TABLE), calendar=CAL)
+    start = _at(9, 16).astimezone(UTC)  # Friday 16:00 local
+    case = new_case(case_id="c" + "2" * 20, event_class=EventClass.OTHER, place_id="p",
+                    jurisdiction=("city", "d1", "s1", "g1", "c1"), department="ops",
+                    actor=Actor("s", Role.SOURCE), now=start)  # fmt: skip
+    for action in (Action.ACCEPT, Action.FILE, Action.DISPATCH):
+        case = apply_transition(case, action, actor=Actor("sys", Role.SYSTEM), now=start, deadlines=table)
+    case = apply_transition(case, Action.START, actor=Actor("h", Role.DEPARTMENT, "ops"), now=start, deadlines=table)
+    deadline = _at(12, 16, 30).astimezone(UTC)
+    assert case.stage_deadline == deadline and next_due_at(case) == deadline
+    assert sweep(case, now=deadline - timedelta(microseconds=1)) is case  # the weekend does not count
+    flagged = sweep(case, now=deadline)
+    assert flagged.overdue and flagged.escalation_count == 0
+    # Escalation counts multiples of the stage's span on the wall clock, not of its working time.
+    assert next_due_at(flagged) == start + 2 * (deadline - start)
