@@ -330,7 +330,8 @@ _STAGE_STATES: Mapping[str, frozenset[CaseState]] = {
     "accepted": frozenset({CaseState.ACCEPTED}), "filed": frozenset({CaseState.FILED, CaseState.RETURNED}),
     "dispatched": frozenset({CaseState.DISPATCHED}), "in_progress": frozenset({CaseState.IN_PROGRESS}),
     "extension": frozenset({CaseState.POSTPONED}), "fed_back": frozenset({CaseState.FED_BACK}),
-    "checking": frozenset({CaseState.CHECKING}),
+    "checking": frozenset({CaseState.CHECKING}), "reported": frozenset({CaseState.REPORTED}),
+    "hung": frozenset({CaseState.HUNG}),
 }  # fmt: skip
 
 

@@ -77,6 +77,14 @@ _TABLE = """
 version = "t.1"
 [defaults]
 dispatched_h = 1
+reported_urgent_min = 10
+reported_normal_min = 30
+accepted_min = 30
+filed_urgent_min = 10
+filed_normal_min = 30
+checking_h = 1
+fed_back_h = 1
+hung_d = 1
 [working_time]
 other = ["in_progress", "dispatched"]
 """ + "".join(f"[classes.{c.value}]\nin_progress_h = 8\nextension_h = 4\n" for c in EventClass)
@@ -93,7 +101,7 @@ def _handled(table_text: str, *, calendar: object = None) -> tuple[datetime | No
     out: list[datetime | None] = []
     for cls in (EventClass.OTHER, EventClass.STATUS_RED):
         case = new_case(case_id="c" + "1" * 20, event_class=cls, place_id="p", jurisdiction=("city",),
-                        department="ops", actor=Actor("s", Role.SOURCE), now=now)  # fmt: skip
+                        department="ops", actor=Actor("s", Role.SOURCE), now=now, deadlines=table)  # fmt: skip
         for action in (Action.ACCEPT, Action.FILE, Action.DISPATCH):
             case = apply_transition(case, action, actor=Actor("sys", Role.SYSTEM), now=now, deadlines=table)
         case = apply_transition(case, Action.START, actor=Actor("h", Role.DEPARTMENT, "ops"), now=now, deadlines=table)
@@ -138,7 +146,7 @@ def test_a_working_time_stage_is_overdue_at_its_working_deadline_and_escalates_a
     start = _at(9, 16).astimezone(UTC)  # Friday 16:00 local
     case = new_case(case_id="c" + "2" * 20, event_class=EventClass.OTHER, place_id="p",
                     jurisdiction=("city", "d1", "s1", "g1", "c1"), department="ops",
-                    actor=Actor("s", Role.SOURCE), now=start)  # fmt: skip
+                    actor=Actor("s", Role.SOURCE), now=start, deadlines=table)  # fmt: skip
     for action in (Action.ACCEPT, Action.FILE, Action.DISPATCH):
         case = apply_transition(case, action, actor=Actor("sys", Role.SYSTEM), now=start, deadlines=table)
     case = apply_transition(case, Action.START, actor=Actor("h", Role.DEPARTMENT, "ops"), now=start, deadlines=table)

@@ -14,7 +14,10 @@ from gateway.settings import DispatchSettings, Settings, SettingsError
 from policy.calendar import ALWAYS
 from policy.routing import EventClass
 
-TABLE = 'version = "t.1"\n[working_time]\nother = ["in_progress"]\n' + "".join(
+DEFAULTS = "[defaults]\n" + "".join(f"{stage} = 1\n" for stage in (
+    "reported_urgent_h", "reported_normal_h", "accepted_h", "filed_urgent_h", "filed_normal_h", "dispatched_h",
+    "fed_back_h", "checking_h", "hung_d"))  # fmt: skip
+TABLE = 'version = "t.1"\n[working_time]\nother = ["in_progress"]\n' + DEFAULTS + "".join(
     f"[classes.{c.value}]\nin_progress_h = 8\nextension_h = 4\n" for c in EventClass
 )
 CALENDAR = '[hours]\nmon = ["09:00-17:00"]\ntue = ["09:00-17:00"]\n'
