@@ -18,7 +18,10 @@ dispatch_env, make_dispatch_world, dw = fx.dispatch_env, fx.make_dispatch_world,
 
 
 async def test_the_gateway_sweeps_on_its_interval(make_dispatch_world: DispatchWorldFactory) -> None:
-    dw: DispatchWorld = await make_dispatch_world(env={"SWEEP_INTERVAL_S": "0.02"})
+    # The test's clock starts at the real time: the app's sweeper starts with the real clock, and a pass already
+    # running when the fixture switches to the test's clock must see the same instant, not one months ahead of T0
+    # (seen: a pass that began before the switch escalated the new case three levels at once).
+    dw: DispatchWorld = await make_dispatch_world(env={"SWEEP_INTERVAL_S": "0.02"}, clock=datetime.now(UTC))
     case_id = await dw.event()
     await dw.pump()
     dw.clock.advance(hours=2)  # 2x the 1 h budget of "dispatched"
