@@ -367,7 +367,8 @@ class CaseStore:
 
     def _open_note(self, case_id: str, day: str, field: str, stored: str) -> str:
         """The note's text; "" (read as expired) for one that does not open here: copied from another case or
-        field, or written under another secret. A clear text from before the sealing is returned masked."""
+        field, or written under another secret.
+        A clear text from before the sealing is returned as stored (it was masked when written)."""
         if self.note_sealer is None or not stored.startswith(SEALED_PREFIX):
             return stored
         try:
