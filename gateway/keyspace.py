@@ -35,7 +35,9 @@ __all__ = [
     "DSC_TRUST_IMPORTED_AT",
     "DSC_TRUST_VERSION",
     "DUE_RECONCILE_S",
+    "FOLD_WINDOW_MAX_S",
     "HOLDER_READS_WINDOW_S",
+    "IDEMPOTENCY_TTL_S",
     "KEY_PREFIX",
     "NOTIFY_LEASE",
     "NOTIFY_OUTBOX",
@@ -51,18 +53,22 @@ __all__ = [
     "DataClass",
     "Limit",
     "approval_key",
+    "case_alias_key",
     "case_extension_key",
     "case_history_key",
     "case_holder_key",
     "case_key",
     "case_notes_key",
     "case_notify_key",
+    "case_occurrences_key",
     "compaction_lease_ttl_ms",
     "data_class_of",
     "day_key",
     "day_tag",
     "dispatch_day_key",
+    "fold_key",
     "holder_reads_key",
+    "idempotency_key",
     "nonce_key",
     "place_key",
     "principal_key",
@@ -202,6 +208,38 @@ def case_notes_key(case_id: str, day: str) -> str:
 DISPATCH_OPEN: Final = "pg:dispatch:open"  # set of non-terminal case ids: queues and the sweeper
 
 
+def case_occurrences_key(case_id: str) -> str:
+    """Sorted set of the events folded into the case (docs/dispatch.md, "Merging"): event id -> Unix ms. The
+    member makes a redelivered event count once; at most ``FOLD_MAX_OCCURRENCES`` members (the worker)."""
+    return case_key(case_id) + ":occ"
+
+
+def case_alias_key(case_id: str) -> str:
+    """The case a report's announced case id was folded or merged into (a string: the other case id), so the id
+    the site manager was answered with always leads to the case that holds the report."""
+    return case_key(case_id) + ":into"
+
+
+# The fold key of (event class, holder subject hash or "report", place): the id of the open case events of that
+# kind fold into, set with SET NX and the window as TTL, so of two consumers exactly one opens the case. Hashed:
+# the name then carries no place id and no subject, and has one length.
+FOLD_WINDOW_MAX_S: Final = 24 * 3600  # DispatchSettings.RANGES["fold_window_s"]
+
+
+def fold_key(event_class: str, who: str, place_id: str) -> str:
+    digest = hashlib.sha256(f"{event_class}\x00{who}\x00{place_id}".encode()).hexdigest()[:32]
+    return f"pg:dispatch:fold:{digest}"
+
+
+# A scan request's Idempotency-Key: the stored answer (decisions only, nothing personal) for 60 s, under a hash of
+# the principal, the route and the key (``gateway/scan/idempotency.py``).
+IDEMPOTENCY_TTL_S: Final = 60
+
+
+def idempotency_key(digest_hex: str) -> str:
+    return f"pg:idem:{digest_hex}"
+
+
 # The sweeper's due index: every open case scored by ``policy.deadlines.next_due_at`` in Unix ms ("+inf": no
 # clock), so a pass reads only the cases whose instant has come. The stamps hash (same hash tag, one script
 # writes both) holds the history length each score was computed from: an older write never overwrites a newer.
@@ -330,6 +368,10 @@ DATA_CLASSES: Final = (
     DataClass("notify_lease", "pg:dispatch:notify-lease", True, _LEASE_MAX_S),
     # Note texts keep the scan log's retention, not the case's: end of the note's day + retention_days.
     DataClass("case_notes", r"pg:casenote:\{c[0-9a-f]{20}\}:[0-9]{8}", True, "day_end"),
+    DataClass("case_occurrences", _CASE + ":occ", True, CASE_RETENTION_S),
+    DataClass("case_alias", _CASE + ":into", True, CASE_RETENTION_S),
+    DataClass("fold_keys", r"pg:dispatch:fold:[0-9a-f]{32}", True, FOLD_WINDOW_MAX_S),
+    DataClass("scan_idempotency", r"pg:idem:[0-9a-f]{32}", True, IDEMPOTENCY_TTL_S),
     DataClass("dispatch_intake", "pg:dispatch:intake", False, "none"),  # trimmed by time, entries checked
     DataClass("dead_letters", "pg:dispatch:deadletter", True, "retention"),  # and its entries checked
     DataClass("dispatch_open", "pg:dispatch:open", True, CASE_RETENTION_S),

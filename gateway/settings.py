@@ -100,6 +100,9 @@ class DispatchSettings:
     webhook_max_attempts: int = 8  # then the delivery is marked failed
     webhook_backoff_s: float = 2.0  # wait before the 2nd attempt; doubled after each failure
     webhook_backoff_max_s: float = 3600.0  # longest wait between two attempts
+    # Exceptions of one class, one holder (or site managers' reports of one kind) at one place within this window
+    # fold into one open case (docs/dispatch.md, "Merging"); 0 opens a case per event.
+    fold_window_s: int = 600
 
     # Inclusive bounds of every number; a test checks that no numeric field is missing here.
     RANGES: ClassVar[Mapping[str, tuple[float, float]]] = {
@@ -115,6 +118,7 @@ class DispatchSettings:
         "page_max": (1, 10_000),
         "metrics_max_days": (1, 3 * 366),
         "metrics_max_cases": (1, 10_000_000),
+        "fold_window_s": (0, 24 * 3600),
     }
 
     @classmethod
@@ -203,6 +207,10 @@ class Settings:
     # How often one process (under a lease) checks whether a day key expired or was deleted, and if so rewrites
     # the AOF so that the key's value leaves the disk too (gateway/privacy/compaction.py).
     compaction_check_s: float = 300.0
+    # The same code at the same device within this many seconds of its first presentation is the scanner's retry
+    # after a lost answer, decided like a first presentation and opening no replay case (docs/dispatch.md,
+    # "Idempotency"); 0: every second presentation is a replay.
+    scan_retry_window_s: int = 5
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
 
     # Inclusive bounds of every number; a test checks that no numeric field is missing here.
@@ -233,6 +241,7 @@ class Settings:
         "store_gauges_s": (1, 3600),
         "retention_trim_s": (0.1, 3600),
         "compaction_check_s": (1, 24 * 3600),
+        "scan_retry_window_s": (0, 60),
     }
 
     @classmethod

@@ -143,6 +143,7 @@ def _worker(args: argparse.Namespace) -> int:
                 redis, runtime.store, routing=runtime.routing, deadlines=runtime.deadlines, sealer=runtime.sealer,
                 consumer=consumer_name(), claim_idle_ms=dispatch.claim_idle_ms,
                 max_deliveries=dispatch.max_deliveries, auto_intake_reports=dispatch.auto_intake_reports,
+                fold_window_s=dispatch.fold_window_s,
             )  # fmt: skip
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()

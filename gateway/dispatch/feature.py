@@ -60,6 +60,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
             runtime.store.redis, runtime.store, routing=runtime.routing, deadlines=runtime.deadlines,
             sealer=runtime.sealer, consumer=consumer_name(), claim_idle_ms=dispatch.claim_idle_ms,
             max_deliveries=dispatch.max_deliveries, auto_intake_reports=dispatch.auto_intake_reports,
+            fold_window_s=dispatch.fold_window_s,
             clock=runtime.now,
         )  # fmt: skip
         tasks.append(loop.create_task(worker.run(stop, block_ms=500)))

@@ -23,7 +23,7 @@ from aiohttp import web
 from crypto.sealing import SealError, case_binding
 from gateway.auth import PRINCIPAL, requires
 from gateway.dispatch.runtime import DISPATCH, DispatchRuntime, in_scope
-from gateway.dispatch.store import valid_case_id
+from gateway.dispatch.store import FOLD_MAX_OCCURRENCES, Occurrences, valid_case_id
 from gateway.dispatch.webhooks import notifications_of
 from gateway.errors import BadRequestError, CaseRefusedError, GatewayError, NotFoundError
 from gateway.http import json_response, query_params, read_json
@@ -163,7 +163,8 @@ async def get_case(request: web.Request) -> web.Response:
     case_id = _case_id(request)
     case = await _visible_case(runtime, request[PRINCIPAL], case_id)
     doc = case_json(case)
-    doc["extension_request"] = _extension_json(await runtime.store.extension_request(case_id))
+    doc["extension_request"] = _extension_json(await runtime.store.extension_request(case.case_id))
+    doc["occurrences"] = _occurrences_json(await runtime.store.occurrences(case))
     if runtime.outbox is not None:  # department webhook deliveries (gateway/dispatch/webhooks.py)
         doc["notifications"] = await notifications_of(runtime.store.redis, case_id)
     # Audit before the case (its notes are personal data) leaves the gateway: no trail, no read.
@@ -176,6 +177,15 @@ async def _audit_read(
 ) -> None:
     await record_access(runtime.store.redis, principal=principal, action=action, obj=obj, purpose=PURPOSE,
                         now=runtime.now(), case_ref=case_ref, result_count=count)  # fmt: skip
+
+
+def _occurrences_json(found: Occurrences) -> dict[str, Any]:
+    """The events folded into the case (docs/dispatch.md, "Merging"): the count and the oldest times."""
+    return {
+        "count": found.count,
+        "times": [t.isoformat(timespec="milliseconds").replace("+00:00", "Z") for t in found.times],
+        "times_max": FOLD_MAX_OCCURRENCES,
+    }
 
 
 def _extension_json(request: dict[str, str] | None) -> dict[str, Any] | None:

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import orjson
 from redis.asyncio import Redis
@@ -41,9 +43,38 @@ from policy.casework import TERMINAL_STATES, Case, case_from_fields, case_to_fie
 from policy.deadlines import next_due_at
 from policy.masking import mask_personal
 
-__all__ = ["WRITE_RETRIES", "CaseStore", "case_id_for_event", "due_score", "valid_case_id"]
+__all__ = [
+    "FOLD_MAX_OCCURRENCES", "WRITE_RETRIES", "CaseStore", "Occurrences", "case_id_for_event", "due_score",
+    "valid_case_id",
+]  # fmt: skip
 
 WRITE_RETRIES = 8
+# Events one case holds (docs/dispatch.md, "Merging"): the next one of its kind opens a new case, so the
+# occurrence set and the list of times a case read returns stay bounded.
+FOLD_MAX_OCCURRENCES = 100
+
+# KEYS: case hash, its occurrence set. ARGV: event id, Unix ms, bound, TTL ms, then the terminal states. Returns
+# 1 counted, 0 already counted (a redelivery), -1 the case is terminal, -2 the case is full. A case not written
+# yet (its opener's write is on its way) takes the occurrence: the opener's event makes it, or is redelivered.
+_OCCUR_LUA = """
+local st = redis.call('HGET', KEYS[1], 'state')
+for i = 5, #ARGV do if st == ARGV[i] then return -1 end end
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return -2 end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return 1
+"""
+# KEYS: a fold key. ARGV: the case id it must still name (or none), the new case id, the window ms. Hands the
+# fold over to a new case once the old one is closed or full; returns the id the key names afterwards.
+_ROLL_LUA = """
+local cur = redis.call('GET', KEYS[1])
+if cur == false or cur == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return ARGV[2]
+end
+return cur
+"""
 
 # KEYS: case hash, history stream, holder hash, then the notes hashes of the new entries' days. ARGV: expected
 # history length, case TTL ms, JSON case fields (flat [k, v, ...]), JSON list of new entries (each flat), JSON
@@ -92,6 +123,15 @@ return changed
 """
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Occurrences:
+    """The events folded into a case: how many, and their times (at most ``FOLD_MAX_OCCURRENCES``, oldest
+    first)."""
+
+    count: int
+    times: tuple[datetime, ...]
 
 
 def due_score(case: Case) -> str | None:
@@ -153,6 +193,8 @@ class CaseStore:
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # the runtime's clock: note TTLs from "now"
         self._script = redis.register_script(_WRITE_LUA)
         self._index_script = redis.register_script(_INDEX_LUA)
+        self._occur_script = redis.register_script(_OCCUR_LUA)
+        self._roll_script = redis.register_script(_ROLL_LUA)
         self._aof: bool | None = None
         # Runs before every case write with its (old, new) pairs: the webhook outbox stages there, so a crash
         # after the write never loses a notification (gateway/dispatch/webhooks.py). None: nobody is notified.
@@ -314,6 +356,59 @@ class CaseStore:
                 return new
         raise CaseRefusedError("the case kept changing; try again", code="case_conflict")
 
+    # --- folding (docs/dispatch.md, "Merging") --------------------------------------------------------------
+    async def fold(self, fold: str, case_id: str, event_id: str, at_ms: int, window_ms: int) -> tuple[str, str]:
+        """Fold an event into the open case ``fold`` names, or claim the fold for ``case_id`` (the event's own).
+
+        :returns: (case id, outcome): ``open`` (the caller writes ``case_id`` and records its occurrence),
+            ``folded`` (counted on the returned case, on disk), ``duplicate`` (counted before: a redelivery).
+        """
+        with redis_errors("dispatch store"):
+            async with self.redis.client() as conn:
+                # SET NX GET: of two consumers folding the same kind, exactly one finds the key empty.
+                target = cast(bytes | None, await conn.set(fold, case_id, nx=True, get=True, px=window_ms))
+                for _ in range(WRITE_RETRIES):
+                    if target is None or _s(target) == case_id:
+                        return case_id, "open"
+                    other = _s(target)
+                    counted = await self._occur(conn, other, event_id, at_ms)
+                    if counted >= 0:
+                        if await self.aof_enabled():
+                            await self._wait_aof(conn)
+                        return other, "folded" if counted else "duplicate"
+                    # Closed or full: this event opens the next case, unless another consumer's already did.
+                    target = await self._roll_script(keys=[fold], args=[other, case_id, window_ms], client=conn)
+        raise CaseRefusedError("the fold kept changing; try again", code="case_conflict")
+
+    async def occur(self, case_id: str, event_id: str, at_ms: int) -> None:
+        """Count the event that opened ``case_id`` (idempotent by event id); on disk before the caller acks."""
+        with redis_errors("dispatch store"):
+            async with self.redis.client() as conn:
+                await self._occur(conn, case_id, event_id, at_ms)
+                if await self.aof_enabled():
+                    await self._wait_aof(conn)
+
+    async def _occur(self, conn: Redis, case_id: str, event_id: str, at_ms: int) -> int:
+        keys = [keyspace.case_key(case_id), keyspace.case_occurrences_key(case_id)]
+        args = [event_id, str(at_ms), str(FOLD_MAX_OCCURRENCES), str(self.case_retention_ms)]
+        return int(await self._occur_script(keys=keys, args=args + sorted(TERMINAL_STATES), client=conn))
+
+    async def alias(self, case_id: str, target: str) -> None:
+        """Let ``case_id`` (a report's announced id) lead to ``target``, the case that holds the report."""
+        with redis_errors("dispatch store"):
+            await self.redis.set(keyspace.case_alias_key(case_id), target, px=self.case_retention_ms)
+
+    async def occurrences(self, case: Case) -> Occurrences:
+        """The events folded into ``case``; a case that never folded counts its own event (its report time)."""
+        with redis_errors("dispatch store"):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zcard(keyspace.case_occurrences_key(case.case_id))
+                pipe.zrange(keyspace.case_occurrences_key(case.case_id), 0, FOLD_MAX_OCCURRENCES - 1, withscores=True)
+                count, members = await pipe.execute()
+        if not count:
+            return Occurrences(1, (case.created_at,))
+        return Occurrences(int(count), tuple(_EPOCH + timedelta(milliseconds=int(ms)) for _, ms in members))
+
     # --- reads ---------------------------------------------------------------------------------------------
     async def get(self, case_id: str, *, history: bool = True) -> Case | None:
         """The case with its full history (``history=False``: the hash only, for queue listings)."""
@@ -324,9 +419,20 @@ class CaseStore:
                 pipe.xrange(keyspace.case_history_key(case_id))
             replies = await pipe.execute()
         if not replies[0]:
-            return None
+            return await self._aliased(case_id, history)
         raw = [_text(f) for _, f in replies[1]] if history else []
         return case_from_fields(_text(replies[0]), join_entries(raw, await self._note_texts(case_id, refs_of(raw))))
+
+    async def _aliased(self, case_id: str, history: bool) -> Case | None:
+        """The case a report's announced id was folded into (one hop: an alias never names another alias)."""
+        with redis_errors("dispatch store"):
+            target = await self.redis.get(keyspace.case_alias_key(case_id))
+        if target is None or _s(target) == case_id:
+            return None
+        with redis_errors("dispatch store"):
+            if not await self.redis.exists(keyspace.case_key(_s(target))):
+                return None
+        return await self.get(_s(target), history=history)
 
     async def _note_texts(self, case_id: str, days: Sequence[str]) -> dict[str, dict[str, str]]:
         """The note texts of the case on ``days`` (a day whose key expired reads as empty)."""

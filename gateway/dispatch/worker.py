@@ -105,6 +105,7 @@ class IntakeWorker:
         batch: int = 32,
         auto_intake_reports: bool = False,
         clock: Clock = lambda: datetime.now(UTC),
+        fold_window_s: int = 0,
     ) -> None:
         self.redis = redis
         self.store = store
@@ -117,6 +118,7 @@ class IntakeWorker:
         self.batch = batch
         self.auto_intake_reports = auto_intake_reports
         self.clock = clock
+        self.fold_window_s = fold_window_s  # 0: a case per event (DispatchSettings.fold_window_s)
         self._claim_cursor = "0-0"
 
     async def ensure_group(self) -> None:
@@ -179,12 +181,27 @@ class IntakeWorker:
         except (MalformedEventError, CaseError, SealError) as exc:
             await self._dead_letter(mid, fields, exc.code, deliveries)
             return "deadlettered"
+        fold = self._fold_key(event)
         try:
+            if fold is not None:
+                at_ms = int(event.occurred_at.timestamp() * 1000)
+                target, outcome = await self.store.fold(
+                    fold, case.case_id, event.event_id, at_ms, self.fold_window_s * 1000
+                )
+                if outcome != "open":
+                    if event.source == "report":  # the site manager was answered with the event's own case id
+                        await self.store.alias(case.case_id, target)
+                    await self._ack(mid)
+                    # Debug only: a storm of folded events must not cost a log record each (issue 15).
+                    log.debug("intake event %s folded into case %s (%s)", mid.decode(), target, outcome)
+                    return outcome
             created = await self.store.write(None, case, holder=holder)
             if not created:
                 existing = await self.store.get(case.case_id)
                 if existing is not None:
                     await self.store.ensure_durable(existing)
+            if fold is not None:
+                await self.store.occur(case.case_id, event.event_id, at_ms)
         except GatewayError as exc:
             log.warning("intake event %s failed (%s), delivery %d", mid.decode(), exc.instance_code, deliveries)
             if deliveries >= self.max_deliveries:
@@ -200,6 +217,19 @@ class IntakeWorker:
             "new" if created else "duplicate",
         )
         return "created" if created else "duplicate"
+
+    def _fold_key(self, event: IntakeEvent) -> str | None:
+        """The fold an event belongs to (docs/dispatch.md, "Merging"), ``None`` for one that opens its own case:
+        folding is off, a scan exception without a holder (nothing says two are one person's), a report with a
+        note (its text is new information, and only a case's history holds a note)."""
+        if self.fold_window_s <= 0:
+            return None
+        if event.source == "scan":
+            who = event.subject
+            return None if who is None else keyspace.fold_key(event.event_class, who, event.place_id)
+        if event.note:
+            return None
+        return keyspace.fold_key(event.event_class, "report", event.place_id)
 
     def _case_holder(self, event: IntakeEvent, case_id: str) -> dict[str, str] | None:
         """The case's holder fields: the reference re-sealed from the event's binding to the case's, so a blob

@@ -25,6 +25,8 @@ SAMPLES: dict[str, object] = {
     "case_id": "c" + "0123456789" * 2,
     "approval_id": "apv_" + "cd" * 16,
     "principal_id": "handler-d1.health",
+    "event_class": "replayed",
+    "who": "ab" * 16,  # a holder's keyed subject hash, or "report"
 }
 # (A place id is the registry's venue id, lower-case letters, digits and ``._-``: a venue's name, never a person's.)
 PERSONAL = ["jane.doe@example.org", "+41 79 123 45 67", "Jane Doe", "C01X00T47", "URN:UVCI:01:AT:10807843F94AEE0E"]

@@ -1,0 +1,163 @@
+"""Merging (issue 15): exceptions of one class, one holder and one place within the fold window, and site
+managers' reports of one kind at one place, fold into one open case with an occurrence count and times; race-free
+across consumers, a redelivered event counted once. On the real Redis, through the real intake worker."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from gateway import keyspace
+from gateway.dispatch.store import FOLD_MAX_OCCURRENCES
+from gateway.dispatch.worker import GROUP, IntakeWorker
+from gateway.keyspace import DISPATCH_INTAKE, DISPATCH_OPEN
+from tests.gateway.dispatch import test_dispatch_fixtures as fx
+from tests.gateway.dispatch.test_dispatch_fixtures import T0, DispatchWorld
+
+dispatch_env, make_dispatch_world = fx.dispatch_env, fx.make_dispatch_world
+WINDOW_S = 600
+
+
+async def _fold_world(make_dispatch_world: fx.DispatchWorldFactory, **options: Any) -> DispatchWorld:
+    world: DispatchWorld = await make_dispatch_world(fold_window_s=WINDOW_S, **options)
+    return world
+
+
+def _worker(dw: DispatchWorld, consumer: str, **options: int) -> IntakeWorker:
+    r = dw.runtime
+    return IntakeWorker(dw.world.redis, r.store, routing=r.routing, deadlines=r.deadlines, sealer=r.sealer,
+                        consumer=consumer, clock=r.now, fold_window_s=WINDOW_S, **options)  # fmt: skip
+
+
+async def _open(dw: DispatchWorld) -> set[str]:
+    return {m.decode() for m in await dw.world.redis.smembers(DISPATCH_OPEN)}
+
+
+async def test_ten_presentations_of_one_forwarded_screenshot_fold_into_one_case(
+    make_dispatch_world: fx.DispatchWorldFactory,
+) -> None:
+    dw = await _fold_world(make_dispatch_world)
+    code = dw.world.code("holder-s")
+    await dw.world.set_status("holder-s")
+    assert (await dw.world.scan(code, who="dev-b"))[1]["decision"] == "admit"  # the holder, at place B
+    answers = [await dw.world.scan(code, who="dev-a") for _ in range(10)]  # the screenshot, at place A
+    assert {(s, a["reason"]) for s, a in answers} == {(200, "code_shared")}
+    assert await dw.pump() == {"created": 1, "folded": 9}
+    (case_id,) = await _open(dw)
+    status, doc = await dw.get("dispatcher", f"/v1/cases/{case_id}")
+    assert status == 200
+    assert doc["event_class"] == "code_shared" and doc["place_id"] == "place-a"
+    assert doc["occurrences"]["count"] == 10
+    assert len(doc["occurrences"]["times"]) == 10
+    assert doc["occurrences"]["times"] == sorted(doc["occurrences"]["times"])
+    assert doc["occurrences"]["times_max"] == FOLD_MAX_OCCURRENCES
+    # Another holder's exception at the same place, or the same holder at another place, is another case.
+    other = dw.world.code("holder-t")
+    await dw.world.set_status("holder-t")
+    await dw.world.scan(other, who="dev-b")
+    await dw.world.scan(other, who="dev-a")
+    assert await dw.pump() == {"created": 1}
+    assert len(await _open(dw)) == 2
+
+
+async def test_two_consumers_racing_on_the_same_events_make_one_case_and_count_each_event_once(
+    make_dispatch_world: fx.DispatchWorldFactory,
+) -> None:
+    dw = await _fold_world(make_dispatch_world)
+    events = [await dw.event("replayed", at=T0 + timedelta(seconds=i)) for i in range(20)]
+    a, b = _worker(dw, "a", batch=3), _worker(dw, "b", batch=3)
+    totals: dict[str, int] = {}
+    while True:
+        rounds = await asyncio.gather(a.run_once(), b.run_once())
+        if not any(rounds):
+            break
+        for counts in rounds:
+            for k, v in counts.items():
+                totals[k] = totals.get(k, 0) + v
+    assert totals == {"created": 1, "folded": 19}
+    (case_id,) = await _open(dw)
+    assert case_id in events
+    found = await dw.runtime.store.occurrences(await dw.case(case_id))
+    assert found.count == 20
+    assert list(found.times) == [T0 + timedelta(seconds=i) for i in range(20)]
+    # A consumer that folded events and died before XACK: redelivered to another, they are not counted again.
+    for i in range(3):
+        await dw.event("replayed", at=T0 + timedelta(seconds=30 + i))
+    crashed = _worker(dw, "crashed")
+
+    async def dies_before_ack(mid: bytes) -> None:
+        return None
+
+    crashed._ack = dies_before_ack  # type: ignore[method-assign]
+    assert await crashed.run_once() == {"folded": 3}
+    assert int((await dw.world.redis.xpending(DISPATCH_INTAKE, GROUP))["pending"]) == 3
+    await asyncio.sleep(0.05)
+    assert await _worker(dw, "rescuer", claim_idle_ms=10).run_once() == {"duplicate": 3}
+    assert int((await dw.world.redis.xpending(DISPATCH_INTAKE, GROUP))["pending"]) == 0
+    assert (await dw.runtime.store.occurrences(await dw.case(case_id))).count == 23
+
+
+async def test_a_closed_case_takes_no_more_occurrences_the_next_event_opens_a_new_case(
+    make_dispatch_world: fx.DispatchWorldFactory,
+) -> None:
+    dw = await _fold_world(make_dispatch_world)
+    first = await dw.event("replayed")
+    await dw.pump()
+    await dw.world.redis.hset(keyspace.case_key(first), "state", "cancelled")  # closed by hand meanwhile
+    second = await dw.event("replayed")
+    assert await dw.pump() == {"created": 1}
+    assert await dw.case(second) is not None
+    await dw.event("replayed")
+    assert await dw.pump() == {"folded": 1}
+    assert (await dw.runtime.store.occurrences(await dw.case(second))).count == 2
+
+
+async def test_a_full_case_rolls_over_to_a_new_case(make_dispatch_world: fx.DispatchWorldFactory) -> None:
+    dw = await _fold_world(make_dispatch_world, batch=FOLD_MAX_OCCURRENCES + 5)
+    for i in range(FOLD_MAX_OCCURRENCES + 1):
+        await dw.event("status_red", at=T0 + timedelta(milliseconds=i))
+    assert await dw.pump() == {"created": 2, "folded": FOLD_MAX_OCCURRENCES - 1}
+    counts = sorted([(await dw.runtime.store.occurrences(await dw.case(c))).count for c in await _open(dw)])
+    assert counts == [1, FOLD_MAX_OCCURRENCES]
+
+
+async def test_events_without_a_holder_and_a_zero_window_open_a_case_each(
+    make_dispatch_world: fx.DispatchWorldFactory,
+) -> None:
+    dw = await _fold_world(make_dispatch_world)
+    for _ in range(2):
+        await dw.event("forged_code", holder=None)
+    assert await dw.pump() == {"created": 2}
+    plain = await make_dispatch_world()  # the fixture's default: fold_window_s=0
+    for _ in range(2):
+        await plain.event("replayed")
+    assert await plain.pump() == {"created": 2}
+
+
+async def _report(dw: DispatchWorld, **body: Any) -> tuple[int, dict[str, Any]]:
+    doc = {"event_class": "crowding", "place": "place-a", "time": (T0 - timedelta(minutes=3)).isoformat(), **body}
+    resp = await dw.world.client.post("/v1/reports", json=doc, headers=dw.world.auth("sm-a"))
+    return resp.status, await resp.json()
+
+
+async def test_reports_of_one_kind_at_one_place_fold_and_every_answered_case_id_leads_to_the_case(
+    make_dispatch_world: fx.DispatchWorldFactory,
+) -> None:
+    dw = await _fold_world(make_dispatch_world)
+    answers = [await _report(dw) for _ in range(3)]
+    assert {s for s, _ in answers} == {202}
+    _, noted = await _report(dw, note="the queue blocks the fire exit")  # a note is new information: its own case
+    _, other_kind = await _report(dw, event_class="device_fault")
+    assert await dw.pump() == {"created": 3, "folded": 2}
+    assert len(await _open(dw)) == 3
+    ids = set()
+    for _, answer in answers:
+        status, doc = await dw.get("sup-d1", f"/v1/cases/{answer['case_id']}")
+        assert status == 200
+        ids.add(doc["case_id"])
+    (case_id,) = ids
+    assert case_id == answers[0][1]["case_id"]
+    _, doc = await dw.get("sup-d1", f"/v1/cases/{case_id}")
+    assert doc["occurrences"]["count"] == 3
+    assert noted["case_id"] != case_id and other_kind["case_id"] != case_id
