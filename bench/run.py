@@ -4,9 +4,12 @@ One private Redis (pinned with the load generator to core 1) and three servers p
 side by side: the gateway (``placegate serve``), the naive variant (``bench.naive``: same app, one awaited
 Redis command at a time) and a bare aiohttp JSON POST handler (``bench.bare``). wrk, pinned to core 1, drives
 each in turn (bare, full, naive, batch, and self: a citizen-app self-scan carrying the venue's place code; the
-order rotates each round) with freshly minted single-use codes. CPU per request is the server process's
-utime+stime delta from /proc. Then the status cache: 1,000,000 holders loaded with ``placegate status load``,
-bytes per holder from INFO memory. The table goes to stdout and bench/RESULTS.md.
+order rotates each round) with freshly minted single-use codes; and replay (``--variants ...,replay``): every
+request presents a code the gateway has already seen at this device (a pool presented once, then over and over
+past the retry window), the exception storm of issue 15, its CPU per request set against the full path's of the
+same round. CPU per request is the server process's utime+stime delta from /proc. Then the status cache:
+1,000,000 holders loaded with ``placegate status load``, bytes per holder from INFO memory. The table goes to
+stdout and bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 TICKS = os.sysconf("SC_CLK_TCK")
 SERVER_CORE, LOAD_CORE = 0, 1
+REPLAY_RETRY_WINDOW_S = 5  # the gateway's default PLACEGATE_SCAN_RETRY_WINDOW_S
 
 
 @dataclass
@@ -216,11 +220,30 @@ class Harness:
         self.app_token, self.place_code = world.app_token, world.place_code
 
     # --- one wrk run -----------------------------------------------------------------------------------------
+    def replay_pool(self, count: int) -> list[str]:
+        """``count`` fresh codes, each presented once at the device, then left until the gateway's retry window
+        (``PLACEGATE_SCAN_RETRY_WINDOW_S``, 5 s) has passed: from then on every presentation is ``replayed``."""
+        import http.client
+
+        codes = mint_codes(self.pem, count, holders=self.args.holders, offset=self.offset)
+        self.offset += count
+        conn = http.client.HTTPConnection("127.0.0.1", self.ports["full"], timeout=10)
+        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+        for code in codes:
+            conn.request("POST", "/v1/scan", body=orjson.dumps({"code": code}), headers=headers)
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"priming the replay pool: HTTP {resp.status}")
+        conn.close()
+        time.sleep(REPLAY_RETRY_WINDOW_S + 1)
+        return codes
+
     def run_wrk(self, variant: str, pair: int, duration_s: float, profile: Path | None = None) -> Run:
         per_request = self.args.batch if variant == "batch" else 1
         # "self": the citizen-app self-scan (an app token, the venue's place code on every request) on the full
-        # gateway; "batch": turnstile banks, same server.
-        server = "full" if variant in ("batch", "self") else variant
+        # gateway; "batch": turnstile banks, same server; "replay": already-seen codes, same server.
+        server = "full" if variant in ("batch", "self", "replay") else variant
         load_cores = "0,1" if server.startswith("w") else str(LOAD_CORE)
         port = self.ports[server]
         path = "/v1/scan/batch" if variant == "batch" else "/v1/scan"
@@ -228,8 +251,11 @@ class Harness:
         # corpus that runs out turns the tail of the run into replays (flagged "corpus wrapped" in the table).
         expected = self.estimates.get(variant, 3000.0) * duration_s * 2.0 + 2000
         count = int(expected) * per_request if variant == "batch" else int(expected)
-        codes = mint_codes(self.pem, count, holders=self.args.holders, offset=self.offset)
-        self.offset += count
+        if variant == "replay":
+            codes = self.replay_pool(self.args.replay_pool)  # wrk cycles through them: replays, by design
+        else:
+            codes = mint_codes(self.pem, count, holders=self.args.holders, offset=self.offset)
+            self.offset += count
         bodies_file = self.tmp / f"bodies-{variant}.jsonl"
         place_code = self.place_code if variant == "self" else None
         bodies = write_bodies(bodies_file, codes, per_request=per_request, place_code=place_code)
@@ -408,7 +434,7 @@ def _render(
     args: argparse.Namespace, runs: list[Run], cache: dict[str, float] | None, started: str, failures: str = ""
 ) -> str:
     variants = [
-        v for v in ("bare", "full", "naive", "batch", "self", "w1", "w2") if any(r.variant == v for r in runs)
+        v for v in ("bare", "full", "naive", "batch", "self", "replay", "w1", "w2") if any(r.variant == v for r in runs)
     ]
     lines = [
         "# Benchmark results",
@@ -435,7 +461,7 @@ def _render(
     ]
     for r in runs:
         answers = ", ".join(f"{k} {v}" for k, v in sorted(r.reasons.items())) or "-"
-        over = " (corpus wrapped: replays)" if r.requests > r.bodies else ""
+        over = " (corpus wrapped: replays)" if r.requests > r.bodies and r.variant != "replay" else ""
         lines.append(
             f"| {r.pair} | {r.variant} | {r.rate:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
             f"{r.cpu_us:.0f} | {r.redis_cpu_us:.0f} | {r.non2xx} | {r.socket_errors} | {answers}{over} |"
@@ -467,6 +493,12 @@ def _render(
         lines.append(
             f"| {name} | {', '.join(f'{x:.2f}' for x in vals)} | {_median(vals):.2f} | {targets.get(name, '-')} |"
         )
+    cpu = _cpu_ratios(runs)
+    if cpu:
+        lines += ["", "| CPU per request | per round | median | target |", "|---|---|---|---|"]
+        for name, vals in cpu.items():
+            target = "≤ 1.5 (issue 15: an exception storm costs at most 1.5 admits)" if name == "replay / full" else "-"
+            lines.append(f"| {name} | {', '.join(f'{x:.2f}' for x in vals)} | {_median(vals):.2f} | {target} |")
     full_p99 = _median(r.p99_ms for r in runs if r.variant == "full")
     lines += [
         "",
@@ -549,6 +581,17 @@ def _ratios(runs: list[Run]) -> dict[str, list[float]]:
     return {k: v for k, v in out.items() if v}
 
 
+def _cpu_ratios(runs: list[Run]) -> dict[str, list[float]]:
+    """CPU per request of the replay storm against the admit path, within each round (the machine is shared:
+    only a ratio of two runs side by side means anything)."""
+    out: dict[str, list[float]] = {"replay / full": []}
+    for pair in sorted({r.pair for r in runs}):
+        by = {r.variant: r.cpu_us for r in runs if r.pair == pair}
+        if "replay" in by and by.get("full"):
+            out["replay / full"].append(by["replay"] / by["full"])
+    return {k: v for k, v in out.items() if v}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--pairs", type=int, default=3, help="rounds of (bare, full, naive, batch)")
@@ -558,6 +601,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=16, help="codes per batch request")
     parser.add_argument("--status-holders", type=int, default=1_000_000, help="0 skips the status-cache phase")
     parser.add_argument("--variants", default="bare,full,naive,batch,self")
+    parser.add_argument("--replay-pool", type=int, default=2000, help="codes the replay variant presents over and over")
     parser.add_argument("--port", type=int, default=18600, help="first of three loopback ports")
     parser.add_argument(
         "--scaling",
@@ -606,7 +650,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
         if args.profile is not None:
             args.profile.parent.mkdir(parents=True, exist_ok=True)
-            for v in ("full", "batch"):
+            for v in [v for v in ("full", "batch", "replay") if v in variants or v != "replay"]:
                 raw = args.profile.with_name(f"{args.profile.name}-{v}.txt")
                 harness.run_wrk(v, 0, args.duration, profile=raw)
                 summary = _profile_summary(raw)

@@ -369,6 +369,9 @@ class CaseStore:
                 target = cast(bytes | None, await conn.set(fold, case_id, nx=True, get=True, px=window_ms))
                 for _ in range(WRITE_RETRIES):
                     if target is None or _s(target) == case_id:
+                        # Counted at once, before the case is written: the opener's event is the first of its
+                        # case, and no fold that arrives meanwhile can fill the case without it.
+                        await self._occur(conn, case_id, event_id, at_ms)
                         return case_id, "open"
                     other = _s(target)
                     counted = await self._occur(conn, other, event_id, at_ms)
@@ -380,13 +383,44 @@ class CaseStore:
                     target = await self._roll_script(keys=[fold], args=[other, case_id, window_ms], client=conn)
         raise CaseRefusedError("the fold kept changing; try again", code="case_conflict")
 
-    async def occur(self, case_id: str, event_id: str, at_ms: int) -> None:
-        """Count the event that opened ``case_id`` (idempotent by event id); on disk before the caller acks."""
+    async def fold_many(self, folds: Sequence[tuple[str, str, str, int]], window_ms: int) -> list[tuple[str, str]]:
+        """``fold`` for the events of one intake batch, in two round trips (a storm of one holder's replays costs
+        the consumer a few commands per batch, not per event: issue 15).
+
+        :param folds: per event (fold key, its own case id, event id, Unix ms), in stream order.
+        :returns: per event (case id, outcome) as ``fold``, except ``retry`` for an event whose case is closed or
+            full: the caller folds it alone (``fold`` hands the key over), as for ``open``.
+        """
+        if not folds:
+            return []
+        durable = await self.aof_enabled()
         with redis_errors("dispatch store"):
-            async with self.redis.client() as conn:
-                await self._occur(conn, case_id, event_id, at_ms)
-                if await self.aof_enabled():
-                    await self._wait_aof(conn)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                # In order: of two events of one kind in the batch, the first claims the key, the second folds.
+                for fold, case_id, _, _ in folds:
+                    pipe.set(fold, case_id, nx=True, get=True, px=window_ms)
+                targets = [None if t is None else _s(t) for t in await pipe.execute()]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                terminal: list[str] = sorted(TERMINAL_STATES)
+                for (_, case_id, event_id, at_ms), target in zip(folds, targets, strict=True):
+                    # An opener counts its own event first (as ``fold`` does); the folds of the batch follow it.
+                    into = target or case_id
+                    keys = [keyspace.case_key(into), keyspace.case_occurrences_key(into)]
+                    args = [event_id, str(at_ms), str(FOLD_MAX_OCCURRENCES), str(self.case_retention_ms)]
+                    await self._occur_script(keys=keys, args=args + terminal, client=pipe)
+                if durable:  # the pipeline's own connection: WAITAOF counts its writes
+                    pipe.execute_command("WAITAOF", 1, 0, self.waitaof_timeout_ms)
+                replies = await pipe.execute()
+            if durable and int(replies[-1][0]) < 1:
+                raise NotDurableError("the write was not confirmed on disk in time")
+            out: list[tuple[str, str]] = []
+            for (_, case_id, _, _), target, counted in zip(folds, targets, replies, strict=False):
+                if target is None or target == case_id:
+                    out.append((case_id, "open"))
+                else:
+                    n = int(counted)
+                    out.append((target, "folded" if n == 1 else "duplicate" if n == 0 else "retry"))
+        return out
 
     async def _occur(self, conn: Redis, case_id: str, event_id: str, at_ms: int) -> int:
         keys = [keyspace.case_key(case_id), keyspace.case_occurrences_key(case_id)]

@@ -88,6 +88,10 @@ def open_case(
     return case
 
 
+def _millis(event: IntakeEvent) -> int:
+    return int(event.occurred_at.timestamp() * 1000)
+
+
 class IntakeWorker:
     """One consumer of the intake group; run many (processes, machines) to scale out."""
 
@@ -141,10 +145,47 @@ class IntakeWorker:
         stream_replies: list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] = list(read or [])  # type: ignore[arg-type]
         for _, entries in stream_replies:
             messages += [(mid, fields, 1) for mid, fields in entries]
+        folded = await self._fold_batch(messages) if self.fold_window_s > 0 else {}
         for mid, fields, deliveries in messages:
-            outcome = await self._handle(mid, fields, deliveries)
+            outcome = folded.get(mid) or await self._handle(mid, fields, deliveries)
             counts[outcome] = counts.get(outcome, 0) + 1
         return counts
+
+    async def _fold_batch(self, messages: list[tuple[bytes, dict[bytes, bytes] | None, int]]) -> dict[bytes, str]:
+        """Fold the batch's events that join an open case, in a few round trips for the whole batch, acknowledged
+        together; the outcome of each. Every other event (a new case, one that cannot be read or routed, one
+        whose case is closed or full) is left to ``_handle``. A store outage leaves them all to ``_handle``."""
+        found: list[tuple[bytes, IntakeEvent, str]] = []
+        for mid, raw, _ in messages:
+            if raw is None:
+                continue
+            try:
+                event = parse_event(decode_fields(raw))
+                fold = self._fold_key(event)
+                if fold is None:
+                    continue
+                self.routing.route(event.event_class, parse_jurisdiction(event.jurisdiction))  # routable, or not ours
+            except (MalformedEventError, CaseError):
+                continue
+            found.append((mid, event, fold))
+        if not found:
+            return {}
+        try:
+            results = await self.store.fold_many(
+                [(fold, case_id_for_event(e.event_id), e.event_id, _millis(e)) for _, e, fold in found],
+                self.fold_window_s * 1000,
+            )
+            for (_, event, _), (target, outcome) in zip(found, results, strict=True):
+                if outcome in ("folded", "duplicate") and event.source == "report":
+                    await self.store.alias(case_id_for_event(event.event_id), target)
+        except GatewayError as exc:
+            log.warning("folding a batch of %d events failed (%s); one at a time", len(found), exc.instance_code)
+            return {}
+        done = {mid: outcome for (mid, _, _), (_, outcome) in zip(found, results, strict=True)
+                if outcome in ("folded", "duplicate")}  # fmt: skip
+        if done:
+            await self._ack(*done)
+        return done
 
     async def _reclaim(self) -> list[tuple[bytes, dict[bytes, bytes] | None, int]]:
         reply = await self.redis.xautoclaim(
@@ -184,7 +225,7 @@ class IntakeWorker:
         fold = self._fold_key(event)
         try:
             if fold is not None:
-                at_ms = int(event.occurred_at.timestamp() * 1000)
+                at_ms = _millis(event)
                 target, outcome = await self.store.fold(
                     fold, case.case_id, event.event_id, at_ms, self.fold_window_s * 1000
                 )
@@ -200,8 +241,6 @@ class IntakeWorker:
                 existing = await self.store.get(case.case_id)
                 if existing is not None:
                     await self.store.ensure_durable(existing)
-            if fold is not None:
-                await self.store.occur(case.case_id, event.event_id, at_ms)
         except GatewayError as exc:
             log.warning("intake event %s failed (%s), delivery %d", mid.decode(), exc.instance_code, deliveries)
             if deliveries >= self.max_deliveries:
@@ -241,12 +280,12 @@ class IntakeWorker:
         )
         return {"holder_sealed": sealed, "purpose": event.holder["purpose"]}
 
-    async def _ack(self, mid: bytes) -> None:
+    async def _ack(self, *mids: bytes) -> None:
         try:
             with redis_errors("intake stream"):
-                await self.redis.xack(keyspace.DISPATCH_INTAKE, GROUP, mid)
+                await self.redis.xack(keyspace.DISPATCH_INTAKE, GROUP, *mids)
         except StoreUnavailableError:
-            log.warning("ack of %s failed; it will be redelivered (idempotent)", mid.decode())
+            log.warning("ack of %s failed; redelivered (idempotent)", ",".join(m.decode() for m in mids))
 
     async def _dead_letter(self, mid: bytes, fields: Mapping[str, str], reason: str, deliveries: int) -> None:
         # Two keys in two slots: a crash between the XADD and the XACK can copy an event twice to the dead

@@ -86,7 +86,7 @@ async def test_two_consumers_racing_on_the_same_events_make_one_case_and_count_e
         await dw.event("replayed", at=T0 + timedelta(seconds=30 + i))
     crashed = _worker(dw, "crashed")
 
-    async def dies_before_ack(mid: bytes) -> None:
+    async def dies_before_ack(*mids: bytes) -> None:
         return None
 
     crashed._ack = dies_before_ack  # type: ignore[method-assign]
