@@ -23,6 +23,7 @@ With AOF off (the test server) there is nothing to wait for and the wait is skip
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -52,6 +53,7 @@ WRITE_RETRIES = 8
 # Events one case holds (docs/dispatch.md, "Merging"): the next one of its kind opens a new case, so the
 # occurrence set and the list of times a case read returns stay bounded.
 FOLD_MAX_OCCURRENCES = 100
+_FOLDS_REMEMBERED = 10_000  # fold keys a consumer remembers the case of (CaseStore.fold_many)
 
 # KEYS: case hash, its occurrence set. ARGV: event id, Unix ms, bound, TTL ms, then the terminal states. Returns
 # 1 counted, 0 already counted (a redelivery), -1 the case is terminal, -2 the case is full. A case not written
@@ -195,6 +197,7 @@ class CaseStore:
         self._index_script = redis.register_script(_INDEX_LUA)
         self._occur_script = redis.register_script(_OCCUR_LUA)
         self._roll_script = redis.register_script(_ROLL_LUA)
+        self._folds: dict[str, tuple[str, float]] = {}  # fold key -> (case id, monotonic expiry): fold_many
         self._aof: bool | None = None
         # Runs before every case write with its (old, new) pairs: the webhook outbox stages there, so a crash
         # after the write never loses a notification (gateway/dispatch/webhooks.py). None: nobody is notified.
@@ -363,6 +366,7 @@ class CaseStore:
         :returns: (case id, outcome): ``open`` (the caller writes ``case_id`` and records its occurrence),
             ``folded`` (counted on the returned case, on disk), ``duplicate`` (counted before: a redelivery).
         """
+        self._folds.pop(fold, None)  # asked alone: the case is closed or full, or this event opens it
         with redis_errors("dispatch store"):
             async with self.redis.client() as conn:
                 # SET NX GET: of two consumers folding the same kind, exactly one finds the key empty.
@@ -384,8 +388,12 @@ class CaseStore:
         raise CaseRefusedError("the fold kept changing; try again", code="case_conflict")
 
     async def fold_many(self, folds: Sequence[tuple[str, str, str, int]], window_ms: int) -> list[tuple[str, str]]:
-        """``fold`` for the events of one intake batch, in two round trips (a storm of one holder's replays costs
-        the consumer a few commands per batch, not per event: issue 15).
+        """``fold`` for the events of one intake batch, in one or two pipelined round trips (a storm of one
+        holder's replays costs the consumer one command per event, not several awaited ones: issue 15).
+
+        The case a fold key names is remembered here until the key's own expiry (read with PTTL beside it), so a
+        storm asks the key once per window, not once per event; that memory is safe to be stale, because the
+        count script refuses a closed or full case (``retry``), and the key itself is then asked again.
 
         :param folds: per event (fold key, its own case id, event id, Unix ms), in stream order.
         :returns: per event (case id, outcome) as ``fold``, except ``retry`` for an event whose case is closed or
@@ -394,33 +402,73 @@ class CaseStore:
         if not folds:
             return []
         durable = await self.aof_enabled()
+        now = time.monotonic()
+        known: list[str | None] = [self._known_fold(fold, now) for fold, _, _, _ in folds]
+        targets: list[str | None] = list(known)
         with redis_errors("dispatch store"):
+            missing = [i for i, k in enumerate(known) if k is None]
+            if missing:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    # In order: of two events of one kind in the batch, the first claims the key, the second folds.
+                    for i in missing:
+                        fold, case_id = folds[i][0], folds[i][1]
+                        pipe.set(fold, case_id, nx=True, get=True, px=window_ms)  # the reply: the old value
+                        pipe.execute_command("PTTL", fold)
+                    replies = await pipe.execute()
+                for n, i in enumerate(missing):
+                    got, ttl = replies[2 * n], int(replies[2 * n + 1])
+                    targets[i] = None if got is None else _s(got)
+                    self._remember_fold(folds[i][0], targets[i] or folds[i][1], now + ttl / 1000)
+            counted = await self._count_many(folds, targets, durable)
+        out: list[tuple[str, str]] = []
+        for (fold, case_id, _, _), target, n in zip(folds, targets, counted, strict=True):
+            if target is None or target == case_id:
+                out.append((case_id, "open"))  # an opener: its own event is counted, the case is still to write
+            elif n < 0:
+                self._folds.pop(fold, None)
+                out.append((target, "retry"))
+            else:
+                out.append((target, "folded" if n == 1 else "duplicate"))
+        return out
+
+    async def _count_many(self, folds: Sequence[tuple[str, str, str, int]], targets: Sequence[str | None],
+                          durable: bool) -> list[int]:  # fmt: skip
+        """The count script for every event on its case, one pipeline (EVALSHA; the script is loaded again and
+        the pipeline repeated if the server lost it: counting is idempotent by event id)."""
+        terminal: list[str] = sorted(TERMINAL_STATES)
+        bound, ttl = str(FOLD_MAX_OCCURRENCES), str(self.case_retention_ms)
+        for _ in range(2):
             async with self.redis.pipeline(transaction=False) as pipe:
-                # In order: of two events of one kind in the batch, the first claims the key, the second folds.
-                for fold, case_id, _, _ in folds:
-                    pipe.set(fold, case_id, nx=True, get=True, px=window_ms)
-                targets = [None if t is None else _s(t) for t in await pipe.execute()]
-            async with self.redis.pipeline(transaction=False) as pipe:
-                terminal: list[str] = sorted(TERMINAL_STATES)
                 for (_, case_id, event_id, at_ms), target in zip(folds, targets, strict=True):
-                    # An opener counts its own event first (as ``fold`` does); the folds of the batch follow it.
-                    into = target or case_id
-                    keys = [keyspace.case_key(into), keyspace.case_occurrences_key(into)]
-                    args = [event_id, str(at_ms), str(FOLD_MAX_OCCURRENCES), str(self.case_retention_ms)]
-                    await self._occur_script(keys=keys, args=args + terminal, client=pipe)
+                    into = target or case_id  # an opener counts its own event first, as ``fold`` does
+                    pipe.execute_command(
+                        "EVALSHA", self._occur_script.sha, 2, keyspace.case_key(into),
+                        keyspace.case_occurrences_key(into), event_id, str(at_ms), bound, ttl, *terminal,
+                    )  # fmt: skip
                 if durable:  # the pipeline's own connection: WAITAOF counts its writes
                     pipe.execute_command("WAITAOF", 1, 0, self.waitaof_timeout_ms)
-                replies = await pipe.execute()
+                replies = await pipe.execute(raise_on_error=False)
+            if any(isinstance(r, ResponseError) and "NOSCRIPT" in str(r) for r in replies):
+                await self.redis.script_load(_OCCUR_LUA)
+                continue
+            for r in replies:
+                if isinstance(r, Exception):
+                    raise r
             if durable and int(replies[-1][0]) < 1:
                 raise NotDurableError("the write was not confirmed on disk in time")
-            out: list[tuple[str, str]] = []
-            for (_, case_id, _, _), target, counted in zip(folds, targets, replies, strict=False):
-                if target is None or target == case_id:
-                    out.append((case_id, "open"))
-                else:
-                    n = int(counted)
-                    out.append((target, "folded" if n == 1 else "duplicate" if n == 0 else "retry"))
-        return out
+            return [int(r) for r in replies[: len(folds)]]
+        raise CaseRefusedError("the count script could not be loaded", code="case_conflict")
+
+    def _known_fold(self, fold: str, now: float) -> str | None:
+        found = self._folds.get(fold)
+        if found is None or found[1] <= now:
+            return None
+        return found[0]
+
+    def _remember_fold(self, fold: str, case_id: str, until: float) -> None:
+        if len(self._folds) >= _FOLDS_REMEMBERED:  # a bound, not an LRU: a storm refills it in one batch
+            self._folds.clear()
+        self._folds[fold] = (case_id, until)
 
     async def _occur(self, conn: Redis, case_id: str, event_id: str, at_ms: int) -> int:
         keys = [keyspace.case_key(case_id), keyspace.case_occurrences_key(case_id)]
