@@ -48,7 +48,7 @@ async def _context(app: web.Application) -> AsyncIterator[None]:
         outage=OutageMemory(max_codes=settings.outage_max_codes, max_pending=settings.outage_max_pending,
                             metrics=app[METRICS]),
         retention_days=settings.retention_days,
-        redis_timeout_s=settings.redis_timeout_ms / 1000,
+        redis_timeout_s=settings.redis_timeout_ms / 1000, retry_window_s=settings.scan_retry_window_s,
     )  # fmt: skip
     app[SCAN_STORE] = store
     app[SCANNER] = scanner

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import orjson
 from aiohttp import web
 
-from gateway.appstate import CLOCK, SETTINGS
+from gateway.appstate import CLOCK, REDIS, SETTINGS
 from gateway.auth import PRINCIPAL, requires
 from gateway.errors import BadRequestError, MalformedCodeError
 from gateway.http import json_response, read_json
 from gateway.principals import Role
+from gateway.scan.idempotency import HEADER, idempotency_name, remember_answer, stored_answer
 from gateway.scan.scanner import ScanOutcome
 from gateway.scan.state import PLACE_RESOLVER, SCANNER
 
@@ -36,6 +38,9 @@ async def scan(request: web.Request) -> web.Response:
     body = await read_json(request, limit=app[SETTINGS].max_body_bytes)
     code, place_code, place_id = _single_fields(body)
     principal = request[PRINCIPAL]
+    idem = idempotency_name(principal.principal_id, "scan", request.headers.get(HEADER))
+    if idem is not None and (stored := await stored_answer(app[REDIS], idem)) is not None:
+        return _stored(stored)
     scanner = app[SCANNER]
     now = app[CLOCK].now()
     place = await app[PLACE_RESOLVER].resolve(principal, place_code, place_id, now)
@@ -44,7 +49,7 @@ async def scan(request: web.Request) -> web.Response:
         (outcome,) = scanner.refuse_place(place, 1, now)
     else:
         outcome = await scanner.scan(code, place, principal.principal_id, now=now)
-    return json_response(outcome.to_json())
+    return await _answer(app, idem, outcome.to_json())
 
 
 @routes.post("/v1/scan/batch")
@@ -57,6 +62,10 @@ async def scan_batch(request: web.Request) -> web.Response:
     body = await read_json(request, limit=body_limit)
     codes, place_code, place_id = _batch_fields(body, settings.max_batch_codes)
     principal = request[PRINCIPAL]
+    # One key answers the whole request: a batch is retried as a whole.
+    idem = idempotency_name(principal.principal_id, "batch", request.headers.get(HEADER))
+    if idem is not None and (stored := await stored_answer(app[REDIS], idem)) is not None:
+        return _stored(stored)
     scanner = app[SCANNER]
     now = app[CLOCK].now()
     resolved = await app[PLACE_RESOLVER].resolve(principal, place_code, place_id, now)
@@ -69,7 +78,21 @@ async def scan_batch(request: web.Request) -> web.Response:
             outcome.to_json() if isinstance(outcome, ScanOutcome) else {"error": MalformedCodeError.code}
             for outcome in outcomes
         ]
-    return json_response({"results": results})
+    return await _answer(app, idem, {"results": results})
+
+
+async def _answer(app: web.Application, idem: str | None, doc: dict[str, object]) -> web.Response:
+    """The answer, stored first under the request's Idempotency-Key when it carried one."""
+    if idem is None:
+        return json_response(doc)
+    body = orjson.dumps(doc)
+    await remember_answer(app[REDIS], idem, body)
+    return web.Response(body=body, content_type="application/json")
+
+
+def _stored(body: bytes) -> web.Response:
+    """A stored answer, sent again as it was (``Idempotent-Replayed`` says so)."""
+    return web.Response(body=body, content_type="application/json", headers={"Idempotent-Replayed": "true"})
 
 
 def _place_fields(body: dict[str, object]) -> tuple[str | None, str | None]:

@@ -104,6 +104,7 @@ class Scanner:
         outage: OutageMemory[_Item],
         retention_days: int,
         redis_timeout_s: float,
+        retry_window_s: int = 0,
     ) -> None:
         self.store = store
         self.trust = trust
@@ -116,6 +117,7 @@ class Scanner:
         self.outage = outage
         self.retention_days = retention_days
         self.redis_timeout_s = redis_timeout_s
+        self.retry_window_ms = retry_window_s * 1000  # docs/dispatch.md, "Idempotency": a retry is no replay
         # Every request of a loop turn goes through the phases together, in one task (gateway/scan/turnbatch.py).
         self.turns: TurnTask[_Request, _Answers] = TurnTask(self._scan_turn)
         health.on_recovery(self._catch_up)
@@ -171,7 +173,7 @@ class Scanner:
                 decision = item.decision
                 assert decision is not None
                 count(decision.action.value, decision.reason, decision.degraded)
-                if decision.reason in EXCEPTION_REASONS:
+                if decision.reason in EXCEPTION_REASONS and not item.retry:
                     self.metrics.exceptions.labels(scan_event_class(decision.reason)).inc()
         return [
             items if isinstance(items, Exception)
@@ -225,7 +227,11 @@ class Scanner:
                 # A static code: remembered for the window, under a MAC of its identifier (it names a person).
                 digest = hmac.new(replay.key, verified.replay_id.encode(), "sha256").hexdigest()[:32]
                 ttl, memory_key = replay.window_s, keyspace.static_replay_key(digest)
-            requests.append((holder, memory_key, ttl, item.request.place.place_id))
+            # Where, at which device and when the code was first presented: a second presentation at the same
+            # device within the retry window is the scanner's retry after a lost answer, not a replay.
+            request = item.request
+            first = f"{request.place.place_id}{_SEP}{request.device_id}{_SEP}{int(request.now.timestamp() * 1000)}"
+            requests.append((holder, memory_key, ttl, first))
             item.memory_key, item.mark_until = memory_key, time.monotonic() + max(1, ttl)
             pending.append((item, verified))
         if not pending:
@@ -256,7 +262,10 @@ class Scanner:
                     # Remembered here too, so that an outage does not make a code shown before it new again;
                     # and a code shown during an outage whose mark still waits is caught here.
                     first_place = memory.first_place(item.memory_key, place.place_id, _remaining_s(item.mark_until))
+            if first_place is not None and self._is_retry(first_place, item.request):
+                item.retry, first_place = True, None
             if first_place is not None:
+                first_place = first_place.partition(_SEP)[0]  # a mark written before it carried the device
                 reason = Reason.REPLAYED if first_place == place.place_id else Reason.CODE_SHARED
                 item.decision = refuse(self.rules, reason, rule_id="replay")
             else:
@@ -269,6 +278,20 @@ class Scanner:
             self.metrics.redis_errors.labels("scan_lookup").inc(unavailable)
             self.health.failed("scan lookup")
         return day_keys
+
+    def _is_retry(self, first: str, request: _Request) -> bool:
+        """Whether a presentation is the scanner's retry of the first one: same place, same device, within the
+        retry window of the first presentation (the replay memory keeps the first, never the latest)."""
+        if self.retry_window_ms <= 0:
+            return False
+        parts = first.split(_SEP)
+        if len(parts) != 3 or parts[0] != request.place.place_id or parts[1] != request.device_id:
+            return False
+        try:
+            elapsed = int(request.now.timestamp() * 1000) - int(parts[2])
+        except ValueError:
+            return False
+        return 0 <= elapsed <= self.retry_window_ms
 
     async def _record(self, items: list[_Item], day_keys: Mapping[str, bytes] | None = None) -> None:
         """The scan-log record of every code, an intake event for each exception and the replay marks an outage
@@ -303,7 +326,7 @@ class Scanner:
                     "purpose", PURPOSE, "pseudonym", holder_alias,
                 )
                 event = None
-                if decision.reason in EXCEPTION_REASONS:
+                if decision.reason in EXCEPTION_REASONS and not item.retry:  # a retry's first sent it
                     # The event never carries the day pseudonym or the day: a case must not link back into the log.
                     sealed = subject = ""
                     if holder_ref is not None:
@@ -342,6 +365,7 @@ def _remaining_s(until: float) -> int:
     return max(0, int(until - time.monotonic()))
 
 
+_SEP = "\x1f"  # between place, device and time in a replay mark (none of them can hold it)
 _CATCH_UP_GROUP = 256  # scans written per group after an outage: small enough not to stall a loop turn
 
 
@@ -357,6 +381,7 @@ class _Item:
     memory_key: str = ""  # the code's replay-memory key
     mark_until: float = 0.0  # monotonic instant the replay mark can expire at (the code is no longer accepted)
     unmarked: bool = False  # the lookup could not set the mark: the record's group sets it
+    retry: bool = False  # the scanner's retry of its own presentation: decided as the first, no intake event
 
     def outcome(self) -> ScanOutcome:
         decision = self.decision

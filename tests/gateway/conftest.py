@@ -81,8 +81,10 @@ PLACES = [
 def settings(tmp_path: Path) -> Settings:
     # The world issues native codes and imports no EU DCC signer list, so readiness asks for the native list only
     # (the DSC list's part of readiness: tests/gateway/test_observability.py).
+    # No retry window: a test's second presentation at the same device is a replay, as the tests of the replay
+    # memory expect; the retry window has its own tests (tests/gateway/scan/test_scan_retries.py).
     return Settings(data_dir=tmp_path, secret=SECRET, status_buckets=1024, retention_days=21,
-                    ready_trust_lists="native")
+                    ready_trust_lists="native", scan_retry_window_s=0)
 
 
 WorldFactory = Callable[..., Awaitable[World]]
