@@ -21,9 +21,10 @@ class QueryParam:
     schema: Mapping[str, Any]
     description: str = ""
     required: bool = False
+    location: str = "query"  # or "header"
 
     def to_openapi(self) -> dict[str, Any]:
-        return {"name": self.name, "in": "query", "required": self.required, "schema": dict(self.schema),
+        return {"name": self.name, "in": self.location, "required": self.required, "schema": dict(self.schema),
                 "description": self.description}
 
 
@@ -79,6 +80,12 @@ _CASE = _obj({
         "event": {"type": "string", "enum": ["dispatched", "escalated", "overdue"]}, "department": _STR,
         "status": {"type": "string", "enum": ["retrying", "delivered", "failed"]}, "attempts": _INT,
         "last_error_code": _STR_OR_NULL})}})  # fmt: skip
+_IDEMPOTENCY_KEY = QueryParam(
+    "Idempotency-Key", {"type": "string", "pattern": "^[\\x21-\\x7e]{1,128}$"},
+    "a scanner's key for this request: the same key from the same principal within 60 s gets the stored answer "
+    "(header `Idempotent-Replayed: true`), decided, logged and sent to dispatch once", location="header",
+)
+_OCCURRENCES = _obj({"count": _INT, "times": {"type": "array", "items": _TIME}, "times_max": _INT})
 _SINCE_UNTIL = (
     QueryParam("since", _TIME, "start of the window", required=True),
     QueryParam("until", _TIME, "end of the window (at most 31 days after since)", required=True),
@@ -108,13 +115,16 @@ ROUTE_DOCS: Mapping[tuple[str, str], RouteDoc] = {
     # --- scanning ----------------------------------------------------------------------------------------------
     ("POST", "/v1/scan"): RouteDoc(
         "scan", "scan", "decide admit / deny / review for one presented code", _OUTCOME,
-        body=_obj({"code": _CODE}, _PLACE_FIELDS),
-        description="A forged, stale or replayed code is a `deny` with its reason, not an error.",
+        body=_obj({"code": _CODE}, _PLACE_FIELDS), query=(_IDEMPOTENCY_KEY,),
+        description="A forged, stale or replayed code is a `deny` with its reason, not an error. The same code "
+                    "at the same device within `PLACEGATE_SCAN_RETRY_WINDOW_S` (5 s) of its first presentation "
+                    "is the scanner's retry: decided like the first, no replay case.",
     ),
     ("POST", "/v1/scan/batch"): RouteDoc(
         "scan_batch", "scan", "one decision per code, in order (a turnstile bank)",
         _obj({"results": {"type": "array", "items": {"type": "object"}}}),
         body=_obj({"codes": {"type": "array", "items": _CODE, "minItems": 1, "maxItems": 1024}}, _PLACE_FIELDS),
+        query=(_IDEMPOTENCY_KEY,),
         description="At most `PLACEGATE_MAX_BATCH_CODES` (64) codes; an item that is not a code at all answers "
                     "`{\"error\": \"malformed_code\"}` in its place.",
     ),
@@ -151,13 +161,19 @@ ROUTE_DOCS: Mapping[tuple[str, str], RouteDoc] = {
         description="Every query parameter is checked: an unknown or repeated one, a value over 128 characters "
                     "or a cursor this API never returns is 400 `invalid_request` naming it.",
     ),
-    ("GET", "/v1/cases/{case_id}"): RouteDoc("get_case", "dispatch", "one case with its history (audited)", _CASE),
+    ("GET", "/v1/cases/{case_id}"): RouteDoc(
+        "get_case", "dispatch", "one case with its history (audited)",
+        {**_CASE, "properties": {**_CASE["properties"], "occurrences": _OCCURRENCES}},
+        description="`occurrences`: the events folded into the case (docs/dispatch.md, \"Merging\"): their "
+                    "count and the times of the oldest `times_max` (100).",
+    ),
     ("POST", "/v1/cases/{case_id}/actions"): RouteDoc(
         "act_on_case", "dispatch", "one workflow step on a case", _CASE,
-        body=_obj({"action": _STR}, {"note": _STR, "department": _STR,
+        body=_obj({"action": _STR}, {"note": _STR, "department": _STR, "into": _STR,
                                      "result": {"type": "string", "enum": ["pass", "fail"]}}),
         description="Actions: accept, cancel, file, dispatch, start, return, feed_back, request_extension, "
-                    "postpone, hang, request_check, check (with result pass|fail), close, rework, route (a city "
+                    "postpone, hang, request_check, check (with result pass|fail), close, rework, merge (with "
+                    "`into`: a case of the same jurisdiction; this case ends cancelled, `merged into`), route (a city "
                     "dispatcher routes a case of the unrouted queue: `department` a city department). A "
                     "`department` must serve the case's place (422 `department_out_of_jurisdiction`); an "
                     "unrouted case takes only route and cancel (409 `case_unrouted`). Check and close "

@@ -106,6 +106,7 @@ class Action(StrEnum):
     FLAG_OVERDUE = "flag_overdue"  # ``policy.deadlines``, no state change
     ESCALATE = "escalate"  # ``policy.deadlines``, no state change
     ROUTE = "route"  # ``policy.unrouted``: a city dispatcher routes an unrouted case by hand, no state change
+    MERGE = "merge"  # ``policy.merging``: the case absorbed another (no state change); never a transition
 
 
 class ClosureKind(StrEnum):

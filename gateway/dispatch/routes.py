@@ -44,6 +44,7 @@ from policy.casework import (
 )
 from policy.casework import Role as CaseRole
 from policy.masking import mask_personal
+from policy.merging import merge_cases
 from policy.purpose import PURPOSE
 from policy.routing import UNROUTED
 from policy.unrouted import route_by_hand
@@ -224,6 +225,8 @@ async def act_on_case(request: web.Request) -> web.Response:
         return await _request_extension(runtime, principal, case_id, note)
     if name == "route":
         return await _route_by_hand(runtime, principal, case_id, department)
+    if name == "merge":
+        return await _merge(runtime, principal, case_id, _text_field(body, "into"))
     if name == "check":
         result = _text_field(body, "result")
         if result not in ("pass", "fail"):
@@ -288,6 +291,34 @@ async def _route_by_hand(
     case = await _update(runtime, case_id, change)
     await _audit_read(runtime, principal, "case_read", f"case:{case_id}", case_id, 1)
     return json_response(case_json(case))
+
+
+async def _merge(runtime: DispatchRuntime, principal: Principal, case_id: str, into: str | None) -> web.Response:
+    """Merge this case into ``into`` (docs/dispatch.md, "Merging"): the case that takes it first (a merge entry),
+    then this one (cancelled, ``merged into``), so a failure between them leaves both open, never one closed
+    with nowhere to go. Both must be visible to the caller and share a jurisdiction."""
+    if into is None or not valid_case_id(into):
+        raise CaseRefusedError("merge needs the id of the case to merge into", code="invalid_argument")
+    absorbed = await _visible_case(runtime, principal, case_id)
+    target = await _visible_case(runtime, principal, into)
+    actor = _case_actor(principal, Action.MERGE)
+    now = runtime.now()
+    try:
+        merge_cases(absorbed, target, actor=actor, now=now)  # every refusal before anything is written
+    except CaseError as exc:
+        raise CaseRefusedError(str(exc), code=exc.code) from None
+
+    def take(case: Case) -> Case:
+        return merge_cases(absorbed, case, actor=actor, now=now)[1]
+
+    def close(case: Case) -> Case:
+        return merge_cases(case, kept, actor=actor, now=now)[0]
+
+    kept = await _update(runtime, into, take)
+    await runtime.store.add_occurrences(absorbed, into)
+    closed = await _update(runtime, case_id, close)
+    await _audit_read(runtime, principal, "case_read", f"case:{case_id}", case_id, 1)
+    return json_response(case_json(closed))
 
 
 async def _update(runtime: DispatchRuntime, case_id: str, change: Callable[[Case], Case]) -> Case:

@@ -55,18 +55,20 @@ WRITE_RETRIES = 8
 FOLD_MAX_OCCURRENCES = 100
 _FOLDS_REMEMBERED = 10_000  # fold keys a consumer remembers the case of (CaseStore.fold_many)
 
-# KEYS: case hash, its occurrence set. ARGV: event id, Unix ms, bound, TTL ms, then the terminal states. Returns
-# 1 counted, 0 already counted (a redelivery), -1 the case is terminal, -2 the case is full. A case not written
-# yet (its opener's write is on its way) takes the occurrence: the opener's event makes it, or is redelivered.
-_OCCUR_LUA = """
+# KEYS: case hash, its occurrence set. ARGV: event id, Unix ms, TTL ms (few arguments: one call per folded event).
+# Returns 1 counted, 0 already counted (a redelivery), -1 the case is terminal, -2 the case is full. A case not
+# written yet (its opener's write is on its way) takes the occurrence: the opener's event makes it, or is
+# redelivered.
+_OCCUR_LUA = f"""
 local st = redis.call('HGET', KEYS[1], 'state')
-for i = 5, #ARGV do if st == ARGV[i] then return -1 end end
+if st == 'closed' or st == 'cancelled' then return -1 end
 if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return -2 end
+if redis.call('ZCARD', KEYS[2]) >= {FOLD_MAX_OCCURRENCES} then return -2 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return 1
 """
+assert {s.value for s in TERMINAL_STATES} == {"closed", "cancelled"}  # the states the script refuses
 # KEYS: a fold key. ARGV: the case id it must still name (or none), the new case id, the window ms. Hands the
 # fold over to a new case once the old one is closed or full; returns the id the key names afterwards.
 _ROLL_LUA = """
@@ -435,15 +437,14 @@ class CaseStore:
                           durable: bool) -> list[int]:  # fmt: skip
         """The count script for every event on its case, one pipeline (EVALSHA; the script is loaded again and
         the pipeline repeated if the server lost it: counting is idempotent by event id)."""
-        terminal: list[str] = sorted(TERMINAL_STATES)
-        bound, ttl = str(FOLD_MAX_OCCURRENCES), str(self.case_retention_ms)
+        ttl = str(self.case_retention_ms)
         for _ in range(2):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for (_, case_id, event_id, at_ms), target in zip(folds, targets, strict=True):
                     into = target or case_id  # an opener counts its own event first, as ``fold`` does
                     pipe.execute_command(
                         "EVALSHA", self._occur_script.sha, 2, keyspace.case_key(into),
-                        keyspace.case_occurrences_key(into), event_id, str(at_ms), bound, ttl, *terminal,
+                        keyspace.case_occurrences_key(into), event_id, str(at_ms), ttl,
                     )  # fmt: skip
                 if durable:  # the pipeline's own connection: WAITAOF counts its writes
                     pipe.execute_command("WAITAOF", 1, 0, self.waitaof_timeout_ms)
@@ -472,13 +473,30 @@ class CaseStore:
 
     async def _occur(self, conn: Redis, case_id: str, event_id: str, at_ms: int) -> int:
         keys = [keyspace.case_key(case_id), keyspace.case_occurrences_key(case_id)]
-        args = [event_id, str(at_ms), str(FOLD_MAX_OCCURRENCES), str(self.case_retention_ms)]
-        return int(await self._occur_script(keys=keys, args=args + sorted(TERMINAL_STATES), client=conn))
+        return int(await self._occur_script(keys=keys, args=[event_id, str(at_ms), str(self.case_retention_ms)],
+                                            client=conn))  # fmt: skip
 
     async def alias(self, case_id: str, target: str) -> None:
         """Let ``case_id`` (a report's announced id) lead to ``target``, the case that holds the report."""
         with redis_errors("dispatch store"):
             await self.redis.set(keyspace.case_alias_key(case_id), target, px=self.case_retention_ms)
+
+    async def add_occurrences(self, absorbed: Case, into: str) -> None:
+        """A manual merge: the absorbed case's occurrences (or its own event) join those of ``into``; the
+        occurrence bound applies to folding only, so a merged case may hold more."""
+        with redis_errors("dispatch store"):
+            found: list[tuple[bytes, float]] = await self.redis.zrange(  # type: ignore[assignment]
+                keyspace.case_occurrences_key(absorbed.case_id), 0, -1, withscores=True
+            )
+            members = {_s(m): ms for m, ms in found} or {absorbed.case_id: absorbed.created_at.timestamp() * 1000}
+            async with self.redis.pipeline(transaction=False) as pipe:
+                if not await self.redis.exists(keyspace.case_occurrences_key(into)):
+                    own = await self.get(into, history=False)
+                    if own is not None:  # its own event, as ``occurrences`` counts it
+                        pipe.zadd(keyspace.case_occurrences_key(into), {into: own.created_at.timestamp() * 1000})
+                pipe.zadd(keyspace.case_occurrences_key(into), members, nx=True)
+                pipe.pexpire(keyspace.case_occurrences_key(into), self.case_retention_ms)
+                await pipe.execute()
 
     async def occurrences(self, case: Case) -> Occurrences:
         """The events folded into ``case``; a case that never folded counts its own event (its report time)."""

@@ -161,3 +161,30 @@ async def test_reports_of_one_kind_at_one_place_fold_and_every_answered_case_id_
     _, doc = await dw.get("sup-d1", f"/v1/cases/{case_id}")
     assert doc["occurrences"]["count"] == 3
     assert noted["case_id"] != case_id and other_kind["case_id"] != case_id
+
+
+async def test_a_dispatcher_merges_two_cases_by_hand_over_http(make_dispatch_world: fx.DispatchWorldFactory) -> None:
+    dw = await _fold_world(make_dispatch_world)
+    a = await dw.event("status_red", holder="holder-a")
+    b = await dw.event("status_red", holder="holder-b")
+    far = await dw.event("status_red", holder="holder-c", place="place-z", jurisdiction="city/d2/s9/g1/c1")
+    assert await dw.pump() == {"created": 3}
+    status, doc = await dw.act("h-clinic", a, "merge", into=b)  # a handler does not merge
+    assert (status, doc["error"]) == (403, "not_permitted_role")
+    status, doc = await dw.act("dispatcher", a, "merge", into=a)
+    assert (status, doc["error"]) == (422, "invalid_argument")
+    status, doc = await dw.act("dispatcher", a, "merge", into=far)  # outside the dispatcher's scope
+    assert status == 404
+    status, doc = await dw.act("dispatcher", a, "merge")
+    assert (status, doc["error"]) == (422, "invalid_argument")
+    status, doc = await dw.act("dispatcher", a, "merge", into=b)
+    assert status == 200
+    assert doc["state"] == "cancelled"
+    assert (doc["history"][-1]["action"], doc["history"][-1]["note"]) == ("cancel", f"merged into {b}")
+    _, kept = await dw.get("dispatcher", f"/v1/cases/{b}")
+    assert kept["state"] == "dispatched"  # no change of state or clock
+    assert (kept["history"][-1]["action"], kept["history"][-1]["note"]) == ("merge", f"absorbed {a}")
+    assert kept["occurrences"]["count"] == 2  # nothing is split or lost: a's event is now b's too
+    assert a not in await _open(dw)
+    status, doc = await dw.act("dispatcher", a, "merge", into=b)  # a cancelled case is not merged again
+    assert (status, doc["error"]) == (409, "illegal_transition")
