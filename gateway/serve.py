@@ -150,7 +150,8 @@ def _serve(args: argparse.Namespace) -> int:
             print(message, flush=True)
             if demo_line:
                 print("\nDemo ready. Scan a freshly minted demo code (valid 5 minutes) — expect \"admit\"; run the "
-                      "same line again and expect \"deny\" with reason \"replayed\":\n", flush=True)
+                      "same line again more than 5 s later and expect \"deny\" with reason \"replayed\" (sooner it is "
+                      "a scanner's retry, answered like the first):\n", flush=True)
                 print(demo_line + "\n", flush=True)
                 command = shlex.quote(sys.argv[0]) if sys.argv and sys.argv[0].endswith("placegate") else "placegate"
                 print(f"A fresh code: {command} issue --holder demo-holder-0001\n", flush=True)
