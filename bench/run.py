@@ -213,6 +213,9 @@ class Harness:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     async def seed(self) -> None:
+        from gateway.privacy.audit import set_trail_secret
+
+        set_trail_secret(self.secret)  # the registry writes are audited, signed with the trail key (as the CLI does)
         redis = connect_redis(self.redis_server.url)
         world = await seed_world(redis, secret=self.secret, status_buckets=65536, holders=self.args.holders)
         await redis.aclose()
@@ -500,7 +503,8 @@ def _render(
             f"{_median(r.p99_ms for r in rs):.2f} | {_median(r.cpu_us for r in rs):.0f} |"
         )
     ratios = _ratios(runs)
-    lines += ["", "| ratio | per round | median | target |", "|---|---|---|---|"]
+    if ratios:
+        lines += ["", "| ratio | per round | median | target |", "|---|---|---|---|"]
     targets = {
         "full / bare": "≥ 0.30",
         "full / naive": "≥ 2",
