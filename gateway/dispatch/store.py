@@ -370,23 +370,30 @@ class CaseStore:
         """
         self._folds.pop(fold, None)  # asked alone: the case is closed or full, or this event opens it
         with redis_errors("dispatch store"):
-            async with self.redis.client() as conn:
-                # SET NX GET: of two consumers folding the same kind, exactly one finds the key empty.
-                target = cast(bytes | None, await conn.set(fold, case_id, nx=True, get=True, px=window_ms))
-                for _ in range(WRITE_RETRIES):
-                    if target is None or _s(target) == case_id:
-                        # Counted at once, before the case is written: the opener's event is the first of its
-                        # case, and no fold that arrives meanwhile can fill the case without it.
-                        await self._occur(conn, case_id, event_id, at_ms)
-                        return case_id, "open"
-                    other = _s(target)
-                    counted = await self._occur(conn, other, event_id, at_ms)
-                    if counted >= 0:
-                        if await self.aof_enabled():
-                            await self._wait_aof(conn)
-                        return other, "folded" if counted else "duplicate"
-                    # Closed or full: this event opens the next case, unless another consumer's already did.
-                    target = await self._roll_script(keys=[fold], args=[other, case_id, window_ms], client=conn)
+            if not await self.aof_enabled():  # nothing to wait for: no connection of its own
+                return await self._fold_on(self.redis, fold, case_id, event_id, at_ms, window_ms)
+            async with self.redis.client() as conn:  # WAITAOF counts this connection's writes
+                return await self._fold_on(conn, fold, case_id, event_id, at_ms, window_ms)
+
+    async def _fold_on(
+        self, conn: Redis, fold: str, case_id: str, event_id: str, at_ms: int, window_ms: int
+    ) -> tuple[str, str]:
+        # SET NX GET: of two consumers folding the same kind, exactly one finds the key empty.
+        target = cast(bytes | None, await conn.set(fold, case_id, nx=True, get=True, px=window_ms))
+        for _ in range(WRITE_RETRIES):
+            if target is None or _s(target) == case_id:
+                # Counted at once, before the case is written: the opener's event is the first of its case, and
+                # no fold that arrives meanwhile can fill the case without it.
+                await self._occur(conn, case_id, event_id, at_ms)
+                return case_id, "open"
+            other = _s(target)
+            counted = await self._occur(conn, other, event_id, at_ms)
+            if counted >= 0:
+                if await self.aof_enabled():
+                    await self._wait_aof(conn)
+                return other, "folded" if counted else "duplicate"
+            # Closed or full: this event opens the next case, unless another consumer's already did.
+            target = await self._roll_script(keys=[fold], args=[other, case_id, window_ms], client=conn)
         raise CaseRefusedError("the fold kept changing; try again", code="case_conflict")
 
     async def fold_many(self, folds: Sequence[tuple[str, str, str, int]], window_ms: int) -> list[tuple[str, str]]:
