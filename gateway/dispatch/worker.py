@@ -106,7 +106,7 @@ class IntakeWorker:
         consumer: str,
         claim_idle_ms: int = 60_000,
         max_deliveries: int = 5,
-        batch: int = 128,
+        batch: int = 32,
         auto_intake_reports: bool = False,
         clock: Clock = lambda: datetime.now(UTC),
         fold_window_s: int = 0,
