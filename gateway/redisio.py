@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, cast
 
 import hiredis
@@ -31,7 +31,7 @@ from gateway.errors import StoreUnavailableError
 
 __all__ = [
     "BATCHER_OP", "Command", "CommandBatcher", "StoreErrorSink", "connect_redis", "count_store_errors", "is_noscript",
-    "redis_errors", "store_op",
+    "one_connection", "redis_errors", "store_op",
 ]
 
 # One Redis command: name then arguments, each bytes, str, int or float (what hiredis.pack_command encodes).
@@ -112,6 +112,21 @@ def _translated(what: str, *, counted: bool) -> Iterator[None]:
         if counted:
             _store_error(store_op(what))
         raise StoreUnavailableError(f"{what} unavailable") from exc
+
+
+@contextlib.asynccontextmanager
+async def one_connection(redis: Redis) -> AsyncIterator[Redis]:
+    """A client bound to one pooled connection (WAITAOF counts that connection's writes), given back however the
+    block ends. Not ``async with redis.client()``: redis-py's ``__aexit__`` awaits a shielded step before it
+    closes, so a cancellation landing there (a consumer stopped at shutdown) skips the close and leaks the
+    connection ("Unclosed client session" at collection). Here the close runs as a task of its own that the
+    caller's cancellation cannot stop.
+    """
+    conn = redis.client()
+    try:
+        yield conn
+    finally:
+        await asyncio.shield(asyncio.ensure_future(conn.aclose()))
 
 
 def is_noscript(reply: object) -> bool:

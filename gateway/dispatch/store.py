@@ -38,7 +38,7 @@ from crypto.sealing import SEALED_PREFIX, Sealer, SealError, note_binding
 from gateway import keyspace
 from gateway.dispatch.notes import EXTENSION_FIELD, join_entries, note_days, note_ttl_ms, refs_of, split_entries
 from gateway.errors import CaseRefusedError, NotDurableError, NotFoundError
-from gateway.redisio import redis_errors
+from gateway.redisio import one_connection, redis_errors
 from gateway.scan.scanlog import day_of
 from policy.casework import TERMINAL_STATES, Case, case_from_fields, case_to_fields
 from policy.deadlines import next_due_at
@@ -232,7 +232,7 @@ class CaseStore:
         cid, score = new.case_id, due_score(new)
         with redis_errors("dispatch store"):
             # One connection for the script, the index updates and WAITAOF: WAITAOF counts this client's writes.
-            async with self.redis.client() as conn:
+            async with one_connection(self.redis) as conn:
                 # Never a pipeline here: redis-py runs a pipeline on another connection of the pool, where this
                 # connection's WAITAOF would not count its writes (and the pool could run dry under load).
                 if score is not None:
@@ -340,7 +340,7 @@ class CaseStore:
     async def ensure_durable(self, case: Case) -> None:
         """Re-index an existing case and wait for the disk (a redelivered event whose case already exists)."""
         with redis_errors("dispatch store"):
-            async with self.redis.client() as conn:
+            async with one_connection(self.redis) as conn:
                 await self._index(conn, case, created=True)
                 if await self.aof_enabled():
                     await self._wait_aof(conn)
@@ -372,7 +372,7 @@ class CaseStore:
         with redis_errors("dispatch store"):
             if not await self.aof_enabled():  # nothing to wait for: no connection of its own
                 return await self._fold_on(self.redis, fold, case_id, event_id, at_ms, window_ms)
-            async with self.redis.client() as conn:  # WAITAOF counts this connection's writes
+            async with one_connection(self.redis) as conn:  # WAITAOF counts this connection's writes
                 return await self._fold_on(conn, fold, case_id, event_id, at_ms, window_ms)
 
     async def _fold_on(
@@ -697,7 +697,7 @@ class CaseStore:
     async def append_intake(self, event: Mapping[str, str]) -> str:
         """XADD an event to the intake stream, acknowledged once on disk; returns the stream id."""
         with redis_errors("intake stream"):
-            async with self.redis.client() as conn:
+            async with one_connection(self.redis) as conn:
                 mid = await conn.xadd(keyspace.DISPATCH_INTAKE, dict(event))  # type: ignore[arg-type]
                 if await self.aof_enabled():
                     await self._wait_aof(conn)
@@ -715,7 +715,7 @@ class CaseStore:
             ttl_ms = note_ttl_ms(day, self.note_retention_days, self.clock())
             fields.update(note="", note_ref=f"{day}:{EXTENSION_FIELD}")
         with redis_errors("dispatch store"):
-            async with self.redis.client() as conn:
+            async with one_connection(self.redis) as conn:
                 if not await conn.hsetnx(name, "requested_at", request["requested_at"]):
                     return False
                 await conn.hset(name, mapping=fields)  # type: ignore[arg-type]
