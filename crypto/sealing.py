@@ -26,7 +26,17 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from crypto.kdf import derive_key
 
-__all__ = ["NOTE_LABEL", "SEALED_PREFIX", "SealError", "Sealer", "case_binding", "event_binding", "note_binding"]
+__all__ = [
+    "ATTACHMENT_LABEL",
+    "NOTE_LABEL",
+    "SEALED_PREFIX",
+    "SealError",
+    "Sealer",
+    "attachment_binding",
+    "case_binding",
+    "event_binding",
+    "note_binding",
+]
 
 _PREFIX = "s2."
 _AAD = b"placegate/holder-ref/v2\x00"  # + the binding
@@ -52,6 +62,18 @@ def note_binding(case_id: str, day: str, field: str) -> str:
 # The sub-key label of the note sealer: notes and holder references are separate purposes, so one leaked
 # sub-key opens one of them only (crypto/kdf.py).
 NOTE_LABEL = b"placegate/note-seal/v1"
+
+
+# The sub-key label of the attachment sealer: a case's evidence files (a photo of a person is personal data) are
+# a third purpose, so neither the note nor the holder sub-key opens them.
+ATTACHMENT_LABEL = b"placegate/attachment-seal/v1"
+_BYTES_PREFIX = b"b1."
+_BYTES_AAD = b"placegate/attachment/v1\x00"  # + the binding
+
+
+def attachment_binding(case_id: str, n: int) -> str:
+    """What a sealed attachment is bound to: its case and its number there."""
+    return f"attachment:{case_id}:{n}"
 
 
 def case_binding(case_id: str) -> str:
@@ -95,6 +117,22 @@ class Sealer:
         else:
             plain = self.open(sealed, bound_to=bound_to)
         return self.seal(plain, bound_to=rebind_to)
+
+    def seal_bytes(self, plain: bytes, *, bound_to: str) -> bytes:
+        """Seal a binary value (an attachment) so that it opens only with the same ``bound_to``; raw bytes, not
+        base64, so a 2 MB photo costs 2 MB + 31 bytes at rest."""
+        nonce = os.urandom(12)
+        return _BYTES_PREFIX + nonce + self._aead.encrypt(nonce, plain, _BYTES_AAD + bound_to.encode())
+
+    def open_bytes(self, sealed: bytes, *, bound_to: str) -> bytes:
+        """:raises SealError: not a binary value sealed under this key and bound to ``bound_to``."""
+        if not sealed.startswith(_BYTES_PREFIX):
+            raise SealError("not a sealed binary value")
+        body = sealed[len(_BYTES_PREFIX) :]
+        try:
+            return self._aead.decrypt(body[:12], body[12:], _BYTES_AAD + bound_to.encode())
+        except (ValueError, InvalidTag) as exc:
+            raise SealError("cannot open sealed value") from exc
 
     def _open(self, body: str, aad: bytes) -> str:
         try:

@@ -38,6 +38,8 @@ class RouteDoc:
     ok_description: str = "the answer"
     ok_media_type: str = "application/json"
     body: Mapping[str, Any] | None = None
+    body_media_type: str = "application/json"
+    ok_media_types_more: tuple[str, ...] = ()  # further media types of the answer (a download's sniffed type)
     query: tuple[QueryParam, ...] = ()
     description: str = ""
 
@@ -193,6 +195,55 @@ ROUTE_DOCS: Mapping[tuple[str, str], RouteDoc] = {
         description="A malformed, missing or out-of-range instant (before 2000 or from 2100 on) or an unknown "
                     "level is 400 `invalid_request` naming the parameter; `to` not after `from`, or a range "
                     "longer than `PLACEGATE_DISPATCH_METRICS_MAX_DAYS`, is 422 `invalid_range`.",
+    ),
+    ("GET", "/v1/reports"): RouteDoc(
+        "list_reports", "dispatch", "a site manager's own reports and where their cases stand",
+        _obj({"reports": {"type": "array", "items": _obj({
+            "event_id": _STR_OR_NULL, "case_id": _STR, "event_class": _STR_OR_NULL, "place": _STR_OR_NULL,
+            "filed_at": _TIME, "state": _STR}, {
+            "level": _STR, "stage_started_at": _STR_OR_NULL, "stage_deadline": _STR_OR_NULL, "overdue": _BOOL,
+            "closure_kind": _STR_OR_NULL, "merged_into": _STR})},
+              "next_cursor": _STR_OR_NULL}),
+        query=(QueryParam("limit", {"type": "string", "pattern": "^[0-9]{1,6}$"}),
+               QueryParam("cursor", {"type": "string", "pattern": "^[0-9]{1,9}$"})),
+        description="Newest first. Only the caller's reports; no note, no history, no holder. `state` is "
+                    "`queued` until the report's case is made.",
+    ),
+    ("GET", "/v1/places/{place_id}/exceptions"): RouteDoc(
+        "place_exceptions", "dispatch", "counts of exception scans at one of the caller's places, per day and reason",
+        _obj({"place": _STR, "from": _STR, "to": _STR, "total": _INT,
+              "reasons": {"type": "object", "additionalProperties": _INT},
+              "days": {"type": "array", "items": _obj({
+                  "day": _STR, "total": _INT, "reasons": {"type": "object", "additionalProperties": _INT},
+                  "classes": {"type": "object", "additionalProperties": _INT}})}}),
+        query=(QueryParam("from", {"type": "string", "format": "date"}, "first day (UTC), YYYY-MM-DD"),
+               QueryParam("to", {"type": "string", "format": "date"}, "last day (UTC), YYYY-MM-DD; default today")),
+        description="Days within today and the last 14 (default: the last 7); counts only. A place that is "
+                    "not the caller's is 404 `not_found`, like a place that does not exist.",
+    ),
+    ("POST", "/v1/cases/{case_id}/attachments"): RouteDoc(
+        "add_attachment", "dispatch", "attach a JPEG or PNG photo or a PDF to a case (raw body, at most 2 MB)",
+        _obj({"case_id": _STR, "n": _INT, "content_type": _STR, "size": _INT, "sha256": _STR,
+              "uploaded_at": _TIME, "uploaded_by": _STR}), ok_status=201,
+        body={"type": "string", "format": "binary"}, body_media_type="application/octet-stream",
+        description="The type is decided by the content (any declared type is ignored): anything else is 415 "
+                    "`unsupported_attachment_type`; over 2 MB is 413 `attachment_too_large`; at most 20 per case "
+                    "(409 `attachments_full`); a closed case takes none (409 `case_closed`). Sealed at rest; "
+                    "audited. A site manager attaches to the case of their own report.",
+    ),
+    ("GET", "/v1/cases/{case_id}/attachments"): RouteDoc(
+        "list_attachments", "dispatch", "the attachments of a case (no content)",
+        _obj({"case_id": _STR, "attachments": {"type": "array", "items": _obj(
+            {"n": _INT, "content_type": _STR, "size": _INT, "sha256": _STR, "uploaded_at": _TIME,
+             "uploaded_by": _STR})}}),
+        description="A site manager sees only the files they uploaded.",
+    ),
+    ("GET", "/v1/cases/{case_id}/attachments/{n}"): RouteDoc(
+        "get_attachment", "dispatch", "download one attachment (audited)", {"type": "string", "format": "binary"},
+        ok_media_type="image/png", ok_media_types_more=("image/jpeg", "application/pdf"),
+        description="Answered with `Content-Disposition: attachment` and `X-Content-Type-Options: nosniff`; an "
+                    "audit entry is written before the file leaves. A site manager downloads only the files they "
+                    "uploaded.",
     ),
     # --- privacy -----------------------------------------------------------------------------------------------
     ("GET", "/v1/privacy/audit"): RouteDoc(

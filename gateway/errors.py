@@ -87,6 +87,10 @@ ERROR_STATUS: dict[str, int] = {
     "holder_not_needed": 403,  # the case's event class needs no holder (setting holder_read_classes)
     "unseal_failed": 409,  # the sealed reference is not this case's (copied from another) or not readable
     "rate_limited": 429,
+    # case attachments (gateway/dispatch/attachments.py, policy/evidence.py)
+    "attachment_too_large": 413,
+    "unsupported_attachment_type": 415,  # the content is no JPEG, PNG or PDF, whatever was declared
+    "attachments_full": 409,
     "not_durable": 503,
     # privacy (policy/purpose.py codes): who may read personal data, for what, over which window
     "purpose_not_allowed": 403,

@@ -50,6 +50,7 @@ __all__ = [
     "report_event_fields",
     "scan_event_class",
     "scan_event_fields",
+    "scan_event_place_reason",
 ]
 
 Source = Literal["scan", "report"]
@@ -138,6 +139,13 @@ def scan_event_fields(
         "reason", reason, "place", place_id, "jurisdiction", jurisdiction, "device", device_id,
         "occurred_at", occurred_ms, "holder_sealed", holder_sealed, "subject", subject, "purpose", PURPOSE,
     )  # fmt: skip
+
+
+def scan_event_place_reason(event: tuple[str, ...]) -> tuple[str, str]:
+    """The place and deny reason of a scan event as ``scan_event_fields`` built it (the per-place exception
+    counters). Looked up by field name on the even positions, so a value never passes for a name."""
+    names = event[::2]
+    return event[2 * names.index("place") + 1], event[2 * names.index("reason") + 1]
 
 
 def report_event_fields(

@@ -54,6 +54,8 @@ __all__ = [
     "Limit",
     "approval_key",
     "case_alias_key",
+    "case_attachment_key",
+    "case_attachments_key",
     "case_extension_key",
     "case_history_key",
     "case_holder_key",
@@ -70,8 +72,11 @@ __all__ = [
     "holder_reads_key",
     "idempotency_key",
     "nonce_key",
+    "place_exceptions_key",
     "place_key",
     "principal_key",
+    "reporter_reports_info_key",
+    "reporter_reports_key",
     "scan_log_key",
     "static_replay_key",
     "status_bucket_key",
@@ -238,6 +243,32 @@ IDEMPOTENCY_TTL_S: Final = 60
 
 def idempotency_key(digest_hex: str) -> str:
     return f"pg:idem:{digest_hex}"
+def case_attachments_key(case_id: str) -> str:
+    """Hash of the case's attachments: number -> JSON (type, size, SHA-256, when, by whom); never the bytes."""
+    return case_key(case_id) + ":att"
+
+
+def case_attachment_key(case_id: str, n: int) -> str:
+    """String with attachment ``n`` of the case, sealed (``crypto.sealing.attachment_binding``); the case's TTL."""
+    return case_key(case_id) + f":att:{n}"
+
+
+def reporter_reports_key(principal_id: str) -> str:
+    """Sorted set of the case ids a site manager's reports were answered with (score: Unix ms filed), so the
+    manager can follow them (``GET /v1/reports``); the case's retention, trimmed by time on every add."""
+    # Hashed like holder_reads_key: a principal id is a staff member's identifier, and key names are listed.
+    return "pg:reports-by:{" + hashlib.sha256(principal_id.encode()).hexdigest()[:32] + "}"
+
+
+def reporter_reports_info_key(principal_id: str) -> str:
+    """Hash beside ``reporter_reports_key`` (same hash tag): case id -> "event id, class, place" of the report."""
+    return reporter_reports_key(principal_id) + ":info"
+
+
+def place_exceptions_key(place_id: str, day: str) -> str:
+    """Hash of one place's exception scans on ``day`` (YYYYMMDD, UTC): deny reason -> count (HINCRBY on the scan
+    path). Counts only, nobody's data; EXPIREAT the end of the day + retention, like that day's scan log."""
+    return f"pg:place-exceptions:{place_id}:{day}"
 
 
 # The sweeper's due index: every open case scored by ``policy.deadlines.next_due_at`` in Unix ms ("+inf": no
@@ -372,6 +403,10 @@ DATA_CLASSES: Final = (
     DataClass("case_alias", _CASE + ":into", True, CASE_RETENTION_S),
     DataClass("fold_keys", r"pg:dispatch:fold:[0-9a-f]{32}", True, FOLD_WINDOW_MAX_S),
     DataClass("scan_idempotency", r"pg:idem:[0-9a-f]{32}", True, IDEMPOTENCY_TTL_S),
+    # Evidence files (a photo of a person is personal data): sealed, and never kept longer than their case.
+    DataClass("case_attachments", _CASE + r":att(?::[0-9]{1,3})?", True, CASE_RETENTION_S),
+    DataClass("reporter_reports", r"pg:reports-by:\{[0-9a-f]{32}\}(?::info)?", True, CASE_RETENTION_S),
+    DataClass("place_exceptions", r"pg:place-exceptions:[a-z0-9][a-z0-9._-]{0,63}:[0-9]{8}", True, "day_end"),
     DataClass("dispatch_intake", "pg:dispatch:intake", False, "none"),  # trimmed by time, entries checked
     DataClass("dead_letters", "pg:dispatch:deadletter", True, "retention"),  # and its entries checked
     DataClass("dispatch_open", "pg:dispatch:open", True, CASE_RETENTION_S),

@@ -70,7 +70,7 @@ def _operation(method: str, path: str, handler: object, doc: RouteDoc) -> dict[s
         "responses": {
             str(doc.ok_status): {
                 "description": doc.ok_description,
-                "content": {doc.ok_media_type: {"schema": doc.ok_schema}},
+                "content": {t: {"schema": doc.ok_schema} for t in (doc.ok_media_type, *doc.ok_media_types_more)},
             },
             "default": {
                 "description": "a refusal: the stable code names why; the status follows from the code",
@@ -88,7 +88,7 @@ def _operation(method: str, path: str, handler: object, doc: RouteDoc) -> dict[s
     if params:
         op["parameters"] = params
     if doc.body is not None:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": doc.body}}}
+        op["requestBody"] = {"required": True, "content": {doc.body_media_type: {"schema": doc.body}}}
     return op
 
 

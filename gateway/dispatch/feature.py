@@ -17,7 +17,7 @@ from aiohttp import web
 from gateway import keyspace
 from gateway.appstate import METRICS, REDIS, SETTINGS
 from gateway.background import refreshing
-from gateway.dispatch import reports, routes
+from gateway.dispatch import attachments, people, reports, routes
 from gateway.dispatch.gauges import sample_backlog
 from gateway.dispatch.lease import SweepLease
 from gateway.dispatch.runtime import (
@@ -35,7 +35,7 @@ from gateway.errors import GatewayError
 __all__ = ["ROUTES", "install"]
 
 log = logging.getLogger("placegate.dispatch")
-ROUTES: tuple[web.AbstractRouteDef, ...] = (*routes.routes, *reports.routes)
+ROUTES: tuple[web.AbstractRouteDef, ...] = (*routes.routes, *reports.routes, *people.routes, *attachments.routes)
 
 
 def install(app: web.Application) -> None:

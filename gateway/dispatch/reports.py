@@ -18,6 +18,7 @@ from aiohttp import web
 
 from gateway.auth import PRINCIPAL, requires
 from gateway.dispatch.evaluation import evaluation_document, parse_instant
+from gateway.dispatch.people import file_report
 from gateway.dispatch.runtime import DISPATCH, in_scope
 from gateway.dispatch.store import case_id_for_event
 from gateway.errors import BadRequestError, CaseRefusedError, ForbiddenError
@@ -80,8 +81,12 @@ async def post_report(request: web.Request) -> web.Response:
         jurisdiction=place.jurisdiction, reporter=principal.principal_id, occurred_at=at,
         note=runtime.store.seal_intake_note(event_id, masked.text) if masked else None, received_at=now,
     )  # fmt: skip
+    case_id = case_id_for_event(event_id)
+    # Filed under the reporter first: a report the manager is answered for is always in their list (people.py).
+    await file_report(runtime, principal.principal_id, case_id=case_id, event_id=event_id,
+                      event_class=event_class, place_id=place.place_id, now=now)  # fmt: skip
     await runtime.store.append_intake(event)
-    answer: dict[str, object] = {"event_id": event_id, "case_id": case_id_for_event(event_id), "status": "queued"}
+    answer: dict[str, object] = {"event_id": event_id, "case_id": case_id, "status": "queued"}
     if masked is not None:
         answer.update(note=masked.text, masked=masked.counts)
     return json_response(answer, status=202)

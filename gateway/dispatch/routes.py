@@ -22,6 +22,7 @@ from aiohttp import web
 
 from crypto.sealing import SealError, case_binding
 from gateway.auth import PRINCIPAL, requires
+from gateway.dispatch.attachments import attachment_list
 from gateway.dispatch.runtime import DISPATCH, DispatchRuntime, in_scope
 from gateway.dispatch.store import FOLD_MAX_OCCURRENCES, Occurrences, valid_case_id
 from gateway.dispatch.webhooks import notifications_of
@@ -168,6 +169,7 @@ async def get_case(request: web.Request) -> web.Response:
     doc["occurrences"] = _occurrences_json(await runtime.store.occurrences(case))
     if runtime.outbox is not None:  # department webhook deliveries (gateway/dispatch/webhooks.py)
         doc["notifications"] = await notifications_of(runtime.store.redis, case_id)
+    doc["attachments"] = await attachment_list(runtime, case.case_id)  # no content: a download is its own read
     # Audit before the case (its notes are personal data) leaves the gateway: no trail, no read.
     await _audit_read(runtime, request[PRINCIPAL], "case_read", f"case:{case_id}", case_id, 1)
     return json_response(doc)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from redis.asyncio import Redis
 
-from crypto.sealing import NOTE_LABEL, Sealer
+from crypto.sealing import ATTACHMENT_LABEL, NOTE_LABEL, Sealer
 from crypto.subject import SubjectHasher
 from gateway.dispatch.holder_reads import HolderReadLimit
 from gateway.dispatch.store import CaseStore
@@ -67,6 +67,7 @@ class DispatchRuntime:
     holder_read_classes: frozenset[str]  # event classes whose follow-up may read the holder
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     outbox: Outbox | None = None  # department webhooks (gateway/dispatch/webhooks.py); None: no table
+    attachment_sealer: Sealer | None = None  # seals case attachments at rest (gateway/dispatch/attachments.py)
 
     def now(self) -> datetime:
         return self.clock()
@@ -91,6 +92,7 @@ def make_runtime(redis: Redis, settings: Settings, dispatch: DispatchSettings) -
     runtime = DispatchRuntime(
         dispatch, store, routing, deadlines, Sealer(secret), SubjectHasher(secret), limit, settings.holder_read_classes
     )
+    runtime.attachment_sealer = Sealer(secret, label=ATTACHMENT_LABEL)
     store.clock = runtime.now  # note TTLs count from the runtime's (replaceable) clock
     if webhooks := load_webhooks(dispatch.webhooks_file):
         runtime.outbox = Outbox(

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from gateway import keyspace
 from gateway.errors import StoreUnavailableError
+from gateway.intake import scan_event_place_reason
 from gateway.redisio import Command, CommandBatcher
 from gateway.status.cache import StatusLocator, unpack_status
 from policy.status import HolderStatus
@@ -113,6 +114,7 @@ class ScanStore:
         and set the replay marks the lookups of a store outage could not set (one group)."""
         commands: list[Command] = []
         expiries: dict[str, int] = {}
+        counters: dict[str, int] = {}  # the per-place exception counters touched: key -> its day's expiry
         for day, expire_at, entry, event in records:
             expiries[day] = expire_at
             commands.append(("XADD", keyspace.scan_log_key(day), "*", *entry))
@@ -121,9 +123,16 @@ class ScanStore:
                 # dead-lettered it, which only the group knows. The sweep trims by time, never past an event the
                 # group has not finished (gateway/dispatch/worker.py ``trim_to_retention``).
                 commands.append(("XADD", keyspace.DISPATCH_INTAKE, "*", *event))
+                # A site manager's counts per day and reason (GET /v1/places/{id}/exceptions): one HINCRBY in
+                # this group, not a read of cases or of the log; nothing personal, the log's retention.
+                place_id, reason = scan_event_place_reason(event)
+                counter = keyspace.place_exceptions_key(place_id, day)
+                counters[counter] = expire_at
+                commands.append(("HINCRBY", counter, reason, 1))
         # Sent with every group, not once per day: if the partition was ever recreated (deleted, failed over to
         # a replica that missed the first EXPIREAT) it must never live without its expiry.
         commands.extend(("EXPIREAT", keyspace.scan_log_key(day), expire_at) for day, expire_at in expiries.items())
+        commands.extend(("EXPIREAT", counter, expire_at) for counter, expire_at in counters.items())
         # NX: a presentation after the outage may already have set the mark; the first place stays the first.
         commands.extend(("SET", key, place_id, "NX", "EX", ttl_s) for key, place_id, ttl_s in marks)
         await self.batcher.run(commands, timeout_s)
