@@ -79,7 +79,8 @@ class _Findings:
 
 
 def _day_of_key(key: str) -> str:
-    if key.startswith("pg:casenote:"):  # keyspace.case_notes_key: the case's hash tag, then the note's day
+    # keyspace.case_notes_key and place_exceptions_key: the day is the name's last part
+    if key.startswith(("pg:casenote:", "pg:place-exceptions:")):
         return key.rsplit(":", 1)[1]
     return key.split("{d", 1)[1].rstrip("}")
 

@@ -7,12 +7,14 @@ import io
 import os
 import struct
 import zlib
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from gateway import keyspace
 from gateway.keyspace import AUDIT_STREAM
+from gateway.privacy.retention import retention_report
 from policy.evidence import ATTACHMENT_MAX_BYTES, ATTACHMENTS_MAX, sniff_attachment
 from tests.gateway.dispatch import test_dispatch_fixtures as fx
 from tests.gateway.dispatch.test_dispatch_fixtures import T0, DispatchWorld
@@ -132,6 +134,11 @@ async def test_no_stored_value_holds_the_file_in_clear(dw: DispatchWorld) -> Non
     raw = await dw.world.redis.get(keyspace.case_attachment_key(case_id, 1))
     assert raw is not None and len(raw) == len(png) + 31  # sealed: prefix, nonce and tag, no base64
     assert 0 < await dw.world.redis.pttl(keyspace.case_attachment_key(case_id, 1)) <= keyspace.CASE_RETENTION_S * 1000
+    # Every new key (the files, their list, the reporter's index) is classified and within its class's retention.
+    report = await retention_report(dw.world.redis, now=datetime.now(UTC), retention_days=21, status_ttl_s=3600)
+    classes = report["classes"]
+    assert isinstance(classes, dict) and report["violations"] == []
+    assert (classes["case_attachments"]["keys"], classes["reporter_reports"]["keys"]) == (3, 2)
 
 
 @pytest.mark.parametrize(
