@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+import pytest
 
 from crypto.keys import Alg, SigningKey
 from crypto.native import Colour
@@ -94,6 +95,7 @@ async def test_exception_counts_per_day_and_reason_at_the_managers_place_only(
 ) -> None:
     dw: DispatchWorld = await make_dispatch_world(clock=None)  # scans and counts on the real clock
     world = dw.world
+    started = datetime.now(UTC).date()
     await world.set_status("holder-1")
     await world.set_status("holder-red", Colour.RED)
     code = world.code("holder-1")
@@ -106,6 +108,8 @@ async def test_exception_counts_per_day_and_reason_at_the_managers_place_only(
     forged = (await world.scan(world.code("holder-1", key=stranger), who="dev-a"))[1]["reason"]
     assert forged == "unknown_key"
     today = datetime.now(UTC).date()
+    if today != started:
+        pytest.skip("the UTC day changed between the scans: their counts are split over two days")
     resp = await world.client.get("/v1/places/place-a/exceptions", headers=world.auth("sm-a"))
     assert resp.status == 200
     body = await resp.json()
