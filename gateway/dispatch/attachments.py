@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from crypto.sealing import Sealer, SealError, attachment_binding
 from gateway import keyspace
@@ -105,13 +106,18 @@ async def attachment_list(runtime: DispatchRuntime, case_id: str, *, by: str | N
     return [e for e in entries if by is None or e.get("uploaded_by") == by]
 
 
-async def _read_body(request: web.Request) -> bytes:
-    """The raw body, refused as soon as it passes the limit (never buffered past it)."""
+def _check_head(request: web.Request) -> None:
+    """Refusals the headers alone decide, before anything is looked up (as ``http.read_json`` does)."""
+    if request.headers.get("Content-Encoding", "").strip().lower() not in ("", "identity"):
+        # Refused, never inflated: the limit holds for the bytes stored (the app turns decompression off).
+        raise UnsupportedMediaTypeError("send the file uncompressed (no Content-Encoding)")
     if request.content_length is not None and request.content_length > ATTACHMENT_MAX_BYTES:
         raise PayloadTooLargeError(f"an attachment is at most {ATTACHMENT_MAX_BYTES} bytes",
                                    code="attachment_too_large")  # fmt: skip
-    if request.headers.get("Content-Encoding", "").strip().lower() not in ("", "identity"):
-        raise UnsupportedMediaTypeError("send the file uncompressed (no Content-Encoding)")
+
+
+async def _read_body(request: web.Request) -> bytes:
+    """The raw body, refused as soon as it passes the limit (never buffered past it)."""
     body = bytearray()
     try:
         async with asyncio.timeout(request.app[SETTINGS].body_read_timeout_s):
@@ -122,6 +128,8 @@ async def _read_body(request: web.Request) -> bytes:
                                                code="attachment_too_large")  # fmt: skip
     except TimeoutError:
         raise RequestTimeoutError("the body did not arrive in time") from None
+    except HttpProcessingError:
+        raise BadRequestError("malformed request body") from None
     except ConnectionResetError:
         raise BadRequestError("the connection closed before the body was whole") from None
     return bytes(body)
@@ -139,6 +147,7 @@ async def add_attachment(request: web.Request) -> web.Response:
     """Attach one file (the raw body): a JPEG or PNG photo or a PDF, at most 2 MB; 201 with its list entry."""
     runtime = request.app[DISPATCH]
     principal = request[PRINCIPAL]
+    _check_head(request)
     case = await _case_for(runtime, principal, request.match_info["case_id"])
     data = await _read_body(request)
     content_type = sniff_attachment(data)
