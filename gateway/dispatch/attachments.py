@@ -137,7 +137,7 @@ async def _read_body(request: web.Request) -> bytes:
 
 async def _audit(runtime: DispatchRuntime, principal: Principal, action: str, case_id: str, n: int) -> None:
     await record_access(runtime.store.redis, principal=principal, action=action,
-                        obj=f"case:{case_id}:attachment:{n}", purpose=PURPOSE, now=runtime.now(), case_ref=case_id,
+                        obj=f"attachment:{case_id}:{n}", purpose=PURPOSE, now=runtime.now(), case_ref=case_id,
                         result_count=1)  # fmt: skip
 
 

@@ -80,6 +80,7 @@ _OBJECT_KINDS: dict[str, Callable[[str], bool]] = {
     "key": _match(_HEX),
     "checkpoint": _match(_COUNT),
     "day": _match(re.compile(r"[0-9]{8}")),  # a shredded scan-log day (privacy/shred.py)
+    "attachment": _match(re.compile(r"c[0-9a-f]{20}:[0-9]{1,3}")),  # a case's file (dispatch/attachments.py)
 }
 
 

@@ -117,9 +117,9 @@ async def test_real_png_jpeg_and_pdf_are_attached_by_content_listed_and_download
         assert resp.headers["Content-Disposition"].startswith("attachment; filename=")
     reads = await _audits(dw, "attachment_read")
     assert [(e["who"], e["object"], e["case_ref"]) for e in reads] == [
-        ("disp-1", f"case:{case_id}:attachment:{n}", case_id) for n in (1, 2, 3)]
+        ("disp-1", f"attachment:{case_id}:{n}", case_id) for n in (1, 2, 3)]
     assert [e["object"] for e in await _audits(dw, "attachment_add")] == [
-        f"case:{case_id}:attachment:{n}" for n in (1, 2, 3)]
+        f"attachment:{case_id}:{n}" for n in (1, 2, 3)]
 
 
 async def test_no_stored_value_holds_the_file_in_clear(dw: DispatchWorld) -> None:
