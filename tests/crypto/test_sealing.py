@@ -58,3 +58,21 @@ def test_the_unbound_format_is_read_by_reseal_only() -> None:
 
 def test_the_sealer_never_shows_its_key() -> None:
     assert repr(Sealer(MASTER)) == "Sealer(***)"
+
+
+def test_a_sealed_file_opens_only_with_its_binding_and_the_attachment_sub_key() -> None:
+    from crypto.sealing import ATTACHMENT_LABEL, NOTE_LABEL, attachment_binding
+
+    sealer = Sealer(MASTER, label=ATTACHMENT_LABEL)
+    photo = b"\x89PNG\r\n\x1a\n" + os.urandom(64)
+    blob = sealer.seal_bytes(photo, bound_to=attachment_binding("c1", 1))
+    assert blob.startswith(b"b1.") and len(blob) == len(photo) + 31 and photo not in blob
+    assert sealer.open_bytes(blob, bound_to=attachment_binding("c1", 1)) == photo
+    for other in (attachment_binding("c1", 2), attachment_binding("c2", 1)):
+        with pytest.raises(SealError):
+            sealer.open_bytes(blob, bound_to=other)
+    for other_key in (Sealer(MASTER), Sealer(MASTER, label=NOTE_LABEL)):
+        with pytest.raises(SealError):
+            other_key.open_bytes(blob, bound_to=attachment_binding("c1", 1))
+    with pytest.raises(SealError):
+        sealer.open_bytes(b"s2." + blob[3:], bound_to=attachment_binding("c1", 1))

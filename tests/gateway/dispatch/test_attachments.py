@@ -1,11 +1,10 @@
-"""Evidence on a case over HTTP on the real Redis: real PNG, JPEG and PDF files built here, the type decided by the
+"""Evidence on a case over HTTP on the real Redis: real PNG, JPEG and PDF files (tests/evidence_files.py), the type decided by the
 content, the size and count bounded, the bytes sealed at rest, every download audited, and who may do what."""
 
 from __future__ import annotations
 
 import io
 import os
-import struct
 import zlib
 from datetime import UTC, datetime
 from typing import Any
@@ -16,55 +15,14 @@ from gateway import keyspace
 from gateway.keyspace import AUDIT_STREAM
 from gateway.privacy.retention import retention_report
 from policy.evidence import ATTACHMENT_MAX_BYTES, ATTACHMENTS_MAX, sniff_attachment
+from tests.evidence_files import jpeg as _jpeg
+from tests.evidence_files import pdf as _pdf
+from tests.evidence_files import png as _png
 from tests.gateway.dispatch import test_dispatch_fixtures as fx
 from tests.gateway.dispatch.test_dispatch_fixtures import T0, DispatchWorld
 from tests.gateway.privacy.test_privacy_storage import _dump
 
 dispatch_env, make_dispatch_world, dw = fx.dispatch_env, fx.make_dispatch_world, fx.dw
-
-
-def _png(marker: bytes) -> bytes:
-    """A valid 1x1 RGB PNG carrying ``marker`` in a tEXt chunk."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
-            + chunk(b"tEXt", b"Comment\x00" + marker) + chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00"))
-            + chunk(b"IEND", b""))  # fmt: skip
-
-
-def _jpeg(marker: bytes) -> bytes:
-    """A valid baseline 8x8 grey JPEG (one all-zero block: DC and AC tables with the one code "0") with ``marker``
-    in a comment segment."""
-
-    def segment(kind: int, data: bytes) -> bytes:
-        return bytes([0xFF, kind]) + struct.pack(">H", len(data) + 2) + data
-
-    one_code = bytes([1] + [0] * 15) + b"\x00"  # one code of length 1 for the symbol 0
-    return (b"\xff\xd8" + segment(0xFE, marker) + segment(0xDB, b"\x00" + b"\x01" * 64)
-            + segment(0xC0, b"\x08" + struct.pack(">HH", 8, 8) + b"\x01\x01\x11\x00")
-            + segment(0xC4, b"\x00" + one_code) + segment(0xC4, b"\x10" + one_code)
-            + segment(0xDA, b"\x01\x01\x00\x00\x3f\x00") + b"\x3f" + b"\xff\xd9")  # fmt: skip
-
-
-def _pdf(marker: bytes) -> bytes:
-    """A valid one-page PDF whose content stream shows ``marker``, with a correct cross-reference table."""
-    stream = b"BT /F1 12 Tf 10 10 Td (" + marker + b") Tj ET"
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 50] /Contents 4 0 R >>",
-        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
-    ]
-    out, offsets = b"%PDF-1.4\n", []
-    for i, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    return out + b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
 
 
 async def _case(dw: DispatchWorld) -> str:
