@@ -1,5 +1,6 @@
-"""Evidence on a case over HTTP on the real Redis: real PNG, JPEG and PDF files (tests/evidence_files.py), the type decided by the
-content, the size and count bounded, the bytes sealed at rest, every download audited, and who may do what."""
+"""Evidence on a case over HTTP on the real Redis: real PNG, JPEG and PDF files (tests/evidence_files.py), the type
+decided by the content, the size and count bounded, the bytes sealed at rest, every download audited, and who may
+do what."""
 
 from __future__ import annotations
 
