@@ -18,7 +18,7 @@ the exceptions merged into one case); the counter costs one command per exceptio
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -28,7 +28,7 @@ from gateway import keyspace
 from gateway.auth import PRINCIPAL, requires
 from gateway.dispatch.runtime import DISPATCH, DispatchRuntime
 from gateway.errors import BadRequestError, NotFoundError
-from gateway.http import json_response
+from gateway.http import json_response, query_params
 from gateway.intake import scan_event_class
 from gateway.principals import Role
 from gateway.redisio import redis_errors
@@ -82,17 +82,6 @@ async def reported_by(runtime: DispatchRuntime, principal_id: str, case_id: str)
     return score is not None
 
 
-def _query(request: web.Request, allowed: Sequence[str]) -> Mapping[str, str]:
-    """The query, refusing unknown and repeated parameters by name (issue 15 "bad input")."""
-    q = request.query
-    for name in q:
-        if name not in allowed:
-            raise BadRequestError(f"unknown query parameter '{name}'")
-        if len(q.getall(name)) > 1:
-            raise BadRequestError(f"query parameter '{name}' given more than once")
-    return q
-
-
 def _int_param(q: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     raw = q.get(name)
     if raw is None:
@@ -123,7 +112,7 @@ async def list_reports(request: web.Request) -> web.Response:
     """The caller's own reports, newest first, each with its case's progress: ``?limit=&cursor=``."""
     runtime = request.app[DISPATCH]
     principal = request[PRINCIPAL]
-    q = _query(request, ("limit", "cursor"))
+    q = query_params(request)  # the documented ones only (gateway/apidocs.py)
     limit = _int_param(q, "limit", PAGE_DEFAULT, 1, runtime.settings.page_max)
     cursor = _int_param(q, "cursor", 0, 0, 100_000_000)
     index = keyspace.reporter_reports_key(principal.principal_id)
@@ -178,7 +167,7 @@ async def place_exceptions(request: web.Request) -> web.Response:
     # Scope first: a place of somebody else and a place that does not exist get the same answer.
     if place_id not in principal.places or await request.app[PLACES].get(place_id) is None:
         raise NotFoundError("no such place")
-    q = _query(request, ("from", "to"))
+    q = query_params(request)
     today = runtime.now().astimezone(UTC).date()
     end = _day_param(q, "to", today)
     start = _day_param(q, "from", end - timedelta(days=6))
