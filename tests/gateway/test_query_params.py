@@ -41,7 +41,7 @@ async def _get(dw: DispatchWorld, who: str | None, path: str, method: str = "GET
 async def test_an_unknown_query_parameter_is_refused_on_every_route_naming_it(
     dw: DispatchWorld, method: str, template: str
 ) -> None:
-    path = template.replace("{case_id}", "c" + "0" * 20)
+    path = template.replace("{case_id}", "c" + "0" * 20).replace("{place_id}", "place-a").replace("{n}", "1")
     for who in (None, "dispatcher"):  # before authentication: the parameter names are public (the OpenAPI)
         status, body = await _get(dw, who, path + "?bogus_param=1", method)
         assert (status, body["error"]) == (400, "invalid_request"), (method, path, body)
