@@ -38,7 +38,7 @@ from crypto.sealing import SEALED_PREFIX, Sealer, SealError, note_binding
 from gateway import keyspace
 from gateway.dispatch.notes import EXTENSION_FIELD, join_entries, note_days, note_ttl_ms, refs_of, split_entries
 from gateway.errors import CaseRefusedError, NotDurableError, NotFoundError
-from gateway.redisio import one_connection, redis_errors
+from gateway.redisio import is_noscript, one_connection, redis_errors
 from gateway.scan.scanlog import day_of
 from policy.casework import TERMINAL_STATES, Case, case_from_fields, case_to_fields
 from policy.deadlines import next_due_at
@@ -456,7 +456,8 @@ class CaseStore:
                 if durable:  # the pipeline's own connection: WAITAOF counts its writes
                     pipe.execute_command("WAITAOF", 1, 0, self.waitaof_timeout_ms)
                 replies = await pipe.execute(raise_on_error=False)
-            if any(isinstance(r, ResponseError) and "NOSCRIPT" in str(r) for r in replies):
+            # redis-py strips the NOSCRIPT prefix from the message (a NoScriptError): ``is_noscript`` knows both.
+            if any(is_noscript(r) for r in replies):
                 await self.redis.script_load(_OCCUR_LUA)
                 continue
             for r in replies:

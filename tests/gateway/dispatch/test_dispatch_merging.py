@@ -5,8 +5,11 @@ across consumers, a redelivered event counted once. On the real Redis, through t
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import timedelta
 from typing import Any
+
+import pytest
 
 from gateway import keyspace
 from gateway.dispatch.store import FOLD_MAX_OCCURRENCES
@@ -188,3 +191,19 @@ async def test_a_dispatcher_merges_two_cases_by_hand_over_http(make_dispatch_wor
     assert a not in await _open(dw)
     status, doc = await dw.act("dispatcher", a, "merge", into=b)  # a cancelled case is not merged again
     assert (status, doc["error"]) == (409, "illegal_transition")
+
+
+async def test_a_batch_fold_reloads_its_script_after_the_server_forgot_it(
+    make_dispatch_world: fx.DispatchWorldFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The batch path's NOSCRIPT check read the message, which redis-py strips of its NOSCRIPT prefix: after a
+    restart (or SCRIPT FLUSH) the first batch failed as ``store_unavailable`` and fell back to one event at a time."""
+    dw = await _fold_world(make_dispatch_world)
+    for i in range(2):
+        await dw.event("replayed", at=T0 + timedelta(seconds=i))
+    await dw.world.redis.script_flush()
+    with caplog.at_level(logging.WARNING, logger="placegate.dispatch"):
+        assert await dw.pump() == {"created": 1, "folded": 1}
+    assert [r.getMessage() for r in caplog.records if "folding a batch" in r.getMessage()] == []
+    (case_id,) = await _open(dw)
+    assert (await dw.runtime.store.occurrences(await dw.case(case_id))).count == 2
