@@ -12,7 +12,17 @@ from dataclasses import replace
 from datetime import datetime
 
 from policy.case_errors import IllegalTransitionError, InvalidArgumentError, NotPermittedRoleError
-from policy.casework import TERMINAL_STATES, Action, Actor, Case, CaseState, HistoryEntry, Role, check_now
+from policy.casework import (
+    TERMINAL_STATES,
+    Action,
+    Actor,
+    Case,
+    CaseState,
+    HistoryEntry,
+    Role,
+    check_now,
+    closure_kind_for,
+)
 
 __all__ = ["MERGE_ROLES", "merge_cases"]
 
@@ -43,6 +53,8 @@ def merge_cases(absorbed: Case, into: Case, *, actor: Actor, now: datetime) -> t
         now, Action.MERGE, actor.actor_id, actor.role, into.state, into.state, into.department, into.level,
         into.stage_deadline, f"absorbed {absorbed.case_id}",
     )  # fmt: skip
-    closed = replace(absorbed, state=CaseState.CANCELLED, overdue=False, stage_started_at=now,
-                     stage_deadline=None, history=(*absorbed.history, gone))  # fmt: skip
+    # A cancellation like any other: its closure kind (error) is the rules', as ``apply_transition`` sets it.
+    closed = replace(absorbed, state=CaseState.CANCELLED, overdue=False, stage_started_at=now, stage_deadline=None,
+                     closure_kind=closure_kind_for(absorbed, Action.CANCEL, now=now),
+                     history=(*absorbed.history, gone))  # fmt: skip
     return closed, replace(into, history=(*into.history, kept))
