@@ -305,16 +305,23 @@ async def _merge(runtime: DispatchRuntime, principal: Principal, case_id: str, i
     target = await _visible_case(runtime, principal, into)
     actor = _case_actor(principal, Action.MERGE)
     now = runtime.now()
+
+    def decides(case: Case) -> Case:
+        # A merge decides on both cases: refused below the centre holding either (issue 15), like every action.
+        if principal.role in (Role.DISPATCHER, Role.SUPERVISOR):
+            check_may_decide(principal.jurisdiction.split("/"), case)
+        return case
+
     try:
-        merge_cases(absorbed, target, actor=actor, now=now)  # every refusal before anything is written
+        merge_cases(decides(absorbed), decides(target), actor=actor, now=now)  # every refusal before any write
     except CaseError as exc:
         raise CaseRefusedError(str(exc), code=exc.code) from None
 
     def take(case: Case) -> Case:
-        return merge_cases(absorbed, case, actor=actor, now=now)[1]
+        return merge_cases(absorbed, decides(case), actor=actor, now=now)[1]
 
     def close(case: Case) -> Case:
-        return merge_cases(case, kept, actor=actor, now=now)[0]
+        return merge_cases(decides(case), kept, actor=actor, now=now)[0]
 
     kept = await _update(runtime, into, take)
     await runtime.store.add_occurrences(absorbed, into)

@@ -174,3 +174,25 @@ async def test_a_worker_that_was_down_dates_the_case_from_the_intake_and_its_wai
     await dw.pump()
     case = await dw.case(report["case_id"])
     assert case.created_at == T0 and case.stage_deadline == T0 + timedelta(minutes=10)
+
+
+async def test_a_lower_centre_cannot_merge_a_case_escalated_above_it(dw: DispatchWorld) -> None:
+    """A merge decides on both cases (one ends cancelled, the other takes its occurrences): like every action, it is
+    refused to a centre below the one holding either case, and the superior centre may merge."""
+    await _centres(dw)
+    _, first = await _report(dw, note="door forced at the east gate")
+    _, second = await _report(dw, note="east gate again, same door")
+    await dw.pump()
+    held, other = first["case_id"], second["case_id"]
+    dw.clock.advance(minutes=1)
+    await dw.act("disp-c1", other, "accept")  # the other case leaves `reported` and its clock: only `held` escalates
+    await sweep_open_cases(dw.runtime.store, now=T0 + timedelta(minutes=20))  # 2x the 10 min: the street holds it
+    dw.clock.now = T0 + timedelta(minutes=21)
+    assert ((await dw.case(held)).level.value, (await dw.case(other)).level.value) == ("street", "community")
+    before = (await dw.case(held), await dw.case(other))
+    for absorbed, into in ((held, other), (other, held)):
+        assert await dw.act("disp-c1", absorbed, "merge", into=into) == (
+            403, {"error": "escalated_above_you", "detail": "the case is held by the street centre, above yours"})
+    assert (await dw.case(held), await dw.case(other)) == before
+    status, body = await dw.act("disp-s1", other, "merge", into=held)
+    assert (status, body["state"], body["closure_kind"]) == (200, "cancelled", "error")
