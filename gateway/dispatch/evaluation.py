@@ -19,7 +19,10 @@ def parse_instant(text: str) -> datetime:
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if value.tzinfo is None:
         raise ValueError("an offset is required")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # year 1 east of UTC, year 9999 west of it: bad input, not a crash
+        raise ValueError("the instant lies outside the calendar in UTC") from None
 
 
 def _metrics_json(m: CaseMetrics) -> dict[str, Any]:

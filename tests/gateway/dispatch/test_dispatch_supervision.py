@@ -196,3 +196,12 @@ async def test_a_lower_centre_cannot_merge_a_case_escalated_above_it(dw: Dispatc
     assert (await dw.case(held), await dw.case(other)) == before
     status, body = await dw.act("disp-s1", other, "merge", into=held)
     assert (status, body["state"], body["closure_kind"]) == (200, "cancelled", "error")
+
+
+async def test_a_report_time_at_the_ends_of_the_calendar_is_refused_not_a_500(dw: DispatchWorld) -> None:
+    """Year 1 east of UTC and year 9999 west of it overflow when turned into UTC: bad input, never a 5xx."""
+    for time in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "2026-03-02T08:00:00+25:00"):
+        doc = {"event_class": "forced_entry", "place": "place-a", "time": time}
+        resp = await dw.world.client.post("/v1/reports", json=doc, headers=dw.world.auth("sm-a"))
+        assert (resp.status, await resp.json()) == (
+            422, {"error": "invalid_report_time", "detail": "time must be an ISO 8601 instant with offset"})
