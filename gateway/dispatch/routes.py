@@ -323,8 +323,9 @@ async def _merge(runtime: DispatchRuntime, principal: Principal, case_id: str, i
     def close(case: Case) -> Case:
         return merge_cases(decides(case), kept, actor=actor, now=now)[0]
 
-    kept = await _update(runtime, into, take)
-    await runtime.store.add_occurrences(absorbed, into)
+    # By the id of the case itself: ``into`` may be a folded report's announced id, which leads to it (an alias).
+    kept = await _update(runtime, target.case_id, take)
+    await runtime.store.add_occurrences(absorbed, kept.case_id)
     closed = await _update(runtime, case_id, close)
     await _audit_read(runtime, principal, "case_read", f"case:{case_id}", case_id, 1)
     return json_response(case_json(closed))

@@ -207,3 +207,21 @@ async def test_a_batch_fold_reloads_its_script_after_the_server_forgot_it(
     assert [r.getMessage() for r in caplog.records if "folding a batch" in r.getMessage()] == []
     (case_id,) = await _open(dw)
     assert (await dw.runtime.store.occurrences(await dw.case(case_id))).count == 2
+
+
+async def test_a_merge_into_the_announced_id_of_a_folded_report_counts_on_the_case_that_holds_it(
+    make_dispatch_world: fx.DispatchWorldFactory,
+) -> None:
+    """A folded report's announced case id leads to the case that holds it, for a merge too: the occurrences join
+    that case, not a key of the announced id that nothing reads."""
+    dw = await _fold_world(make_dispatch_world)
+    _, opener = await _report(dw)
+    _, folded = await _report(dw)
+    _, noted = await _report(dw, note="the queue blocks the fire exit")
+    assert await dw.pump() == {"created": 2, "folded": 1}
+    status, doc = await dw.act("dispatcher", noted["case_id"], "merge", into=folded["case_id"])
+    assert (status, doc["state"], doc["history"][-1]["note"]) == (
+        200, "cancelled", f"merged into {opener['case_id']}")  # fmt: skip
+    _, kept = await dw.get("dispatcher", f"/v1/cases/{opener['case_id']}")
+    assert (kept["history"][-1]["action"], kept["occurrences"]["count"]) == ("merge", 3)
+    assert not await dw.world.redis.exists(keyspace.case_occurrences_key(folded["case_id"]))
