@@ -162,8 +162,8 @@ async def list_cases(request: web.Request) -> web.Response:
 @requires(Role.DISPATCHER, Role.HANDLER, Role.SUPERVISOR)
 async def get_case(request: web.Request) -> web.Response:
     runtime = request.app[DISPATCH]
-    case_id = _case_id(request)
-    case = await _visible_case(runtime, request[PRINCIPAL], case_id)
+    case = await _visible_case(runtime, request[PRINCIPAL], _case_id(request))
+    case_id = case.case_id  # a folded report's announced id leads to the case: audit and read under the case's own
     doc = case_json(case)
     doc["extension_request"] = _extension_json(await runtime.store.extension_request(case.case_id))
     doc["occurrences"] = _occurrences_json(await runtime.store.occurrences(case))
@@ -269,7 +269,7 @@ async def act_on_case(request: web.Request) -> web.Response:
 
     case = await _update(runtime, case_id, change)
     # The answer is the whole case, notes included: a read like GET (the action itself is in the history).
-    await _audit_read(runtime, principal, "case_read", f"case:{case_id}", case_id, 1)
+    await _audit_read(runtime, principal, "case_read", f"case:{case.case_id}", case.case_id, 1)
     return json_response(case_json(case))
 
 
@@ -291,7 +291,7 @@ async def _route_by_hand(
         )  # fmt: skip
 
     case = await _update(runtime, case_id, change)
-    await _audit_read(runtime, principal, "case_read", f"case:{case_id}", case_id, 1)
+    await _audit_read(runtime, principal, "case_read", f"case:{case.case_id}", case.case_id, 1)
     return json_response(case_json(case))
 
 
@@ -327,7 +327,7 @@ async def _merge(runtime: DispatchRuntime, principal: Principal, case_id: str, i
     kept = await _update(runtime, target.case_id, take)
     await runtime.store.add_occurrences(absorbed, kept.case_id)
     closed = await _update(runtime, case_id, close)
-    await _audit_read(runtime, principal, "case_read", f"case:{case_id}", case_id, 1)
+    await _audit_read(runtime, principal, "case_read", f"case:{closed.case_id}", closed.case_id, 1)
     return json_response(case_json(closed))
 
 
@@ -345,6 +345,7 @@ async def _request_extension(
     if principal.role is not Role.HANDLER:
         raise CaseRefusedError("only the handling department requests an extension", code="not_permitted_role")
     case = await _visible_case(runtime, principal, case_id)
+    case_id = case.case_id  # the request is stored beside the case itself, whatever id led to it
     try:
         if case.state is not CaseState.IN_PROGRESS:
             raise IllegalTransitionError("an extension is requested while handling")
@@ -378,8 +379,8 @@ async def read_holder(request: web.Request) -> web.Response:
     """
     runtime = request.app[DISPATCH]
     principal = request[PRINCIPAL]
-    case_id = _case_id(request)
-    case = await _visible_case(runtime, principal, case_id)
+    case = await _visible_case(runtime, principal, _case_id(request))
+    case_id = case.case_id  # the reference is sealed to the case's own id
     if case.state in TERMINAL_STATES:
         raise CaseRefusedError("the case is closed: its holder is no longer needed", code="case_closed")
     if case.event_class.value not in runtime.holder_read_classes:

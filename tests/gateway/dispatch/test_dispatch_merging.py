@@ -225,3 +225,28 @@ async def test_a_merge_into_the_announced_id_of_a_folded_report_counts_on_the_ca
     _, kept = await dw.get("dispatcher", f"/v1/cases/{opener['case_id']}")
     assert (kept["history"][-1]["action"], kept["occurrences"]["count"]) == ("merge", 3)
     assert not await dw.world.redis.exists(keyspace.case_occurrences_key(folded["case_id"]))
+
+
+async def test_the_announced_id_of_a_folded_report_acts_reads_and_audits_as_the_case_that_holds_it(
+    make_dispatch_world: fx.DispatchWorldFactory,
+) -> None:
+    """Everything done through a folded report's announced id is done to the case that holds it: an extension
+    requested through it shows on the case, and every read through it is audited under the case's own id."""
+    dw = await _fold_world(make_dispatch_world)
+    _, opener = await _report(dw, event_class="forced_entry")  # d1-police at place-a
+    _, folded = await _report(dw, event_class="forced_entry")
+    assert await dw.pump() == {"created": 1, "folded": 1}
+    case_id, alias = opener["case_id"], folded["case_id"]
+    for who, action in (("dispatcher", "accept"), ("dispatcher", "file"), ("dispatcher", "dispatch"),
+                        ("h-police", "start")):  # fmt: skip
+        status, doc = await dw.act(who, alias, action)
+        assert (status, doc["case_id"]) == (200, case_id)
+    status, doc = await dw.act("h-police", alias, "request_extension", note="waiting for the locksmith")
+    assert (status, doc["case_id"]) == (202, case_id)
+    status, doc = await dw.get("sup-d1", f"/v1/cases/{alias}")
+    assert (status, doc["case_id"], doc["extension_request"]["by"]) == (200, case_id, "h-police")
+    assert not await dw.world.redis.exists(keyspace.case_extension_key(alias))
+    entries = [{k.decode(): v.decode() for k, v in f.items()} for _, f in await dw.world.redis.xrange(
+        keyspace.AUDIT_STREAM)]  # fmt: skip
+    reads = [(e["object"], e["case_ref"]) for e in entries if e.get("action") == "case_read"]
+    assert reads == [(f"case:{case_id}", case_id)] * 6
