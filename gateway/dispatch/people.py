@@ -170,10 +170,13 @@ async def place_exceptions(request: web.Request) -> web.Response:
     q = query_params(request)
     today = runtime.now().astimezone(UTC).date()
     end = _day_param(q, "to", today)
-    start = _day_param(q, "from", end - timedelta(days=6))
     oldest = today - timedelta(days=EXCEPTION_DAYS)
-    if not oldest <= start <= end <= today:
-        raise BadRequestError(f"from <= to must lie within {oldest.isoformat()} .. {today.isoformat()}")
+    window = f"from <= to must lie within {oldest.isoformat()} .. {today.isoformat()}"
+    if not oldest <= end <= today:  # first: the default start of to=0001-01-01 would overflow (a 500 from input)
+        raise BadRequestError(window)
+    start = _day_param(q, "from", end - timedelta(days=6))
+    if not oldest <= start <= end:
+        raise BadRequestError(window)
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
     with redis_errors("exception counts"):
         async with runtime.store.redis.pipeline(transaction=False) as pipe:
