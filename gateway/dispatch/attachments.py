@@ -211,7 +211,8 @@ async def get_attachment(request: web.Request) -> web.Response:
     principal = request[PRINCIPAL]
     case = await _case_for(runtime, principal, request.match_info["case_id"])
     raw_n = request.match_info["n"]
-    if not raw_n.isascii() or not raw_n.isdigit() or not 1 <= int(raw_n) <= ATTACHMENTS_MAX or len(raw_n) > 3:
+    # The length first: int() of a path segment of thousands of digits raises (a 500 from input).
+    if len(raw_n) > 3 or not raw_n.isascii() or not raw_n.isdigit() or not 1 <= int(raw_n) <= ATTACHMENTS_MAX:
         raise NotFoundError("no such attachment")
     cid, n = case.case_id, int(raw_n)
     with redis_errors("attachments"):

@@ -169,6 +169,8 @@ async def test_who_may_attach_and_download(dw: DispatchWorld) -> None:
         assert (await dw.get(who, f"/v1/cases/{case_id}/attachments"))[0] == 404, who
     assert (await _download(dw, "sup-d1", case_id, 3)).status == 404  # no such number
     assert (await _download(dw, "sup-d1", case_id, 999999)).status == 404
+    resp = await dw.world.client.get(f"/v1/cases/{case_id}/attachments/{'1' * 5000}", headers=dw.world.auth("sup-d1"))
+    assert resp.status == 404  # thousands of digits: int() would raise, so the length is checked first
     assert (await _download(dw, "sup-d1", "c" + "0" * 20, 1)).status == 404  # no such case
     resp = await dw.world.client.get(f"/v1/cases/{case_id}/attachments/1", headers=dw.world.auth("dev-a"))
     assert resp.status == 403  # a device is none of these roles
