@@ -10,9 +10,10 @@ no deadline is ever waited for. Every answer is asserted (status and the fields 
 afterwards is asserted figure by figure against numbers derived by hand from the timeline below (minutes after
 ``T0``):
 
-- case A (forced entry at Hospital A, d1): report 0, accept 3, file 5, dispatch to d1 police 8, return 20,
-  reassign to the city's operations office 25, start 30, extension asked 60 and granted 65, feed back 120,
-  check failed 130, rework started 140, feed back 180, check passed 190: closed ``normal``;
+- case A (forced entry at Hospital A, d1): report 0, the manager's photo attached 1, accept 3, file 5, dispatch to
+  d1 police 8, return 20, reassign to the city's operations office 25 (whose handler downloads the photo), start 30,
+  extension asked 60 and granted 65, feed back 120, check failed 130, rework started 140, feed back 180, check
+  passed 190: closed ``normal``; the manager follows it in their list of reports (progress only);
 - case B (suspected forgery at Hospital A): report 200, never accepted; swept at 210 (overdue), 220 (2x: street),
   240 (4x: district); the community and street centres read it and no longer decide; the district accepts 242
   (late), files 243, dispatches 244; handled 250-280; check passed 290 by the district: closed ``overdue``;
@@ -37,6 +38,7 @@ from gateway.principals import Principal, Role
 from gateway.trust.checks import RegistryInputError, check_scope
 from gateway.trust.cli_registry import create_principal
 from gateway.trust.registry import Place, Registry
+from tests.evidence_files import png
 from tests.gateway.dispatch import test_dispatch_fixtures as fx
 from tests.gateway.dispatch.test_dispatch_fixtures import T0, DispatchWorld
 
@@ -70,6 +72,7 @@ department = "d2-police"
 """
 # place-a (Hospital A) is the world's, at city/d1/s1/g1/c1: community c1 of street s1 of district d1.
 MARKET = Place("place-m", "Market M", "B", "city/d2/s2/g1/c1")
+PHOTO = png(b"east door, camera 3")
 PIER = Place("place-far", "Ferry Pier", "C", "elsewhere/d9/s1")  # outside the routing table's city
 CITY = [
     Principal("a-mgr", Role.SITE_MANAGER, places=frozenset({"place-a"})),
@@ -126,6 +129,18 @@ class City:
     async def read(self, who: str, case_id: str) -> tuple[int, dict[str, Any]]:
         status, body = await self.dw.get(who, f"/v1/cases/{case_id}")
         return status, body
+
+    async def my_reports(self, who: str) -> list[dict[str, Any]]:
+        """A site manager's own reports, newest first, each with its case's progress (``GET /v1/reports``)."""
+        status, body = await self.dw.get(who, "/v1/reports")
+        assert status == 200, body
+        reports: list[dict[str, Any]] = body["reports"]
+        return reports
+
+    async def attach(self, who: str, case_id: str, data: bytes) -> tuple[int, dict[str, Any]]:
+        resp = await self.dw.world.client.post(f"/v1/cases/{case_id}/attachments", data=data,
+                                               headers={**self.dw.world.auth(who), "Content-Type": "image/png"})
+        return resp.status, await resp.json()
 
     async def metrics(self, who: str, start: Any, end: Any) -> dict[str, Any]:
         span = f"from={start.isoformat()}&to={end.isoformat()}".replace("+00:00", "Z")
@@ -190,6 +205,13 @@ async def _walk_the_closed_loop(city: City) -> str:
     for who in ("d2-disp", "d2-sup"):
         assert (await city.read(who, case_id))[0] == 404
     await city.refused("d2-disp", case_id, "accept", (404, "not_found"))
+    # The manager's evidence: a photo of the door, on the case their report became; no other district sees it.
+    city.at(1)
+    status, photo = await city.attach("a-mgr", case_id, PHOTO)
+    assert (status, photo["case_id"], photo["n"], photo["content_type"], photo["uploaded_by"]) == (
+        201, case_id, 1, "image/png", "a-mgr")  # fmt: skip
+    assert (await city.attach("m-mgr", case_id, PHOTO))[0] == 404  # another place's manager
+    assert (await dw.get("d2-disp", f"/v1/cases/{case_id}/attachments"))[0] == 404
 
     city.at(3)
     case = await city.ok("c1-disp", case_id, "accept", "accepted")
@@ -216,6 +238,8 @@ async def _walk_the_closed_loop(city: City) -> str:
     assert (case["department"], case["stage_deadline"]) == ("city-ops", (T0 + timedelta(minutes=85)).isoformat())
     assert (await city.read("d1police-h", case_id))[0] == 404  # the returning department no longer sees it
     city.at(30)
+    resp = await dw.world.client.get(f"/v1/cases/{case_id}/attachments/1", headers=dw.world.auth("ops-h"))
+    assert (resp.status, resp.content_type, await resp.read()) == (200, "image/png", PHOTO)  # the new holder's
     case = await city.ok("ops-h", case_id, "start", "in_progress")
     assert case["stage_deadline"] == (T0 + timedelta(minutes=150)).isoformat()  # forced_entry: 2 h
 
@@ -265,6 +289,12 @@ async def _walk_the_closed_loop(city: City) -> str:
     await city.refused("s1-sup", case_id, "check", (409, "illegal_transition"), result="pass")
     status, queue = await dw.get("s1-disp", "/v1/cases")
     assert (status, queue["cases"]) == (200, [])  # a closed case leaves the queue
+    # The manager followed it to its end: progress only, no note and no history.
+    (mine,) = await city.my_reports("a-mgr")
+    assert {k: mine[k] for k in ("case_id", "event_class", "place", "state", "level", "closure_kind")} == {
+        "case_id": case_id, "event_class": "forced_entry", "place": "place-a", "state": "closed",
+        "level": "community", "closure_kind": "normal"}  # fmt: skip
+    assert "note" not in mine and "history" not in mine
     return case_id
 
 
@@ -312,6 +342,9 @@ async def _escalate_by_deadline(city: City) -> str:
     for who in ("d2-disp", "d2-sup"):  # the other district is still refused
         assert (await city.read(who, case_id))[0] == 404
         await city.refused(who, case_id, "accept", (404, "not_found"))
+    newest, _ = await city.my_reports("a-mgr")  # the manager sees where it waits, and that it is late
+    assert (newest["case_id"], newest["state"], newest["level"], newest["overdue"]) == (
+        case_id, "reported", "district", True)  # fmt: skip
 
     city.at(242)
     case = await city.ok("d1-disp", case_id, "accept", "accepted")
@@ -368,6 +401,9 @@ async def _fold_and_merge(city: City) -> tuple[str, str]:
         200, "reported", "merge", f"absorbed {noted}")  # fmt: skip
     assert case["occurrences"]["count"] == 3
     await city.refused("d2-disp", noted, "merge", (409, "illegal_transition"), into=first)
+    mine = {r["case_id"]: r for r in await city.my_reports("m-mgr")}
+    assert {c: (r["state"], r.get("merged_into"), r["closure_kind"]) for c, r in mine.items()} == {
+        first: ("reported", None, None), folded: ("reported", first, None), noted: ("cancelled", None, "error")}
 
     for minute, action, state in ((306, "accept", "accepted"), (307, "file", "filed"), (308, "dispatch", "dispatched")):
         city.at(minute)
