@@ -10,7 +10,8 @@ reports, closure kind ``error``) are counted in ``cancelled`` and nowhere else: 
 
 Grouping: per jurisdiction prefix, a case counts once under its place. Per department (``evaluate_by_department``)
 each stage is charged to the department that held it: the dispatches to a department, its returns, its
-feedback and its handling time count under it; a department that returned the case and does not hold it at
+feedback and its handling time count under it (its handling time summed over the spans in which it held the
+case, each from the dispatch to it to its last feedback before the case left it: ``_holding_seconds``); a department that returned the case and does not hold it at
 ``end`` is not measured on handling it. The case's outcomes (cases, filing, check, closure and closure kinds)
 count once, under the department responsible at ``end``.
 
@@ -223,10 +224,34 @@ def _department_tallies(history: tuple[HistoryEntry, ...]) -> dict[str, CaseMetr
             dispatched=int(handled or dept == holder),
             handled=int(handled),
             handled_on_time=int(handled and all(_on_time(e) for e in feedbacks)),
-            handling_seconds=(feedbacks[-1].at - received[0].at).total_seconds() if handled else 0.0,
+            handling_seconds=_holding_seconds(history, dept),
         )
         out[dept] = out.get(dept, CaseMetrics()) + stage
     return out
+
+
+def _holding_seconds(history: tuple[HistoryEntry, ...], dept: str) -> float:
+    """The handling time charged to ``dept``: over each span in which it held the case (from a dispatch to it until
+    the case left it: its return, or an entry naming another department), from the dispatch to its last feedback
+    in that span; a span without a feedback (a return) charges nothing. A case that went to A, back, to B, back
+    and to A again charges A from its second dispatch only, never for the time B held it (issue 15: each stage's
+    time to the department that held it)."""
+    total = 0.0
+    start: datetime | None = None
+    last_feedback: datetime | None = None
+    for entry in history:
+        if start is not None and (entry.department != dept or entry.action is Action.RETURN):
+            if last_feedback is not None:
+                total += (last_feedback - start).total_seconds()
+            start = last_feedback = None
+            continue
+        if start is None and entry.action is Action.DISPATCH and entry.department == dept:
+            start = entry.at
+        elif start is not None and entry.action is Action.FEED_BACK:
+            last_feedback = entry.at
+    if start is not None and last_feedback is not None:
+        total += (last_feedback - start).total_seconds()
+    return total
 
 
 def _population(

@@ -214,3 +214,23 @@ def test_empty_range_has_no_rates() -> None:
 def test_naive_range_is_refused() -> None:
     with pytest.raises(InvalidTimeError):
         evaluate(CASES, start=datetime(2024, 3, 1), end=END)
+
+
+def test_a_department_is_never_charged_for_the_time_another_held_the_case() -> None:
+    """Issue 15 "each stage's time is charged to the department that held it": G went to east (10), back (20), to
+    west (25), back (40), to east again (45), fed back by east (100). East held it 10-20 (returned: no handling)
+    and 45-100; west 25-40 (returned). East is charged 55 min, not the 90 from its first dispatch, which would
+    include west's 15 minutes; the case as a whole took 90 minutes from its first dispatch to the feedback."""
+    g = _case("G", EventClass.STATUS_RED, "metro/east/r1", "east-cdc", T0, [
+        (1, Action.ACCEPT, OP, {}), (5, Action.FILE, OP, {}), (10, Action.DISPATCH, LEAD, {}),
+        (20, Action.RETURN, EAST, {"note": "not ours"}),
+        (25, Action.DISPATCH, LEAD, {"department": "west-cdc"}), (40, Action.RETURN, WEST, {"note": "nor ours"}),
+        (45, Action.DISPATCH, LEAD, {"department": "east-cdc"}), (50, Action.START, EAST, {}),
+        (100, Action.FEED_BACK, EAST, {}),
+    ])  # fmt: skip
+    by_department = evaluate_by_department([g], start=T0, end=END)
+    assert by_department["east-cdc"].handling_seconds == 55 * 60
+    assert (by_department["east-cdc"].dispatches, by_department["east-cdc"].returns) == (2, 1)
+    assert by_department["west-cdc"].handling_seconds == 0
+    assert (by_department["west-cdc"].dispatches, by_department["west-cdc"].returns) == (1, 1)
+    assert evaluate([g], start=T0, end=END).handling_seconds == 90 * 60
