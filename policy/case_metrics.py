@@ -11,9 +11,9 @@ reports, closure kind ``error``) are counted in ``cancelled`` and nowhere else: 
 Grouping: per jurisdiction prefix, a case counts once under its place. Per department (``evaluate_by_department``)
 each stage is charged to the department that held it: the dispatches to a department, its returns, its
 feedback and its handling time count under it (its handling time summed over the spans in which it held the
-case, each from the dispatch to it to its last feedback before the case left it: ``_holding_seconds``); a department that returned the case and does not hold it at
-``end`` is not measured on handling it. The case's outcomes (cases, filing, check, closure and closure kinds)
-count once, under the department responsible at ``end``.
+case, each from the dispatch to it to its last feedback before the case left it: ``_holding_seconds``); a
+department that returned the case and does not hold it at ``end`` is not measured on handling it. The case's
+outcomes (cases, filing, check, closure and closure kinds) count once, under the department responsible at ``end``.
 
 An entry is *on time* when it has no stage deadline or ``entry.at <= entry.deadline`` (the deadline of the
 stage the entry left, recorded by ``apply_transition``). Counters per group, each a number of cases unless
