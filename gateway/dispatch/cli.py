@@ -30,10 +30,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     sweep.add_argument(
         "--now",
-        help="ISO 8601 instant to judge at (default: the clock); a future instant is a dry run that writes nothing",
+        help="ISO 8601 instant to judge at (default: the clock); an instant more than 60 s from the clock, future or "
+        "past, is a dry run that writes nothing",
     )
     sweep.add_argument("--dry-run", action="store_true", help="print what the pass would do; write nothing")
-    sweep.add_argument("--commit", action="store_true", help="write the pass (refused with exit 2 for a future --now)")
+    sweep.add_argument(
+        "--commit", action="store_true", help="write the pass (exit 2 for a --now more than 60 s from the clock)"
+    )
     add_common_args(sweep)
     sweep.set_defaults(func=_sweep)
     report = dsub.add_parser("report", help="evaluation per department and jurisdiction as JSON")
@@ -51,25 +54,37 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 # Exit status of `dispatch sweep` when another process (a gateway's in-process sweeper) holds the lease: not a
 # failure of the work, which that process does, but the pass did not run here.
 LEASE_HELD_EXIT = 3
+# How far --now may be from the machine's clock and still be "now" for a committed pass (a time typed by hand).
+PRESENT_SKEW = timedelta(seconds=60)
 
 
 def _sweep(args: argparse.Namespace) -> int:
     # Issue 15 "time is honest": a pass judged at a future instant would write history dated in the future into
-    # live cases and escalate them before their time; it can only be a preview.
+    # live cases and escalate them before their time; one judged at a past instant would date its flags and
+    # escalations inside evaluation windows that have already closed, changing figures already read. Either can
+    # only be a preview: a committed pass runs at the clock (a --now within PRESENT_SKEW of it is the clock).
     clock = datetime.now(UTC)
     try:
         now = parse_instant(args.now) if args.now else clock
     except ValueError:
         print("--now must be an ISO 8601 instant with an offset", file=sys.stderr)
         return 2
-    future = now > clock
+    future = now > clock + PRESENT_SKEW
+    past = now < clock - PRESENT_SKEW
     if future and args.commit:
         print(f"refusing to commit a sweep at a future time ({now.isoformat()} > {clock.isoformat()})", file=sys.stderr)
+        return 2
+    if past and args.commit:
+        print(
+            f"refusing to commit a sweep at a past time ({now.isoformat()} < {clock.isoformat()}): its entries "
+            "would be dated in evaluation windows that have closed",
+            file=sys.stderr,
+        )
         return 2
     if args.dry_run and args.commit:
         print("--dry-run and --commit exclude each other", file=sys.stderr)
         return 2
-    if future or args.dry_run:
+    if future or past or args.dry_run:
         return _sweep_dry_run(args, now)
 
     async def go() -> int:

@@ -42,19 +42,24 @@ def _placegate(*args: str, redis_url: str, tmp_path: Path) -> subprocess.Complet
                           capture_output=True, text=True, env=env, timeout=60, check=False)  # fmt: skip
 
 
-async def test_dispatch_sweep_and_report_commands(dw: DispatchWorld, redis_url: str, tmp_path: Path) -> None:
+async def test_dispatch_sweep_and_report_commands(
+    make_dispatch_world: DispatchWorldFactory, redis_url: str, tmp_path: Path
+) -> None:
+    # A committed pass runs at the clock: the case is made 2 h 10 min before it (past 2x its 1 h budget, short of 4x).
+    created = datetime.now(UTC) - timedelta(hours=2, minutes=10)
+    dw: DispatchWorld = await make_dispatch_world(clock=created)
     case_id = await dw.event()
     await dw.pump()
-    later = (T0 + timedelta(hours=2)).isoformat()
-    done = await asyncio.to_thread(_placegate, "sweep", "--now", later, redis_url=redis_url, tmp_path=tmp_path)
+    done = await asyncio.to_thread(_placegate, "sweep", redis_url=redis_url, tmp_path=tmp_path)
     assert (done.returncode, done.stdout.strip()) == (0, "due=1 flagged=1 escalated=1 trimmed=0 expired=0")
     assert (await dw.case(case_id)).level.value == "street"
+    day = created.replace(hour=0, minute=0, second=0, microsecond=0)
     args = [
         "report",
         "--from",
-        T0.isoformat(),
+        day.isoformat(),
         "--to",
-        (T0 + timedelta(days=1)).isoformat(),
+        (day + timedelta(days=1)).isoformat(),
         "--jurisdiction",
         "city/d1",
     ]
@@ -67,11 +72,12 @@ async def test_dispatch_sweep_and_report_commands(dw: DispatchWorld, redis_url: 
     assert (await asyncio.to_thread(_placegate, *bad, redis_url=redis_url, tmp_path=tmp_path)).returncode == 2
 
 
-async def test_a_sweep_at_a_future_time_is_a_dry_run_and_commit_refuses_it(
+async def test_a_sweep_at_a_future_or_past_time_is_a_dry_run_and_commit_refuses_it(
     make_dispatch_world: DispatchWorldFactory, redis_url: str, tmp_path: Path
 ) -> None:
     """Issue 15 "time is honest": `sweep --now <future>` used to write future-dated history into live cases and
-    escalate them. Now it prints what it would do and writes nothing; with --commit it exits 2."""
+    escalate them, and `--now <past>` dated its entries inside closed evaluation windows. Now either prints what it
+    would do and writes nothing; with --commit it exits 2."""
     dw: DispatchWorld = await make_dispatch_world(clock=None)  # the real clock: "future" is the wall clock's
     case_id = await dw.event(at=datetime.now(UTC))
     await dw.pump()
@@ -93,6 +99,18 @@ async def test_a_sweep_at_a_future_time_is_a_dry_run_and_commit_refuses_it(
     )
     assert done.returncode == 2 and "future" in done.stderr and done.stdout == ""
     assert await dw.case(case_id) == before
+    # A past instant is a preview too: its flags would be dated inside windows that have closed. Judged 8 h ago the
+    # case did not exist yet, so there is nothing to do; committing it is refused all the same.
+    past = (datetime.now(UTC) - timedelta(hours=8)).isoformat()
+    done = await asyncio.to_thread(_placegate, "sweep", "--now", past, redis_url=redis_url, tmp_path=tmp_path)
+    assert done.returncode == 0 and done.stdout.strip().endswith("nothing written"), done.stderr
+    done = await asyncio.to_thread(
+        _placegate, "sweep", "--now", past, "--commit", redis_url=redis_url, tmp_path=tmp_path
+    )
+    assert done.returncode == 2 and "past time" in done.stderr and done.stdout == ""
+    assert await dw.case(case_id) == before
+    keys_after = sorted(await dw.world.redis.keys("pg:*dispatch*")) + sorted(await dw.world.redis.keys("pg:case*"))
+    assert keys_after == keys_before
     # Without --now the pass runs at the clock's time and commits (nothing is due yet).
     done = await asyncio.to_thread(_placegate, "sweep", "--commit", redis_url=redis_url, tmp_path=tmp_path)
     assert (done.returncode, done.stdout.strip()) == (0, "due=0 flagged=0 escalated=0 trimmed=0 expired=0")

@@ -4,7 +4,7 @@ only those, older cases without an index entry are still swept, and one process 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -207,18 +207,19 @@ async def test_a_crashed_holders_lease_expires_and_it_cannot_touch_its_successor
 
 
 async def test_the_sweep_command_says_so_when_another_process_holds_the_lease(
-    dw: DispatchWorld, redis_url: str, tmp_path: Path
+    make_dispatch_world: fx.DispatchWorldFactory, redis_url: str, tmp_path: Path
 ) -> None:
+    # A committed pass runs at the clock: the case is made 2 h 10 min before it (past 2x its 1 h budget, short of 4x).
+    dw: DispatchWorld = await make_dispatch_world(clock=datetime.now(UTC) - timedelta(hours=2, minutes=10))
     case_id = await dw.event()
     await dw.pump()
     gateway = SweepLease(dw.world.redis, ttl_ms=60_000)
     assert await gateway.hold()
-    later = (T0 + timedelta(hours=2)).isoformat()
-    done = await asyncio.to_thread(_placegate, "sweep", "--now", later, redis_url=redis_url, tmp_path=tmp_path)
+    done = await asyncio.to_thread(_placegate, "sweep", redis_url=redis_url, tmp_path=tmp_path)
     assert done.returncode == 3 and "sweep lease" in done.stderr
     assert (await dw.case(case_id)).escalation_count == 0
     await gateway.release()
-    done = await asyncio.to_thread(_placegate, "sweep", "--now", later, redis_url=redis_url, tmp_path=tmp_path)
+    done = await asyncio.to_thread(_placegate, "sweep", redis_url=redis_url, tmp_path=tmp_path)
     assert done.returncode == 0 and (await dw.case(case_id)).escalation_count == 1
     assert not await dw.world.redis.exists(keyspace.SWEEP_LEASE)  # released after its pass
 
