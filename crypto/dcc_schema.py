@@ -1,10 +1,12 @@
 """The essential rules of the DCC JSON schema (ehn-dcc-schema 1.0.0 to 1.3.x) and the DCC to JSON rendering.
 
 Only rules that hold in every published schema version are enforced, so a certificate issued under any
-version is judged alike: ``ver``, ``nam`` (with ``fnt``) and ``dob`` are required; exactly one of
-``v``/``t``/``r`` is present (the schema's ``oneOf``: one DCC carries one kind of event) as a non-empty array
-of entries carrying the fields every version marks required.  Value-set membership (vaccine codes, countries)
-belongs to business rules, not to the schema.
+version is judged alike: ``ver``, ``nam`` (with ``fnt``) and ``dob`` are required; ``dob``'s year lies in
+1900-2099; ``fnt``/``gnt`` are ICAO 9303 transliterations; exactly one of ``v``/``t``/``r`` is present (the
+schema's ``oneOf``: one DCC carries one kind of event) as a non-empty array of entries carrying the fields
+every version marks required, doses in [1, 9], ``is``/``ci`` at most 80 characters, dates real calendar days.
+Value-set membership (vaccine codes, countries) is checked apart, against the imported value sets
+(``crypto/dcc_valuesets.py``).
 """
 
 from __future__ import annotations
@@ -26,23 +28,28 @@ JsonValue: TypeAlias = "str | int | float | bool | list[JsonValue] | dict[str, J
 
 ENTRY_TYPES: tuple[EntryType, ...] = ("v", "t", "r")
 _MAX_NAME = 80  # person_name maxLength in every schema version
+_MAX_ID = 80  # issuer (is) and certificate_id (ci) maxLength in every schema version
+_MAX_DOSE = 9  # dose_posint: integer in [1, 9] in every schema version
 _VERSION = re.compile(r"\d+\.\d+\.\d+")
-# dob: full date, year-month, year only, or empty (1.3.0 allows partial dates); older issuers appended a time.
-_DOB = re.compile(r"(\d{4}(-\d{2}(-\d{2})?)?)?(T[0-9:.+\-Z]*)?")
+# Every version restricts the year of birth to 1900-2099 ("(19|20)\d\d"); 1.3.0 allows a partial date or an
+# empty string, 1.0.x a date with a time appended (its pattern's "T..." suffix, kept lax here).
+_DOB = re.compile(r"((19|20)\d\d(-\d\d(-\d\d)?)?)?(T[0-9:.+\-Z]*)?")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_STRING, _INT, _DATE_FIELD, _DATETIME = "string", "int", "date", "datetime"
+# fnt / gnt: ICAO 9303 transliteration ("^[A-Z<]*$" in every version).
+_ICAO_NAME = re.compile(r"[A-Z<]*")
+_STRING, _INT, _DATE_FIELD, _DATETIME, _ID = "string", "int", "date", "datetime", "id"
 _REQUIRED: Mapping[EntryType, Mapping[str, str]] = {
     "v": {
         "tg": _STRING, "vp": _STRING, "mp": _STRING, "ma": _STRING, "dn": _INT, "sd": _INT,
-        "dt": _DATE_FIELD, "co": _STRING, "is": _STRING, "ci": _STRING,
+        "dt": _DATE_FIELD, "co": _STRING, "is": _ID, "ci": _ID,
     },
     "t": {
-        "tg": _STRING, "tt": _STRING, "sc": _DATETIME, "tr": _STRING, "co": _STRING, "is": _STRING,
-        "ci": _STRING,
+        "tg": _STRING, "tt": _STRING, "sc": _DATETIME, "tr": _STRING, "co": _STRING, "is": _ID,
+        "ci": _ID,
     },
     "r": {
-        "tg": _STRING, "fr": _DATE_FIELD, "co": _STRING, "is": _STRING, "df": _DATE_FIELD, "du": _DATE_FIELD,
-        "ci": _STRING,
+        "tg": _STRING, "fr": _DATE_FIELD, "co": _STRING, "is": _ID, "df": _DATE_FIELD, "du": _DATE_FIELD,
+        "ci": _ID,
     },
 }  # fmt: skip
 
@@ -52,16 +59,29 @@ def dcc_entry_types(dcc: Mapping[CborKey, CborValue]) -> frozenset[EntryType]:
     return frozenset(kind for kind in ENTRY_TYPES if kind in dcc)
 
 
+def _full_date(value: str) -> bool:
+    # JSON Schema "format": "date" is an RFC 3339 full-date: a real calendar day, not only its shape.
+    if _DATE.match(value) is None:
+        return False
+    try:
+        date.fromisoformat(value[:10])
+    except ValueError:
+        return False
+    return True
+
+
 def _check_field(kind: str, value: CborValue) -> bool:
     if kind == _INT:
-        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= _MAX_DOSE
     if kind == _DATETIME:
         # A sample time is a date-time string, or the same string under CBOR tag 0 (RFC 8949 §3.4.1).
         if isinstance(value, CborTag) and value.tag in (0, 1):
             return True
         return isinstance(value, str) and value != ""
     if kind == _DATE_FIELD:
-        return isinstance(value, str) and _DATE.match(value) is not None
+        return isinstance(value, str) and _full_date(value)
+    if kind == _ID:
+        return isinstance(value, str) and len(value) <= _MAX_ID
     return isinstance(value, str)
 
 
@@ -81,10 +101,12 @@ def check_dcc_schema(dcc: CborValue) -> None:
     for part in ("fn", "fnt", "gn", "gnt"):
         text = nam.get(part, "")
         if not isinstance(text, str) or len(text) > _MAX_NAME:
-            raise DccSchemaError("name part is not a string of at most 80 characters")
+            raise DccSchemaError(f"nam.{part} is not a string of at most 80 characters")
+        if part in ("fnt", "gnt") and _ICAO_NAME.fullmatch(text) is None:
+            raise DccSchemaError(f"nam.{part} is not an ICAO 9303 transliteration (A-Z and <)")
     dob = dcc.get("dob")
     if not isinstance(dob, str) or _DOB.fullmatch(dob) is None:
-        raise DccSchemaError("dob is missing or not an ISO 8601 date")
+        raise DccSchemaError("dob is missing, not an ISO 8601 date, or its year is outside 1900-2099")
     kinds = dcc_entry_types(dcc)
     if len(kinds) != 1:
         raise DccSchemaError("a DCC holds exactly one of v, t, r")
@@ -92,12 +114,12 @@ def check_dcc_schema(dcc: CborValue) -> None:
     entries = dcc[kind]
     if not isinstance(entries, list) or not entries:
         raise DccSchemaError("the entry group is not a non-empty array")
-    for entry in entries:
+    for index, entry in enumerate(entries):
         if not isinstance(entry, dict):
-            raise DccSchemaError("an entry is not a map")
+            raise DccSchemaError(f"{kind}[{index}] is not a map")
         for name, field_kind in _REQUIRED[kind].items():
             if name not in entry or not _check_field(field_kind, entry[name]):
-                raise DccSchemaError(f"entry field {kind}.{name} is missing or mistyped")
+                raise DccSchemaError(f"{kind}[{index}].{name} is missing or breaks its schema rule")
 
 
 def _tag_to_json(tag: CborTag) -> JsonValue:

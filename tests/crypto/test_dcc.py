@@ -282,6 +282,18 @@ def _vacc_with(**changes: Any) -> dict[str, Any]:
         _vacc_with(v=[{**_vacc_with()["v"][0], "dn": "1"}]),
         _vacc_with(v=[{**_vacc_with()["v"][0], "dt": "May 2021"}]),
         {1: "x", **_vacc_with()},
+        # The rules every published schema version (1.0.0-1.3.x) holds beyond the shape:
+        _vacc_with(dob="1899-12-31"),
+        _vacc_with(dob="2100"),
+        _vacc_with(dob="1800-05"),
+        _vacc_with(dob="0964-08-12"),
+        _vacc_with(nam={"fnt": "doe"}),
+        _vacc_with(nam={"fnt": "DOE", "gnt": "JOHN SMITH"}),
+        _vacc_with(v=[{**_vacc_with()["v"][0], "dn": 10}]),
+        _vacc_with(v=[{**_vacc_with()["v"][0], "sd": 0}]),
+        _vacc_with(v=[{**_vacc_with()["v"][0], "dt": "2021-02-30"}]),
+        _vacc_with(v=[{**_vacc_with()["v"][0], "ci": "URN:UVCI:01:AT:" + "9" * 70}]),
+        _vacc_with(v=[{**_vacc_with()["v"][0], "is": "I" * 81}]),
     ],
 )
 def test_schema_violations_are_refused(
@@ -294,9 +306,17 @@ def test_schema_violations_are_refused(
     assert report.schema_valid is False and report.signature_valid
 
 
-@pytest.mark.parametrize("dob", ["1964", "1964-08", "", "1964-08-12"])
+@pytest.mark.parametrize("dob", ["1964", "1964-08", "", "1964-08-12", "1900", "2099-12-31", "1979-04-14T00:00:00"])
 def test_partial_birth_dates_are_schema_valid(ec_dsc: Any, hc1_factory: Callable[..., str], dob: str) -> None:
     verify_hc1(hc1_factory(ec_dsc, _vacc_with(dob=dob)), _trust(ec_dsc), now=NOW)
+
+
+def test_schema_refusal_names_the_field(ec_dsc: Any, hc1_factory: Callable[..., str]) -> None:
+    bad = _vacc_with(v=[{**_vacc_with()["v"][0], "dn": 10}])
+    with pytest.raises(DccSchemaError, match=r"v\[0\]\.dn"):
+        verify_hc1(hc1_factory(ec_dsc, bad), _trust(ec_dsc), now=NOW)
+    with pytest.raises(DccSchemaError, match="1900-2099"):
+        verify_hc1(hc1_factory(ec_dsc, _vacc_with(dob="1899")), _trust(ec_dsc), now=NOW)
 
 
 def test_report_renders_date_tags_as_iso_strings(

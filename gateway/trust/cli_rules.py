@@ -1,0 +1,76 @@
+"""``placegate rules eval --logic LOGIC.json --data DATA.json``: evaluate one CertLogic expression.
+
+An I/O edge over the pure evaluator (``policy/certlogic``): it reads two JSON files and prints one line of JSON,
+the result (exit 0), or ``{"error": CODE, "detail": ...}`` (exit 1) for an invalid expression or an unreadable
+file, so any test suite in the CertLogic format can be scored from outside (docs/dcc.md "CertLogic").  It imports
+neither aiohttp nor redis: a scorer runs it once per assertion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from policy.certlogic import CertLogicError, CertLogicTooDeepError, evaluate, to_json
+
+__all__ = ["register"]
+
+INVALID_INPUT = "invalid_input"  # a file that cannot be read or is not JSON (not an expression error)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``rules`` sub-command."""
+    rules = sub.add_parser("rules", help="EU DCC business rules: evaluate a CertLogic expression")
+    rsub = rules.add_subparsers(dest="rules_cmd", required=True)
+    ev = rsub.add_parser("eval", help="evaluate a CertLogic expression on a data context; one line of JSON")
+    ev.add_argument("--logic", required=True, type=Path, metavar="LOGIC.json", help="the CertLogic expression")
+    ev.add_argument("--data", required=True, type=Path, metavar="DATA.json",
+                    help='the data context (for a DCC rule: {"payload": ..., "external": ...})')
+    ev.set_defaults(func=_eval)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _load(path: Path, what: str) -> Any:
+    """The JSON in ``path``; raises ``_InputError`` for an unreadable file or text that is not JSON."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _InputError(INVALID_INPUT, f"{what}: cannot read {path}: {exc}") from None
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        # Deeper than the parser's own recursion: far past the evaluator's depth bound.
+        raise _InputError(CertLogicTooDeepError.code, f"{what}: nested too deep to parse") from None
+    except ValueError as exc:
+        raise _InputError(INVALID_INPUT, f"{what}: not JSON: {exc}") from None
+
+
+class _InputError(Exception):
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code, self.detail = code, detail
+
+
+def _print(doc: object) -> None:
+    sys.stdout.write(json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+
+def _eval(args: argparse.Namespace) -> int:
+    try:
+        logic = _load(args.logic, "logic")
+        data = _load(args.data, "data")
+        result = to_json(evaluate(logic, data))
+    except _InputError as exc:
+        _print({"error": exc.code, "detail": exc.detail})
+        return 1
+    except CertLogicError as exc:
+        _print({"error": exc.code, "detail": str(exc)})
+        return 1
+    _print(result)
+    return 0
