@@ -27,4 +27,5 @@ __all__ = [
     "evaluate",
     "json_equal",
     "to_json",
+    "validate",
 ]

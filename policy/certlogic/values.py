@@ -29,7 +29,7 @@ __all__ = [
     "to_json",
 ]
 
-Json: TypeAlias = "None | bool | int | float | str | list[Json] | dict[str, Json]"
+Json: TypeAlias = "bool | int | float | str | list[Json] | dict[str, Json] | None"
 TimeUnit = Literal["year", "month", "day", "hour"]
 TIME_UNITS: Final[tuple[TimeUnit, ...]] = ("year", "month", "day", "hour")
 
@@ -56,7 +56,7 @@ class DateTime:
 
 
 # What an evaluation can produce: JSON, or JSON holding date-times (only plusTime / dccDateOfBirth make them).
-Value: TypeAlias = "None | bool | int | float | str | DateTime | list[Value] | dict[str, Value]"
+Value: TypeAlias = "bool | int | float | str | DateTime | list[Value] | dict[str, Value] | None"
 
 
 def _days_from_civil(year: int, month: int, day: int) -> int:
@@ -166,11 +166,9 @@ def plus_time(moment: DateTime, amount: int, unit: TimeUnit) -> DateTime:
         return _clip(moment.ms + amount * _MS_PER_DAY)
     days, time_ms = divmod(moment.ms, _MS_PER_DAY)
     year, month, day = _civil_from_days(days)
-    if unit == "month":
-        new_days = _make_day(year, month - 1 + amount, day)
-    else:
-        new_days = _make_day(year + amount, month - 1, day)
-    return _clip(new_days * _MS_PER_DAY + time_ms)
+    # setUTCMonth / setUTCFullYear keep the day of the month and let MakeDay carry an overflow.
+    month0, year = (month - 1 + amount, year) if unit == "month" else (month - 1, year + amount)
+    return _clip(_make_day(year, month0, day) * _MS_PER_DAY + time_ms)
 
 
 def is_int(value: object) -> bool:
@@ -193,7 +191,7 @@ def boolsiness(value: Value) -> bool | None:
     return None
 
 
-def _kind(value: Value) -> str:
+def _kind(value: object) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
