@@ -17,7 +17,8 @@ and signature classes of ``crypto.errors`` (``BadSignatureError``, ``UnknownKeyE
     │       │   └── DccTooLargeError ("dcc_too_large")  stage "zlib": inflates beyond MAX_INFLATED_BYTES
     │       ├── DccCoseError ("cose_invalid")           stage "cose": not a COSE_Sign1, bad protected header
     │       └── DccCwtError ("cwt_invalid")             stage "cwt": no claims map or no -260/1 DCC map
-    ├── DccSchemaError ("dcc_schema_invalid")           the DCC payload breaks the DCC JSON schema essentials
+    ├── DccSchemaError ("dcc_schema_invalid")           the DCC payload breaks a rule every schema version holds
+    ├── DccUnknownValueError ("dcc_unknown_value")      a coded field's value is not in its imported value set
     └── TrustKeyError ("unknown_key", crypto.errors)
         └── CoseHeaderError ("cose_header_conflict")    kid differs between buckets, alg only unprotected
 """
@@ -40,6 +41,7 @@ __all__ = [
     "DccSchemaError",
     "DccStage",
     "DccTooLargeError",
+    "DccUnknownValueError",
     "DccZlibError",
 ]
 
@@ -93,9 +95,24 @@ class DccCwtError(DccDecodeError):
 
 
 class DccSchemaError(CodeError):
-    """The decoded DCC does not meet the essential rules of the DCC JSON schema."""
+    """The decoded DCC does not meet the essential rules of the DCC JSON schema; ``field`` names where."""
 
     code = "dcc_schema_invalid"
+
+    def __init__(self, message: str, *, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class DccUnknownValueError(CodeError):
+    """A coded field (vaccine product, manufacturer, country, test type...) holds a code its value set lacks;
+    ``field`` names it as ``v[0].mp``."""
+
+    code = "dcc_unknown_value"
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class CoseHeaderError(TrustKeyError):

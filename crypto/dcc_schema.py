@@ -91,35 +91,36 @@ def check_dcc_schema(dcc: CborValue) -> None:
     :raises DccSchemaError: the first rule broken.
     """
     if not isinstance(dcc, dict) or not all(isinstance(key, str) for key in dcc):
-        raise DccSchemaError("DCC is not a map with text keys")
+        raise DccSchemaError("DCC is not a map with text keys", field="")
     ver = dcc.get("ver")
     if not isinstance(ver, str) or _VERSION.fullmatch(ver) is None:
-        raise DccSchemaError("ver is missing or not a semantic version")
+        raise DccSchemaError("ver is missing or not a semantic version", field="ver")
     nam = dcc.get("nam")
     if not isinstance(nam, dict) or not isinstance(nam.get("fnt"), str):
-        raise DccSchemaError("nam.fnt is required")
+        raise DccSchemaError("nam.fnt is required", field="nam.fnt")
     for part in ("fn", "fnt", "gn", "gnt"):
         text = nam.get(part, "")
         if not isinstance(text, str) or len(text) > _MAX_NAME:
-            raise DccSchemaError(f"nam.{part} is not a string of at most 80 characters")
+            raise DccSchemaError(f"nam.{part} is not a string of at most 80 characters", field=f"nam.{part}")
         if part in ("fnt", "gnt") and _ICAO_NAME.fullmatch(text) is None:
-            raise DccSchemaError(f"nam.{part} is not an ICAO 9303 transliteration (A-Z and <)")
+            raise DccSchemaError(f"nam.{part} is not an ICAO 9303 transliteration (A-Z and <)", field=f"nam.{part}")
     dob = dcc.get("dob")
     if not isinstance(dob, str) or _DOB.fullmatch(dob) is None:
-        raise DccSchemaError("dob is missing, not an ISO 8601 date, or its year is outside 1900-2099")
+        raise DccSchemaError("dob is missing, not an ISO 8601 date, or its year is outside 1900-2099", field="dob")
     kinds = dcc_entry_types(dcc)
     if len(kinds) != 1:
-        raise DccSchemaError("a DCC holds exactly one of v, t, r")
+        raise DccSchemaError("a DCC holds exactly one of v, t, r", field="v|t|r")
     (kind,) = kinds
     entries = dcc[kind]
     if not isinstance(entries, list) or not entries:
-        raise DccSchemaError("the entry group is not a non-empty array")
+        raise DccSchemaError("the entry group is not a non-empty array", field=kind)
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict):
-            raise DccSchemaError(f"{kind}[{index}] is not a map")
+            raise DccSchemaError(f"{kind}[{index}] is not a map", field=f"{kind}[{index}]")
         for name, field_kind in _REQUIRED[kind].items():
             if name not in entry or not _check_field(field_kind, entry[name]):
-                raise DccSchemaError(f"{kind}[{index}].{name} is missing or breaks its schema rule")
+                raise DccSchemaError(f"{kind}[{index}].{name} is missing or breaks its schema rule",
+                                     field=f"{kind}[{index}].{name}")
 
 
 def _tag_to_json(tag: CborTag) -> JsonValue:

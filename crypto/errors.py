@@ -46,9 +46,10 @@ __all__ = [
 
 
 class CodeError(Exception):
-    """A presented code cannot be accepted."""
+    """A presented code cannot be accepted; ``field`` names the part of it at fault, when one is (``v[0].mp``)."""
 
     code: ClassVar[str] = "malformed_code"
+    field: str = ""
 
 
 class Base45Error(CodeError):

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final, Literal
 
 from crypto.dcc import HC1_PREFIX, VerifiedDcc, verify_hc1
 from crypto.dcc_errors import DccBase45Error, DccSchemaError
 from crypto.dcc_trust import DscTrustList
+from crypto.dcc_valuesets import ValueSets, check_dcc_values
 from crypto.errors import Base45Error, CodeError, UnknownFormatError
 from crypto.native import HEALTH_PREFIX, LEEWAY_S, Colour, HealthCode, verify_health_code
 from crypto.trust import TrustList
@@ -50,6 +51,8 @@ class TrustAnchors:
 
     native: TrustList
     dsc: DscTrustList
+    # The imported EU DCC value sets; empty: no coded field is judged (nothing imported yet).
+    valuesets: ValueSets = field(default_factory=lambda: ValueSets({}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +111,7 @@ def normalise_uvci(ci: str) -> str:
 
 def _verify_dcc(text: str, anchors: TrustAnchors, now: datetime) -> VerifiedCode:
     verified = verify_hc1(text, anchors.dsc, now=now)
+    check_dcc_values(verified.decoded.dcc, anchors.valuesets)
     entries = verified.decoded.dcc.get(verified.entry_type)
     ci = ""
     if isinstance(entries, list) and entries and isinstance(entries[0], dict):
@@ -116,7 +120,7 @@ def _verify_dcc(text: str, anchors: TrustAnchors, now: datetime) -> VerifiedCode
     if not ci:
         # The UVCI is the only signed identifier that survives re-encoding of the code (an ES256 signature
         # does not: (r, n - s) verifies too), so without it neither replay memory nor a pseudonym can work.
-        raise DccSchemaError("certificate identifier (ci) is empty")
+        raise DccSchemaError("certificate identifier (ci) is empty", field=f"{verified.entry_type}[0].ci")
     return VerifiedCode(
         format="hc1",
         holder_ref="uvci:" + ci,

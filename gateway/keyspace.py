@@ -25,6 +25,12 @@ __all__ = [
     "COMPACTION_DAYS_TTL_S",
     "COMPACTION_LEASE",
     "DATA_CLASSES",
+    "DCC_RULES",
+    "DCC_RULES_IMPORTED_AT",
+    "DCC_RULES_VERSION",
+    "DCC_VALUESETS",
+    "DCC_VALUESETS_IMPORTED_AT",
+    "DCC_VALUESETS_VERSION",
     "DISPATCH_DEADLETTER",
     "DISPATCH_DUE",
     "DISPATCH_DUE_CHECKED",
@@ -92,6 +98,14 @@ TRUST_VERSION: Final = "pg:trust:version"  # counter bumped on every trust-list 
 DSC_TRUST: Final = "pg:trust:dsc"  # hash SHA-256-hex of the DER -> base64 DER
 DSC_TRUST_VERSION: Final = "pg:trust:dsc:version"  # counter bumped on every import; workers poll it
 DSC_TRUST_IMPORTED_AT: Final = "pg:trust:dsc:imported_at"  # unix seconds of the last import (freshness)
+# EU DCC value sets and business-rule sets (public reference data, configuration: no TTL); each has a version
+# counter the workers poll and the unix seconds of its last import (docs/dcc.md "Value sets", "Rule sets").
+DCC_VALUESETS: Final = "pg:trust:valuesets"  # hash valueSetId -> JSON {"id", "date", "codes"}
+DCC_VALUESETS_VERSION: Final = "pg:trust:valuesets:version"
+DCC_VALUESETS_IMPORTED_AT: Final = "pg:trust:valuesets:imported_at"
+DCC_RULES: Final = "pg:trust:dccrules"  # hash rule-set name -> JSON list of EU DCC Gateway rules
+DCC_RULES_VERSION: Final = "pg:trust:dccrules:version"
+DCC_RULES_IMPORTED_AT: Final = "pg:trust:dccrules:imported_at"
 PLACES: Final = "pg:places"  # set of place ids
 # Keyed fingerprint of the deployment's master secret (gateway/secretcheck.py), set once by the first process;
 # a process with another secret refuses to start. Configuration: no TTL.
@@ -381,6 +395,8 @@ _COMPACTION_LEASE_MAX_S: Final = 3 * 24 * 3600 + 600  # compaction_lease_ttl_ms 
 DATA_CLASSES: Final = (
     DataClass("trust_keys", r"pg:trust(?::version)?", False, "none"),
     DataClass("dsc_trust", r"pg:trust:dsc(?::version|:imported_at)?", False, "none"),
+    DataClass("dcc_valuesets", r"pg:trust:valuesets(?::version|:imported_at)?", False, "none"),
+    DataClass("dcc_rules", r"pg:trust:dccrules(?::version|:imported_at)?", False, "none"),
     DataClass("places", r"pg:places|pg:place:[a-z0-9][a-z0-9._-]{0,63}", False, "none"),
     DataClass("principals", r"pg:principal-ids|pg:principal:[0-9a-f]{64}", False, "none"),
     DataClass("secret_fingerprint", "pg:secret:fingerprint", False, "none"),  # configuration, like the registry

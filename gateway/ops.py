@@ -61,9 +61,16 @@ async def readyz(request: web.Request) -> web.Response:
             dsc = fresh.value
             if fresh is Freshness.STALE:
                 reasons.append("dsc_list_stale")
+    # EU DCC value sets: shown always (version, age), required only when PLACEGATE_READY_TRUST_LISTS names them.
+    valuesets: dict[str, object] = {"version": max(trust.valuesets_version, 0), "sets": len(trust.valuesets.sets),
+                                    "imported_at": None if trust.valuesets_imported_at is None
+                                    else trust.valuesets_imported_at.isoformat()}
+    if "valuesets" in required and trust.valuesets_imported_at is None:
+        reasons.append("valuesets_not_imported")
     body = {
         "ready": not reasons, "redis": redis_ok, "trust_list": trust.healthy and trust.usable_health_keys > 0,
-        "trust_version": trust.version, "dsc_list": dsc, "degraded": not health.available, "reasons": reasons,
+        "trust_version": trust.version, "dsc_list": dsc, "valuesets": valuesets, "degraded": not health.available,
+        "reasons": reasons,
     }  # fmt: skip
     return json_response(body, status=503 if reasons else 200)
 

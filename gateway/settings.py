@@ -286,7 +286,7 @@ class Settings:
         self.dispatch.validate()
 
     def ready_trust_list_names(self) -> frozenset[str]:
-        """``ready_trust_lists`` as a set of names (``native``, ``dsc``)."""
+        """``ready_trust_lists`` as a set of names (``native``, ``dsc``, ``valuesets``)."""
         return frozenset(p.strip() for p in self.ready_trust_lists.split(",") if p.strip())
 
     def with_secret(self) -> Settings:
@@ -310,7 +310,7 @@ class Settings:
 
 
 _LOG_FORMATS = ("json", "text")  # gateway/logjson.py LOG_FORMATS; settings import nothing of the gateway
-_TRUST_LISTS = frozenset({"native", "dsc"})
+_TRUST_LISTS = frozenset({"native", "dsc", "valuesets"})
 EXTERNAL_SECRET_RULE = ("required with an external store (--redis-url or PLACEGATE_REDIS_URL): set PLACEGATE_SECRET "
                         "or pass --secret-file PATH (PLACEGATE_SECRET_FILE), the same for every process of the "
                         "deployment; only the embedded store generates its own")

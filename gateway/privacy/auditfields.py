@@ -119,6 +119,8 @@ FIELD_KINDS: Mapping[str, str] = {
     "certificates": "count", "digest": "hex", "stored": "count", "mode": "code", "rules_version": "id",
     "retention_days": "count", "status_ttl_s": "count", "place": "id", "device": "id", "case": "case",
     "day": "count", "removed": "count",
+    # EU DCC reference data: imported value-set ids and rule-set names, the import's version, rules counted
+    "sets": "ids", "version": "count", "rules": "count",
     # free text, masked
     "detail": "text", "note": "text",
     # written by this module itself

@@ -199,7 +199,8 @@ class Scanner:
         except NOT_A_CODE_ERRORS:
             return MalformedCodeError("not a health code")
         except CodeError as exc:
-            item.decision = refuse(self.rules, exc.code)
+            # The rule an EU DCC failed names its field (``v[0].mp``); other refusals stay rule ``code``.
+            item.decision = refuse(self.rules, exc.code, rule_id=exc.field or "code")
             trust_refusal = isinstance(exc, TrustKeyError) and not isinstance(exc, CoseHeaderError)
         item.fresh = self.trust.freshness(fmt.trust_list, now)
         if item.fresh is Freshness.STALE and (item.verified is not None or trust_refusal):

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from crypto.errors import TrustListError
 from gateway.cli_common import add_common_args, admin_redis, run, settings_from
 from gateway.trust.dsc import DscRegistry, freshness, parse_trust_file
+from gateway.trust.valuesets import ValueSetRegistry, read_value_set_dir
 
 __all__ = ["register"]
 
@@ -34,6 +35,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lst = tsub.add_parser("list", help="list the stored DSC certificates and the list's age")
     add_common_args(lst)
     lst.set_defaults(func=_list)
+    vs = tsub.add_parser("valuesets", help="EU DCC value sets (vaccine products, countries, test types...)")
+    vsub = vs.add_subparsers(dest="valuesets_cmd", required=True)
+    vimp = vsub.add_parser("import", help="replace the stored value sets with the *.json value-set files of DIR")
+    vimp.add_argument("directory", type=Path, metavar="DIR", help="folder of value-set JSON files")
+    add_common_args(vimp)
+    vimp.set_defaults(func=_import_valuesets)
+    vlst = vsub.add_parser("list", help="list the stored value sets, their dates and sizes")
+    add_common_args(vlst)
+    vlst.set_defaults(func=_list_valuesets)
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -76,6 +86,38 @@ def _list(args: argparse.Namespace) -> int:
             types = "".join(sorted(key.entry_types)) if key.entry_types is not None else "all"
             print(f"{key.kid.hex():16}  {kind:4}  {types:5}  {key.not_before.isoformat():25}  "
                   f"{key.not_after.isoformat():25}  {'yes' if key.valid_at(now) else 'no'}")
+        return 0
+
+    return run(go())
+
+
+def _import_valuesets(args: argparse.Namespace) -> int:
+    try:
+        sets, skipped = read_value_set_dir(args.directory)
+    except OSError as exc:
+        print(f"placegate: cannot read {args.directory}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except TrustListError as exc:
+        print(f"placegate: {exc}", file=sys.stderr)
+        return 1
+
+    async def go() -> int:
+        async with admin_redis(settings_from(args)) as redis:
+            version = await ValueSetRegistry(redis).import_sets(sets, now=datetime.now(UTC))
+        print(f"imported={len(sets)} version={version} skipped={','.join(skipped) or '-'}")
+        return 0
+
+    return run(go())
+
+
+def _list_valuesets(args: argparse.Namespace) -> int:
+    async def go() -> int:
+        async with admin_redis(settings_from(args)) as redis:
+            snapshot = await ValueSetRegistry(redis).load()
+        imported = "never" if snapshot.imported_at is None else snapshot.imported_at.isoformat()
+        print(f"imported_at={imported} version={snapshot.version} sets={len(snapshot.value_sets.sets)}")
+        for value_set in sorted(snapshot.value_sets.sets.values(), key=lambda v: v.id):
+            print(f"{value_set.id:45}  {value_set.date:10}  codes={len(value_set.codes)}")
         return 0
 
     return run(go())

@@ -21,8 +21,9 @@ from gateway.errors import StoreUnavailableError
 from gateway.trust.dsc import DscRegistry
 from gateway.trust.registry import Registry
 from gateway.trust.state import DSC_REGISTRY, PLACES, REGISTRY, TRUST_STATE, PlaceCache, TrustState
+from gateway.trust.valuesets import ValueSetRegistry
 
-__all__ = ["install", "refresh_dsc", "refresh_trust"]
+__all__ = ["install", "refresh_dsc", "refresh_trust", "refresh_valuesets"]
 
 log = logging.getLogger("placegate.trust")
 
@@ -50,11 +51,13 @@ async def _context(app: web.Application) -> AsyncIterator[None]:
                                           stale_max_s=stale_max_s, load_timeout_s=load_timeout_s)
     await refresh_trust(app)
     await refresh_dsc(app)
+    await refresh_valuesets(app)
 
     async def refresh() -> None:
         if health.available:  # else the last good lists serve; the store's probe says when it is back
             await refresh_trust(app)
             await refresh_dsc(app)
+            await refresh_valuesets(app)
         _report_ages(app)
 
     _report_ages(app)
@@ -95,6 +98,22 @@ async def refresh_dsc(app: web.Application, *, force: bool = False) -> bool:
     return True
 
 
+async def refresh_valuesets(app: web.Application, *, force: bool = False) -> bool:
+    """Reload the EU DCC value sets when their version moved; False when Redis could not answer (last kept)."""
+    state = app[TRUST_STATE]
+    registry = ValueSetRegistry(app[REDIS])
+    try:
+        if not force and await registry.version() == state.valuesets_version:
+            return True
+        snapshot = await registry.load()
+    except StoreUnavailableError:
+        return False
+    state.valuesets = snapshot.value_sets
+    state.valuesets_imported_at = snapshot.imported_at
+    state.valuesets_version = snapshot.version
+    return True
+
+
 def _report_ages(app: web.Application) -> None:
     """``placegate_trust_list_age_seconds``: how old what this worker holds is (alerts fire on a stale list)."""
     state, gauge = app[TRUST_STATE], app[METRICS].trust_list_age
@@ -102,3 +121,5 @@ def _report_ages(app: web.Application) -> None:
         gauge.labels("native").set(time.monotonic() - state.native_confirmed_at)
     if state.dsc_imported_at is not None:
         gauge.labels("dsc").set(max(0.0, (app[CLOCK].now() - state.dsc_imported_at).total_seconds()))
+    if state.valuesets_imported_at is not None:
+        gauge.labels("valuesets").set(max(0.0, (app[CLOCK].now() - state.valuesets_imported_at).total_seconds()))

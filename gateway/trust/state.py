@@ -11,6 +11,7 @@ from datetime import datetime
 from aiohttp import web
 
 from crypto.dcc_trust import DscTrustList
+from crypto.dcc_valuesets import ValueSets
 from crypto.formats import TrustAnchors, TrustListName
 from crypto.trust import TrustList, Usage
 from gateway.storehealth import StoreHealth
@@ -43,10 +44,14 @@ class TrustState:
     # without one (a long store outage) native codes fail closed: a key revoked meanwhile must not verify for ever.
     native_confirmed_at: float | None = None
     native_stale_max_s: float = 24 * 3600
+    # EU DCC value sets (docs/dcc.md "Value sets"): empty until imported, and then no coded field is judged.
+    valuesets: ValueSets = field(default_factory=lambda: ValueSets({}))
+    valuesets_version: int = -1
+    valuesets_imported_at: datetime | None = None
 
     def anchors(self) -> TrustAnchors:
         """One snapshot of every list (a loop turn verifies all its codes against the same one)."""
-        return TrustAnchors(self.native, self.dsc)
+        return TrustAnchors(self.native, self.dsc, self.valuesets)
 
     def set_native(self, version: int, trust: TrustList, now: datetime) -> None:
         self.native = trust

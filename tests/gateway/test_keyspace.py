@@ -98,7 +98,7 @@ def test_a_key_name_never_carries_personal_data(name: str, builder: Callable[...
 def test_only_configuration_the_intake_queue_and_the_audit_trail_may_live_without_a_ttl() -> None:
     assert {c.name for c in keyspace.DATA_CLASSES if not c.expires} == {
         "trust_keys", "dsc_trust", "places", "principals", "secret_fingerprint", "dispatch_intake", "audit",
-        "audit_high_water",
+        "audit_high_water", "dcc_valuesets", "dcc_rules",
     }  # fmt: skip
     assert all(c.limit == "none" for c in keyspace.DATA_CLASSES if not c.expires)
     assert all(c.limit != "none" for c in keyspace.DATA_CLASSES if c.expires)

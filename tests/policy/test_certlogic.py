@@ -198,3 +198,18 @@ def test_rules_eval_reports_an_invalid_expression_with_its_code_and_exits_1(
     code, result, _ = _cli(tmp_path, logic)
     assert code == 1
     assert result["error"] == error and isinstance(result["detail"], str)
+
+
+def test_rules_eval_imports_no_server_stack(tmp_path: Path) -> None:
+    (tmp_path / "logic.json").write_text('{"var": "x"}', encoding="utf-8")
+    (tmp_path / "data.json").write_text('{"x": 1}', encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "gateway", "rules", "eval", "--logic", str(tmp_path / "logic.json"),
+         "--data", str(tmp_path / "data.json")],
+        capture_output=True, text=True, timeout=60, check=False, cwd=REPO,
+    )
+    assert (proc.returncode, proc.stdout) == (0, "1\n")
+    names = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+             if line.startswith("import time:") and line.count("|") == 2}
+    assert "policy.certlogic.evaluator" in names  # the control: the log is read
+    assert {name.split(".", 1)[0] for name in names} & {"aiohttp", "redis", "prometheus_client"} == set()
