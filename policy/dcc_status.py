@@ -16,13 +16,17 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Final
 
 from crypto.cbor import CborKey, CborTag, CborValue
+from crypto.dcc_schema import dcc_to_json
 from crypto.native import Colour
 from policy.admission import Decision, Reason, decide_admission
+from policy.dcc_rules import DccBusinessRules, apply_rule_set
 from policy.rules import Action, Rules
 from policy.status import HolderStatus, TestResult
 
 __all__ = [
     "ACCEPTED_TEST_TYPES",
+    "DCC_RULES_UNAVAILABLE",
+    "DCC_RULE_FAILED",
     "RESULT_DETECTED",
     "RESULT_NOT_DETECTED",
     "DccStatus",
@@ -38,6 +42,9 @@ RESULT_DETECTED: Final = "260373001"
 NAAT: Final = "LP6464-4"
 RAT: Final = "LP217198-3"
 ACCEPTED_TEST_TYPES: Final = frozenset({NAAT})
+# Refusals of the business-rule sets (docs/dcc.md "Rule sets").
+DCC_RULE_FAILED: Final = "dcc_rule_failed"
+DCC_RULES_UNAVAILABLE: Final = "dcc_rules_unavailable"
 # A sample time in the future beyond this is an issuer error, not a test that can be judged.
 SAMPLE_LEEWAY: Final = timedelta(minutes=5)
 
@@ -136,13 +143,26 @@ def dcc_status(dcc: Mapping[CborKey, CborValue], *, now: datetime) -> DccStatus:
 
 
 def decide_dcc_admission(
-    rules: Rules, *, venue_class: str, dcc: Mapping[CborKey, CborValue], now: datetime
+    rules: Rules, *, venue_class: str, dcc: Mapping[CborKey, CborValue], now: datetime,
+    business: DccBusinessRules | None = None,
 ) -> Decision:
-    """The admission decision for a verified DCC at a venue class (same rules, same reasons as native codes)."""
+    """The admission decision for a verified DCC at a venue class (same rules, same reasons as native codes).
+
+    A class whose rules name a ``dcc_rule_set`` also applies that business-rule set first: a rule that does not
+    give true is ``deny`` / ``dcc_rule_failed`` with the rule's identifier as ``rule_id``; a named set that is not
+    imported is ``deny`` / ``dcc_rules_unavailable`` (fail closed: the venue asked for rules nobody can apply).
+    """
     status = dcc_status(dcc, now=now).status
     rule = rules.for_class(venue_class)
     if rule is not None and status.test_result is TestResult.POSITIVE:
         # A native holder who tests positive turns red; a DCC holder's positive test is refused at every
         # venue class, not only where a negative test is required.
         return Decision(Action.DENY, Reason.TEST_POSITIVE, f"{rule.venue_class}.test", rules.version)
+    if rule is not None and rule.dcc_rule_set is not None:
+        rule_set = None if business is None else business.rule_sets.get(rule.dcc_rule_set)
+        if business is None or rule_set is None:
+            return Decision(Action.DENY, DCC_RULES_UNAVAILABLE, f"{rule.venue_class}.dcc_rules", rules.version)
+        verdict = apply_rule_set(rule_set, dcc_to_json(dict(dcc)), at=now, value_sets=business.value_sets)
+        if not verdict.passed and verdict.failed_rule is not None:
+            return Decision(Action.DENY, DCC_RULE_FAILED, verdict.failed_rule, rules.version)
     return decide_admission(rules, venue_class=venue_class, signed_colour=Colour.GREEN, status=status, now=now)

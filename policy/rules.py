@@ -9,6 +9,7 @@ from enum import StrEnum
 from importlib import resources
 from typing import Any
 
+from policy.dcc_rules import RULE_SET_NAME
 from policy.errors import RulesError
 
 __all__ = ["Action", "ClassRule", "Rules", "load_rules", "parse_rules"]
@@ -31,6 +32,8 @@ class ClassRule:
     vaccination_required: bool
     on_unknown: Action
     on_degraded: Action
+    # The EU DCC business-rule set an HC1 certificate must also pass here (docs/dcc.md "Rule sets"); None: none.
+    dcc_rule_set: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,7 @@ class Rules:
 
 _TOP_KEYS = {"version", "status_max_age_h", "classes"}
 _CLASS_KEYS = {"name", "test_within_h", "negative_test_required", "vaccination_required", "on_unknown", "on_degraded"}
+_CLASS_KEYS |= {"dcc_rule_set"}
 
 
 def _int(value: object, what: str, *, low: int, high: int) -> int:
@@ -58,6 +62,14 @@ def _action(value: object, what: str) -> Action:
         return Action(str(value))
     except ValueError:
         raise RulesError(f"{what} must be one of admit, deny, review") from None
+
+
+def _rule_set_name(value: object, venue_class: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or RULE_SET_NAME.fullmatch(value) is None:
+        raise RulesError(f"class {venue_class}: dcc_rule_set must be a rule-set name (letters, digits, - or _)")
+    return value
 
 
 def parse_rules(data: Mapping[str, Any]) -> Rules:
@@ -97,6 +109,7 @@ def parse_rules(data: Mapping[str, Any]) -> Rules:
             vaccination_required=vaccination,
             on_unknown=_action(raw.get("on_unknown", "review"), "on_unknown"),
             on_degraded=_action(raw.get("on_degraded", "review"), "on_degraded"),
+            dcc_rule_set=_rule_set_name(raw.get("dcc_rule_set"), venue_class),
         )
     return Rules(version=version, status_max_age_h=max_age, classes=classes)
 

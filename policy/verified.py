@@ -16,20 +16,24 @@ from typing import Final
 from crypto.dcc import VerifiedDcc
 from crypto.formats import VerifiedCode
 from policy.admission import Decision, decide_admission
+from policy.dcc_rules import DccBusinessRules
 from policy.dcc_status import decide_dcc_admission
 from policy.rules import Rules
 from policy.status import HolderStatus
 
 __all__ = ["SELF_CONTAINED", "decide_verified"]
 
-SelfContainedDecision = Callable[[Rules, VerifiedCode, str, datetime], Decision]
+SelfContainedDecision = Callable[[Rules, VerifiedCode, str, datetime, "DccBusinessRules | None"], Decision]
 
 
-def _decide_dcc(rules: Rules, verified: VerifiedCode, venue_class: str, now: datetime) -> Decision:
+def _decide_dcc(
+    rules: Rules, verified: VerifiedCode, venue_class: str, now: datetime, business: DccBusinessRules | None
+) -> Decision:
     evidence = verified.evidence
     if not isinstance(evidence, VerifiedDcc):
         raise TypeError(f"format {verified.format!r} did not carry a verified DCC")
-    return decide_dcc_admission(rules, venue_class=venue_class, dcc=evidence.decoded.dcc, now=now)
+    return decide_dcc_admission(rules, venue_class=venue_class, dcc=evidence.decoded.dcc, now=now,
+                                business=business)
 
 
 # Format name (crypto.formats.FORMATS) -> how a code of that format that carries its own status is decided.
@@ -44,6 +48,7 @@ def decide_verified(
     status: HolderStatus | None,
     status_available: bool,
     now: datetime,
+    business: DccBusinessRules | None = None,
 ) -> Decision:
     """Decide for a code that passed its format's verification.
 
@@ -51,6 +56,7 @@ def decide_verified(
     :param status_available: ``False`` when Redis could not answer in time: a live-status code is decided in
         degraded mode on its signed colour; a self-contained one still decides, but its answer says degraded,
         since nothing could check that the code is not a copy in use elsewhere.
+    :param business: the imported EU DCC business-rule sets and value sets (``None``: none available).
     :raises KeyError: a self-contained format with no entry in ``SELF_CONTAINED`` (a defect, not an input).
     """
     if verified.live_status:
@@ -58,5 +64,5 @@ def decide_verified(
             raise ValueError(f"format {verified.format!r} has a live status but no signed colour")
         return decide_admission(rules, venue_class=venue_class, signed_colour=verified.signed_colour, status=status,
                                 now=now, status_available=status_available)
-    decision = SELF_CONTAINED[verified.format](rules, verified, venue_class, now)
+    decision = SELF_CONTAINED[verified.format](rules, verified, venue_class, now, business)
     return decision if status_available else replace(decision, degraded=True)

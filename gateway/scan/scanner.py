@@ -273,7 +273,7 @@ class Scanner:
                 item.decision = decide_verified(
                     self.rules, verified, venue_class=place.venue_class,
                     status=None if lookup is None else lookup.status, status_available=lookup is not None,
-                    now=item.request.now,
+                    now=item.request.now, business=self.trust.business,
                 )  # fmt: skip
         if unavailable:
             self.metrics.redis_errors.labels("scan_lookup").inc(unavailable)

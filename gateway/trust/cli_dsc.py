@@ -17,8 +17,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from crypto.errors import TrustListError
 from gateway.cli_common import add_common_args, admin_redis, run, settings_from
+from gateway.trust.dccrules import RuleSetRegistry, read_rule_dir
 from gateway.trust.dsc import DscRegistry, freshness, parse_trust_file
 from gateway.trust.valuesets import ValueSetRegistry, read_value_set_dir
+from policy.dcc_rules import DccRuleError
 
 __all__ = ["register"]
 
@@ -44,6 +46,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     vlst = vsub.add_parser("list", help="list the stored value sets, their dates and sizes")
     add_common_args(vlst)
     vlst.set_defaults(func=_list_valuesets)
+    rs = tsub.add_parser("rules", help="EU DCC business-rule sets (EU templates, country rules, the city's own)")
+    rsub = rs.add_subparsers(dest="rules_cmd", required=True)
+    rimp = rsub.add_parser("import", help="store (or replace) the rule set NAME from the rules in DIR")
+    rimp.add_argument("name", metavar="NAME", help="the rule set's name, as a rules file's dcc_rule_set names it")
+    rimp.add_argument("directory", type=Path, metavar="DIR", help="folder of */rule.json or *.json rules")
+    add_common_args(rimp)
+    rimp.set_defaults(func=_import_rules)
+    rlst = rsub.add_parser("list", help="list the stored rule sets and their rules")
+    add_common_args(rlst)
+    rlst.set_defaults(func=_list_rules)
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -118,6 +130,41 @@ def _list_valuesets(args: argparse.Namespace) -> int:
         print(f"imported_at={imported} version={snapshot.version} sets={len(snapshot.value_sets.sets)}")
         for value_set in sorted(snapshot.value_sets.sets.values(), key=lambda v: v.id):
             print(f"{value_set.id:45}  {value_set.date:10}  codes={len(value_set.codes)}")
+        return 0
+
+    return run(go())
+
+
+def _import_rules(args: argparse.Namespace) -> int:
+    try:
+        rule_set = read_rule_dir(args.name, args.directory)
+    except OSError as exc:
+        print(f"placegate: cannot read {args.directory}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except DccRuleError as exc:
+        print(f"placegate: {exc}", file=sys.stderr)
+        return 1
+
+    async def go() -> int:
+        async with admin_redis(settings_from(args)) as redis:
+            version = await RuleSetRegistry(redis).import_set(rule_set, now=datetime.now(UTC))
+        print(f"rule_set={rule_set.name} rules={len(rule_set.rules)} version={version}")
+        return 0
+
+    return run(go())
+
+
+def _list_rules(args: argparse.Namespace) -> int:
+    async def go() -> int:
+        async with admin_redis(settings_from(args)) as redis:
+            snapshot = await RuleSetRegistry(redis).load()
+        imported = "never" if snapshot.imported_at is None else snapshot.imported_at.isoformat()
+        print(f"imported_at={imported} version={snapshot.version} rule_sets={len(snapshot.rule_sets)}")
+        for name in sorted(snapshot.rule_sets):
+            for rule in snapshot.rule_sets[name].rules:
+                version = ".".join(str(part) for part in rule.version)
+                print(f"{name:16}  {rule.identifier:12}  {version:8}  {rule.type:12}  "
+                      f"{rule.valid_from.isoformat()} .. {rule.valid_to.isoformat()}")
         return 0
 
     return run(go())

@@ -18,12 +18,13 @@ from gateway.appstate import CLOCK, HEALTH, METRICS, REDIS, SETTINGS
 from gateway.auth import PRINCIPAL_CACHE, PrincipalCache
 from gateway.background import refreshing
 from gateway.errors import StoreUnavailableError
+from gateway.trust.dccrules import RuleSetRegistry
 from gateway.trust.dsc import DscRegistry
 from gateway.trust.registry import Registry
 from gateway.trust.state import DSC_REGISTRY, PLACES, REGISTRY, TRUST_STATE, PlaceCache, TrustState
 from gateway.trust.valuesets import ValueSetRegistry
 
-__all__ = ["install", "refresh_dsc", "refresh_trust", "refresh_valuesets"]
+__all__ = ["install", "refresh_dcc_rules", "refresh_dsc", "refresh_trust", "refresh_valuesets"]
 
 log = logging.getLogger("placegate.trust")
 
@@ -52,12 +53,14 @@ async def _context(app: web.Application) -> AsyncIterator[None]:
     await refresh_trust(app)
     await refresh_dsc(app)
     await refresh_valuesets(app)
+    await refresh_dcc_rules(app)
 
     async def refresh() -> None:
         if health.available:  # else the last good lists serve; the store's probe says when it is back
             await refresh_trust(app)
             await refresh_dsc(app)
             await refresh_valuesets(app)
+            await refresh_dcc_rules(app)
         _report_ages(app)
 
     _report_ages(app)
@@ -108,9 +111,21 @@ async def refresh_valuesets(app: web.Application, *, force: bool = False) -> boo
         snapshot = await registry.load()
     except StoreUnavailableError:
         return False
-    state.valuesets = snapshot.value_sets
-    state.valuesets_imported_at = snapshot.imported_at
-    state.valuesets_version = snapshot.version
+    state.set_valuesets(snapshot.value_sets, snapshot.version, snapshot.imported_at)
+    return True
+
+
+async def refresh_dcc_rules(app: web.Application, *, force: bool = False) -> bool:
+    """Reload the EU DCC business-rule sets when their version moved; False when Redis could not answer."""
+    state = app[TRUST_STATE]
+    registry = RuleSetRegistry(app[REDIS])
+    try:
+        if not force and await registry.version() == state.dcc_rules_version:
+            return True
+        snapshot = await registry.load()
+    except StoreUnavailableError:
+        return False
+    state.set_rule_sets(snapshot.rule_sets, snapshot.version, snapshot.imported_at)
     return True
 
 

@@ -5,6 +5,7 @@ fills it; the scanner and the place resolver read it, one snapshot per loop turn
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -18,6 +19,7 @@ from gateway.storehealth import StoreHealth
 from gateway.trust.dsc import DscRegistry, Freshness, freshness
 from gateway.trust.registry import Place, Registry
 from gateway.ttlcache import TtlCache
+from policy.dcc_rules import DccBusinessRules, RuleSet
 
 __all__ = ["DSC_REGISTRY", "PLACES", "REGISTRY", "TRUST_STATE", "PlaceCache", "TrustState"]
 
@@ -48,6 +50,12 @@ class TrustState:
     valuesets: ValueSets = field(default_factory=lambda: ValueSets({}))
     valuesets_version: int = -1
     valuesets_imported_at: datetime | None = None
+    # EU DCC business-rule sets by name (docs/dcc.md "Rule sets"), and what the scan path applies: those sets
+    # with the value sets in the form the rules read (rebuilt when either reloads, not at every scan).
+    dcc_rule_sets: Mapping[str, RuleSet] = field(default_factory=dict)
+    dcc_rules_version: int = -1
+    dcc_rules_imported_at: datetime | None = None
+    business: DccBusinessRules = field(default_factory=lambda: DccBusinessRules({}, {}))
 
     def anchors(self) -> TrustAnchors:
         """One snapshot of every list (a loop turn verifies all its codes against the same one)."""
@@ -61,6 +69,14 @@ class TrustState:
         self.usable_health_keys = sum(
             1 for k in trust if k.usage is Usage.HEALTH and not k.revoked and k.not_before <= now <= k.not_after
         )
+
+    def set_valuesets(self, value_sets: ValueSets, version: int, imported_at: datetime | None) -> None:
+        self.valuesets, self.valuesets_version, self.valuesets_imported_at = value_sets, version, imported_at
+        self.business = DccBusinessRules(self.dcc_rule_sets, value_sets.compressed())
+
+    def set_rule_sets(self, rule_sets: Mapping[str, RuleSet], version: int, imported_at: datetime | None) -> None:
+        self.dcc_rule_sets, self.dcc_rules_version, self.dcc_rules_imported_at = rule_sets, version, imported_at
+        self.business = DccBusinessRules(rule_sets, self.business.value_sets)
 
     def freshness(self, trust_list: TrustListName, now: datetime) -> Freshness:
         """How far the list vouching for a format can be relied on at ``now`` (native keys carry their own

@@ -10,7 +10,6 @@ over a large array inside another cannot run for ever.  Type mismatches found wh
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Final, cast
 
 from policy.certlogic.errors import CertLogicError, CertLogicTooCostlyError
@@ -184,8 +183,8 @@ class _Evaluation:
         return accumulator
 
 
-def evaluate(expr: Json, data: Value | Mapping[str, Value], *, max_steps: int = MAX_STEPS) -> Value:
-    """Evaluate a CertLogic expression on a data context.
+def evaluate(expr: Json, data: object, *, max_steps: int = MAX_STEPS) -> Value:
+    """Evaluate a CertLogic expression on a data context (JSON: what ``json.loads`` gives).
 
     :raises CertLogicError: an invalid expression (before evaluating, or a type mismatch while evaluating);
         ``CertLogicTooDeepError`` / ``CertLogicTooLargeError`` / ``CertLogicTooCostlyError`` over a bound.
@@ -193,5 +192,4 @@ def evaluate(expr: Json, data: Value | Mapping[str, Value], *, max_steps: int = 
     issues = validate(expr)
     if issues:
         raise CertLogicError(issues[0].message)
-    context: Value = dict(data) if isinstance(data, Mapping) else data
-    return _Evaluation(max_steps).run(expr, context)
+    return _Evaluation(max_steps).run(expr, cast(Value, data))
