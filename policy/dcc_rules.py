@@ -175,7 +175,7 @@ def apply_rule_set(
             "external": {"validationClock": clock, "countryCode": rule.country, "valueSets": sets},
         }
         try:
-            result = evaluate(rule.logic, data)
+            result = evaluate(rule.logic, data, validated=True)  # validated by parse_rule
         except CertLogicError:
             result = None  # the specification: catch the evaluation error and count the rule as failed
         if result is not True:

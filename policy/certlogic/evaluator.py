@@ -183,13 +183,16 @@ class _Evaluation:
         return accumulator
 
 
-def evaluate(expr: Json, data: object, *, max_steps: int = MAX_STEPS) -> Value:
+def evaluate(expr: Json, data: object, *, max_steps: int = MAX_STEPS, validated: bool = False) -> Value:
     """Evaluate a CertLogic expression on a data context (JSON: what ``json.loads`` gives).
+
+    :param validated: the caller already had ``validate`` find no issue in this very expression (a stored rule
+        checked at import), so it is not walked again.
 
     :raises CertLogicError: an invalid expression (before evaluating, or a type mismatch while evaluating);
         ``CertLogicTooDeepError`` / ``CertLogicTooLargeError`` / ``CertLogicTooCostlyError`` over a bound.
     """
-    issues = validate(expr)
+    issues = [] if validated else validate(expr)
     if issues:
         raise CertLogicError(issues[0].message)
     return _Evaluation(max_steps).run(expr, cast(Value, data))
