@@ -37,6 +37,7 @@ __all__ = [
     "DISPATCH_DUE_STAMPS",
     "DISPATCH_INTAKE",
     "DISPATCH_OPEN",
+    "DSC_SYNC_LOCK",
     "DSC_TRUST",
     "DSC_TRUST_IMPORTED_AT",
     "DSC_TRUST_VERSION",
@@ -106,6 +107,9 @@ DCC_VALUESETS_IMPORTED_AT: Final = "pg:trust:valuesets:imported_at"
 DCC_RULES: Final = "pg:trust:dccrules"  # hash rule-set name -> JSON list of EU DCC Gateway rules
 DCC_RULES_VERSION: Final = "pg:trust:dccrules:version"
 DCC_RULES_IMPORTED_AT: Final = "pg:trust:dccrules:imported_at"
+# Taken (SET NX EX) by the process that pulls the signer list this round; expires after the sync interval, so
+# the deployment pulls once per interval whatever its number of workers.
+DSC_SYNC_LOCK: Final = "pg:dscsync:lock"
 PLACES: Final = "pg:places"  # set of place ids
 # Keyed fingerprint of the deployment's master secret (gateway/secretcheck.py), set once by the first process;
 # a process with another secret refuses to start. Configuration: no TTL.
@@ -397,6 +401,7 @@ DATA_CLASSES: Final = (
     DataClass("dsc_trust", r"pg:trust:dsc(?::version|:imported_at)?", False, "none"),
     DataClass("dcc_valuesets", r"pg:trust:valuesets(?::version|:imported_at)?", False, "none"),
     DataClass("dcc_rules", r"pg:trust:dccrules(?::version|:imported_at)?", False, "none"),
+    DataClass("dsc_sync_lock", "pg:dscsync:lock", True, 7 * 24 * 3600),  # dsc_sync_interval_s at its longest
     DataClass("places", r"pg:places|pg:place:[a-z0-9][a-z0-9._-]{0,63}", False, "none"),
     DataClass("principals", r"pg:principal-ids|pg:principal:[0-9a-f]{64}", False, "none"),
     DataClass("secret_fingerprint", "pg:secret:fingerprint", False, "none"),  # configuration, like the registry

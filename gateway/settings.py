@@ -168,6 +168,11 @@ class Settings:
     # How often every worker re-reads the trust list (native keys and EU DCC signer list): a revoked key
     # stops verifying within this delay.
     trust_refresh_s: float = 2.0
+    # The EU DCC signer list pulled on a schedule from a national backend (docs/dcc.md "Trust-list sync"): its
+    # URL, the trust-anchor certificate (PEM) its signature must verify against, and how often one process pulls.
+    dsc_sync_url: str | None = None
+    dsc_sync_anchor_file: Path | None = None
+    dsc_sync_interval_s: float = 3600.0
     # Codes in one POST /v1/scan/batch (a turnstile bank); the batch body limit scales with it.
     max_batch_codes: int = 64
     # Every Redis connection's own bounds (redis-py's defaults wait for ever); above the longest command we send
@@ -228,6 +233,7 @@ class Settings:
         "dsc_trust_fail_after_s": (1, 366 * 24 * 3600),
         "dcc_replay_window_s": (1, 24 * 3600),
         "trust_refresh_s": (0.1, 3600),
+        "dsc_sync_interval_s": (1, 7 * 24 * 3600),
         "max_batch_codes": (1, 1024),
         "redis_connect_timeout_s": (0.01, 60),
         "redis_socket_timeout_s": (3, 600),
@@ -270,6 +276,11 @@ class Settings:
             scheme, sep, _ = self.redis_url.partition("://")
             got = f"scheme {scheme!r}" if sep else "no scheme"
             raise SettingsError("PLACEGATE_REDIS_URL", f"expected a redis://, rediss:// or unix:// URL, got {got}")
+        if self.dsc_sync_url is not None and (not self.dsc_sync_url.startswith(("https://", "http://"))
+                                              or self.dsc_sync_anchor_file is None):
+            # An unsigned or unanchored pull would let whoever answers the URL pick the signers.
+            raise SettingsError("PLACEGATE_DSC_SYNC_URL", "expected an http(s):// URL, with "
+                                "PLACEGATE_DSC_SYNC_ANCHOR_FILE set")
         if unknown := sorted(self.holder_read_classes - {c.value for c in EventClass}):
             raise SettingsError("PLACEGATE_HOLDER_READ_CLASSES", f"not event classes: {', '.join(unknown)}")
         if self.secret is not None and not _SECRET_BYTES[0] <= len(self.secret.reveal()) <= _SECRET_BYTES[1]:

@@ -15,10 +15,12 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from crypto.dcc_trustlist import load_anchor
 from crypto.errors import TrustListError
 from gateway.cli_common import add_common_args, admin_redis, run, settings_from
 from gateway.trust.dccrules import RuleSetRegistry, read_rule_dir
 from gateway.trust.dsc import DscRegistry, freshness, parse_trust_file
+from gateway.trust.sync import sync_dsc_list
 from gateway.trust.valuesets import ValueSetRegistry, read_value_set_dir
 from policy.dcc_rules import DccRuleError
 
@@ -46,6 +48,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     vlst = vsub.add_parser("list", help="list the stored value sets, their dates and sizes")
     add_common_args(vlst)
     vlst.set_defaults(func=_list_valuesets)
+    sync = tsub.add_parser("sync", help="pull the signed DSC list from the national backend now (once)")
+    sync.add_argument("--url", help="the list's URL (default PLACEGATE_DSC_SYNC_URL)")
+    sync.add_argument("--anchor", type=Path, metavar="PEM",
+                      help="trust-anchor certificate (default PLACEGATE_DSC_SYNC_ANCHOR_FILE)")
+    add_common_args(sync)
+    sync.set_defaults(func=_sync)
     rs = tsub.add_parser("rules", help="EU DCC business-rule sets (EU templates, country rules, the city's own)")
     rsub = rs.add_subparsers(dest="rules_cmd", required=True)
     rimp = rsub.add_parser("import", help="store (or replace) the rule set NAME from the rules in DIR")
@@ -166,5 +174,31 @@ def _list_rules(args: argparse.Namespace) -> int:
                 print(f"{name:16}  {rule.identifier:12}  {version:8}  {rule.type:12}  "
                       f"{rule.valid_from.isoformat()} .. {rule.valid_to.isoformat()}")
         return 0
+
+    return run(go())
+
+
+def _sync(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    url = args.url or settings.dsc_sync_url
+    anchor_file = args.anchor or settings.dsc_sync_anchor_file
+    if url is None or anchor_file is None:
+        print("placegate: trust sync needs --url and --anchor (or PLACEGATE_DSC_SYNC_URL and "
+              "PLACEGATE_DSC_SYNC_ANCHOR_FILE)", file=sys.stderr)
+        return 2
+    try:
+        anchor = load_anchor(Path(anchor_file).read_bytes())
+    except OSError as exc:
+        print(f"placegate: cannot read {anchor_file}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except TrustListError as exc:
+        print(f"placegate: {anchor_file}: {exc}", file=sys.stderr)
+        return 1
+
+    async def go() -> int:
+        async with admin_redis(settings) as redis:
+            outcome = await sync_dsc_list(redis, url=url, anchor=anchor, now=datetime.now(UTC))
+        print(f"outcome={outcome.outcome} stored={outcome.stored} dropped={outcome.dropped} code={outcome.code or '-'}")
+        return 0 if outcome.outcome == "imported" else 1
 
     return run(go())

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from aiohttp import web
+from cryptography import x509
 
+from crypto.dcc_trustlist import load_anchor
+from crypto.errors import TrustListError
 from gateway.appstate import CLOCK, HEALTH, METRICS, REDIS, SETTINGS
 from gateway.auth import PRINCIPAL_CACHE, PrincipalCache
 from gateway.background import refreshing
@@ -22,11 +26,14 @@ from gateway.trust.dccrules import RuleSetRegistry
 from gateway.trust.dsc import DscRegistry
 from gateway.trust.registry import Registry
 from gateway.trust.state import DSC_REGISTRY, PLACES, REGISTRY, TRUST_STATE, PlaceCache, TrustState
+from gateway.trust.sync import sync_dsc_list, take_sync_round
 from gateway.trust.valuesets import ValueSetRegistry
 
 __all__ = ["install", "refresh_dcc_rules", "refresh_dsc", "refresh_trust", "refresh_valuesets"]
 
 log = logging.getLogger("placegate.trust")
+
+_SYNC_POLL_S = 5.0  # how often a process asks whether this round's pull is still to be done
 
 
 def install(app: web.Application) -> None:
@@ -36,6 +43,41 @@ def install(app: web.Application) -> None:
                                   dsc_fail_after_s=settings.dsc_trust_fail_after_s,
                                   native_stale_max_s=settings.outage_stale_max_s)
     app.cleanup_ctx.append(_context)
+    if settings.dsc_sync_url is not None and settings.dsc_sync_anchor_file is not None:
+        app.cleanup_ctx.append(_sync_context(settings.dsc_sync_url, _anchor(settings.dsc_sync_anchor_file),
+                                             settings.dsc_sync_interval_s))
+
+
+def _anchor(path: Path) -> x509.Certificate:
+    """The sync's trust anchor, read once at start-up: a bad file stops the start, named by its variable."""
+    try:
+        return load_anchor(path.read_bytes())
+    except OSError as exc:
+        raise ValueError(f"PLACEGATE_DSC_SYNC_ANCHOR_FILE: cannot read {path}: {exc.strerror or exc}") from None
+    except TrustListError as exc:
+        raise ValueError(f"PLACEGATE_DSC_SYNC_ANCHOR_FILE: {exc}") from None
+
+
+def _sync_context(
+    url: str, anchor: x509.Certificate, interval_s: float
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Pull the signer list on a schedule (gateway/trust/sync.py): every process asks for the round's lock often
+    (a cheap SET NX), the one that gets it pulls, so the deployment pulls once per interval and soon after start."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        health = app[HEALTH]
+
+        async def pull() -> None:
+            if not health.available or not await take_sync_round(app[REDIS], interval_s):
+                return
+            outcome = await sync_dsc_list(app[REDIS], url=url, anchor=anchor, now=app[CLOCK].now())
+            if outcome.outcome == "imported":
+                await refresh_dsc(app)
+
+        async with refreshing(pull, every_s=min(interval_s, _SYNC_POLL_S), what="dsc-sync"):
+            yield
+
+    return context
 
 
 async def _context(app: web.Application) -> AsyncIterator[None]:
