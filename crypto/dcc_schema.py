@@ -33,7 +33,7 @@ _MAX_DOSE = 9  # dose_posint: integer in [1, 9] in every schema version
 _VERSION = re.compile(r"\d+\.\d+\.\d+")
 # Every version restricts the year of birth to 1900-2099 ("(19|20)\d\d"); 1.3.0 allows a partial date or an
 # empty string, 1.0.x a date with a time appended (its pattern's "T..." suffix, kept lax here).
-_DOB = re.compile(r"((19|20)\d\d(-\d\d(-\d\d)?)?)?(T[0-9:.+\-Z]*)?")
+_DOB = re.compile(r"((19|20)\d\d(-\d\d(-\d\d)?)?(T[0-9:.+\-Z]*)?)?")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 # fnt / gnt: ICAO 9303 transliteration ("^[A-Z<]*$" in every version).
 _ICAO_NAME = re.compile(r"[A-Z<]*")
