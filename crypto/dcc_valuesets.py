@@ -22,7 +22,7 @@ from crypto.errors import TrustListError
 
 __all__ = ["FIELD_VALUE_SETS", "ValueSet", "ValueSets", "check_dcc_values", "parse_value_set"]
 
-# (entry type, field) -> valueSetId (RULES-README.md table; ehn-dcc-schema's "valueset-uri" annotations).
+# (entry type, field) -> valueSetId (ehn-dcc-schema's "valueset-uri" annotations of each field).
 FIELD_VALUE_SETS: Final[Mapping[tuple[str, str], str]] = {
     ("v", "tg"): "disease-agent-targeted",
     ("v", "vp"): "sct-vaccines-covid-19",
@@ -93,7 +93,8 @@ class ValueSets:
     sets: Mapping[str, ValueSet]
 
     def compressed(self) -> dict[str, list[str]]:
-        """The business rules' ``external.valueSets``: each id to the list of its codes (RULES-README.md §1)."""
+        """The business rules' ``external.valueSets``: each id to the list of its codes, active or not (the
+        compressed form of dgc-business-rules-testdata's valuesets/valueSets.json)."""
         return {value_set_id: sorted(value_set.codes) for value_set_id, value_set in self.sets.items()}
 
 
