@@ -17,7 +17,7 @@ from gateway.privacy.audit import query_audit
 from gateway.trust.refresh import refresh_dcc_rules, refresh_valuesets
 from tests.crypto.conftest import Dsc
 from tests.gateway.conftest import World, WorldFactory
-from tests.gateway.scan.test_hc1_scan import T0, dsc, hc1, scan, trust, vaccination
+from tests.gateway.scan.test_hc1_scan import PERSONAL, T0, dsc, everything_in_redis, hc1, scan, trust, vaccination
 
 __all__ = ["dsc"]  # the module fixture, shared with the HC1 scan tests
 
@@ -97,3 +97,24 @@ async def test_a_rule_set_with_a_bad_rule_imports_nothing(
     assert await _cli(redis_url, "rules", "import", "CITY", str(tmp_path / "absent")) == 1
     assert await _cli(redis_url, "rules", "import", "bad name!", str(EU_RULES)) == 1
     assert await world.redis.get(keyspace.DCC_RULES_VERSION) == before
+
+
+async def test_rule_and_value_set_refusals_store_the_rule_never_a_certificate_value(
+    make_world: WorldFactory, tmp_path: Path, redis_url: str, dsc: Dsc
+) -> None:
+    world = await _world_applying(make_world, tmp_path, "EU")
+    await trust(world, dsc)
+    assert await _cli(redis_url, "valuesets", "import", str(VALUESETS)) == 0
+    assert await _cli(redis_url, "rules", "import", "EU", str(EU_RULES)) == 0
+    assert await refresh_valuesets(world.client.app) and await refresh_dcc_rules(world.client.app)
+    unknown = _recent(ci="URN:UVCI:01DE/P/2#2")
+    unknown["v"][0]["mp"] = "EU/1/99/0000"  # type: ignore[index]
+    reasons = []
+    for dcc in (_recent(dn=1, ci="URN:UVCI:01DE/P/1#1"), unknown):
+        _, body = await scan(world, hc1(dsc, dcc), who="dev-c")
+        reasons.append((body["reason"], body["rule_id"]))
+    assert reasons == [("dcc_rule_failed", "VR-EU-0002"), ("dcc_unknown_value", "v[0].mp")]
+    stored = await everything_in_redis(world)
+    assert b"VR-EU-0002" in stored and b"v[0].mp" in stored  # the control: the scan log holds the rule named
+    for value in (*PERSONAL, b"EU/1/99/0000", b"URN:UVCI:01DE/P"):
+        assert value not in stored
