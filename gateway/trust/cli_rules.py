@@ -1,4 +1,5 @@
-"""``placegate rules eval --logic LOGIC.json --data DATA.json``: evaluate one CertLogic expression.
+"""``placegate rules eval --logic LOGIC.json --data DATA.json``: evaluate one CertLogic expression;
+``placegate rules validate --logic LOGIC.json``: list its issues.
 
 An I/O edge over the pure evaluator (``policy/certlogic``): it reads two JSON files and prints one line of JSON,
 the result (exit 0), or ``{"error": CODE, "detail": ...}`` (exit 1) for an invalid expression or an unreadable
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from policy.certlogic import CertLogicError, CertLogicTooDeepError, evaluate, to_json
+from policy.certlogic import CertLogicError, CertLogicTooDeepError, evaluate, to_json, validate
 
 __all__ = ["register"]
 
@@ -23,13 +24,16 @@ INVALID_INPUT = "invalid_input"  # a file that cannot be read or is not JSON (no
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``rules`` sub-command."""
-    rules = sub.add_parser("rules", help="EU DCC business rules: evaluate a CertLogic expression")
+    rules = sub.add_parser("rules", help="EU DCC business rules: evaluate or validate a CertLogic expression")
     rsub = rules.add_subparsers(dest="rules_cmd", required=True)
     ev = rsub.add_parser("eval", help="evaluate a CertLogic expression on a data context; one line of JSON")
     ev.add_argument("--logic", required=True, type=Path, metavar="LOGIC.json", help="the CertLogic expression")
     ev.add_argument("--data", required=True, type=Path, metavar="DATA.json",
                     help='the data context (for a DCC rule: {"payload": ..., "external": ...})')
     ev.set_defaults(func=_eval)
+    va = rsub.add_parser("validate", help="list the issues of a CertLogic expression as one line of JSON")
+    va.add_argument("--logic", required=True, type=Path, metavar="LOGIC.json", help="the CertLogic expression")
+    va.set_defaults(func=_validate)
 
 
 def _refuse_constant(name: str) -> Any:
@@ -74,3 +78,17 @@ def _eval(args: argparse.Namespace) -> int:
         return 1
     _print(result)
     return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    """``[{"expr": ..., "message": ...}, ...]`` (the validator test suite's shape): exit 0 when empty, else 1."""
+    try:
+        issues = validate(_load(args.logic, "logic"))
+    except _InputError as exc:
+        _print({"error": exc.code, "detail": exc.detail})
+        return 1
+    except CertLogicError as exc:  # over a bound: refused before the walk
+        _print({"error": exc.code, "detail": str(exc)})
+        return 1
+    _print([{"expr": issue.expr, "message": issue.message} for issue in issues])
+    return 0 if not issues else 1

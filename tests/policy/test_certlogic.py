@@ -213,3 +213,20 @@ def test_rules_eval_imports_no_server_stack(tmp_path: Path) -> None:
              if line.startswith("import time:") and line.count("|") == 2}
     assert "policy.certlogic.evaluator" in names  # the control: the log is read
     assert {name.split(".", 1)[0] for name in names} & {"aiohttp", "redis", "prometheus_client"} == set()
+
+
+def _validate_cli(tmp_path: Path, logic: str) -> tuple[int, Any]:
+    (tmp_path / "logic.json").write_text(logic, encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway", "rules", "validate", "--logic", str(tmp_path / "logic.json")],
+        capture_output=True, text=True, timeout=60, check=False, cwd=REPO,
+    )
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_rules_validate_lists_the_issues_with_their_subexpressions(tmp_path: Path) -> None:
+    assert _validate_cli(tmp_path, '{"if": [{"var": "x"}, 1, 2]}') == (0, [])
+    code, issues = _validate_cli(tmp_path, '{"and": [{"var": "x."}, {"nope": []}]}')
+    assert code == 1
+    assert [issue["expr"] for issue in issues] == [{"var": "x."}, {"nope": []}]
+    assert _validate_cli(tmp_path, "[" * 100 + "]" * 100)[1]["error"] == "certlogic_too_deep"
