@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint venv conformance
+.PHONY: run test lint venv conformance certlogic-conformance
 
 venv: $(STAMP)
 
@@ -29,3 +29,8 @@ conformance: $(STAMP)
 	@test -n "$(CONFORMANCE)" || { echo "usage: make conformance CONFORMANCE=DIR (docs/dcc.md)" >&2; exit 2; }
 	$(BIN)/python $(CONFORMANCE)/dcc_conformance.py $(CONFORMANCE)/dcc-testdata -- \
 		$(BIN)/placegate verify --trust-cert {cert_file} --at {clock} --json {code_file}
+
+# The CertLogic evaluator on the public CertLogic and business-rule test files under CONFORMANCE (docs/dcc.md).
+certlogic-conformance: $(STAMP)
+	@test -n "$(CONFORMANCE)" || { echo "usage: make certlogic-conformance CONFORMANCE=DIR (docs/dcc.md)" >&2; exit 2; }
+	$(BIN)/placegate rules score $(CONFORMANCE)/certlogic/specification/testSuite $(CONFORMANCE)/dcc-rules-testdata

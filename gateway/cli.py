@@ -36,7 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("gateway.status.cli", "health-authority status cache"),
     "verify": ("gateway.trust.verify", "verify an EU DCC (HC1:) code and print the verdicts as JSON"),
     "trust": ("gateway.trust.cli_dsc", "manage the EU DCC (HC1) document-signer trust list"),
-    "rules": ("gateway.trust.cli_rules", "EU DCC business rules: evaluate or validate a CertLogic expression"),
+    "rules": ("gateway.trust.cli_rules", "EU DCC business rules: evaluate, validate or score CertLogic"),
     "dispatch": ("gateway.dispatch.cli", "dispatch core: sweep deadlines, evaluation report, intake worker"),
     "audit": ("gateway.privacy.cli", "verify and query the hash-chained audit trail"),
     "privacy": ("gateway.privacy.cli", "retention report, record of processing activities, contact tracing"),

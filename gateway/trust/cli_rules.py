@@ -1,5 +1,6 @@
 """``placegate rules eval --logic LOGIC.json --data DATA.json``: evaluate one CertLogic expression;
-``placegate rules validate --logic LOGIC.json``: list its issues.
+``placegate rules validate --logic LOGIC.json``: list its issues; ``placegate rules score DIR...``: score test
+files (``certlogic_score.py``).
 
 An I/O edge over the pure evaluator (``policy/certlogic``): it reads two JSON files and prints one line of JSON,
 the result (exit 0), or ``{"error": CODE, "detail": ...}`` (exit 1) for an invalid expression or an unreadable
@@ -24,7 +25,7 @@ INVALID_INPUT = "invalid_input"  # a file that cannot be read or is not JSON (no
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``rules`` sub-command."""
-    rules = sub.add_parser("rules", help="EU DCC business rules: evaluate or validate a CertLogic expression")
+    rules = sub.add_parser("rules", help="EU DCC business rules: evaluate, validate or score CertLogic")
     rsub = rules.add_subparsers(dest="rules_cmd", required=True)
     ev = rsub.add_parser("eval", help="evaluate a CertLogic expression on a data context; one line of JSON")
     ev.add_argument("--logic", required=True, type=Path, metavar="LOGIC.json", help="the CertLogic expression")
@@ -34,6 +35,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     va = rsub.add_parser("validate", help="list the issues of a CertLogic expression as one line of JSON")
     va.add_argument("--logic", required=True, type=Path, metavar="LOGIC.json", help="the CertLogic expression")
     va.set_defaults(func=_validate)
+    sc = rsub.add_parser("score", help="score CertLogic evaluator suites or business-rule test folders")
+    sc.add_argument("directories", nargs="+", type=Path, metavar="DIR",
+                    help="a testSuite folder (*.json) or a rule-test folder (<SET>/<RULE>/rule.json)")
+    sc.set_defaults(func=_score)
 
 
 def _refuse_constant(name: str) -> Any:
@@ -92,3 +97,19 @@ def _validate(args: argparse.Namespace) -> int:
         return 1
     _print([{"expr": issue.expr, "message": issue.message} for issue in issues])
     return 0 if not issues else 1
+
+
+def _score(args: argparse.Namespace) -> int:
+    from gateway.trust.certlogic_score import score_paths
+
+    for directory in args.directories:
+        if not directory.is_dir():
+            print(f"placegate: {directory}: not a directory", file=sys.stderr)
+            return 2
+    try:
+        lines, passed = score_paths(args.directories)
+    except (OSError, ValueError) as exc:
+        print(f"placegate: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0 if passed else 1

@@ -148,3 +148,28 @@ def test_rules_eval_command_scores_rule_tests_with_payload_and_external(tmp_path
         assert code == 0 and result is test["expected"], label
         outcomes[result] += 1
     assert outcomes[True] > 0 and outcomes[False] > 0
+
+
+@needs_spec
+@needs_rules
+def test_rules_score_reports_the_public_suites_like_the_conformance_runner(capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.cli import main
+
+    assert main(["rules", "score", str(SPEC / "testSuite"), str(RULES)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("testSuite: 184 passed, 0 failed, 14 skipped")
+    assert lines[1].endswith("dcc-rules-testdata: 750 passed, 0 failed, 0 skipped, 271 passed expecting false, "
+                             "479 passed expecting true")
+    assert lines[-1] == "934 passed, 0 failed, 14 skipped"
+
+
+def test_rules_score_names_each_failure_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.cli import main
+
+    suite = {"name": "s", "cases": [{"name": "c", "certLogicExpression": {"+": [1, 1]}, "assertions": [
+        {"data": {}, "expected": 2}, {"data": {}, "expected": 3}, {"data": {}, "expected": 2, "directive": "skip"}]}]}
+    (tmp_path / "suite.json").write_text(json.dumps(suite), encoding="utf-8")
+    assert main(["rules", "score", str(tmp_path)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["FAIL suite.json: c #1: expected 3, got 2", f"{tmp_path}: 1 passed, 1 failed, 1 skipped",
+                     "1 passed, 1 failed, 1 skipped"]
