@@ -75,6 +75,8 @@ def test_validator_reports_the_issues_of_the_validation_suite() -> None:
         for case in _read(path)["cases"]:
             issues = validate(case["certLogicExpression"])
             assert [issue.expr for issue in issues] == [issue["expr"] for issue in case["issues"]], case
+            # Strict mode: the reference implementation's English wording too.
+            assert [issue.message for issue in issues] == [issue["message"] for issue in case["issues"]], case
             scored += 1
     assert scored == 14
 
