@@ -7,7 +7,7 @@ import ipaddress
 
 from aiohttp import web
 
-from gateway.appstate import BATCHER, CLOCK, HEALTH, METRICS, SETTINGS
+from gateway.appstate import BATCHER, CLOCK, HEALTH, METRICS, RULES, SETTINGS
 from gateway.errors import AuthError, ForbiddenError, StoreUnavailableError
 from gateway.http import json_response
 from gateway.principals import secrets_equal
@@ -67,9 +67,15 @@ async def readyz(request: web.Request) -> web.Response:
                                     else trust.valuesets_imported_at.isoformat()}
     if "valuesets" in required and trust.valuesets_imported_at is None:
         reasons.append("valuesets_not_imported")
+    # EU DCC rule sets the rules file names but nobody imported: shown, not a reason to leave the load balancer
+    # (native codes still work; each HC1 code at such a class is denied dcc_rules_unavailable).
+    named = {rule.dcc_rule_set for rule in app[RULES].classes.values() if rule.dcc_rule_set is not None}
+    dcc_rules = {"version": max(trust.dcc_rules_version, 0), "sets": sorted(trust.dcc_rule_sets),
+                 "missing": sorted(named - set(trust.dcc_rule_sets))}
     body = {
         "ready": not reasons, "redis": redis_ok, "trust_list": trust.healthy and trust.usable_health_keys > 0,
-        "trust_version": trust.version, "dsc_list": dsc, "valuesets": valuesets, "degraded": not health.available,
+        "trust_version": trust.version, "dsc_list": dsc, "valuesets": valuesets, "dcc_rules": dcc_rules,
+        "degraded": not health.available,
         "reasons": reasons,
     }  # fmt: skip
     return json_response(body, status=503 if reasons else 200)

@@ -74,6 +74,8 @@ async def test_a_certificate_failing_a_rule_of_the_venue_rule_set_is_refused_nam
     assert [(e.fields["sets"], e.fields["rules"]) for e in page.entries] == [("EU", "14")]
     assert await _cli(redis_url, "rules", "list") == 0
     assert "VR-EU-0002" in capsys.readouterr().out
+    ready = await (await world.client.get("/readyz")).json()
+    assert (ready["dcc_rules"]["sets"], ready["dcc_rules"]["missing"]) == (["EU"], [])
 
 
 async def test_a_rule_set_the_venue_names_but_nobody_imported_refuses_every_dcc(
@@ -85,6 +87,9 @@ async def test_a_rule_set_the_venue_names_but_nobody_imported_refuses_every_dcc(
     assert await refresh_dcc_rules(world.client.app, force=True)
     _, body = await scan(world, hc1(dsc, _recent()), who="dev-c")
     assert (body["decision"], body["reason"], body["rule_id"]) == ("deny", "dcc_rules_unavailable", "C.dcc_rules")
+    resp = await world.client.get("/readyz")
+    ready = await resp.json()
+    assert (resp.status, ready["dcc_rules"]["missing"]) == (200, ["CITY"])  # shown, native codes still work
 
 
 async def test_a_rule_set_with_a_bad_rule_imports_nothing(
