@@ -76,6 +76,10 @@ class Metrics:
             "Seconds since each trust list was last confirmed: native = read from the store, dsc = imported",
             ["list"], registry=self.registry, multiprocess_mode="livemostrecent",
         )
+        self.dsc_syncs = Counter(
+            "placegate_dsc_sync_total", "Scheduled pulls of the EU DCC signer list by outcome: imported, refused "
+            "(signature or format: audited, the stored list stays), unreachable", ["outcome"], registry=self.registry,
+        )
 
     def count_scan(self, action: str, reason: str, degraded: bool) -> None:
         """Count one answer; the labelled child is looked up once per label set, not once per scan (``labels``

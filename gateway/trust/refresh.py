@@ -71,6 +71,7 @@ def _sync_context(
             if not health.available or not await take_sync_round(app[REDIS], interval_s):
                 return
             outcome = await sync_dsc_list(app[REDIS], url=url, anchor=anchor, now=app[CLOCK].now())
+            app[METRICS].dsc_syncs.labels(outcome.outcome).inc()
             if outcome.outcome == "imported":
                 await refresh_dsc(app)
 

@@ -157,6 +157,10 @@ async def test_the_gateway_pulls_the_list_on_its_schedule(
     while time.monotonic() < deadline + 20 and not await _audit(world.redis, "dsc_sync_refused"):
         await asyncio.sleep(0.2)
     assert await _audit(world.redis, "dsc_sync_refused")
+    text = (await (await world.client.get("/metrics")).text()).splitlines()
+    counts = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text if line.startswith("placegate_dsc_sync")}
+    assert counts['placegate_dsc_sync_total{outcome="imported"}'] >= 1
+    assert counts['placegate_dsc_sync_total{outcome="refused"}'] >= 1
     _, body = await scan(world, hc1(signer, vaccination(ci="URN:UVCI:01DE/S/2#2")), who="dev-c")
     assert (body["decision"], body["reason"]) == ("admit", "ok")
 
