@@ -203,3 +203,28 @@ def test_a_birth_date_is_schema_valid_only_with_a_year_from_1900_to_2099(dob: st
     except DccSchemaError:
         return
     assert dob == "" or 1900 <= int(dob[:4]) <= 2099
+
+
+@FUZZ
+@given(_JSON | st.fixed_dictionaries({"valueSetId": _SCALARS, "valueSetDate": _SCALARS, "valueSetValues": _JSON}))
+def test_arbitrary_value_set_documents_only_raise_trust_list_errors(doc: Any) -> None:
+    from crypto.dcc_valuesets import parse_value_set
+    from crypto.errors import TrustListError
+
+    with contextlib.suppress(TrustListError):
+        parse_value_set(doc)
+
+
+@FUZZ
+@given(st.fixed_dictionaries({
+    "Identifier": st.sampled_from(["VR-XX-0001", "bad"]) | _SCALARS, "Type": st.sampled_from(["Acceptance"]) | _SCALARS,
+    "Country": _SCALARS, "Version": st.sampled_from(["1.0.0"]) | _SCALARS,
+    "Engine": st.sampled_from(["CERTLOGIC"]) | _SCALARS,
+    "ValidFrom": st.sampled_from(["2021-01-01T00:00:00Z", "2021-01-01"]) | _SCALARS,
+    "ValidTo": st.sampled_from(["2030-01-01T00:00:00+00:00"]) | _SCALARS, "Logic": _EXPRESSIONS,
+}) | _JSON)
+def test_arbitrary_rule_documents_only_raise_rule_errors(doc: Any) -> None:
+    from policy.dcc_rules import DccRuleError, parse_rule
+
+    with contextlib.suppress(DccRuleError):
+        parse_rule(doc)
