@@ -30,11 +30,11 @@ ENTRY_TYPES: tuple[EntryType, ...] = ("v", "t", "r")
 _MAX_NAME = 80  # person_name maxLength in every schema version
 _MAX_ID = 80  # issuer (is) and certificate_id (ci) maxLength in every schema version
 _MAX_DOSE = 9  # dose_posint: integer in [1, 9] in every schema version
-_VERSION = re.compile(r"\d+\.\d+\.\d+")
+_VERSION = re.compile(r"\d+\.\d+\.\d+", re.ASCII)
 # Every version restricts the year of birth to 1900-2099 ("(19|20)\d\d"); 1.3.0 allows a partial date or an
 # empty string, 1.0.x a date with a time appended (its pattern's "T..." suffix, kept lax here).
-_DOB = re.compile(r"((19|20)\d\d(-\d\d(-\d\d)?)?(T[0-9:.+\-Z]*)?)?")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DOB = re.compile(r"((19|20)\d\d(-\d\d(-\d\d)?)?(T[0-9:.+\-Z]*)?)?", re.ASCII)
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 # fnt / gnt: ICAO 9303 transliteration ("^[A-Z<]*$" in every version).
 _ICAO_NAME = re.compile(r"[A-Z<]*")
 _STRING, _INT, _DATE_FIELD, _DATETIME, _ID = "string", "int", "date", "datetime", "id"

@@ -34,8 +34,8 @@ __all__ = [
 ]
 
 RULE_SET_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")  # "EU", "AT", "CITY-ACCEPTANCE"
-_IDENTIFIER: Final = re.compile(r"(GR|VR|TR|RR|IR)-[A-Z0-9]{1,4}-\d{4}")
-_VERSION: Final = re.compile(r"(\d+)\.(\d+)\.(\d+)")
+_IDENTIFIER: Final = re.compile(r"(GR|VR|TR|RR|IR)-[A-Z0-9]{1,4}-\d{4}", re.ASCII)
+_VERSION: Final = re.compile(r"(\d+)\.(\d+)\.(\d+)", re.ASCII)
 _TYPES: Final = frozenset({"Acceptance", "Invalidation"})
 MAX_RULES: Final = 1000
 

@@ -30,7 +30,7 @@ from policy.certlogic.values import (
 __all__ = ["MAX_STEPS", "evaluate", "extract_from_uvci"]
 
 MAX_STEPS: Final = 200_000  # evaluation steps; a real rule over a real certificate takes a few hundred
-_LEADING_INT: Final = re.compile(r"\s*([+-]?\d+)")
+_LEADING_INT: Final = re.compile(r"\s*([+-]?\d+)", re.ASCII)
 _UVCI_PREFIX: Final = "URN:UVCI:"
 _UVCI_SEPARATORS: Final = re.compile(r"[/#:]")
 _DATE_COMPARISONS: Final = {"after": ">", "before": "<", "not-after": "<=", "not-before": ">="}

@@ -105,9 +105,9 @@ def _date(year: int, month: int, day: int) -> int:
     return _days_from_civil(year, month, day)
 
 
-_YEAR = re.compile(r"(\d{4})")
-_YEAR_MONTH = re.compile(r"(\d{4})-(\d{2})")
-_FULL_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+_YEAR = re.compile(r"(\d{4})", re.ASCII)  # JavaScript's \d: ASCII digits only
+_YEAR_MONTH = re.compile(r"(\d{4})-(\d{2})", re.ASCII)
+_FULL_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})", re.ASCII)
 _DATE_TIME = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|([+-])(\d{1,2}):?(\d{2})?)?", re.ASCII
 )

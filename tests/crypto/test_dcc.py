@@ -288,6 +288,7 @@ def _vacc_with(**changes: Any) -> dict[str, Any]:
         _vacc_with(dob="1800-05"),
         _vacc_with(dob="0964-08-12"),
         _vacc_with(dob="T00:00:00"),  # a time without a date (found by the fuzz test)
+        _vacc_with(dob="19\u0669\u0660"),  # the schema's \d is ASCII (ECMA-262 regular expressions)
         _vacc_with(nam={"fnt": "doe"}),
         _vacc_with(nam={"fnt": "DOE", "gnt": "JOHN SMITH"}),
         _vacc_with(v=[{**_vacc_with()["v"][0], "dn": 10}]),

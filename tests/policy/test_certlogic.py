@@ -82,6 +82,7 @@ def test_a_result_that_doubles_at_each_step_is_refused_when_rendered() -> None:
         ({"plusTime": [{"var": "x"}, 0, "day"]}, {"x": "01.02.2021"}),  # not an allowed format
         ({"plusTime": [{"var": "x"}, 0, "day"]}, {"x": "2021-02-30"}),  # not a calendar date
         ({"dccDateOfBirth": [{"var": "x"}]}, {"x": "1990-13"}),
+        ({"dccDateOfBirth": [{"var": "x"}]}, {"x": "\u0661\u0669\u0669\u0660"}),  # Arabic-Indic digits: not \d in JS
         ({"extractFromUVCI": [{"var": "x"}, 0]}, {"x": 5}),
         ({"reduce": [{"var": "x"}, 1, 0]}, {"x": "abc"}),
     ],
