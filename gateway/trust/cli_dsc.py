@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from crypto.dcc_trustlist import load_anchor
 from crypto.errors import TrustListError
 from gateway.cli_common import add_common_args, admin_redis, run, settings_from
+from gateway.privacy.audit import cli_actor
 from gateway.trust.dccrules import RuleSetRegistry, read_rule_dir
 from gateway.trust.dsc import DscRegistry, freshness, parse_trust_file
 from gateway.trust.sync import sync_dsc_list
@@ -197,7 +198,7 @@ def _sync(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         async with admin_redis(settings) as redis:
-            outcome = await sync_dsc_list(redis, url=url, anchor=anchor, now=datetime.now(UTC))
+            outcome = await sync_dsc_list(redis, url=url, anchor=anchor, now=datetime.now(UTC), actor=cli_actor())
         print(f"outcome={outcome.outcome} stored={outcome.stored} dropped={outcome.dropped} code={outcome.code or '-'}")
         return 0 if outcome.outcome == "imported" else 1
 

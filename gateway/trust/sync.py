@@ -77,8 +77,11 @@ async def take_sync_round(redis: Redis, interval_s: float) -> bool:
         return bool(await redis.set(keyspace.DSC_SYNC_LOCK, "1", nx=True, ex=max(1, int(interval_s))))
 
 
-async def sync_dsc_list(redis: Redis, *, url: str, anchor: x509.Certificate, now: datetime) -> SyncOutcome:
-    """One pull: fetch, check, import or refuse.
+async def sync_dsc_list(
+    redis: Redis, *, url: str, anchor: x509.Certificate, now: datetime, actor: str = SYNC_ACTOR
+) -> SyncOutcome:
+    """One pull: fetch, check, import or refuse; ``actor`` is who the audit trail names (the gateway's schedule,
+    or the operator running ``placegate trust sync``).
 
     :raises StoreUnavailableError: the store failed (the list is then not imported; the audit may be missing).
     """
@@ -93,11 +96,11 @@ async def sync_dsc_list(redis: Redis, *, url: str, anchor: x509.Certificate, now
         signed = verify_signed_list(body, anchor)
     except TrustListError as exc:
         # A forged or broken list must leave a trace: someone answered the backend's URL with it.
-        await record_privileged(redis, actor=SYNC_ACTOR, action="dsc_sync_refused", obj="dsc_trust_list", now=now,
+        await record_privileged(redis, actor=actor, action="dsc_sync_refused", obj="dsc_trust_list", now=now,
                                 extra={"outcome": exc.code, "digest": hashlib.sha256(body).hexdigest()})
         log.warning("DSC list sync: list refused (%s); the stored list stays", exc.code)
         return SyncOutcome("refused", code=exc.code)
-    stored = await DscRegistry(redis, actor=SYNC_ACTOR).import_certificates(list(signed.ders), now=now)
+    stored = await DscRegistry(redis, actor=actor).import_certificates(list(signed.ders), now=now)
     dropped = signed.dropped_chain + signed.dropped_other
     if dropped:
         log.warning("DSC list sync: %d DSCs left out (%d without a CSCA chain)", dropped, signed.dropped_chain)

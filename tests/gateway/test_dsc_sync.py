@@ -179,6 +179,9 @@ async def test_trust_sync_command_pulls_once(
         backend.body = _tampered(backend.body)
         assert await asyncio.to_thread(main, args) == 1
         assert "code=trust_list_signature_invalid" in capsys.readouterr().out
+    # The operator who ran the command is the one the trail names, for the import and for the refusal.
+    assert [e["who"][:4] for e in await _audit(redis, "dsc_import")] == ["cli:"]
+    assert [e["who"][:4] for e in await _audit(redis, "dsc_sync_refused")] == ["cli:"]
 
 
 def test_a_sync_url_needs_an_anchor_and_an_http_scheme(tmp_path: Path) -> None:
