@@ -6,8 +6,9 @@ A rule is ``{"Identifier", "Type", "Country", "Version", "Engine": "CERTLOGIC", 
 holds the validation time, the highest ``Version`` of each ``Identifier``, each evaluated on
 ``{"payload": <DCC>, "external": {"validationClock", "countryCode", "valueSets"}}``; the certificate passes when
 every one gives ``true``.  ``CertificateType`` does not filter (a rule written for one event type returns true
-when the certificate holds none).  An evaluation error fails the rule, as the CertLogic specification advises.
-``Invalidation`` rules are kept but not applied (no revocation list is modelled here).
+when the certificate holds none).  An evaluation error fails the rule, as the CertLogic specification advises.  An
+``Invalidation`` rule of the issuing country (the CWT ``iss`` claim) in force that gives ``true`` invalidates the
+certificate; one that errors does not (it could only invalidate by giving true).
 """
 
 from __future__ import annotations
@@ -149,35 +150,44 @@ def parse_rule_set(name: str, docs: Iterable[Json]) -> RuleSet:
     return RuleSet(name, tuple(sorted(rules, key=lambda rule: (rule.identifier, rule.version))))
 
 
-def _in_force(rules: Sequence[DccRule], at: datetime) -> list[DccRule]:
+def _in_force(rules: Sequence[DccRule], at: datetime, rule_type: str = "Acceptance") -> list[DccRule]:
     latest: dict[str, DccRule] = {}
     for rule in rules:
-        if rule.type != "Acceptance" or not rule.valid_from <= at < rule.valid_to:
+        if rule.type != rule_type or not rule.valid_from <= at < rule.valid_to:
             continue
         if rule.identifier not in latest or rule.version > latest[rule.identifier].version:
             latest[rule.identifier] = rule
     return [latest[identifier] for identifier in sorted(latest)]
 
 
+def _result(rule: DccRule, payload: Json, clock: str, sets: dict[str, Json]) -> object:
+    data: dict[str, Json] = {
+        "payload": payload,
+        "external": {"validationClock": clock, "countryCode": rule.country, "valueSets": sets},
+    }
+    try:
+        return evaluate(rule.logic, data, validated=True)  # validated by parse_rule
+    except CertLogicError:
+        return None  # the specification: catch the evaluation error; only a true result counts
+
+
 def apply_rule_set(
-    rule_set: RuleSet, payload: Json, *, at: datetime, value_sets: Mapping[str, list[str]]
+    rule_set: RuleSet, payload: Json, *, at: datetime, value_sets: Mapping[str, list[str]],
+    issuer_country: str | None = None,
 ) -> RuleSetVerdict:
     """Apply a rule set to a DCC payload (the hcert JSON) at ``at`` (an aware datetime, the validation clock).
 
     :param value_sets: the compressed value sets (``external.valueSets``: id -> codes).
+    :param issuer_country: the certificate's issuing country (CWT ``iss``); its ``Invalidation`` rules apply.
     """
     rules = _in_force(rule_set.rules, at)
     clock = at.isoformat()
     sets: dict[str, Json] = {key: list(codes) for key, codes in value_sets.items()}
     for rule in rules:
-        data: dict[str, Json] = {
-            "payload": payload,
-            "external": {"validationClock": clock, "countryCode": rule.country, "valueSets": sets},
-        }
-        try:
-            result = evaluate(rule.logic, data, validated=True)  # validated by parse_rule
-        except CertLogicError:
-            result = None  # the specification: catch the evaluation error and count the rule as failed
-        if result is not True:
+        if _result(rule, payload, clock, sets) is not True:
             return RuleSetVerdict(False, rule.identifier, len(rules))
-    return RuleSetVerdict(True, None, len(rules))
+    invalidations = [rule for rule in _in_force(rule_set.rules, at, "Invalidation") if rule.country == issuer_country]
+    for rule in invalidations:
+        if _result(rule, payload, clock, sets) is True:
+            return RuleSetVerdict(False, rule.identifier, len(rules) + len(invalidations))
+    return RuleSetVerdict(True, None, len(rules) + len(invalidations))

@@ -144,7 +144,7 @@ def dcc_status(dcc: Mapping[CborKey, CborValue], *, now: datetime) -> DccStatus:
 
 def decide_dcc_admission(
     rules: Rules, *, venue_class: str, dcc: Mapping[CborKey, CborValue], now: datetime,
-    business: DccBusinessRules | None = None,
+    business: DccBusinessRules | None = None, issuer_country: str | None = None,
 ) -> Decision:
     """The admission decision for a verified DCC at a venue class (same rules, same reasons as native codes).
 
@@ -162,7 +162,8 @@ def decide_dcc_admission(
         rule_set = None if business is None else business.rule_sets.get(rule.dcc_rule_set)
         if business is None or rule_set is None:
             return Decision(Action.DENY, DCC_RULES_UNAVAILABLE, f"{rule.venue_class}.dcc_rules", rules.version)
-        verdict = apply_rule_set(rule_set, dcc_to_json(dict(dcc)), at=now, value_sets=business.value_sets)
+        verdict = apply_rule_set(rule_set, dcc_to_json(dict(dcc)), at=now, value_sets=business.value_sets,
+                                 issuer_country=issuer_country)
         if not verdict.passed and verdict.failed_rule is not None:
             return Decision(Action.DENY, DCC_RULE_FAILED, verdict.failed_rule, rules.version)
     return decide_admission(rules, venue_class=venue_class, signed_colour=Colour.GREEN, status=status, now=now)

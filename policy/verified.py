@@ -33,7 +33,7 @@ def _decide_dcc(
     if not isinstance(evidence, VerifiedDcc):
         raise TypeError(f"format {verified.format!r} did not carry a verified DCC")
     return decide_dcc_admission(rules, venue_class=venue_class, dcc=evidence.decoded.dcc, now=now,
-                                business=business)
+                                business=business, issuer_country=evidence.decoded.issuer)
 
 
 # Format name (crypto.formats.FORMATS) -> how a code of that format that carries its own status is decided.

@@ -78,11 +78,25 @@ def test_the_highest_version_in_force_decides_and_other_rules_are_left_out() -> 
         _rule(logic=DOSES, Version="1.1.0"),
         _rule("VR-XX-0002", logic=False, ValidFrom="2027-01-01T00:00:00Z"),  # not yet in force
         _rule("VR-XX-0003", logic=False, ValidTo="2026-01-01T00:00:00Z"),  # no longer in force
-        _rule("VR-XX-0004", logic=False, Type="Invalidation"),  # not applied (no revocation list here)
+        _rule("VR-XX-0004", logic=True, Type="Invalidation", Country="YY"),  # another issuer's
     ])  # fmt: skip
     assert apply_rule_set(rule_set, _vaccination(), at=NOW, value_sets={}).passed
     verdict = apply_rule_set(rule_set, _vaccination(dn=1), at=NOW, value_sets={})
     assert (verdict.passed, verdict.failed_rule, verdict.applied) == (False, "VR-XX-0001", 1)
+
+
+def test_an_invalidation_rule_of_the_issuing_country_that_gives_true_invalidates() -> None:
+    revoked = {"===": [{"var": "payload.v.0.ci"}, VACCINATION_DCC["v"][0]["ci"]]}
+    rule_set = parse_rule_set("CITY", [
+        _rule(logic=True),
+        _rule("IR-DE-0001", logic=revoked, Type="Invalidation", Country="DE"),
+        _rule("IR-DE-0002", logic={"in": [1, {"var": "payload.dob"}]}, Type="Invalidation", Country="DE"),  # errors
+    ])  # fmt: skip
+    verdict = apply_rule_set(rule_set, _vaccination(), at=NOW, value_sets={}, issuer_country="DE")
+    assert (verdict.passed, verdict.failed_rule) == (False, "IR-DE-0001")
+    assert apply_rule_set(rule_set, _vaccination(ci="URN:UVCI:01DE/OTHER#1"), at=NOW, value_sets={},
+                          issuer_country="DE").passed
+    assert apply_rule_set(rule_set, _vaccination(), at=NOW, value_sets={}, issuer_country="AT").passed
 
 
 def test_a_rule_that_errors_or_gives_a_non_true_value_fails() -> None:

@@ -123,3 +123,26 @@ async def test_rule_and_value_set_refusals_store_the_rule_never_a_certificate_va
     assert b"VR-EU-0002" in stored and b"v[0].mp" in stored  # the control: the scan log holds the rule named
     for value in (*PERSONAL, b"EU/1/99/0000", b"URN:UVCI:01DE/P"):
         assert value not in stored
+
+
+async def test_an_invalidation_rule_of_the_issuing_country_refuses_the_certificate_it_names(
+    make_world: WorldFactory, tmp_path: Path, redis_url: str, dsc: Dsc
+) -> None:
+    import json
+
+    world = await _world_applying(make_world, tmp_path, "CITY")
+    await trust(world, dsc)
+    base = {"Type": "Acceptance", "Country": "CN", "Version": "1.0.0", "Engine": "CERTLOGIC",
+            "ValidFrom": "2021-01-01T00:00:00Z", "ValidTo": "2099-01-01T00:00:00Z"}  # fmt: skip
+    revoked = "URN:UVCI:01DE/REVOKED/1#1"
+    rules = [{**base, "Identifier": "GR-CN-0001", "Logic": True},
+             {**base, "Identifier": "IR-DE-0001", "Type": "Invalidation", "Country": "DE",
+              "Logic": {"===": [{"var": "payload.v.0.ci"}, revoked]}}]  # fmt: skip
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "city.json").write_text(json.dumps(rules), "utf-8")
+    assert await _cli(redis_url, "rules", "import", "CITY", str(tmp_path / "rules")) == 0
+    assert await refresh_dcc_rules(world.client.app)
+    _, body = await scan(world, hc1(dsc, _recent(ci=revoked)), who="dev-c")  # issued by DE (CWT iss)
+    assert (body["decision"], body["reason"], body["rule_id"]) == ("deny", "dcc_rule_failed", "IR-DE-0001")
+    _, body = await scan(world, hc1(dsc, _recent(ci="URN:UVCI:01DE/FINE/1#1")), who="dev-c")
+    assert (body["decision"], body["reason"]) == ("admit", "ok")
