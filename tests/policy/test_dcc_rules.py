@@ -169,3 +169,12 @@ def test_a_class_without_a_rule_set_applies_none() -> None:
 def test_a_rules_file_naming_a_malformed_rule_set_is_refused(value: str) -> None:
     with pytest.raises(RulesError):
         load_rules(_TOML.format(extra=f"dcc_rule_set = {value}"))
+
+
+@needs_rules
+def test_every_published_rule_set_is_accepted_as_a_rule_set() -> None:
+    counts = {}
+    for folder in sorted(path for path in RULES.iterdir() if path.is_dir() and any(path.glob("*/rule.json"))):
+        docs = [json.loads(path.read_text("utf-8")) for path in sorted(folder.glob("*/rule.json"))]
+        counts[folder.name] = len(parse_rule_set(folder.name, docs).rules)
+    assert counts == {"AT": 16, "CY": 17, "DE": 11, "EU": 14, "FR": 15, "IE": 16, "PL": 13}
