@@ -17,7 +17,17 @@ from gateway.privacy.audit import query_audit
 from gateway.trust.refresh import refresh_dcc_rules, refresh_valuesets
 from tests.crypto.conftest import Dsc
 from tests.gateway.conftest import World, WorldFactory
-from tests.gateway.scan.test_hc1_scan import PERSONAL, T0, dsc, everything_in_redis, hc1, scan, trust, vaccination
+from tests.gateway.scan.test_hc1_scan import (
+    PERSONAL,
+    T0,
+    dsc,
+    everything_in_redis,
+    hc1,
+    intake_events,
+    scan,
+    trust,
+    vaccination,
+)
 
 __all__ = ["dsc"]  # the module fixture, shared with the HC1 scan tests
 
@@ -123,6 +133,7 @@ async def test_rule_and_value_set_refusals_store_the_rule_never_a_certificate_va
     assert b"VR-EU-0002" in stored and b"v[0].mp" in stored  # the control: the scan log holds the rule named
     for value in (*PERSONAL, b"EU/1/99/0000", b"URN:UVCI:01DE/P"):
         assert value not in stored
+    assert await intake_events(world) == []  # a certificate that breaks a rule is not a forgery: no case
 
 
 async def test_an_invalidation_rule_of_the_issuing_country_refuses_the_certificate_it_names(
