@@ -157,6 +157,10 @@ class _Evaluation:
             haystack = values[1]
             if not isinstance(haystack, list):
                 raise CertLogicError('right-hand side of an "in" operation must be an array')
+            # A search costs its length: an "in" over the payload inside a reduce over it is quadratic.
+            self.steps_left -= len(haystack)
+            if self.steps_left < 0:
+                raise CertLogicTooCostlyError("evaluation over its step budget")
             return any(strictly_equal(values[0], item) for item in haystack)
         if operator == "+":
             left, right = values

@@ -57,6 +57,14 @@ def test_a_reduce_inside_a_reduce_over_large_arrays_runs_out_of_its_step_budget(
     assert caught.value.code == "certlogic_too_costly"
 
 
+def test_an_in_over_a_large_array_inside_a_reduce_over_it_runs_out_of_its_step_budget() -> None:
+    search = {"reduce": [{"var": "xs"}, {"+": [{"var": "accumulator"}, {"if": [
+        {"in": [{"var": "current"}, {"var": "current"}]}, 1, 0]}]}, 0]}  # fmt: skip
+    assert evaluate(search, {"xs": [[1]] * 10}) == 0
+    with pytest.raises(CertLogicTooCostlyError):
+        evaluate(search, {"xs": [list(range(5000))] * 5000})
+
+
 def test_a_result_that_doubles_at_each_step_is_refused_when_rendered() -> None:
     doubling = {"reduce": [{"var": "n"}, [{"var": "accumulator"}, {"var": "accumulator"}], 0]}
     assert to_json(evaluate(doubling, {"n": [1, 2]})) == [[0, 0], [0, 0]]
