@@ -23,6 +23,7 @@ from policy.certlogic import CertLogicError, Json, evaluate, validate
 from policy.errors import PolicyError
 
 __all__ = [
+    "RULE_MAX_STEPS",
     "RULE_SET_NAME",
     "DccBusinessRules",
     "DccRule",
@@ -39,6 +40,10 @@ _IDENTIFIER: Final = re.compile(r"(GR|VR|TR|RR|IR)-[A-Z0-9]{1,4}-\d{4}", re.ASCI
 _VERSION: Final = re.compile(r"(\d+)\.(\d+)\.(\d+)", re.ASCII)
 _TYPES: Final = frozenset({"Acceptance", "Invalidation"})
 MAX_RULES: Final = 1000
+# Evaluation steps one rule may take on the scan path: the published rules take at most 81 on their own tests, a
+# membership test costs its array's length (the largest value set has 250 codes); a signed but hostile payload
+# (a huge array a rule reduces over) must not hold a scan for long.
+RULE_MAX_STEPS: Final = 10_000
 
 
 class DccRuleError(PolicyError):
@@ -166,7 +171,7 @@ def _result(rule: DccRule, payload: Json, clock: str, sets: dict[str, Json]) -> 
         "external": {"validationClock": clock, "countryCode": rule.country, "valueSets": sets},
     }
     try:
-        return evaluate(rule.logic, data, validated=True)  # validated by parse_rule
+        return evaluate(rule.logic, data, validated=True, max_steps=RULE_MAX_STEPS)  # validated by parse_rule
     except CertLogicError:
         return None  # the specification: catch the evaluation error; only a true result counts
 

@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 
 from policy.admission import Action
-from policy.dcc_rules import DccBusinessRules, DccRuleError, apply_rule_set, parse_rule, parse_rule_set
+from policy.dcc_rules import (
+    RULE_MAX_STEPS,
+    DccBusinessRules,
+    DccRuleError,
+    apply_rule_set,
+    parse_rule,
+    parse_rule_set,
+)
 from policy.dcc_status import decide_dcc_admission
 from policy.errors import RulesError
 from policy.rules import load_rules
@@ -104,6 +111,14 @@ def test_a_rule_that_errors_or_gives_a_non_true_value_fails() -> None:
     assert apply_rule_set(erroring, _vaccination(), at=NOW, value_sets={}).failed_rule == "VR-XX-0001"
     truthy = parse_rule_set("CITY", [_rule(logic={"var": "payload.dob"})])  # a string, not true
     assert not apply_rule_set(truthy, _vaccination(), at=NOW, value_sets={}).passed
+
+
+def test_a_rule_over_a_huge_payload_fails_within_its_step_budget() -> None:
+    count = {"reduce": [{"var": "payload.v"}, {"+": [{"var": "accumulator"}, 1]}, 0]}
+    rule_set = parse_rule_set("CITY", [_rule(logic={">=": [count, 0]})])
+    assert apply_rule_set(rule_set, {"v": [{}] * 100}, at=NOW, value_sets={}).passed
+    huge = {"v": [{}] * (RULE_MAX_STEPS + 1)}
+    assert apply_rule_set(rule_set, huge, at=NOW, value_sets={}).failed_rule == "VR-XX-0001"
 
 
 def test_rules_read_the_validation_clock_the_country_and_the_value_sets() -> None:
