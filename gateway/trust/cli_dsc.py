@@ -62,6 +62,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rimp.add_argument("directory", type=Path, metavar="DIR", help="folder of */rule.json or *.json rules")
     add_common_args(rimp)
     rimp.set_defaults(func=_import_rules)
+    rrm = rsub.add_parser("remove", help="remove the stored rule set NAME (classes naming it then refuse DCCs)")
+    rrm.add_argument("name", metavar="NAME")
+    add_common_args(rrm)
+    rrm.set_defaults(func=_remove_rules)
     rlst = rsub.add_parser("list", help="list the stored rule sets and their rules")
     add_common_args(rlst)
     rlst.set_defaults(func=_list_rules)
@@ -201,5 +205,18 @@ def _sync(args: argparse.Namespace) -> int:
             outcome = await sync_dsc_list(redis, url=url, anchor=anchor, now=datetime.now(UTC), actor=cli_actor())
         print(f"outcome={outcome.outcome} stored={outcome.stored} dropped={outcome.dropped} code={outcome.code or '-'}")
         return 0 if outcome.outcome == "imported" else 1
+
+    return run(go())
+
+
+def _remove_rules(args: argparse.Namespace) -> int:
+    async def go() -> int:
+        async with admin_redis(settings_from(args)) as redis:
+            removed = await RuleSetRegistry(redis).remove_set(args.name, now=datetime.now(UTC))
+        if not removed:
+            print(f"placegate: no rule set named {args.name}", file=sys.stderr)
+            return 1
+        print(f"removed rule_set={args.name}")
+        return 0
 
     return run(go())

@@ -86,6 +86,20 @@ class RuleSetRegistry:
             replies = await pipe.execute()
         return int(replies[-1])
 
+    async def remove_set(self, name: str, *, now: datetime) -> bool:
+        """Remove one stored rule set (audited first); False when no set has that name (nothing audited)."""
+        with redis_errors("DCC reference data"):
+            if not await self.redis.hexists(keyspace.DCC_RULES, name):
+                return False
+        await record_privileged(self.redis, actor=self.actor or cli_actor(), action="dcc_rules_remove",
+                                obj="dcc_rules", now=now, extra={"sets": name})
+        with redis_errors("DCC reference data"):
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hdel(keyspace.DCC_RULES, name)
+            pipe.incr(keyspace.DCC_RULES_VERSION)
+            await pipe.execute()
+        return True
+
     async def version(self) -> int:
         with redis_errors("DCC reference data"):
             return int(await self.redis.get(keyspace.DCC_RULES_VERSION) or 0)

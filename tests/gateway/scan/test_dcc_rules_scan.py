@@ -86,6 +86,15 @@ async def test_a_certificate_failing_a_rule_of_the_venue_rule_set_is_refused_nam
     assert "VR-EU-0002" in capsys.readouterr().out
     ready = await (await world.client.get("/readyz")).json()
     assert (ready["dcc_rules"]["sets"], ready["dcc_rules"]["missing"]) == (["EU"], [])
+    # Removed (audited): the class that names it now fails closed.
+    assert await _cli(redis_url, "rules", "remove", "EU") == 0
+    assert await _cli(redis_url, "rules", "remove", "EU") == 1
+    assert await refresh_dcc_rules(world.client.app)
+    _, body = await scan(world, hc1(dsc, _recent(ci="URN:UVCI:01DE/R/4#4")), who="dev-c")
+    assert (body["reason"], body["rule_id"]) == ("dcc_rules_unavailable", "C.dcc_rules")
+    page = await query_audit(world.redis, since=now - timedelta(minutes=5), until=now + timedelta(minutes=5),
+                             limit=10, action="dcc_rules_remove")
+    assert [e.fields["sets"] for e in page.entries] == ["EU"]
 
 
 async def test_a_rule_set_the_venue_names_but_nobody_imported_refuses_every_dcc(
