@@ -89,17 +89,20 @@ def _validate_operation(expr: Json, operator: str, values: Json) -> list[Issue]:
         issues += _arity(expr, f'a "{operator}"-operation', values, 1, 1)
         operands = values[:1]
     elif operator == "plusTime":
+        # The reference order: arity, then the date operand's own issues, then the literal arguments.
         issues += _arity(expr, 'a "plusTime"-operation', values, 3, 3)
-        operands = values[:1]
+        issues += [issue for operand in values[:1] for issue in _validate(operand)]
         if len(values) > 1 and not is_int(values[1]):
             issues.append(Issue(expr, '"amount" argument (#2) of "plusTime" must be an integer'))
         if len(values) > 2 and values[2] not in TIME_UNITS:
             issues.append(Issue(expr, f'"unit" argument (#3) of "plusTime" must be one of {", ".join(TIME_UNITS)}'))
+        return issues
     elif operator == "extractFromUVCI":
         issues += _arity(expr, 'an "extractFromUVCI"-operation', values, 2, 2)
-        operands = values[:1]
+        issues += [issue for operand in values[:1] for issue in _validate(operand)]
         if len(values) > 1 and not is_int(values[1]):
             issues.append(Issue(expr, '"index" argument (#2) of "extractFromUVCI" must be an integer'))
+        return issues
     else:
         return [Issue(expr, f'unrecognised operator: "{operator}"')]
     for operand in operands:

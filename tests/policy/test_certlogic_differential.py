@@ -91,3 +91,40 @@ def test_random_expressions_agree_with_certlogic_js() -> None:
             disagreements.append((expr, data, ours, theirs))
     assert disagreements == []
     assert values > 500  # the control: most cases give a value on both sides, not only errors
+
+
+def _broken(rng: random.Random, expr: Any) -> Any:
+    """``expr`` with some sub-expressions made invalid (a dropped operand, a float, a bad path, an unknown op)."""
+    roll = rng.random()
+    if isinstance(expr, dict) and roll < 0.2:
+        ((op, values),) = expr.items()
+        if isinstance(values, list) and values:
+            return {op: values[:-1]}
+    if roll < 0.25:
+        return rng.choice([None, 3.5, {"var": "x."}, {"var": 1}, {"nope": [1]}, {"a": 1, "b": 2}, {"if": 1}])
+    if isinstance(expr, dict):
+        ((op, values),) = expr.items()
+        return {op: [_broken(rng, item) for item in values] if isinstance(values, list) else values}
+    if isinstance(expr, list):
+        return [_broken(rng, item) for item in expr]
+    return expr
+
+
+_VALIDATOR = """
+const { validateFormat } = require(process.argv[1] + "/dist/validation");
+const cases = JSON.parse(require("fs").readFileSync(0, "utf8"));
+console.log(JSON.stringify(cases.map((expr) => validateFormat(expr).map((issue) => issue.expr))));
+"""
+
+
+def test_the_validator_reports_what_certlogic_js_reports_in_the_same_order() -> None:
+    from policy.certlogic import validate
+
+    rng = random.Random(5)
+    cases = [_broken(rng, _expression(rng)) for _ in range(3000)]
+    proc = subprocess.run(["node", "-e", _VALIDATOR, str(Path(CERTLOGIC_JS).resolve())], input=json.dumps(cases),
+                          capture_output=True, text=True, timeout=120, check=True)
+    reference = json.loads(proc.stdout)
+    ours = [[issue.expr for issue in validate(expr)] for expr in cases]
+    assert [i for i, (a, b) in enumerate(zip(ours, reference, strict=True)) if a != b] == []
+    assert sum(1 for issues in reference if issues) > 1000  # the control: most cases are invalid somewhere
