@@ -71,6 +71,15 @@ class Run:
         return self.requests * self.per_request / self.seconds
 
 
+@dataclass
+class OpenLoopStep:
+    """One step of ``--open-loop``: a fixed arrival rate, a share of the saturation rate of the same run."""
+
+    share: float
+    rate: float
+    result: dict[str, float]
+
+
 def _cpu_ticks(pid: int) -> int:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
@@ -359,6 +368,26 @@ class Harness:
         self.estimates[variant] = max(self.estimates.get(variant, 0.0), requests / run.seconds)
         return run
 
+    def run_open_loop(self, share: float, saturation: float, duration_s: float) -> OpenLoopStep:
+        """The full scan path at ``share`` of ``saturation`` requests/s, sent on schedule by ``bench.openloop``
+        (pinned to the load core like wrk), every answer timed from its due time."""
+        rate = share * saturation
+        codes = mint_codes(self.pem, int(rate * duration_s) + 100, holders=self.args.holders, offset=self.offset)
+        self.offset += len(codes)
+        bodies_file = self.tmp / "bodies-open.jsonl"
+        write_bodies(bodies_file, codes)
+        argv = [
+            "taskset", "-c", str(LOAD_CORE), sys.executable, "-m", "bench.openloop",
+            "--port", str(self.ports["full"]), "--token", self.token, "--bodies", str(bodies_file),
+            "--rate", f"{rate:.1f}", "--duration", f"{duration_s:g}", "--connections", str(self.args.connections),
+        ]  # fmt: skip
+        proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"bench.openloop exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+        line = next(x for x in proc.stdout.splitlines() if x.startswith("OPENLOOP "))
+        self.wait_intake_drained()
+        return OpenLoopStep(share=share, rate=rate, result=orjson.loads(line.removeprefix("OPENLOOP ")))
+
     # --- status cache ----------------------------------------------------------------------------------------
     async def status_cache(self) -> dict[str, float]:
         n = self.args.status_holders
@@ -454,7 +483,12 @@ def _machine() -> str:
 
 
 def _render(
-    args: argparse.Namespace, runs: list[Run], cache: dict[str, float] | None, started: str, failures: str = ""
+    args: argparse.Namespace,
+    runs: list[Run],
+    cache: dict[str, float] | None,
+    started: str,
+    failures: str = "",
+    open_steps: Sequence[OpenLoopStep] = (),
 ) -> str:
     variants = [
         v for v in ("bare", "full", "naive", "batch", "self", "replay", "w1", "w2") if any(r.variant == v for r in runs)
@@ -542,6 +576,8 @@ def _render(
             "Non-2xx answers (status and error code, including warm-up runs): "
             + ", ".join(f"{k}: {n}" for k, n in sorted(kinds.items())),
         ]
+    if open_steps:
+        lines += _render_open_loop(args, open_steps)
     if cache:
         lines += [
             "",
@@ -561,6 +597,38 @@ def _render(
             f"| holders stored (HLEN sum) | {int(cache['stored']):,} | = {int(cache['holders']):,} |",
         ]
     return "\n".join(lines) + "\n"
+
+
+OPEN_LOOP_TARGETS = {0.5: 5.0, 0.75: 10.0}  # issue 19: p99 at 50 % and 75 % of saturation, ms
+
+
+def _render_open_loop(args: argparse.Namespace, steps: Sequence[OpenLoopStep]) -> list[str]:
+    saturation = steps[0].rate / steps[0].share
+    lines = [
+        "",
+        "## Latency at a steady arrival rate (open loop)",
+        "",
+        f"`python -m bench.openloop` (pinned to core {LOAD_CORE}, {args.connections} keep-alive connections, "
+        "pipelined) sends fresh codes to the full scan path on a fixed schedule and times each answer from the "
+        "moment its request was due, not from when it was written, so a stall is charged to every request that "
+        "arrived during it (no coordinated omission). Rates are shares of the saturation rate measured in this "
+        f"run: the median closed-loop `full` rate above, {saturation:,.0f} req/s. Generator lag = how late the "
+        "generator itself wrote a request (already included in the latency).",
+        "",
+        "| share | rate /s | answered | non-2xx | lost | p50 ms | p99 ms | p99.9 ms | max ms | generator lag p99 ms "
+        "| p99 target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for st in steps:
+        r = st.result
+        target = OPEN_LOOP_TARGETS.get(st.share)
+        verdict = "-" if target is None else f"≤ {target:g} ms: {'met' if r['p99_ms'] <= target else 'missed'}"
+        lines.append(
+            f"| {st.share:.0%} | {st.rate:,.0f} | {int(r['answered']):,} | {int(r['non2xx'])} | {int(r['lost'])} | "
+            f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['p999_ms']:.2f} | {r['max_ms']:.2f} | "
+            f"{r['lag_p99_ms']:.2f} | {verdict} |"
+        )
+    return lines
 
 
 def _profile_summary(raw: Path, top: int = 25) -> str:
@@ -633,6 +701,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also serve --workers 1 vs 2, unpinned (wrk and Redis share the same two cores)",
     )
     parser.add_argument("--profile", type=Path, help="also py-spy the gateway (full, batch) into PATH-*.txt/.md")
+    parser.add_argument(
+        "--open-loop",
+        action="store_true",
+        help="also the full path at fixed arrival rates (shares of this run's full rate): bench/openloop.py",
+    )
+    parser.add_argument("--open-loop-steps", default="25,50,75,90", help="percent of the saturation rate")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md", help="'-' for none")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -643,6 +717,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     harness = Harness(args)
     runs: list[Run] = []
     cache: dict[str, float] | None = None
+    open_steps: list[OpenLoopStep] = []
+    shares = [float(x) / 100 for x in args.open_loop_steps.split(",") if x.strip()]
+    if args.open_loop and "full" not in variants:
+        print("--open-loop needs the full variant (its rate is the saturation rate)", file=sys.stderr)
+        return 2
     try:
         harness.start_redis()
         asyncio.run(harness.seed())
@@ -672,6 +751,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"{run.p99_ms:6.2f} ms cpu {run.cpu_us:5.0f} µs non2xx {run.non2xx}",
                         flush=True,
                     )
+        if args.open_loop:
+            saturation = _median(r.rate for r in runs if r.variant == "full")
+            for share in shares:
+                step = harness.run_open_loop(share, saturation, args.duration)
+                open_steps.append(step)
+                r = step.result
+                print(
+                    f"open loop {share:4.0%} {step.rate:>8,.0f}/s p50 {r['p50_ms']:6.2f} ms p99 {r['p99_ms']:6.2f} ms "
+                    f"p99.9 {r['p999_ms']:6.2f} ms lag p99 {r['lag_p99_ms']:.2f} ms non2xx {int(r['non2xx'])} "
+                    f"lost {int(r['lost'])}",
+                    flush=True,
+                )
         if args.profile is not None:
             args.profile.parent.mkdir(parents=True, exist_ok=True)
             for v in [v for v in ("full", "batch", "replay") if v in variants or v != "replay"]:
@@ -685,11 +776,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         failures = harness.failures.read_text() if harness.failures.exists() else ""
         harness.stop()
-    text = _render(args, runs, cache, started, failures)
+    text = _render(args, runs, cache, started, failures, open_steps)
     print(text)
     if str(args.output) != "-":
         args.output.write_text(text)
-    return 0 if all(r.non2xx == 0 and r.socket_errors == 0 for r in runs) else 1
+    clean = all(r.non2xx == 0 and r.socket_errors == 0 for r in runs)
+    return 0 if clean and all(s.result["non2xx"] == 0 and s.result["lost"] == 0 for s in open_steps) else 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,71 @@
+"""The open-loop generator (bench/openloop.py) keeps its schedule and charges a server's stall to every request
+that fell due during it: the property that makes its percentiles free of coordinated omission.
+
+No speed is asserted: the stalled server is built so that the charged latency is at least the stall whatever the
+machine's load, and a closed-loop timer (from the write) would have charged it to one request per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from bench.openloop import Schedule, percentile, run
+
+STALL_S = 0.4
+
+
+def test_the_schedule_is_fixed_before_the_run() -> None:
+    s = Schedule(rate=100.0, duration_s=2.0, start=10.0)
+    assert s.count == 200
+    assert s.due(0) == 10.0 and s.due(150) == pytest.approx(11.5)
+    assert s.due_by(9.0) == 0 and s.due_by(10.0) == 1 and s.due_by(10.995) == 100 and s.due_by(99.0) == 200
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    values = [float(i) for i in range(1, 1001)]
+    assert percentile(values, 50) == 500.0
+    assert percentile(values, 99) == 990.0
+    assert percentile(values, 99.9) == 999.0
+    assert percentile(values, 100) == 1000.0
+    assert percentile([7.0], 99.9) == 7.0
+
+
+async def test_a_stall_is_charged_to_every_request_due_during_it(tmp_path: Path) -> None:
+    gate = asyncio.Event()
+    seen = 0
+
+    async def scan(request: web.Request) -> web.Response:
+        nonlocal seen
+        await request.read()
+        seen += 1
+        if seen == 1:  # the first request holds every answer back for STALL_S (a GC pause, a slow store)
+            asyncio.get_running_loop().call_later(STALL_S, gate.set)
+        await gate.wait()
+        return web.json_response({"decision": "admit"})
+
+    app = web.Application()
+    app.router.add_post("/v1/scan", scan)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    bodies = tmp_path / "bodies.jsonl"
+    bodies.write_bytes(b"\n".join(b'{"code": "c%d"}' % i for i in range(100)) + b"\n")
+    try:
+        # 100 requests over 1 s on 4 connections: about 40 fall due during the stall. A closed-loop generator on 4
+        # connections would have sent 4 and waited; these are all sent on schedule, pipelined.
+        result = await run("127.0.0.1", port, "/v1/scan", "", bodies, rate=100.0, duration_s=1.0, connections=4)
+    finally:
+        await runner.cleanup()
+    assert result["sent"] == 100 and result["answered"] == 100 and result["lost"] == 0 and result["non2xx"] == 0
+    assert seen == 100
+    # Request i (due at i/100 s) waited at least until the stall ended: STALL_S - i/100. So the 20 due in the first
+    # 0.2 s each waited >= 0.2 s, and the 90th percentile (rank 90 of 100) is one of them. A generator that timed
+    # from the write, or held requests back while connections were busy, would charge the stall to 4 requests.
+    assert result["max_ms"] >= STALL_S * 1000 * 0.95
+    assert result["p90_ms"] >= (STALL_S - 0.2) * 1000 * 0.95
