@@ -33,6 +33,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, cast
 
 import orjson
 
@@ -63,6 +64,7 @@ class Run:
     socket_errors: int
     per_request: int = 1
     bodies: int = 0
+    stored_bytes: float = 0.0  # Redis used_memory growth per request (per code for the batch): log, replay memory
     reasons: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -251,6 +253,15 @@ class Harness:
         time.sleep(REPLAY_RETRY_WINDOW_S + 1)
         return codes
 
+    def used_memory(self) -> int:
+        import redis as sync_redis
+
+        client = sync_redis.Redis.from_url(self.redis_server.url)
+        try:
+            return int(cast(dict[str, Any], client.info("memory"))["used_memory"])
+        finally:
+            client.close()
+
     def wait_intake_drained(self, timeout_s: float = 60.0) -> None:
         """Until the dispatch intake group has nothing undelivered and nothing pending."""
         import redis as sync_redis
@@ -293,6 +304,7 @@ class Harness:
         assert self.redis_server.process is not None
         rpid = self.redis_server.process.pid
         cpu0, rcpu0 = _tree_ticks(pid), _cpu_ticks(rpid)
+        mem0 = self.used_memory()
         argv = [
             "taskset",
             "-c",
@@ -344,6 +356,7 @@ class Harness:
         # the run, so the figure is read once the group has caught up.
         self.wait_intake_drained()
         cpu1, rcpu1 = _tree_ticks(pid), _cpu_ticks(rpid)
+        mem1 = self.used_memory()
         line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
         w = orjson.loads(line.removeprefix("WRKJSON "))
         after = _scrape_scans(port) if server != "bare" else {}
@@ -364,6 +377,7 @@ class Harness:
             per_request=per_request,
             bodies=bodies,
             reasons=reasons,
+            stored_bytes=(mem1 - mem0) / units,
         )
         self.estimates[variant] = max(self.estimates.get(variant, 0.0), requests / run.seconds)
         return run
@@ -527,14 +541,15 @@ def _render(
         "",
         "## Medians and ratios (ratios computed within each round, then the median)",
         "",
-        "| variant | req/s | p50 ms | p99 ms | CPU µs/req |",
-        "|---|---|---|---|---|",
+        "| variant | req/s | p50 ms | p99 ms | CPU µs/req | Redis memory B/req |",
+        "|---|---|---|---|---|---|",
     ]
     for v in variants:
         rs = [r for r in runs if r.variant == v]
         lines.append(
             f"| {v} | {_median(r.rate for r in rs):,.0f} | {_median(r.p50_ms for r in rs):.2f} | "
-            f"{_median(r.p99_ms for r in rs):.2f} | {_median(r.cpu_us for r in rs):.0f} |"
+            f"{_median(r.p99_ms for r in rs):.2f} | {_median(r.cpu_us for r in rs):.0f} | "
+            f"{_median(r.stored_bytes for r in rs):.0f} |"
         )
     ratios = _ratios(runs)
     if ratios:
