@@ -18,7 +18,8 @@ import gateway.scan.feature
 from gateway import keyspace
 from gateway.cli import main as placegate_main
 from gateway.errors import StoreUnavailableError
-from gateway.scan.store import LookupRequest, ScanLookup, ScanRecord, ScanStore
+from gateway.intake import scan_event_place_reason
+from gateway.scan.store import LookupRequest, ReplayMark, ScanLookup, ScanRecord, ScanStore
 from gateway.status.cache import unpack_status
 
 __all__ = ["NaiveStore", "main"]
@@ -68,20 +69,29 @@ class NaiveStore(ScanStore):
             raise StoreUnavailableError("redis failed") from exc
         return keys
 
-    async def record_scans(self, records: Sequence[ScanRecord], *, timeout_s: float | None = None) -> None:
+    async def record_scans(
+        self, records: Sequence[ScanRecord], *, marks: Sequence[ReplayMark] = (), timeout_s: float | None = None
+    ) -> None:
         try:
             async with asyncio.timeout(timeout_s):
                 await asyncio.gather(*(self._record(record) for record in records))
+                for key, place_id, ttl_s in marks:
+                    await self.redis.set(key, place_id, nx=True, ex=ttl_s)
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailableError("redis failed") from exc
 
     async def _record(self, record: ScanRecord) -> None:
+        """The same writes as ``ScanStore.record_scans``, each awaited alone."""
         day, expire_at, entry, event = record
         log_key = keyspace.scan_log_key(day)
         await self.redis.xadd(log_key, dict(zip(entry[::2], entry[1::2], strict=True)))  # type: ignore[arg-type]
         await self.redis.expireat(log_key, expire_at)
         if event is not None:
             await self.redis.xadd(keyspace.DISPATCH_INTAKE, dict(zip(event[::2], event[1::2], strict=True)))  # type: ignore[arg-type]
+            place_id, reason = scan_event_place_reason(event)
+            counter = keyspace.place_exceptions_key(place_id, day)
+            await self.redis.hincrby(counter, reason, 1)  # type: ignore[misc,unused-ignore]
+            await self.redis.expireat(counter, expire_at)
 
 
 def main() -> int:

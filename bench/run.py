@@ -65,6 +65,8 @@ class Run:
     per_request: int = 1
     bodies: int = 0
     stored_bytes: float = 0.0  # Redis used_memory growth per request (per code for the batch): log, replay memory
+    redis_reads: float = 0.0  # socket reads the server processed per request: round trips (every client's)
+    redis_commands: float = 0.0  # commands the server processed per request
     reasons: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -253,12 +255,17 @@ class Harness:
         time.sleep(REPLAY_RETRY_WINDOW_S + 1)
         return codes
 
-    def used_memory(self) -> int:
+    def redis_counters(self) -> tuple[int, int, int]:
+        """(used_memory, total_reads_processed, total_commands_processed) of the private server. A read is one
+        socket read of a client's pipelined commands: the round trips, whoever sent them."""
         import redis as sync_redis
 
         client = sync_redis.Redis.from_url(self.redis_server.url)
         try:
-            return int(cast(dict[str, Any], client.info("memory"))["used_memory"])
+            memory = cast(dict[str, Any], client.info("memory"))
+            stats = cast(dict[str, Any], client.info("stats"))
+            reads, commands = int(stats["total_reads_processed"]), int(stats["total_commands_processed"])
+            return int(memory["used_memory"]), reads, commands
         finally:
             client.close()
 
@@ -304,7 +311,7 @@ class Harness:
         assert self.redis_server.process is not None
         rpid = self.redis_server.process.pid
         cpu0, rcpu0 = _tree_ticks(pid), _cpu_ticks(rpid)
-        mem0 = self.used_memory()
+        mem0, reads0, cmds0 = self.redis_counters()
         argv = [
             "taskset",
             "-c",
@@ -356,7 +363,7 @@ class Harness:
         # the run, so the figure is read once the group has caught up.
         self.wait_intake_drained()
         cpu1, rcpu1 = _tree_ticks(pid), _cpu_ticks(rpid)
-        mem1 = self.used_memory()
+        mem1, reads1, cmds1 = self.redis_counters()
         line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
         w = orjson.loads(line.removeprefix("WRKJSON "))
         after = _scrape_scans(port) if server != "bare" else {}
@@ -378,6 +385,8 @@ class Harness:
             bodies=bodies,
             reasons=reasons,
             stored_bytes=(mem1 - mem0) / units,
+            redis_reads=(reads1 - reads0) / units,
+            redis_commands=(cmds1 - cmds0) / units,
         )
         self.estimates[variant] = max(self.estimates.get(variant, 0.0), requests / run.seconds)
         return run
@@ -541,15 +550,17 @@ def _render(
         "",
         "## Medians and ratios (ratios computed within each round, then the median)",
         "",
-        "| variant | req/s | p50 ms | p99 ms | CPU µs/req | Redis memory B/req |",
-        "|---|---|---|---|---|---|",
+        "| variant | req/s | p50 ms | p99 ms | CPU µs/req | Redis memory B/req | Redis round trips/req "
+        "| Redis commands/req |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for v in variants:
         rs = [r for r in runs if r.variant == v]
         lines.append(
             f"| {v} | {_median(r.rate for r in rs):,.0f} | {_median(r.p50_ms for r in rs):.2f} | "
             f"{_median(r.p99_ms for r in rs):.2f} | {_median(r.cpu_us for r in rs):.0f} | "
-            f"{_median(r.stored_bytes for r in rs):.0f} |"
+            f"{_median(r.stored_bytes for r in rs):.0f} | {_median(r.redis_reads for r in rs):.3f} | "
+            f"{_median(r.redis_commands for r in rs):.2f} |"
         )
     ratios = _ratios(runs)
     if ratios:
@@ -572,6 +583,19 @@ def _render(
         for name, vals in cpu.items():
             target = "≤ 1.5 (issue 15: an exception storm costs at most 1.5 admits)" if name == "replay / full" else "-"
             lines.append(f"| {name} | {', '.join(f'{x:.2f}' for x in vals)} | {_median(vals):.2f} | {target} |")
+    bound = _round_trip_bound(runs)
+    if bound is not None:
+        per_trip, full_trips, saving, full_cpu = bound
+        lines += [
+            "",
+            "Round trips (issue 19, point 2): the full path made "
+            f"{full_trips:.3f} Redis round trips per scan (median; one per {1 / max(full_trips, 1e-9):.0f} scans: "
+            "each loop turn's lookups and records go in one pipelined flush each, and concurrent turns share "
+            "flushes). The naive variant awaits every command alone; its extra CPU per extra round trip, "
+            f"{per_trip:.0f} µs (median of rounds), bounds what a round trip costs the gateway (it also pays a task "
+            "switch per await). Folding the two groups into one would save at most half of the full path's round "
+            f"trips: ≤ {saving:.1f} µs per scan, {100 * saving / full_cpu:.1f} % of its {full_cpu:.0f} µs.",
+        ]
     full_p99 = _median(r.p99_ms for r in runs if r.variant == "full")
     lines += [
         "",
@@ -668,6 +692,23 @@ def _profile_summary(raw: Path, top: int = 25) -> str:
     for name, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
         lines.append(f"- {100 * n / max(total, 1):5.1f}%  {name}")
     return "\n".join(lines) + "\n"
+
+
+def _round_trip_bound(runs: list[Run]) -> tuple[float, float, float, float] | None:
+    """(gateway CPU µs per round trip, bounded by naive vs full; full round trips per scan; the most that folding
+    the full path's two groups into one could save per scan, µs; full CPU µs per scan), medians over rounds."""
+    per_trip: list[float] = []
+    for pair in sorted({r.pair for r in runs}):
+        by = {r.variant: r for r in runs if r.pair == pair}
+        full, naive = by.get("full"), by.get("naive")
+        if full and naive and naive.redis_reads > full.redis_reads:
+            per_trip.append((naive.cpu_us - full.cpu_us) / (naive.redis_reads - full.redis_reads))
+    if not per_trip:
+        return None
+    fulls = [r for r in runs if r.variant == "full"]
+    trips = _median(r.redis_reads for r in fulls)
+    cost = _median(per_trip)
+    return cost, trips, cost * trips / 2, _median(r.cpu_us for r in fulls)
 
 
 def _ratios(runs: list[Run]) -> dict[str, list[float]]:
