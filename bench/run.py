@@ -618,6 +618,8 @@ def _render(
     if open_steps:
         lines += _render_open_loop(args, open_steps)
     if cache:
+        lines += _render_capacity(runs, cache, open_steps)
+    if cache:
         lines += [
             "",
             "## Status cache",
@@ -692,6 +694,74 @@ def _profile_summary(raw: Path, top: int = 25) -> str:
     for name, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
         lines.append(f"- {100 * n / max(total, 1):5.1f}%  {name}")
     return "\n".join(lines) + "\n"
+
+
+# Issue 19 point 4: the city the model is sized for (inputs, not measurements).
+CITY_HOLDERS = 25_000_000
+CITY_PEAK_SCANS_S = 50_000
+CITY_EXCEPTION_SHARE = 0.05
+RETENTION_DAYS = 21  # PLACEGATE_RETENTION_DAYS default: a day's log lives the day + 21 days
+
+
+def _render_capacity(runs: list[Run], cache: dict[str, float], open_steps: Sequence[OpenLoopStep]) -> list[str]:
+    """A city's capacity from this run's figures only: CPU per scan (admit and exception), Redis CPU and memory per
+    scan, bytes per holder, the load rate, the open-loop headroom and --workers scaling."""
+    fulls = [r for r in runs if r.variant == "full"]
+    if not fulls:
+        return []
+    full_cpu = _median(r.cpu_us for r in fulls)
+    replays = [r for r in runs if r.variant == "replay"]
+    exc_cpu = _median(r.cpu_us for r in replays) if replays else float("nan")
+    mix_cpu = (1 - CITY_EXCEPTION_SHARE) * full_cpu + CITY_EXCEPTION_SHARE * (exc_cpu if replays else full_cpu)
+    redis_cpu = _median(r.redis_cpu_us for r in fulls)
+    stored = _median(r.stored_bytes for r in fulls)
+    cores_busy = CITY_PEAK_SCANS_S * mix_cpu / 1e6
+    # Headroom from the open loop: the highest share of the saturation rate whose p99 stayed within 10 ms.
+    ok = [st.share for st in open_steps if st.result["p99_ms"] <= 10.0]
+    share = max(ok) if ok else None
+    lines = [
+        "",
+        "## Capacity model (issue 19): a city of 25 M holders, a peak of 50,000 scans/s, 5 % exceptions",
+        "",
+        "Every figure below is computed from this run's measurements; the inputs are the city's size and the "
+        "settings' defaults. One gateway core here = one process pinned to one core of this machine.",
+        "",
+        "| quantity | from | value |",
+        "|---|---|---|",
+        f"| gateway CPU per scan, admit path | full, median | {full_cpu:.0f} µs |",
+        f"| gateway CPU per exception scan | replay, median | "
+        f"{f'{exc_cpu:.0f} µs' if replays else 'not measured in this run (full used)'} |",
+        f"| gateway CPU per scan at 5 % exceptions | weighted | {mix_cpu:.0f} µs |",
+        f"| gateway cores fully busy at 50,000 scans/s | 50,000 x {mix_cpu:.0f} µs | {cores_busy:.1f} |",
+    ]
+    if share is not None:
+        lines.append(
+            f"| gateway cores for p99 ≤ 10 ms | ÷ {share:.0%} (the highest open-loop share with p99 ≤ 10 ms) "
+            f"| {cores_busy / share:.1f} |"
+        )
+    else:
+        lines.append("| gateway cores for p99 ≤ 10 ms | no open-loop step met 10 ms in this run | - |")
+    lines += [
+        f"| Redis CPU per scan | full, median | {redis_cpu:.0f} µs |",
+        f"| Redis cores busy at 50,000 scans/s | 50,000 x {redis_cpu:.0f} µs | "
+        f"{CITY_PEAK_SCANS_S * redis_cpu / 1e6:.2f} "
+        "(a primary runs commands on one core: primaries ≥ this ÷ the share one may be kept busy) |",
+        f"| status cache, 25 M holders | {cache['bytes_per_holder']:.1f} B/holder x 25 M | "
+        f"{CITY_HOLDERS * cache['bytes_per_holder'] / 1e9:.2f} GB |",
+        f"| status feed load, 25 M records | 25 M ÷ {cache['load_rate']:,.0f} /s (one loader process) | "
+        f"{CITY_HOLDERS / cache['load_rate']:.0f} s |",
+        f"| Redis memory per scan kept | full, used_memory growth per scan | {stored:.0f} B |",
+        f"| scan log of one peak hour, kept {RETENTION_DAYS + 1} days | 50,000 x 3,600 x {stored:.0f} B | "
+        f"{CITY_PEAK_SCANS_S * 3600 * stored / 1e9:.1f} GB per peak hour of scans |",
+    ]
+    w1 = [r.rate for r in runs if r.variant == "w1"]
+    w2 = [r.rate for r in runs if r.variant == "w2"]
+    if w1 and w2:
+        lines.append(
+            f"| what a second core buys | serve --workers 2 / 1, unpinned (wrk and Redis share the cores) | "
+            f"{_median(w2) / _median(w1):.2f} x |"
+        )
+    return lines
 
 
 def _round_trip_bound(runs: list[Run]) -> tuple[float, float, float, float] | None:
