@@ -22,7 +22,9 @@ from crypto.dcc_errors import DccBase45Error, DccSchemaError
 from crypto.dcc_trust import DscTrustList
 from crypto.dcc_valuesets import ValueSets, check_dcc_values
 from crypto.errors import Base45Error, CodeError, UnknownFormatError
+from crypto.idcard import IdCardHolder
 from crypto.native import HEALTH_PREFIX, LEEWAY_S, Colour, HealthCode, verify_health_code
+from crypto.paper import PAPER_PREFIX, PaperCode, verify_paper_code
 from crypto.trust import TrustList
 
 __all__ = [
@@ -40,7 +42,9 @@ __all__ = [
 
 TrustListName = Literal["native", "dsc"]
 # What a verified code proves, per format; the scan path and the policy branch on its type.
-Evidence = HealthCode | VerifiedDcc
+# A paper code and an identity-card match carry no colour: their holder is decided on the live status alone.
+Evidence = HealthCode | VerifiedDcc | PaperCode | IdCardHolder
+_LIVE: Final = (HealthCode, PaperCode, IdCardHolder)
 
 NOT_A_CODE_ERRORS: Final[tuple[type[CodeError], ...]] = (UnknownFormatError, Base45Error, DccBase45Error)
 
@@ -72,7 +76,7 @@ class VerifiedCode:
     @property
     def live_status(self) -> bool:
         """Whether the holder's status comes from the status cache (native) or from the code itself."""
-        return isinstance(self.evidence, HealthCode)
+        return isinstance(self.evidence, _LIVE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +101,20 @@ def _verify_native(text: str, anchors: TrustAnchors, now: datetime) -> VerifiedC
         replay_id=f"{code.kid.hex()}:{code.nonce.hex()}",
         replay_until=code.exp + _LEEWAY,
         signed_colour=code.colour_at_issue,
+        evidence=code,
+    )
+
+
+def _verify_paper(text: str, anchors: TrustAnchors, now: datetime) -> VerifiedCode:
+    code = verify_paper_code(text, anchors.native, now=now)
+    # Shown again and again for a week: remembered, like a DCC, only for the static replay window (a copy at a
+    # second place inside it is shared), under a MAC of this identifier (scan/scanner.py).
+    return VerifiedCode(
+        format="paper",
+        holder_ref=code.holder_ref,
+        replay_id=f"paper:{code.kid.hex()}:{code.nonce.hex()}",
+        replay_until=None,
+        signed_colour=None,
         evidence=code,
     )
 
@@ -135,6 +153,7 @@ FORMATS: Final[Mapping[str, CodeFormat]] = {
     fmt.prefix: fmt
     for fmt in (
         CodeFormat("native", HEALTH_PREFIX, _verify_native),
+        CodeFormat("paper", PAPER_PREFIX, _verify_paper),
         CodeFormat("hc1", HC1_PREFIX, _verify_dcc, trust_list="dsc"),
     )
 }

@@ -3,9 +3,12 @@
     GatewayError ("internal_error", 500)
     ├── BadRequestError ("invalid_request", 400)
     │   ├── MalformedJsonError ("malformed_json", 400)
-    │   └── MalformedCodeError ("malformed_code", 400)   not base45 / no known prefix: not a code at all
+    │   ├── MalformedCodeError ("malformed_code", 400)   not base45 / no known prefix: not a code at all
+    │   ├── "invalid_id_card" (400)                     not a GB 11643 identity card number (issue 18)
+    │   └── "invalid_temperature" (400)                 a body temperature outside 30.0-45.0 °C (issue 18)
     ├── AuthError ("missing_token" / "invalid_token", 401)
     ├── ForbiddenError ("forbidden", 403)
+    │   └── "id_card_not_allowed" (403)                 the device may not present identity cards (issue 18)
     ├── NotFoundError ("not_found", 404)
     ├── RequestTimeoutError ("request_timeout", 408)     the body did not arrive within its read deadline
     ├── PayloadTooLargeError ("payload_too_large", 413)
@@ -45,9 +48,13 @@ ERROR_STATUS: dict[str, int] = {
     "invalid_request": 400,
     "malformed_json": 400,
     "malformed_code": 400,
+    # the digital sentry (issue 18): an identity card number or a temperature that cannot be a reading
+    "invalid_id_card": 400,
+    "invalid_temperature": 400,
     "missing_token": 401,
     "invalid_token": 401,
     "forbidden": 403,
+    "id_card_not_allowed": 403,  # issue 18: a device registered without `devices add --id-card`
     "not_found": 404,
     "method_not_allowed": 405,
     "request_timeout": 408,

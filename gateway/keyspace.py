@@ -77,6 +77,7 @@ __all__ = [
     "dispatch_day_key",
     "fold_key",
     "holder_reads_key",
+    "id_card_key",
     "idempotency_key",
     "nonce_key",
     "place_exceptions_key",
@@ -137,6 +138,16 @@ def status_bucket_key(bucket: int) -> str:
     Redis Cluster.
     """
     return "pg:st:{" + f"{bucket >> 8:x}" + "}" + f"{bucket:x}"
+
+
+def id_card_key(digest_hex: str) -> str:
+    """The identity-card index (issue 18): the keyed hash of an ID number (``crypto/idcard.py``, never the number)
+    -> the holder reference the health authority's feed named for it, sealed (``gateway/status/idcards.py``).
+
+    TTL = the status cache's (``status_ttl_s``), set again by every feed record that carries the number: the
+    entry expires with the status it leads to.
+    """
+    return f"pg:idc:{digest_hex}"
 
 
 # --- replay / sharing (TTL = the code's remaining lifetime + clock skew) -------------------------------
@@ -406,6 +417,7 @@ DATA_CLASSES: Final = (
     DataClass("principals", r"pg:principal-ids|pg:principal:[0-9a-f]{64}", False, "none"),
     DataClass("secret_fingerprint", "pg:secret:fingerprint", False, "none"),  # configuration, like the registry
     DataClass("status_cache", r"pg:st:\{[0-9a-f]+\}[0-9a-f]+", True, "status_ttl"),
+    DataClass("id_card_index", r"pg:idc:[0-9a-f]{32}", True, "status_ttl"),
     DataClass("replay_memory", r"pg:nonce:[0-9a-f]{16}:[0-9a-f]{24}", True, "code_lifetime"),
     DataClass("static_replay_memory", r"pg:nonce:dcc:[0-9a-f]{32}", True, "dcc_replay_window"),
     DataClass("scan_log", "pg:log:" + _DAY, True, "day_end"),

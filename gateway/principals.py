@@ -54,6 +54,9 @@ class Principal:
     department: str = ""
     expires_at: int = 0  # unix seconds; 0 = does not expire
     revoked: bool = False
+    # A digital sentry's device may present identity card numbers (issue 18, `devices add --id-card`): the most
+    # sensitive input the gateway takes, so only devices registered for it may send one.
+    id_card: bool = False
 
     def to_fields(self) -> dict[str, str]:
         return {
@@ -64,6 +67,7 @@ class Principal:
             "department": self.department,
             "expires_at": str(self.expires_at),
             "revoked": "1" if self.revoked else "0",
+            "id_card": "1" if self.id_card else "0",
         }
 
     @classmethod
@@ -77,6 +81,7 @@ class Principal:
             department=f.get("department", ""),
             expires_at=int(f.get("expires_at", "0") or 0),
             revoked=f.get("revoked") == "1",
+            id_card=f.get("id_card") == "1",
         )
 
     def usable(self, now_s: float) -> bool:

@@ -31,6 +31,7 @@ class Reason(StrEnum):
     UNKNOWN_VENUE_CLASS = "unknown_venue_class"
     REPLAYED = "replayed"
     CODE_SHARED = "code_shared"
+    FEVER = "fever"  # a sentry's temperature reading at or above the class's threshold (policy/temperature.py)
 
 
 # Reasons that become a case for the dispatch core (red/yellow holder, forgery, replay, code sharing).
@@ -70,13 +71,15 @@ def decide_admission(
     rules: Rules,
     *,
     venue_class: str,
-    signed_colour: Colour,
+    signed_colour: Colour | None,
     status: HolderStatus | None,
     now: datetime,
     status_available: bool = True,
 ) -> Decision:
     """Decide for a holder whose code already verified.
 
+    :param signed_colour: the colour signed into the code at issue; ``None`` for a presentation that carries none
+        (a paper code, an identity card: issue 18), which is decided on the live status alone.
     :param status: the cached status, ``None`` when the holder is not in the cache.
     :param status_available: ``False`` when the status cache could not answer in time (degraded mode): the
         signed colour at issue and the venue class decide, and the decision says ``degraded``.
@@ -106,8 +109,13 @@ def decide_admission(
     return Decision(Action.ADMIT, Reason.OK, f"{cls}.ok", rules.version)
 
 
-def _degraded(rules: Rules, rule: ClassRule, signed_colour: Colour) -> Decision:
+def _degraded(rules: Rules, rule: ClassRule, signed_colour: Colour | None) -> Decision:
     rule_id = f"{rule.venue_class}.degraded"
+    if signed_colour is None:
+        # Nothing signed vouches for the holder's colour (a paper code, an identity card): never admitted without
+        # a live status, whatever the class's on_degraded says (docs/operations.md "Degraded mode").
+        action = Action.REVIEW if rule.on_degraded is Action.ADMIT else rule.on_degraded
+        return Decision(action, Reason.STATUS_UNAVAILABLE, rule_id, rules.version, degraded=True)
     if signed_colour is Colour.RED:
         return Decision(Action.DENY, Reason.STATUS_RED, rule_id, rules.version, degraded=True)
     if signed_colour is Colour.YELLOW:

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 
-__all__ = ["LABELS", "MaskResult", "id_check_char", "mask_personal", "valid_id18"]
+__all__ = ["LABELS", "MaskResult", "id_check_char", "mask_personal", "valid_id15", "valid_id18"]
 
 # GB 11643-1999: check character of the 17 leading digits (ISO 7064 MOD 11-2).
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -74,7 +74,10 @@ def valid_id18(candidate: str) -> bool:
     )
 
 
-def _valid_id15(run: str) -> bool:
+def valid_id15(run: str) -> bool:
+    """Whether 15 ASCII digits are a first-generation ID number: their ``yymmdd`` is a real date (19yy)."""
+    if len(run) != 15 or not (run.isascii() and run.isdigit()):
+        return False
     try:
         date(1900 + int(run[6:8]), int(run[8:10]), int(run[10:12]))
     except ValueError:
@@ -98,7 +101,7 @@ def mask_personal(text: str) -> MaskResult:
         if valid_id18(m.group()):
             take(m.start(), m.end(), "id")
     for m in _RUN.finditer(norm):
-        take(m.start(), m.end(), "id" if len(m.group()) == 15 and _valid_id15(m.group()) else "number")
+        take(m.start(), m.end(), "id" if len(m.group()) == 15 and valid_id15(m.group()) else "number")
     for m in _PHONE.finditer(norm):
         take(m.start(), m.end(), "phone")
     counts = dict.fromkeys(LABELS, 0)

@@ -12,7 +12,7 @@ from typing import Any
 from policy.dcc_rules import RULE_SET_NAME
 from policy.errors import RulesError
 
-__all__ = ["Action", "ClassRule", "Rules", "load_rules", "parse_rules"]
+__all__ = ["FEVER_THRESHOLD_RANGE", "Action", "ClassRule", "Rules", "load_rules", "parse_rules"]
 
 
 class Action(StrEnum):
@@ -34,6 +34,7 @@ class ClassRule:
     on_degraded: Action
     # The EU DCC business-rule set an HC1 certificate must also pass here (docs/dcc.md "Rule sets"); None: none.
     dcc_rule_set: str | None = None
+    fever_threshold_c: float = 37.3  # issue 18: a sentry's reading at or above it is a fever (policy/temperature.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +49,22 @@ class Rules:
 
 _TOP_KEYS = {"version", "status_max_age_h", "classes"}
 _CLASS_KEYS = {"name", "test_within_h", "negative_test_required", "vaccination_required", "on_unknown", "on_degraded"}
-_CLASS_KEYS |= {"dcc_rule_set"}
+_CLASS_KEYS |= {"dcc_rule_set", "fever_threshold_c"}
+# A fever threshold outside this range would call every healthy person feverish, or no feverish one.
+FEVER_THRESHOLD_RANGE = (36.0, 40.0)
 
 
 def _int(value: object, what: str, *, low: int, high: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise RulesError(f"{what} must be an integer in [{low}, {high}]")
     return value
+
+
+def _threshold(value: object, what: str) -> float:
+    low, high = FEVER_THRESHOLD_RANGE
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise RulesError(f"{what} must be a number of degrees Celsius in [{low}, {high}]")
+    return float(value)
 
 
 def _action(value: object, what: str) -> Action:
@@ -110,6 +120,7 @@ def parse_rules(data: Mapping[str, Any]) -> Rules:
             on_unknown=_action(raw.get("on_unknown", "review"), "on_unknown"),
             on_degraded=_action(raw.get("on_degraded", "review"), "on_degraded"),
             dcc_rule_set=_rule_set_name(raw.get("dcc_rule_set"), venue_class),
+            fever_threshold_c=_threshold(raw.get("fever_threshold_c", 37.3), "fever_threshold_c"),
         )
     return Rules(version=version, status_max_age_h=max_age, classes=classes)
 

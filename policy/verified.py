@@ -54,14 +54,14 @@ def decide_verified(
 
     :param status: the cached status of a live-status holder (``None``: not in the cache); ignored otherwise.
     :param status_available: ``False`` when Redis could not answer in time: a live-status code is decided in
-        degraded mode on its signed colour; a self-contained one still decides, but its answer says degraded,
+        degraded mode on its signed colour (one without a signed colour is never admitted then); a self-contained
+        one still decides, but its answer says degraded,
         since nothing could check that the code is not a copy in use elsewhere.
     :param business: the imported EU DCC business-rule sets and value sets (``None``: none available).
     :raises KeyError: a self-contained format with no entry in ``SELF_CONTAINED`` (a defect, not an input).
     """
     if verified.live_status:
-        if verified.signed_colour is None:
-            raise ValueError(f"format {verified.format!r} has a live status but no signed colour")
+        # A paper code or an identity-card match has no signed colour: decided on the live status alone.
         return decide_admission(rules, venue_class=venue_class, signed_colour=verified.signed_colour, status=status,
                                 now=now, status_available=status_available)
     decision = SELF_CONTAINED[verified.format](rules, verified, venue_class, now, business)

@@ -116,6 +116,7 @@ FIELD_KINDS: Mapping[str, str] = {
     "dropped": "count", "checkpoint": "count", "checkpoint_seq": "count",
     # registry, trust lists, configuration
     "usage": "code", "alg": "id", "venue_class": "id", "target_role": "code", "scope": "ids", "expires_at": "count",
+    "capability": "code",  # issue 18: a device allowed to present identity cards
     "certificates": "count", "digest": "hex", "stored": "count", "mode": "code", "rules_version": "id",
     "retention_days": "count", "status_ttl_s": "count", "place": "id", "device": "id", "case": "case",
     "day": "count", "removed": "count",

@@ -47,7 +47,7 @@ async def _context(app: web.Application) -> AsyncIterator[None]:
         static_replay=replay, health=app[HEALTH],
         outage=OutageMemory(max_codes=settings.outage_max_codes, max_pending=settings.outage_max_pending,
                             metrics=app[METRICS]),
-        retention_days=settings.retention_days,
+        retention_days=settings.retention_days, id_cards=app[STATUS_WRITER].id_cards,
         redis_timeout_s=settings.redis_timeout_ms / 1000, retry_window_s=settings.scan_retry_window_s,
     )  # fmt: skip
     app[SCAN_STORE] = store

@@ -18,6 +18,7 @@ from datetime import datetime
 from crypto.dcc_errors import CoseHeaderError
 from crypto.errors import CodeError, TrustKeyError
 from crypto.formats import NOT_A_CODE_ERRORS, TrustAnchors, VerifiedCode, format_for
+from crypto.idcard import IdCardHolder
 from crypto.sealing import Sealer, event_binding
 from crypto.subject import SubjectHasher
 from gateway import keyspace
@@ -28,16 +29,17 @@ from gateway.scan.outage import OutageMemory
 from gateway.scan.scanlog import day_of, new_scan_id, partition_expiry, pseudonym
 from gateway.scan.store import LookupRequest, ReplayMark, ScanRecord, ScanStore
 from gateway.scan.turnbatch import TurnTask
+from gateway.status.idcards import IdCardIndex
 from gateway.storehealth import StoreHealth
 from gateway.trust.dsc import Freshness
 from gateway.trust.registry import Place
 from gateway.trust.state import TrustState
-from policy.admission import EXCEPTION_REASONS, Decision, Reason, refuse
+from policy.admission import EXCEPTION_REASONS, Decision, Reason, decide_admission, refuse
 from policy.purpose import PURPOSE
 from policy.rules import Rules
 from policy.verified import decide_verified
 
-__all__ = ["TRUST_LIST_STALE", "ScanOutcome", "Scanner", "StaticReplay"]
+__all__ = ["TRUST_LIST_STALE", "Presentation", "ScanOutcome", "Scanner", "StaticReplay"]
 
 # The list vouching for a format is past its hard age limit: its codes fail closed rather than trust withdrawn
 # signers.
@@ -56,15 +58,30 @@ class StaticReplay:
 
 
 @dataclass(frozen=True, slots=True)
+class Presentation:
+    """What a digital sentry presents beyond a bare code (issue 18): a code, or an identity card's keyed hash
+    (the number itself never reaches the scanner: the route validates and hashes it), with an optional body
+    temperature. A bare code travels as its text, so the common scan builds nothing extra."""
+
+    code: str = ""
+    id_digest: str = ""  # IdCardIndex.digest(number): set instead of ``code``
+    temperature_c: float | None = None
+
+
+Presented = str | Presentation
+
+
+@dataclass(frozen=True, slots=True)
 class ScanOutcome:
     decision: Decision
     colour: str | None
     scan_id: str
     checked_at: datetime
+    via: str = "code"  # "id_card": the holder was found through the identity-card index
 
     def to_json(self) -> dict[str, object]:
         """The answer to the scanner: the decision and nothing personal."""
-        return {
+        doc: dict[str, object] = {
             "decision": self.decision.action.value,
             "reason": self.decision.reason,
             "colour": self.colour,
@@ -74,13 +91,16 @@ class ScanOutcome:
             "rule_id": self.decision.rule_id,
             "rules_version": self.decision.rules_version,
         }
+        if self.via != "code":
+            doc["via"] = self.via  # issue 18: the holder was found through the identity-card index
+        return doc
 
 
 @dataclass(frozen=True, slots=True)
 class _Request:
     """The codes of one HTTP request and where, by whom and when they were presented."""
 
-    codes: Sequence[str]
+    codes: Sequence[Presented]
     place: Place
     device_id: str
     now: datetime
@@ -103,6 +123,7 @@ class Scanner:
         health: StoreHealth,
         outage: OutageMemory[_Item],
         retention_days: int,
+        id_cards: IdCardIndex | None = None,
         redis_timeout_s: float,
         retry_window_s: int = 0,
     ) -> None:
@@ -116,6 +137,7 @@ class Scanner:
         self.health = health
         self.outage = outage
         self.retention_days = retention_days
+        self.id_cards = id_cards  # the identity-card index (gateway/status/idcards.py); None: no ID-card scans
         self.redis_timeout_s = redis_timeout_s
         self.retry_window_ms = retry_window_s * 1000  # docs/dispatch.md, "Idempotency": a retry is no replay
         # Every request of a loop turn goes through the phases together, in one task (gateway/scan/turnbatch.py).
@@ -126,7 +148,7 @@ class Scanner:
         """Let the turns in progress finish (their records are written before the store closes)."""
         await self.turns.aclose()
 
-    async def scan(self, code: str, place: Place, device_id: str, *, now: datetime) -> ScanOutcome:
+    async def scan(self, code: Presented, place: Place, device_id: str, *, now: datetime) -> ScanOutcome:
         """Verify, look up, decide and record one presented code.
 
         :raises MalformedCodeError: when the text is not a code at all (no known prefix, not base45): HTTP 400.
@@ -137,7 +159,7 @@ class Scanner:
         return result
 
     def scan_many(
-        self, codes: Sequence[str], place: Place, device_id: str, *, now: datetime
+        self, codes: Sequence[Presented], place: Place, device_id: str, *, now: datetime
     ) -> Awaitable[_Answers]:
         """``scan`` for every code of a request, in order; a text that is not a code gets its error instead.
 
@@ -163,6 +185,8 @@ class Scanner:
         live = [item for items in verified if not isinstance(items, Exception) for item in items
                 if isinstance(item, _Item)]
         if live:
+            if found := [item for item in live if item.id_digest and item.decision is None]:
+                await self._find_holders(found)  # the one extra round trip, for turns with identity cards only
             day_keys = await self._decide(live)
             for item in live:
                 if item.fresh is not Freshness.FRESH and item.decision is not None and not item.decision.degraded:
@@ -189,9 +213,15 @@ class Scanner:
         except Exception as exc:  # a defect in one request's codes must not fail the turn's other requests
             return exc
 
-    def _verify(self, code: str, anchors: TrustAnchors, request: _Request) -> _Item | MalformedCodeError:
+    def _verify(self, code: Presented, anchors: TrustAnchors, request: _Request) -> _Item | MalformedCodeError:
         now = request.now
         item = _Item(new_scan_id(now), request)
+        if not isinstance(code, str):
+            item.temperature_c = code.temperature_c
+            if code.id_digest:
+                item.id_digest = code.id_digest  # verified by the index lookup (``_find_holders``)
+                return item
+            code = code.code
         trust_refusal = False
         try:
             fmt = format_for(code)
@@ -209,6 +239,40 @@ class Scanner:
             item.decision = refuse(self.rules, TRUST_LIST_STALE, rule_id="trust_list")
         return item
 
+    async def _find_holders(self, items: list[_Item]) -> None:
+        """The holder of every identity card of the turn, from the index (one Redis group). A number the index
+        does not hold is decided as an unknown status; while the store cannot answer, in degraded mode, where
+        nothing signed vouches for the holder (never an admit: policy/admission.py)."""
+        index = self.id_cards
+        assert index is not None  # the route refuses an identity card to a scanner without an index
+        replies: list[object] | None = None
+        if self.health.available:
+            try:
+                replies = await self.store.find_id_holders([index.lookup(item.id_digest) for item in items],
+                                                           timeout_s=self.redis_timeout_s)
+            except StoreUnavailableError:
+                replies = None
+        failed = 0
+        for at, item in enumerate(items):
+            reply = None if replies is None else replies[at]
+            venue_class, now = item.request.place.venue_class, item.request.now
+            if replies is None or isinstance(reply, Exception):
+                failed += replies is not None or self.health.available
+                item.decision = decide_admission(self.rules, venue_class=venue_class, signed_colour=None,
+                                                 status=None, now=now, status_available=False)
+                continue
+            # No entry, or one that does not open under its own name (copied from another key): no holder known.
+            holder_ref = None if reply is None else index.holder_of(item.id_digest, reply)
+            if holder_ref is None:
+                item.decision = decide_admission(self.rules, venue_class=venue_class, signed_colour=None,
+                                                 status=None, now=now)
+                continue
+            item.verified = VerifiedCode(format="id_card", holder_ref=holder_ref, replay_id="", replay_until=None,
+                                         signed_colour=None, evidence=IdCardHolder(item.id_digest))
+        if failed:
+            self.metrics.redis_errors.labels("scan_lookup").inc(failed)
+            self.health.failed("scan lookup")
+
     async def _decide(self, items: list[_Item]) -> dict[str, bytes]:
         """Status and replay memory for every verified code (one Redis group), then the policy decides; returns
         the pseudonym key of each day the turn's verified codes fall on, read in that same group."""
@@ -220,7 +284,11 @@ class Scanner:
             if item.decision is not None or verified is None:
                 continue
             holder = verified.holder_ref if verified.live_status else None
-            if verified.replay_until is not None:
+            if not verified.replay_id:
+                # An identity card: no copy of it can be shown elsewhere, and the resident shows the same card at
+                # every visit, so there is no replay memory (the lookup group skips it).
+                ttl, memory_key = 0, ""
+            elif verified.replay_until is not None:
                 # A short-lived code: remembered for as long as it is accepted, by its (random) replay id.
                 ttl = int((verified.replay_until - item.request.now).total_seconds())
                 memory_key = keyspace.nonce_key(verified.replay_id)
@@ -252,7 +320,10 @@ class Scanner:
         memory = self.outage
         for (item, verified), lookup in zip(pending, lookups, strict=True):
             place = item.request.place
-            if lookup is None:
+            if not item.memory_key:
+                unavailable += lookup is None
+                first_place = None
+            elif lookup is None:
                 # Remembered here until the store has the mark: a second presentation is still a replay.
                 unavailable += 1
                 item.unmarked = True
@@ -383,6 +454,8 @@ class _Item:
     mark_until: float = 0.0  # monotonic instant the replay mark can expire at (the code is no longer accepted)
     unmarked: bool = False  # the lookup could not set the mark: the record's group sets it
     retry: bool = False  # the scanner's retry of its own presentation: decided as the first, no intake event
+    id_digest: str = ""  # an identity card's keyed hash: the holder comes from the index (issue 18)
+    temperature_c: float | None = None  # measured by the sentry; never logged, kept only in a fever case
 
     def outcome(self) -> ScanOutcome:
         decision = self.decision
@@ -391,4 +464,4 @@ class _Item:
         colour = None if verified is None or verified.signed_colour is None else verified.signed_colour.label
         if decision.reason in ("status_red", "status_yellow"):
             colour = decision.reason.removeprefix("status_")
-        return ScanOutcome(decision, colour, self.scan_id, self.request.now)
+        return ScanOutcome(decision, colour, self.scan_id, self.request.now, "id_card" if self.id_digest else "code")

@@ -74,7 +74,8 @@ class ScanStore:
         for holder_ref, memory_key, ttl_s, place_id in requests:
             if holder_ref is not None:
                 commands.append(("HGET", *locate(holder_ref)))
-            commands.append(("SET", memory_key, place_id, "NX", "GET", "EX", max(1, ttl_s)))
+            if memory_key:  # "": no replay memory (an identity card is no artefact a copy can be made of)
+                commands.append(("SET", memory_key, place_id, "NX", "GET", "EX", max(1, ttl_s)))
         fresh = [_day_key_command(day, expire_at) for day, expire_at in (days or {}).items()]
         commands.extend(command for _, command, _ in fresh)
         try:
@@ -83,11 +84,12 @@ class ScanStore:
             return [None] * len(requests), {}
         lookups: list[ScanLookup | None] = []
         at = 0
-        for holder_ref, _, _, _ in requests:
-            raw_status = None
+        for holder_ref, memory_key, _, _ in requests:
+            raw_status = first = None
             if holder_ref is not None:
                 raw_status, at = replies[at], at + 1
-            first, at = replies[at], at + 1
+            if memory_key:
+                first, at = replies[at], at + 1
             if isinstance(raw_status, Exception) or isinstance(first, Exception):
                 lookups.append(None)
                 continue
@@ -96,6 +98,14 @@ class ScanStore:
         keys = {day: _day_key_of(reply, value) for (day, _, value), reply in zip(fresh, replies[at:], strict=True)
                 if not isinstance(reply, Exception)}
         return lookups, keys
+
+    async def find_id_holders(self, lookups: Sequence[Command], *, timeout_s: float | None = None) -> list[object]:
+        """The identity-card index replies (``IdCardIndex.lookup`` commands), one group; an ``Exception`` in place
+        of a reply that failed. Only a turn with identity-card scans pays this round trip (docs/architecture.md).
+
+        :raises StoreUnavailableError: Redis did not answer in time.
+        """
+        return list(await self.batcher.submit(lookups, timeout_s))
 
     async def day_keys(self, days: Mapping[str, int], *, timeout_s: float | None = None) -> dict[str, bytes]:
         """Each day's pseudonym key (day -> its partition's expiry), created on first use with that expiry

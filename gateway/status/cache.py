@@ -34,6 +34,9 @@ class StatusRecord:
 
     holder_ref: str
     status: HolderStatus
+    # The holder's identity card number, normalised (issue 18): only on its way to the index's keyed hash
+    # (gateway/status/idcards.py), never stored as it is.
+    id_card: str | None = None
 
 
 def pack_status(status: HolderStatus) -> bytes:

@@ -112,13 +112,15 @@ async def _load_lines(writer: StatusWriter, path: Path, *, progress: bool, windo
     try:
         with path.open("rb") as handle:
             for done, lines in _read_lines(handle):
-                holders, values, errors = parse_status_lines(lines, now_s=now_s)
+                id_cards: list[tuple[str, str]] = []
+                holders, values, errors = parse_status_lines(lines, now_s=now_s, id_cards=id_cards)
                 for i, code in errors:
                     counts["rejected"] += 1
                     if counts["rejected"] <= 20:
                         sys.stderr.write(f"\nline {lineno + i}: {code}")
                 lineno += len(lines)
                 batch.add(holders, values)
+                await writer.index_id_cards(id_cards)  # issue 18: the sentries' residents, a few a window
                 if len(batch) >= window:
                     await settle()
                     in_flight = asyncio.create_task(writer.apply(batch))

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from gateway.appstate import BATCHER, REDIS, SETTINGS
 from gateway.status.cache import StatusLocator
+from gateway.status.idcards import IdCardIndex
 from gateway.status.routes import routes
 from gateway.status.state import STATUS_WRITER
 from gateway.status.writer import StatusWriter
@@ -26,6 +27,8 @@ def install(app: web.Application) -> None:
 async def _context(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     assert settings.secret is not None
-    locator = StatusLocator(settings.secret.reveal(), settings.status_buckets)
-    app[STATUS_WRITER] = StatusWriter(app[REDIS], app[BATCHER], locator, settings.status_ttl_s)
+    secret = settings.secret.reveal()
+    locator = StatusLocator(secret, settings.status_buckets)
+    app[STATUS_WRITER] = StatusWriter(app[REDIS], app[BATCHER], locator, settings.status_ttl_s,
+                                      IdCardIndex(secret, settings.status_ttl_s))
     yield

@@ -13,6 +13,7 @@ import orjson
 
 from crypto.native import Colour
 from gateway.status.cache import StatusRecord, pack_columns, pack_fields, pack_flags
+from policy.idcard import InvalidIdCardError, normalise_id_card
 from policy.status import HolderStatus, TestResult
 
 __all__ = ["MAX_FUTURE_S", "RecordError", "parse_status_lines", "parse_status_packed", "parse_status_record"]
@@ -87,15 +88,30 @@ def _validate(obj: object, now_s: int) -> tuple[str, int, int, Colour, TestResul
     return holder, updated_s, tested_s, colour, result, vaccinated
 
 
+def _id_card(obj: dict[str, object]) -> str | None:
+    """The record's optional ``id_card``, normalised to 18 characters (issue 18); never echoed in an error."""
+    raw = obj.get("id_card")
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise RecordError(InvalidIdCardError.code)
+    try:
+        return normalise_id_card(raw)
+    except InvalidIdCardError:
+        raise RecordError(InvalidIdCardError.code) from None
+
+
 def parse_status_record(obj: object, *, now: datetime) -> StatusRecord:
-    """Validate one record ``{holder, colour, tested_at, test_result, vaccinated, updated_at}``.
+    """Validate one record ``{holder, colour, tested_at, test_result, vaccinated, updated_at[, id_card]}``.
 
     :raises RecordError: with a stable code naming the bad field.
     """
     holder, updated_s, tested_s, colour, result, vaccinated = _validate(obj, int(now.timestamp()))
+    assert isinstance(obj, dict)  # _validate refused anything else
+    id_card = _id_card(obj)
     tested_at = datetime.fromtimestamp(tested_s, UTC) if tested_s else None
     status = HolderStatus(colour, datetime.fromtimestamp(updated_s, UTC), tested_at, result, vaccinated)
-    return StatusRecord(holder, status)
+    return StatusRecord(holder, status, id_card)
 
 
 def parse_status_packed(obj: object, *, now_s: int) -> tuple[str, bytes]:
@@ -104,16 +120,19 @@ def parse_status_packed(obj: object, *, now_s: int) -> tuple[str, bytes]:
     :raises RecordError: with a stable code naming the bad field.
     """
     holder, updated_s, tested_s, colour, result, vaccinated = _validate(obj, now_s)
+    assert isinstance(obj, dict)  # _validate refused anything else
+    _id_card(obj)
     return holder, pack_fields(updated_s, tested_s, colour, result, vaccinated)
 
 
 def parse_status_lines(
-    lines: Sequence[bytes], *, now_s: int
+    lines: Sequence[bytes], *, now_s: int, id_cards: list[tuple[str, str]] | None = None
 ) -> tuple[list[bytes], list[bytes], list[tuple[int, str]]]:
     """JSON lines to (encoded holder references, packed values, (line index, error code) per bad line).
 
     Blank lines are skipped. A window of valid records in the common shape (integer times) is checked column by
-    column; any other window goes record by record, with the same outcome.
+    column; any other window goes record by record, with the same outcome. ``id_cards`` receives (normalised
+    number, holder reference) for every valid record that carries an ``id_card`` (issue 18).
     """
     try:
         objs = list(map(orjson.loads, lines))
@@ -130,7 +149,8 @@ def parse_status_lines(
         if not line.strip():
             continue
         try:
-            holder, value = parse_status_packed(orjson.loads(line), now_s=now_s)
+            obj = orjson.loads(line)
+            holder, value = parse_status_packed(obj, now_s=now_s)
         except orjson.JSONDecodeError:
             errors.append((i, "invalid_json"))
         except RecordError as exc:
@@ -138,6 +158,8 @@ def parse_status_lines(
         else:
             holders.append(holder.encode())
             values.append(value)
+            if id_cards is not None and (number := _id_card(obj)) is not None:
+                id_cards.append((number, holder))
     return holders, values, errors
 
 
@@ -146,6 +168,8 @@ def _packed_window(objs: list[Any], now_s: int) -> tuple[list[bytes], list[bytes
     (the caller then goes record by record, for the error codes). Accepts exactly what ``_validate`` accepts."""
     if not objs or set(map(type, objs)) != {dict}:
         return None
+    if any(map(operator.contains, objs, repeat("id_card"))):
+        return None  # records naming an identity card go record by record (rare: the sentries' residents)
     get: Callable[..., Any] = dict.get
     holders = list(map(get, objs, repeat("holder")))
     vaccinated = list(map(get, objs, repeat("vaccinated"), repeat(False)))

@@ -23,6 +23,7 @@ from gateway.errors import StoreUnavailableError
 from gateway.keyspace import status_bucket_key
 from gateway.redisio import Command, CommandBatcher, is_noscript, redis_errors
 from gateway.status.cache import StatusLocator, StatusRecord, pack_status
+from gateway.status.idcards import IdCardIndex
 
 __all__ = ["BUCKET_RECORDS", "CALL_RECORDS", "UPSERT_LUA", "UPSERT_SHA", "StatusBatch", "StatusWriter"]
 
@@ -141,11 +142,13 @@ _UINT32 = next(code for code in "IL" if array(code).itemsize == 4)
 class StatusWriter:
     """Runs the last-writer-wins script over batches; loads it first and again after NOSCRIPT."""
 
-    def __init__(self, redis: Redis, batcher: CommandBatcher, locator: StatusLocator, ttl_s: int) -> None:
+    def __init__(self, redis: Redis, batcher: CommandBatcher, locator: StatusLocator, ttl_s: int,
+                 id_cards: IdCardIndex | None = None) -> None:
         self._redis = redis
         self._batcher = batcher
         self._locator = locator
         self._ttl_s = ttl_s
+        self._id_cards = id_cards
         self._script_loaded = False
         self._keys: dict[int, str] = {}
         self._owns_batcher = False
@@ -154,7 +157,8 @@ class StatusWriter:
     def standalone(cls, redis: Redis, *, secret: bytes, status_buckets: int, status_ttl_s: int) -> StatusWriter:
         """A writer with a batcher of its own (the CLI, the demo, the benchmark corpus); close it with ``aclose``.
         The gateway's writer shares the scan path's batcher instead (``gateway.appstate.BATCHER``)."""
-        writer = cls(redis, CommandBatcher(redis), StatusLocator(secret, status_buckets), status_ttl_s)
+        writer = cls(redis, CommandBatcher(redis), StatusLocator(secret, status_buckets), status_ttl_s,
+                     IdCardIndex(secret, status_ttl_s))
         writer._owns_batcher = True
         return writer
 
@@ -167,13 +171,33 @@ class StatusWriter:
         """Where a holder's status lives; the scan path reads with the same one."""
         return self._locator
 
+    @property
+    def id_cards(self) -> IdCardIndex | None:
+        """The identity-card index (issue 18); the scan path reads with the same one."""
+        return self._id_cards
+
     async def aclose(self) -> None:
         if self._owns_batcher:
             await self._batcher.aclose()
 
     async def upsert_statuses(self, records: Sequence[StatusRecord]) -> list[bool]:
-        """Write statuses, last-writer-wins by ``updated_at``; True where the record was applied."""
-        return await self.upsert([(r.holder_ref, pack_status(r.status)) for r in records])
+        """Write statuses, last-writer-wins by ``updated_at``; True where the record was applied. A record that
+        names an identity card also (re)writes its index entry, stale or not (the index maps a number to the holder
+        the feed names for it; the status itself stays last-writer-wins)."""
+        applied = await self.upsert([(r.holder_ref, pack_status(r.status)) for r in records])
+        await self.index_id_cards([(r.id_card, r.holder_ref) for r in records if r.id_card is not None])
+        return applied
+
+    async def index_id_cards(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Write the identity-card index entries of (normalised number, holder reference) pairs (one group).
+
+        :raises StoreUnavailableError: Redis did not take them.
+        """
+        if not pairs:
+            return
+        if self._id_cards is None:
+            raise RuntimeError("this status writer has no identity-card index")
+        await self._batcher.run(self._id_cards.entries(pairs))
 
     def batch(self, *, dense: bool = False) -> StatusBatch:
         """An empty batch; ``dense`` for a bulk load (see ``StatusBatch``)."""

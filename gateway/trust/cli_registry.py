@@ -48,6 +48,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dadd.add_argument("device_id")
     dadd.add_argument("--place", required=True)
     dadd.add_argument("--reissue", action="store_true", help="re-add a revoked device id with a new token")
+    dadd.add_argument("--id-card", action="store_true",
+                      help="a digital sentry: may present identity card numbers (POST /v1/scan id_card)")
     add_common_args(dadd)
     dadd.set_defaults(func=_devices_add)
     drev = dsub.add_parser("revoke", help="revoke a device token (other principals: principals revoke)")
@@ -149,7 +151,8 @@ def _devices_add(args: argparse.Namespace) -> int:
             registry = Registry(redis)
             await _check_places(registry, frozenset({args.place}))
             await _check_id_free(registry, args.device_id, reissue=args.reissue)
-            token = await create_principal(registry, Principal(args.device_id, Role.DEVICE, frozenset({args.place})))
+            token = await create_principal(registry, Principal(args.device_id, Role.DEVICE, frozenset({args.place}),
+                                                               id_card=args.id_card))
         print(token)
         return 0
 

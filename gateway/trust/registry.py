@@ -121,8 +121,10 @@ class Registry:
     # --- principals ----------------------------------------------------------------------------------------
     async def add_principal(self, principal: Principal, token_hash: str) -> None:
         scope = ",".join(sorted(principal.places)) or principal.jurisdiction or principal.department
+        # The identity-card capability (issue 18) is in the entry only when granted: who may send ID numbers.
+        capability = {"capability": "id_card"} if principal.id_card else {}
         await self._audit("token_issue", f"principal:{principal.principal_id}", target_role=principal.role.value,
-                          scope=scope[:256], expires_at=str(principal.expires_at))
+                          scope=scope[:256], expires_at=str(principal.expires_at), **capability)
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(keyspace.principal_key(token_hash), mapping=dict(principal.to_fields()))  # type: ignore[arg-type]
         pipe.hset(keyspace.PRINCIPAL_IDS, principal.principal_id, token_hash)

@@ -51,8 +51,9 @@ def test_text_without_a_registered_prefix_is_not_a_code(text: str) -> None:
 
 
 def test_registry_has_one_entry_per_prefix_and_names_its_trust_list() -> None:
-    assert set(FORMATS) == {"PGH:", "HC1:"}
-    assert {fmt.name: fmt.trust_list for fmt in FORMATS.values()} == {"native": "native", "hc1": "dsc"}
+    assert set(FORMATS) == {"PGH:", "PGQ:", "HC1:"}
+    assert {fmt.name: fmt.trust_list for fmt in FORMATS.values()} == {"native": "native", "paper": "native",
+                                                                      "hc1": "dsc"}
 
 
 def test_native_code_verifies_to_a_live_status_presentation() -> None:
