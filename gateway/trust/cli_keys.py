@@ -13,8 +13,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from crypto.errors import CodeFormatError, TrustListError
-from crypto.keys import Alg, load_public_pem
+from crypto.keys import Alg, SigningKey, load_public_pem
 from crypto.native import MAX_LIFETIME_S, Colour, issue_health_code
+from crypto.paper import MAX_PAPER_LIFETIME_S, issue_paper_code
 from crypto.trust import TrustedKey, Usage
 from gateway.cli_common import add_common_args, admin_redis, run, settings_from
 from gateway.trust.checks import RegistryInputError
@@ -66,8 +67,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     issue.add_argument("--holder", required=True, help="opaque holder reference ([A-Za-z0-9._-], <= 64)")
     issue.add_argument("--colour", choices=["green", "yellow", "red"], default="green")
-    issue.add_argument("--lifetime", type=int, default=MAX_LIFETIME_S, help="seconds, at most 300")
+    issue.add_argument("--lifetime", type=int, default=None,
+                       help=f"seconds, at most {MAX_LIFETIME_S} (a paper code: at most {MAX_PAPER_LIFETIME_S}, "
+                       "the default)")
     issue.add_argument("--count", default="1", help="codes to print, one a line (1-10000)")
+    issue.add_argument("--paper", action="store_true",
+                       help="a paper code for a resident without a phone (docs/codes.md): no colour, valid up to 7 "
+                       "days, printed as text and written as a QR image (--qr)")
+    issue.add_argument("--qr", type=Path, default=None, metavar="FILE.png",
+                       help="where --paper writes the QR image (PNG; .svg for SVG); default paper-HOLDER.png")
     add_common_args(issue)
     issue.set_defaults(func=_issue)
 
@@ -183,9 +191,11 @@ def _issue(args: argparse.Namespace) -> int:
             print("no usable local health key: run `placegate keys new --usage health`", file=sys.stderr)
             return 1
         now, colour = datetime.now(UTC), Colour[args.colour.upper()]
+        if args.paper:
+            return _issue_paper(args, key, now, count)
         try:
             codes = [issue_health_code(key, holder_ref=args.holder, colour=colour, now=now, nonce=os.urandom(12),
-                                       lifetime_s=args.lifetime) for _ in range(count)]
+                                       lifetime_s=args.lifetime or MAX_LIFETIME_S) for _ in range(count)]
         except CodeFormatError as exc:
             raise RegistryInputError(f"cannot issue: {exc}") from None
         print("placegate: issue is for demos and tests: real codes come from the health-code authority",
@@ -194,3 +204,27 @@ def _issue(args: argparse.Namespace) -> int:
         return 0
 
     return run(go())
+
+
+def _issue_paper(args: argparse.Namespace, key: SigningKey, now: datetime, count: int) -> int:
+    """One paper code: its text on stdout, its QR image in a file (segno: pure Python, no image library)."""
+    import segno  # only this command draws images: the gateway itself never imports it
+
+    if count != 1:
+        raise RegistryInputError("--paper issues one code (one sheet, one QR image) per run")
+    try:
+        code = issue_paper_code(key, holder_ref=args.holder, now=now, nonce=os.urandom(12),
+                                lifetime_s=args.lifetime or MAX_PAPER_LIFETIME_S)
+    except CodeFormatError as exc:
+        raise RegistryInputError(f"cannot issue: {exc}") from None
+    target = args.qr or Path(f"paper-{args.holder}.png")
+    # Alphanumeric mode holds the base45 text as it is; error correction M survives a creased or smudged sheet.
+    try:
+        segno.make_qr(code, error="m").save(str(target), scale=8, border=4)
+    except OSError as exc:
+        raise RegistryInputError(f"{target}: {exc.strerror or exc}") from None
+    print("placegate: issue is for demos and tests: real codes come from the health-code authority",
+          file=sys.stderr)
+    print(code)
+    print(f"placegate: QR image written to {target}", file=sys.stderr)
+    return 0
