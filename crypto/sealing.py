@@ -36,6 +36,7 @@ __all__ = [
     "case_binding",
     "event_binding",
     "note_binding",
+    "reading_binding",
 ]
 
 _PREFIX = "s2."
@@ -74,6 +75,12 @@ _BYTES_AAD = b"placegate/attachment/v1\x00"  # + the binding
 def attachment_binding(case_id: str, n: int) -> str:
     """What a sealed attachment is bound to: its case and its number there."""
     return f"attachment:{case_id}:{n}"
+
+
+def reading_binding(carrier: str) -> str:
+    """What a sealed temperature reading (issue 18) is bound to: its carrier's binding (``event_binding`` or
+    ``case_binding``) plus ``:reading``, so it can never be swapped with the holder reference beside it."""
+    return carrier + ":reading"
 
 
 def case_binding(case_id: str) -> str:

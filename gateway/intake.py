@@ -6,7 +6,7 @@ Pure values: no aiohttp, no Redis, no clock (time arrives as arguments). The wir
 strings, as XADD stores them:
 
     scan    event_id source=scan event_class reason place jurisdiction device occurred_at holder_sealed subject
-            purpose
+            purpose [reading_sealed]
     report  event_id source=report event_class place jurisdiction reporter occurred_at note purpose received_at
 
 ``occurred_at`` is Unix milliseconds (a scan's is the gateway's own time; a report's is what the manager says);
@@ -15,7 +15,9 @@ from; ``holder_sealed`` is the holder reference sealed with AES-256-GCM and
 bound to the event id (``crypto/sealing.py`` ``event_binding``), empty for a code whose holder is unknown;
 ``subject`` is the holder's keyed hash (``crypto/subject.py``: stable across days, so exceptions of one holder
 can be merged; never the scan log's day pseudonym), empty with ``holder_sealed``; ``note`` is empty when there
-is none.
+is none; ``reading_sealed`` (a ``fever`` event only, issue 18) is the sentry's temperature reading sealed like the
+holder reference and bound to the event id plus ``:reading`` (``crypto/sealing.py`` ``reading_binding``): the
+one place a reading is kept, until the case's holder key takes it.
 
 The scan log's day pseudonym and the day never leave that day's log partition (PRIVACY.md, issue 14): events
 written before carried ``day`` and ``pseudonym``; they are still read, and those fields (``LINKING_FIELDS``)
@@ -62,6 +64,7 @@ SCAN_EVENT_CLASSES: Mapping[str, str] = {
     "status_yellow": EventClass.STATUS_YELLOW.value,
     "replayed": EventClass.REPLAYED.value,
     "code_shared": EventClass.CODE_SHARED.value,
+    "fever": EventClass.FEVER.value,
 }
 _FORGED = EventClass.FORGED_CODE.value
 # What a site manager may report (``POST /v1/reports``); the scan classes are raised by the scan path only.
@@ -116,6 +119,7 @@ class IntakeEvent:
     holder: dict[str, str] | None  # the sealed holder reference (bound to the event id) and purpose; never opened
     subject: str | None = None  # the holder's keyed hash (crypto/subject.py), for merging; None without a holder
     received_at: datetime | None = None  # intake time of a report (None: a scan, or a report from before issue 15)
+    reading: str | None = None  # a fever event's sealed temperature reading (issue 18); never opened here
 
 
 def scan_event_class(reason: str) -> str:
@@ -125,7 +129,7 @@ def scan_event_class(reason: str) -> str:
 
 def scan_event_fields(
     event_id: str, reason: str, place_id: str, jurisdiction: str, device_id: str, occurred_ms: str,
-    holder_sealed: str, subject: str,
+    holder_sealed: str, subject: str, reading_sealed: str = "",
 ) -> tuple[str, ...]:  # fmt: skip
     """A scan exception's event as flat field/value pairs in XADD order (the scan path's hot loop: no dict).
 
@@ -133,12 +137,14 @@ def scan_event_fields(
     :param holder_sealed: the holder reference sealed with ``event_binding(event_id)``, or "" when the code
         named no holder.
     :param subject: ``SubjectHasher.of(holder_ref)``, or "" with ``holder_sealed``.
+    :param reading_sealed: a fever event's sealed reading, or "" (then the field is left out).
     """
-    return (
+    fields = (
         "event_id", event_id, "source", "scan", "event_class", SCAN_EVENT_CLASSES.get(reason, _FORGED),
         "reason", reason, "place", place_id, "jurisdiction", jurisdiction, "device", device_id,
         "occurred_at", occurred_ms, "holder_sealed", holder_sealed, "subject", subject, "purpose", PURPOSE,
     )  # fmt: skip
+    return (*fields, "reading_sealed", reading_sealed) if reading_sealed else fields
 
 
 def scan_event_place_reason(event: tuple[str, ...]) -> tuple[str, str]:
@@ -195,6 +201,7 @@ def parse_event(fields: Mapping[str, str]) -> IntakeEvent:
             holder=holder,
             subject=(fields.get("subject") or None) if sealed else None,
             received_at=received_at,
+            reading=fields.get("reading_sealed") or None,
         )
     except (KeyError, ValueError, OverflowError) as exc:
         raise MalformedEventError(f"unreadable intake event: {exc.__class__.__name__}") from None

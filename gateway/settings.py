@@ -194,7 +194,8 @@ class Settings:
     # GET /v1/cases/{id}/holder (issue 14): the event classes whose follow-up needs the holder (comma-separated;
     # a ``replayed`` green code at the same gate does not), and the reads one principal may make in any hour
     # (the rest are 429 ``rate_limited``, across every gateway process).
-    holder_read_classes: frozenset[str] = frozenset({"status_red", "status_yellow", "code_shared", "forged_code"})
+    holder_read_classes: frozenset[str] = frozenset({"status_red", "status_yellow", "code_shared", "forged_code",
+                                                     "fever"})
     holder_reads_per_hour: int = 30
     # One JSON line per answer on stderr (gateway/logjson.py); application log records as JSON or text.
     access_log: bool = True

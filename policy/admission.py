@@ -50,6 +50,8 @@ EXCEPTION_REASONS: frozenset[str] = frozenset(
         # An EU DCC whose kid differs between the COSE header buckets, or whose alg sits only in the unsigned
         # one, is tampering: a forgery case like a bad signature.
         "cose_header_conflict",
+        # A sentry's reading at or above the fever threshold: a case for the community health service.
+        "fever",
     }
 )
 

@@ -53,6 +53,7 @@ class EventClass(StrEnum):
     FORGED_CODE = "forged_code"
     REPLAYED = "replayed"
     CODE_SHARED = "code_shared"
+    FEVER = "fever"  # a digital sentry's temperature reading at or above the venue class's threshold (issue 18)
     # Reported by site managers (``POST /v1/reports``).
     REFUSED_VERIFICATION = "refused_verification"
     FORCED_ENTRY = "forced_entry"
@@ -71,6 +72,7 @@ EPIDEMIC_EVENT_CLASSES: frozenset[EventClass] = frozenset(
         EventClass.FORGED_CODE,
         EventClass.CODE_SHARED,
         EventClass.REPLAYED,
+        EventClass.FEVER,
         EventClass.SUSPECTED_FORGERY,
         EventClass.REFUSED_VERIFICATION,
         EventClass.FORCED_ENTRY,

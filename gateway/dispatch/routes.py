@@ -13,6 +13,7 @@ and gets 403 ``escalated_above_you`` for any action. The closure kind follows fr
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -20,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from crypto.sealing import SealError, case_binding
+from crypto.sealing import SealError, case_binding, reading_binding
 from gateway.auth import PRINCIPAL, requires
 from gateway.dispatch.attachments import attachment_list
 from gateway.dispatch.runtime import DISPATCH, DispatchRuntime, in_scope
@@ -398,10 +399,16 @@ async def read_holder(request: web.Request) -> web.Response:
             purpose=PURPOSE, now=now, case_ref=case_id, result_count=0, extra={"outcome": "unseal_failed"},
         )  # fmt: skip
         raise GatewayError("the holder reference is not this case's", code="unseal_failed") from None
+    doc: dict[str, object] = {"case_id": case_id, "holder_ref": holder_ref}
+    if reading := stored.get("reading_sealed"):
+        # A fever case (issue 18): the sentry's reading, kept only here, read with the holder it belongs to.
+        # A reading that is not this case's is left out; the holder reference itself opened.
+        with contextlib.suppress(SealError, ValueError):
+            doc["temperature_c"] = float(runtime.sealer.open(reading, bound_to=reading_binding(case_binding(case_id))))
     # Audit first: if the trail cannot be written the reference does not leave (no unaudited access).
     await record_access(
         runtime.store.redis, principal=principal, action="read_holder_ref", obj=f"case:{case_id}",
         purpose=PURPOSE, now=now, case_ref=case_id, result_count=1,
         extra={"subject": runtime.subjects.of(holder_ref), "outcome": "ok"},
     )  # fmt: skip
-    return json_response({"case_id": case_id, "holder_ref": holder_ref})
+    return json_response(doc)

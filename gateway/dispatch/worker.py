@@ -28,7 +28,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from crypto.sealing import Sealer, SealError, case_binding, event_binding
+from crypto.sealing import Sealer, SealError, case_binding, event_binding, reading_binding
 from gateway import keyspace
 from gateway.dispatch.store import CaseStore, case_id_for_event
 from gateway.errors import GatewayError, StoreUnavailableError
@@ -37,6 +37,7 @@ from gateway.redisio import redis_errors
 from policy.case_errors import CaseError, InvalidJurisdictionError, NoRouteError
 from policy.casework import Action, Actor, Case, Role, apply_transition, new_case
 from policy.deadlines import DeadlineTable, assess, sweep
+from policy.purpose import PURPOSE
 from policy.routing import UNROUTED, CentreLevel, Route, RoutingTable, is_urgent, parse_jurisdiction
 
 __all__ = [
@@ -273,12 +274,18 @@ class IntakeWorker:
     def _case_holder(self, event: IntakeEvent, case_id: str) -> dict[str, str] | None:
         """The case's holder fields: the reference re-sealed from the event's binding to the case's, so a blob
         copied into another case's holder key does not open there. :raises SealError: the event's does not open."""
-        if event.holder is None:
-            return None
-        sealed = self.sealer.reseal(
-            event.holder["holder_sealed"], bound_to=event_binding(event.event_id), rebind_to=case_binding(case_id)
-        )
-        return {"holder_sealed": sealed, "purpose": event.holder["purpose"]}
+        holder: dict[str, str] | None = None
+        if event.holder is not None:
+            sealed = self.sealer.reseal(
+                event.holder["holder_sealed"], bound_to=event_binding(event.event_id), rebind_to=case_binding(case_id)
+            )
+            holder = {"holder_sealed": sealed, "purpose": event.holder["purpose"]}
+        if event.reading is not None:
+            # A fever case's reading (issue 18): kept here only, beside the holder, with the scan log's retention.
+            reading = self.sealer.reseal(event.reading, bound_to=reading_binding(event_binding(event.event_id)),
+                                         rebind_to=reading_binding(case_binding(case_id)))
+            holder = {"purpose": PURPOSE, **(holder or {}), "reading_sealed": reading}
+        return holder
 
     async def _ack(self, *mids: bytes) -> None:
         try:
@@ -335,7 +342,7 @@ class SweepReport:
 
 # What an ``expired_unconsumed`` dead letter leaves out: it is written at the end of the retention, and the dead
 # letters live another retention, so it keeps only what names no one (event id, class, place, time, reason).
-EXPIRED_DROPPED_FIELDS = ("holder_sealed", "subject", "note")
+EXPIRED_DROPPED_FIELDS = ("holder_sealed", "subject", "note", "reading_sealed")
 _TRIM_LIMIT = 1000
 StreamId = tuple[int, int]
 

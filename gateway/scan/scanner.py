@@ -19,7 +19,7 @@ from crypto.dcc_errors import CoseHeaderError
 from crypto.errors import CodeError, TrustKeyError
 from crypto.formats import NOT_A_CODE_ERRORS, TrustAnchors, VerifiedCode, format_for
 from crypto.idcard import IdCardHolder
-from crypto.sealing import Sealer, event_binding
+from crypto.sealing import Sealer, event_binding, reading_binding
 from crypto.subject import SubjectHasher
 from gateway import keyspace
 from gateway.errors import MalformedCodeError, StoreUnavailableError
@@ -27,7 +27,7 @@ from gateway.intake import scan_event_class, scan_event_fields
 from gateway.metrics import Metrics
 from gateway.scan.outage import OutageMemory
 from gateway.scan.scanlog import day_of, new_scan_id, partition_expiry, pseudonym
-from gateway.scan.store import LookupRequest, ReplayMark, ScanRecord, ScanStore
+from gateway.scan.store import FieldPairs, LookupRequest, ReplayMark, ScanRecord, ScanStore
 from gateway.scan.turnbatch import TurnTask
 from gateway.status.idcards import IdCardIndex
 from gateway.storehealth import StoreHealth
@@ -37,6 +37,7 @@ from gateway.trust.state import TrustState
 from policy.admission import EXCEPTION_REASONS, Decision, Reason, decide_admission, refuse
 from policy.purpose import PURPOSE
 from policy.rules import Rules
+from policy.temperature import apply_temperature
 from policy.verified import decide_verified
 
 __all__ = ["TRUST_LIST_STALE", "Presentation", "ScanOutcome", "Scanner", "StaticReplay"]
@@ -191,6 +192,10 @@ class Scanner:
             for item in live:
                 if item.fresh is not Freshness.FRESH and item.decision is not None and not item.decision.degraded:
                     item.decision = replace(item.decision, degraded=True)
+                if item.temperature_c is not None and item.decision is not None:
+                    # A fever wins over whatever the code said: the person needs the health service first.
+                    item.decision = apply_temperature(self.rules, item.decision, temperature_c=item.temperature_c,
+                                                      venue_class=item.request.place.venue_class)
             await self._record(live, day_keys)
             count = self.metrics.count_scan
             for item in live:
@@ -391,12 +396,15 @@ class Scanner:
                 holder_ref = None if item.verified is None else item.verified.holder_ref
                 holder_alias = "" if holder_ref is None else pseudonym(keys[day], holder_ref)
                 # Field, value pairs in XADD order: the scan-log record and intake event PRIVACY.md lists.
-                entry = (
+                entry: FieldPairs = (
                     "scan_id", item.scan_id, "t", millis, "place", place.place_id, "device", request.device_id,
                     "decision", decision.action.value, "reason", decision.reason, "rule", decision.rule_id,
                     "rules_version", decision.rules_version, "degraded", "1" if decision.degraded else "0",
                     "purpose", PURPOSE, "pseudonym", holder_alias,
                 )
+                if item.temperature_c is not None:
+                    # The log keeps whether the reading was a fever, never the reading (issue 18).
+                    entry = (*entry, "fever", "1" if decision.reason == Reason.FEVER else "0")
                 event = None
                 if decision.reason in EXCEPTION_REASONS and not item.retry:  # a retry's first sent it
                     # The event never carries the day pseudonym or the day: a case must not link back into the log.
@@ -404,9 +412,14 @@ class Scanner:
                     if holder_ref is not None:
                         sealed = self.sealer.seal(holder_ref, bound_to=event_binding(item.scan_id))
                         subject = self.subjects.of(holder_ref)
+                    reading = ""
+                    if decision.reason == Reason.FEVER and item.temperature_c is not None:
+                        # The reading's one copy: sealed into the fever case (the case's holder key, retention).
+                        reading = self.sealer.seal(f"{item.temperature_c:.1f}",
+                                                   bound_to=reading_binding(event_binding(item.scan_id)))
                     event = scan_event_fields(
                         item.scan_id, decision.reason, place.place_id, place.jurisdiction, request.device_id,
-                        millis, sealed, subject,
+                        millis, sealed, subject, reading,
                     )
                 records.append((day, partition_expiry(day, self.retention_days), entry, event))
                 if item.unmarked and (ttl_s := _remaining_s(item.mark_until)) > 0:

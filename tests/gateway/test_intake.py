@@ -34,7 +34,7 @@ AT_MS = "1772439330123"
 # The scan path names a class for four deny reasons; every other exception reason is a forged code.
 SUBJECT = "sh_" + "5" * 32
 SCAN_REASONS = {"status_red": "status_red", "status_yellow": "status_yellow", "replayed": "replayed",
-                "code_shared": "code_shared", "bad_signature": "forged_code"}
+                "code_shared": "code_shared", "bad_signature": "forged_code", "fever": "fever"}
 
 
 async def _through_redis(redis: Redis, fields: tuple[str, ...]) -> dict[str, str]:

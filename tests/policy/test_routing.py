@@ -80,7 +80,7 @@ def test_place_outside_the_city_has_no_route() -> None:
 
 
 _URGENT = {"status_red", "status_yellow", "forged_code", "code_shared", "replayed", "suspected_forgery",
-           "refused_verification", "forced_entry"}  # fmt: skip
+           "refused_verification", "forced_entry", "fever"}  # fmt: skip
 
 
 @pytest.mark.parametrize("event_class", list(EventClass))
