@@ -71,7 +71,20 @@ _OUTCOME = _obj({
     "decision": {"type": "string", "enum": ["admit", "deny", "review"]},
     "reason": _STR, "colour": _STR_OR_NULL, "scan_id": _STR, "checked_at": _TIME, "degraded": _BOOL,
     "rule_id": _STR_OR_NULL, "rules_version": _STR_OR_NULL,
-})  # fmt: skip
+}, {"via": {"const": "id_card", "description": "present when the holder was found by identity card (issue 18)"}})
+# The digital sentry's inputs (issue 18, docs/sentry.md): an identity card instead of a code, and a temperature.
+_SENTRY_FIELDS: Mapping[str, Any] = {
+    "id_card": {"type": "string", "description": "a resident identity card number (GB 11643, 18 characters or "
+                "the 15-digit old form) instead of `code`; only from a device registered with `devices add "
+                "--id-card` (403 `id_card_not_allowed`); invalid: 400 `invalid_id_card`; never stored or echoed"},
+    "temperature_c": {"type": "number", "description": "body temperature in °C, 30.0-45.0 (else 400 "
+                      "`invalid_temperature`); at or above the venue class's fever threshold: deny / `fever`"},
+}
+_PRESENTATION = {"type": "object", "properties": {"code": _CODE, **_SENTRY_FIELDS, **_PLACE_FIELDS},
+                 "anyOf": [{"required": ["code"]}, {"required": ["id_card"]}],
+                 "description": "exactly one of `code` and `id_card`"}
+_BATCH_ITEM = {"anyOf": [_CODE, {"type": "object", "properties": {"code": _CODE, **_SENTRY_FIELDS},
+                                 "anyOf": [{"required": ["code"]}, {"required": ["id_card"]}]}]}
 _CASE = _obj({
     "case_id": _STR, "event_class": _STR, "state": _STR, "department": _STR, "level": _STR, "place_id": _STR,
     "jurisdiction": _STR, "created_at": _TIME, "overdue": _BOOL, "urgent": _BOOL,
@@ -117,18 +130,22 @@ ROUTE_DOCS: Mapping[tuple[str, str], RouteDoc] = {
     # --- scanning ----------------------------------------------------------------------------------------------
     ("POST", "/v1/scan"): RouteDoc(
         "scan", "scan", "decide admit / deny / review for one presented code", _OUTCOME,
-        body=_obj({"code": _CODE}, _PLACE_FIELDS), query=(_IDEMPOTENCY_KEY,),
+        body=_PRESENTATION, query=(_IDEMPOTENCY_KEY,),
         description="A forged, stale or replayed code is a `deny` with its reason, not an error. The same code "
                     "at the same device within `PLACEGATE_SCAN_RETRY_WINDOW_S` (5 s) of its first presentation "
-                    "is the scanner's retry: decided like the first, no replay case.",
+                    "is the scanner's retry: decided like the first, no replay case. A digital sentry may send "
+                    "`id_card` instead of `code` and a `temperature_c` (docs/sentry.md).",
     ),
     ("POST", "/v1/scan/batch"): RouteDoc(
         "scan_batch", "scan", "one decision per code, in order (a turnstile bank)",
         _obj({"results": {"type": "array", "items": {"type": "object"}}}),
-        body=_obj({"codes": {"type": "array", "items": _CODE, "minItems": 1, "maxItems": 1024}}, _PLACE_FIELDS),
+        body=_obj({"codes": {"type": "array", "items": _BATCH_ITEM, "minItems": 1, "maxItems": 1024}},
+                  _PLACE_FIELDS),
         query=(_IDEMPOTENCY_KEY,),
         description="At most `PLACEGATE_MAX_BATCH_CODES` (64) codes; an item that is not a code at all answers "
-                    "`{\"error\": \"malformed_code\"}` in its place.",
+                    "`{\"error\": \"malformed_code\"}` in its place. An item may be an object like a single "
+                    "scan's body (`code` or `id_card`, `temperature_c`); an invalid identity card or reading "
+                    "answers `{\"error\": \"invalid_id_card\"}` / `invalid_temperature` in its place.",
     ),
     # --- status feed -------------------------------------------------------------------------------------------
     ("PUT", "/v1/status"): RouteDoc(
@@ -138,7 +155,9 @@ ROUTE_DOCS: Mapping[tuple[str, str], RouteDoc] = {
         body=_obj({"records": {"type": "array", "minItems": 1, "maxItems": 10_000, "items": _obj(
             {"holder": _STR, "colour": {"type": "string", "enum": ["green", "yellow", "red"]},
              "updated_at": _TIME},
-            {"tested_at": _STR_OR_NULL, "test_result": _STR_OR_NULL, "vaccinated": _BOOL})}}),
+            {"tested_at": _STR_OR_NULL, "test_result": _STR_OR_NULL, "vaccinated": _BOOL,
+             "id_card": {"type": "string", "description": "the holder's identity card number (issue 18): "
+                         "indexed by keyed hash only; invalid: the record is rejected with `invalid_id_card`"}})}}),
         description="At most 10,000 records; a bad record is reported by index and never fails the batch; "
                     "last-writer-wins by `updated_at`.",
     ),
@@ -185,7 +204,8 @@ ROUTE_DOCS: Mapping[tuple[str, str], RouteDoc] = {
     ),
     ("GET", "/v1/cases/{case_id}/holder"): RouteDoc(
         "read_holder", "dispatch", "the holder reference of a case (audited, rate-limited)",
-        _obj({"case_id": _STR, "holder_ref": _STR}),
+        _obj({"case_id": _STR, "holder_ref": _STR},
+             {"temperature_c": {"type": "number", "description": "a fever case's sentry reading (issue 18)"}}),
     ),
     ("GET", "/v1/dispatch/metrics"): RouteDoc(
         "dispatch_metrics", "dispatch", "evaluation per department over the caller's jurisdiction", _ANY_OBJECT,

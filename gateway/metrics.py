@@ -40,6 +40,11 @@ class Metrics:
         self.status_records = Counter(
             "placegate_status_records", "Status feed records by outcome", ["outcome"], registry=self.registry
         )
+        # The digital sentry's inputs (issue 18): kinds only (id_card, id_card_unknown, paper_code, temperature,
+        # fever), never a number, a reading or a holder.
+        self.sentry_inputs = Counter(
+            "placegate_sentry_inputs", "Digital-sentry inputs answered, by kind", ["input"], registry=self.registry
+        )
         self.exceptions = Counter(
             "placegate_exception_events", "Exception events sent to dispatch intake", ["event_class"],
             registry=self.registry,

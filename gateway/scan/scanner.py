@@ -204,11 +204,28 @@ class Scanner:
                 count(decision.action.value, decision.reason, decision.degraded)
                 if decision.reason in EXCEPTION_REASONS and not item.retry:
                     self.metrics.exceptions.labels(scan_event_class(decision.reason)).inc()
+                if item.id_digest or item.temperature_c is not None or (
+                        item.verified is not None and item.verified.format == "paper"):
+                    self._count_sentry(item, decision)
         return [
             items if isinstance(items, Exception)
             else [item if isinstance(item, MalformedCodeError) else item.outcome() for item in items]
             for items in verified
         ]
+
+    def _count_sentry(self, item: _Item, decision: Decision) -> None:
+        """The digital sentry's inputs by kind (issue 18): never the number, the reading or the holder."""
+        inputs = self.metrics.sentry_inputs
+        if item.id_digest:
+            inputs.labels("id_card").inc()
+            if item.verified is None and decision.reason == Reason.STATUS_UNKNOWN:
+                inputs.labels("id_card_unknown").inc()
+        elif item.verified is not None and item.verified.format == "paper":
+            inputs.labels("paper_code").inc()
+        if item.temperature_c is not None:
+            inputs.labels("temperature").inc()
+            if decision.reason == Reason.FEVER:
+                inputs.labels("fever").inc()
 
     def _verify_request(
         self, request: _Request, anchors: TrustAnchors

@@ -6,13 +6,16 @@ what is left), the test drives every feature the way its users do, over real HTT
 statuses, scans (admits, red and yellow holders, replays, a shared code), a site manager's report whose note
 carries a name, an ID-card number, mobile numbers and an e-mail address, case work with personal notes (accept,
 dispatch, start, feed back, check fail), a holder read, a two-person trace, a subject-access request and an
-audit query. Then every Redis value and every byte of the server's data directory is searched for the raw
-holder references, the name, the ID number, the phone numbers, the e-mail address, every bearer token and the
-master secret.
+audit query; and a digital sentry (issue 18): statuses fed with residents' identity card numbers, ID-card scans
+(one in the 15-digit old form), temperatures (one a fever, whose case's holder is read with its reading). Then
+every Redis value and every byte of the server's data directory is searched for the raw holder references, the
+name, the ID numbers (the note's and the residents', in every form), the temperature readings, the phone numbers,
+the e-mail address, every bearer token and the master secret.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,6 +45,10 @@ PHONE_DIGITS = ("13912345678", "13800138000")
 EMAIL = "li.xiaoming@example.cn"
 NOTE = f"住户{NAME[1]}（{NAME[0]}）身份证{ID}，电话{PHONES[0]} / {PHONES[1]}，邮箱{EMAIL}，拒绝扫码"
 HOLDERS = [f"citizen-{i:04d}" for i in range(24)]
+# Residents who pass the digital sentry by identity card (issue 18): (holder, 18-character number).
+RESIDENTS = [(HOLDERS[i], f"31010419{50 + i:02d}0{1 + i % 9}1{i % 3}05{i}" + id_check_char(
+    f"31010419{50 + i:02d}0{1 + i % 9}1{i % 3}05{i}")) for i in (3, 4, 5)]
+FEVER, NORMAL = 38.6, 36.4  # the readings the sentry takes
 
 
 @pytest.fixture
@@ -98,6 +105,23 @@ async def test_privacy_store_scan(
         if i % 7 == 3:
             assert (await world.scan(code, who="dev-b"))[1]["reason"] == "code_shared"
 
+    # A digital sentry at place-a: the feed names three residents' identity cards, the sentry reads their cards
+    # (one in the 15-digit old form) and takes temperatures, one a fever.
+    world.tokens["sentry-a"] = await create_principal(
+        registry, Principal("sentry-a", Role.DEVICE, frozenset({"place-a"}), id_card=True))
+    now_s = int(datetime.now(UTC).timestamp())
+    fed = await world.client.put("/v1/status", headers=world.auth("feeder"), json={"records": [
+        {"holder": holder, "colour": "green", "updated_at": now_s + 1, "tested_at": now_s - 3600,
+         "test_result": "negative", "id_card": number} for holder, number in RESIDENTS]})
+    assert fed.status == 200 and (await fed.json())["applied"] == len(RESIDENTS), await fed.text()
+    old_form = RESIDENTS[1][1][:6] + RESIDENTS[1][1][8:17]
+    for body, reason in (({"id_card": RESIDENTS[0][1], "temperature_c": NORMAL}, "ok"),
+                         ({"id_card": old_form}, "ok"),
+                         ({"id_card": RESIDENTS[2][1], "temperature_c": FEVER}, "fever")):
+        resp = await world.client.post("/v1/scan", json=body, headers=world.auth("sentry-a"))
+        assert resp.status == 200 and (await resp.json())["reason"] == reason
+    await _pump(dw)
+
     # A site manager's report with everything personal a note can hold.
     status, report = await _post(dw, "sm-a", "/v1/reports", {
         "event_class": "forced_entry", "place": "place-a", "note": NOTE,
@@ -110,7 +134,11 @@ async def test_privacy_store_scan(
     status, queue = await dw.get("dispatcher", "/v1/cases?limit=100")
     assert status == 200
     cases = {c["event_class"]: c for c in queue["cases"]}
-    assert {"status_red", "status_yellow", "replayed", "code_shared", "forced_entry"} <= set(cases)
+    assert {"status_red", "status_yellow", "replayed", "code_shared", "forced_entry", "fever"} <= set(cases)
+    world.tokens["h-health"] = await create_principal(
+        registry, Principal("h-health", Role.HANDLER, department=cases["fever"]["department"]))
+    status, fever = await dw.get("h-health", f"/v1/cases/{cases['fever']['case_id']}/holder")
+    assert (status, fever["holder_ref"], fever["temperature_c"]) == (200, RESIDENTS[2][0], FEVER)
     red_case = cases["status_red"]
     handler = next(p.principal_id for p in fx.PRINCIPALS if p.department == red_case["department"])
     assert (await dw.act(handler, red_case["case_id"], "start"))[0] == 200
@@ -155,10 +183,17 @@ async def test_privacy_store_scan(
     needles: dict[str, bytes] = {
         **{f"holder {h}": h.encode() for h in HOLDERS},
         "name (latin)": NAME[0].encode(), "name (hanzi)": NAME[1].encode(), "ID number": ID.encode(),
+        **{f"ID card of {h}": n.encode() for h, n in RESIDENTS},
+        **{f"ID card of {h} without its check character": n[:17].encode() for h, n in RESIDENTS},
+        "ID card in the old form": old_form.encode(),
         **{f"phone {d}": d.encode() for d in PHONE_DIGITS}, "phone as written": PHONES[1].encode(),
         "e-mail": EMAIL.encode(),
         **{f"token of {who}": token.encode() for who, token in world.tokens.items()},
         "secret (hex)": secret.hex().encode(), "secret (raw)": secret,
     }  # fmt: skip
     found = [what for what, needle in needles.items() if needle in values or needle in files]
+    # A reading as a bare number: not a clock's seconds (":38.6"), nor inside a longer number.
+    for reading in (FEVER, NORMAL):
+        bare = re.compile(rb"(?<![0-9:.])" + re.escape(str(reading).encode()) + rb"(?![0-9])")
+        found += [f"reading {reading}"] if bare.search(values) or bare.search(files) else []
     assert found == []
