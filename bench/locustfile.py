@@ -10,6 +10,11 @@ Scenarios (user classes, weights in brackets):
 - ``SiteManager`` [1]: ``POST /v1/reports`` (crowding, device fault or other at their venue). Stops itself with a clear
   message when the gateway answers 404 (route not deployed in this version).
 - ``HealthAuthorityFeed`` [1]: ``PUT /v1/status`` batches of 500 records (colour changes, new test results).
+- ``DigitalSentry`` [2]: a residential compound's digital sentry (class C, ``devices add --id-card``), issue 18.
+  Per scan: 85 % a resident's identity card (one holder in ten has one in the feed), 3 % in the 15-digit old form,
+  5 % a paper code, 5 % a number the feed never named (``review`` / ``status_unknown``), 2 % an invalid number
+  (400 ``invalid_id_card``); every scan but the invalid ones carries a temperature, 3 % of them a fever (``deny``
+  / ``fever``).
 
 Set-up runs once (in the master or the single process) through the CLI, exactly as an operator would, against
 the same data directory or Redis URL as the server: ``placegate keys new --usage health|place``,
@@ -40,6 +45,8 @@ from locust.runners import WorkerRunner
 
 from crypto.keys import Alg, SigningKey
 from crypto.native import Colour, issue_health_code
+from crypto.paper import issue_paper_code
+from policy.masking import id_check_char
 
 PLACEGATE = str(Path(sys.executable).parent / "placegate")
 STATE = Path(os.environ.get("PLACEGATE_LOCUST_STATE", Path(tempfile.gettempdir()) / "placegate-locust.json"))
@@ -62,6 +69,14 @@ def _holder_colour(i: int) -> str | None:
     return "yellow" if r == 17 else "red" if r == 18 else None if r == 19 else "green"
 
 
+def _id_card(i: int) -> str | None:
+    """One holder in ten carries an identity card number in the feed (a valid GB 11643 number, synthetic)."""
+    if i % 10:
+        return None
+    first17 = f"3101{i % 100:02d}19{60 + i % 40:02d}{1 + i % 12:02d}{1 + i % 28:02d}{i // 10 % 1000:03d}"
+    return first17 + id_check_char(first17)
+
+
 def _seed() -> dict[str, Any]:
     """Register keys, places, principals and statuses through the CLI; returns what the users need."""
     run = secrets.token_hex(3)
@@ -70,6 +85,8 @@ def _seed() -> dict[str, Any]:
     _cli("places", "add", "lt-office", "--class", "C", "--jurisdiction", JURISDICTION, "--name", "Load-test office")
     _cli("places", "add", "lt-mall", "--class", "B", "--jurisdiction", JURISDICTION, "--name", "Load-test mall")
     _cli("places", "add", "lt-stadium", "--class", "B", "--jurisdiction", JURISDICTION, "--name", "Load-test stadium")
+    _cli("places", "add", "lt-compound", "--class", "C", "--jurisdiction", JURISDICTION,
+         "--name", "Load-test residential compound")
     token = re.compile(r"pgt_[A-Za-z0-9_-]+")
 
     def principal(*args: str) -> str:
@@ -81,6 +98,7 @@ def _seed() -> dict[str, Any]:
         "office": principal("devices", "add", f"lt-door-{run}", "--place", "lt-office"),
         "mall": principal("devices", "add", f"lt-mall-door-{run}", "--place", "lt-mall"),
         "stadium": principal("devices", "add", f"lt-turnstiles-{run}", "--place", "lt-stadium"),
+        "sentry": principal("devices", "add", f"lt-sentry-{run}", "--place", "lt-compound", "--id-card"),
         "feeder": principal("principals", "add", f"lt-feeder-{run}", "--role", "feeder"),
         "site_manager": principal("principals", "add", f"lt-manager-{run}", "--role", "site_manager",
                                   "--places", "lt-office"),
@@ -90,8 +108,11 @@ def _seed() -> dict[str, Any]:
         for i in range(HOLDERS):
             colour = _holder_colour(i)
             if colour is not None:
-                feed.write(json.dumps({"holder": f"lt{i:07d}", "colour": colour, "tested_at": now - 7200,
-                                       "test_result": "negative", "updated_at": now - 60}) + "\n")
+                record = {"holder": f"lt{i:07d}", "colour": colour, "tested_at": now - 7200,
+                          "test_result": "negative", "updated_at": now - 60}
+                if (number := _id_card(i)) is not None:
+                    record["id_card"] = number
+                feed.write(json.dumps(record) + "\n")
     print(_cli("status", "load", feed.name, "--quiet").strip(), file=sys.stderr)
     os.unlink(feed.name)
     data_dir = Path(os.environ.get("PLACEGATE_DATA_DIR", ".placegate"))
@@ -268,11 +289,98 @@ class HealthAuthorityFeed(FastHttpUser):
         for _ in range(500):
             i = random.randrange(HOLDERS)
             colour = _holder_colour(i) or "green"
-            records.append({"holder": f"lt{i:07d}", "colour": colour, "tested_at": now - 3600,
-                            "test_result": "negative", "updated_at": now})
+            record = {"holder": f"lt{i:07d}", "colour": colour, "tested_at": now - 3600,
+                      "test_result": "negative", "updated_at": now}
+            if (number := _id_card(i)) is not None:
+                record["id_card"] = number  # keeps the sentry's index entry alive with the status
+            records.append(record)
         with self.client.put("/v1/status", json={"records": records}, headers=self.headers, name="/v1/status",
                              catch_response=True) as resp:
             if resp.status_code != 200:
                 resp.failure(f"HTTP {resp.status_code}")
             elif resp.json().get("rejected"):
                 resp.failure(f"{resp.json()['rejected']} records rejected")
+
+
+class DigitalSentry(FastHttpUser):
+    """A residential compound's digital sentry (issue 18): residents show their identity card or a paper code and
+    have their temperature taken."""
+
+    weight = 2
+    wait_time = between(0.1, 0.4)
+
+    def on_start(self) -> None:
+        state = _state()
+        self.minter = _Minter(state)
+        self.headers = {"Authorization": f"Bearer {state['sentry']}"}
+
+    def _post(self, body: dict[str, Any], name: str, expect: set[str], status: int = 200) -> None:
+        with self.client.post("/v1/scan", json=body, headers=self.headers, name=name, catch_response=True) as resp:
+            if resp.status_code != status:
+                resp.failure(f"HTTP {resp.status_code}")
+                return
+            got = resp.json().get("reason") or resp.json().get("error")
+            if got not in expect:
+                resp.failure(f"unexpected {got}")
+            else:
+                resp.success()  # a 400 invalid_id_card is the answer this task expects
+
+    @staticmethod
+    def _resident() -> tuple[int, str]:
+        i = random.randrange(0, HOLDERS, 10)
+        number = _id_card(i)
+        assert number is not None  # every tenth holder has one
+        return i, number
+
+    @staticmethod
+    def _stranger() -> str:
+        """The first 17 characters of a valid number the feed never names (another region, a real date)."""
+        return f"5101{random.randrange(100):02d}19{random.randrange(40, 99):02d}0{random.randint(1, 9)}" \
+               f"{random.randint(10, 28)}{random.randrange(1000):03d}"
+
+    @staticmethod
+    def _temperature() -> tuple[float, bool]:
+        if random.random() < 0.03:
+            return round(random.uniform(37.5, 39.5), 1), True
+        return round(random.uniform(35.8, 37.1), 1), False
+
+    def _expect(self, i: int, fever: bool) -> set[str]:
+        if fever:
+            return {"fever"}
+        return _expected(i)
+
+    @task(85)
+    def id_card(self) -> None:
+        i, number = self._resident()
+        reading, fever = self._temperature()
+        self._post({"id_card": number, "temperature_c": reading}, "/v1/scan [id card]", self._expect(i, fever))
+
+    @task(3)
+    def id_card_old_form(self) -> None:
+        i, number = self._resident()
+        if number[6:8] != "19":
+            return
+        reading, fever = self._temperature()
+        self._post({"id_card": number[:6] + number[8:17], "temperature_c": reading}, "/v1/scan [id card, old form]",
+                   self._expect(i, fever))
+
+    @task(5)
+    def paper(self) -> None:
+        i = random.randrange(HOLDERS)
+        sheet = issue_paper_code(self.minter.key, holder_ref=f"lt{i:07d}",
+                                 now=datetime.now(UTC) - timedelta(days=random.randint(0, 6)), nonce=os.urandom(12))
+        reading, fever = self._temperature()
+        self._post({"code": sheet, "temperature_c": reading}, "/v1/scan [paper code]", self._expect(i, fever))
+
+    @task(5)
+    def unknown_number(self) -> None:
+        first17 = self._stranger()
+        reading, fever = self._temperature()
+        self._post({"id_card": first17 + id_check_char(first17), "temperature_c": reading},
+                   "/v1/scan [id card, unknown]", {"fever"} if fever else {"status_unknown"})
+
+    @task(2)
+    def invalid_number(self) -> None:
+        first17 = self._stranger()
+        wrong = "0" if id_check_char(first17) != "0" else "1"
+        self._post({"id_card": first17 + wrong}, "/v1/scan [id card, invalid]", {"invalid_id_card"}, status=400)
