@@ -181,13 +181,18 @@ async def test_a_batch_mixes_codes_and_id_cards_and_refuses_a_bad_number_in_its_
     assert (resp.status, (await resp.json())["error"]) == (403, "id_card_not_allowed")
 
 
-async def test_in_degraded_mode_an_id_card_is_never_admitted(make_world: WorldFactory, number: str) -> None:
+@pytest.mark.parametrize(("place", "decision"), [("place-c", "review"), ("place-b", "review"), ("place-a", "deny")])
+async def test_in_degraded_mode_an_id_card_is_never_admitted(make_world: WorldFactory, number: str, place: str,
+                                                             decision: str) -> None:
     world = await make_world(redis_timeout_ms=0)
-    await add_sentry(world)  # place-c: class C, whose on_degraded admits a green code
+    # place-c: class C, whose on_degraded admits a green code; place-a: class A, whose on_degraded denies.
+    await add_sentry(world, place=place)
     status, body = await sentry_scan(world, id_card=number)
     assert status == 200
     assert (body["decision"], body["reason"], body["degraded"], body["via"]) == (
-        "review", "status_unavailable", True, "id_card")
+        decision, "status_unavailable", True, "id_card")
+    metrics = await (await world.client.get("/metrics")).text()
+    assert 'placegate_redis_errors_total{op="scan_lookup"}' in metrics
 
 
 async def test_status_load_fills_the_index(world: World, number: str, tmp_path: Path, redis_url: str) -> None:

@@ -5,7 +5,7 @@ flag, and the reading is kept only inside the case (sealed beside the holder, wi
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ from gateway.dispatch.store import case_id_for_event
 from gateway.principals import Principal, Role
 from gateway.trust.cli_registry import create_principal
 from gateway.trust.registry import Registry
+from policy.casework import CaseState
+from policy.deadlines import load_default_deadline_table
 from policy.routing import EventClass, load_default_routing_table
 from tests.gateway.conftest import SECRET, World, WorldFactory
 from tests.gateway.dispatch import test_dispatch_fixtures as fx
@@ -114,6 +116,9 @@ async def test_a_batch_takes_readings_per_item(world: World) -> None:
 def test_the_default_routing_sends_fever_to_the_community_health_service() -> None:
     route = load_default_routing_table().route(EventClass.FEVER, ("metro", "east", "riverside"))
     assert route.department == "city-community-health" and route.urgent
+    # Handled within 2 hours, like a red code: the person is at the gate now.
+    assert load_default_deadline_table().budget(EventClass.FEVER, CaseState.IN_PROGRESS,
+                                                urgent=True) == timedelta(hours=2)
 
 
 async def test_the_reading_is_kept_only_in_the_fever_case_and_read_with_its_holder(
