@@ -82,12 +82,25 @@ def build_ropa(settings: Settings, rules: Rules, app: web.Application, *, now: d
             "retention": f"{settings.status_ttl_s} s after the last update of the bucket",
         },
         {
+            "name": "identity-card index (digital sentry, issue 18)",
+            "purpose": purpose,
+            "legal_basis": "as above; numbers supplied by the health authority beside the holder reference",
+            "data_subjects": ["residents who pass a digital sentry with their identity card"],
+            "categories": ["keyed hash of the identity card number (HMAC-SHA256 under its own sub-key; the "
+                           "number itself is never stored)", "holder reference sealed to its entry (AES-256-GCM)"],
+            "recipients": [*_recipients(routes, ("/v1/status",)),
+                           "the scan path (automated; devices registered with devices add --id-card)"],
+            "storage": "Redis strings pg:idc:*",
+            "retention": f"{settings.status_ttl_s} s after the last feed record naming the number",
+        },
+        {
             "name": "exception cases (dispatch)",
             "purpose": purpose,
             "legal_basis": "as above; reporting duty of place managers",
             "data_subjects": ["people refused entry or reported by a site manager"],
             "categories": ["holder reference sealed to its event or case (AES-256-GCM)",
-                           "keyed subject hash of the holder", "place", "event class"],
+                           "keyed subject hash of the holder", "place", "event class",
+                           "a fever case's temperature reading, sealed beside the holder (digital sentry)"],
             "recipients": _recipients(routes, ("/v1/cases", "/v1/reports")) or ["dispatch core (not yet routed)"],
             "storage": "Redis stream pg:dispatch:intake, hashes pg:case:{id}, note texts pg:casenote:{id}:{day}",
             "retention": "case structure 3 years; note texts (ID, phone and e-mail numbers masked) the end of their "

@@ -12,9 +12,10 @@ import pytest
 from crypto.sealing import Sealer, event_binding
 from crypto.subject import SubjectHasher
 from gateway import keyspace
-from gateway.principals import hash_token
+from gateway.principals import Principal, Role, hash_token
 from gateway.privacy.audit import query_audit
 from gateway.status.idcards import IdCardIndex
+from gateway.trust.cli_registry import create_principal
 from gateway.trust.registry import Registry
 from tests.gateway.conftest import SECRET, World, WorldFactory
 from tests.gateway.sentry.conftest import add_sentry, feed, id_number, sentry_scan
@@ -210,3 +211,15 @@ async def test_status_load_fills_the_index(world: World, number: str, tmp_path: 
     await add_sentry(world)
     _, body = await sentry_scan(world, id_card=number)
     assert (body["decision"], body["reason"]) == ("deny", "status_red")
+
+
+async def test_the_record_of_processing_names_the_index_and_its_retention(world: World) -> None:
+    world.tokens["po"] = await create_principal(Registry(world.redis),
+                                                Principal("po-1", Role.PRIVACY_OFFICER, jurisdiction="city"))
+    ropa = await (await world.client.get("/v1/privacy/ropa", headers=world.auth("po"))).json()
+    (index,) = [a for a in ropa["activities"] if a["name"].startswith("identity-card index")]
+    assert index["storage"] == "Redis strings pg:idc:*"
+    assert index["retention"] == f"{world.settings.status_ttl_s} s after the last feed record naming the number"
+    assert "feeder" in index["recipients"]
+    (cases,) = [a for a in ropa["activities"] if a["name"] == "exception cases (dispatch)"]
+    assert any("temperature reading" in c for c in cases["categories"])
