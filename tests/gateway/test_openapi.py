@@ -78,7 +78,10 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], deadline_s: float = 30)
 
 # Which principal schemathesis acts as on each route: one that the route admits, so that the generated
 # requests reach the handlers (a 401/403 for every call would prove nothing about them).
-_ACTOR = {"scan": "dev-a", "put_status": "feeder", "post_report": None, "list_cases": "dispatcher"}
+# The scan routes run as a digital sentry (issue 18): the generated identity cards and temperatures reach the
+# handlers instead of a 403 id_card_not_allowed.
+_ACTOR = {"scan": "sentry", "scan_batch": "sentry", "put_status": "feeder", "post_report": None,
+          "list_cases": "dispatcher"}
 
 
 def _token_for(op_id: str, roles_text: str, world: World) -> str | None:
@@ -107,6 +110,7 @@ async def test_schemathesis_finds_no_5xx_and_no_answer_outside_the_document(
         "supervisor": Principal("sup-st", Role.SUPERVISOR, jurisdiction="city/d1"),
         "handler": Principal("hd-st", Role.HANDLER, department="community_health"),
         "manager": Principal("sm-st", Role.SITE_MANAGER, frozenset({"place-a"})),
+        "sentry": Principal("sentry-st", Role.DEVICE, frozenset({"place-a"}), id_card=True),
     }.items():
         world.tokens[who] = await create_principal(registry, principal)
     port = _free_port()
