@@ -184,7 +184,9 @@ def _principals_list(args: argparse.Namespace) -> int:
         async with admin_redis(settings_from(args)) as redis:
             for p in await Registry(redis).list_principals():
                 scope = ",".join(sorted(p.places)) or p.jurisdiction or p.department
-                print(f"{p.principal_id}\t{p.role.value}\t{scope}\t{'revoked' if p.revoked else 'active'}")
+                # A sentry's identity-card capability (issue 18) shows as a fifth column; others have four.
+                capability = "\tid_card" if p.id_card else ""
+                print(f"{p.principal_id}\t{p.role.value}\t{scope}\t{'revoked' if p.revoked else 'active'}{capability}")
         return 0
 
     return run(go())

@@ -137,6 +137,8 @@ async def test_devices_add_id_card_grants_the_capability_and_the_grant_is_audite
                              limit=50, action="token_issue")
     capability = {e.fields["object"]: e.fields.get("capability") for e in page.entries}
     assert capability["principal:sentry-z"] == "id_card" and capability["principal:plain-z"] is None
+    listed = (await run_cli("principals", "list", **cli)).stdout.splitlines()
+    assert "sentry-z\tdevice\tplace-c\tactive\tid_card" in listed and "plain-z\tdevice\tplace-c\tactive" in listed
     world.tokens["sentry-z"], world.tokens["plain-z"] = sentry.stdout.strip(), plain.stdout.strip()
     assert (await sentry_scan(world, who="sentry-z", id_card=number))[0] == 200
     assert (await sentry_scan(world, who="plain-z", id_card=number))[1]["error"] == "id_card_not_allowed"

@@ -98,3 +98,13 @@ async def test_issue_paper_refuses_more_than_one_code_and_a_lifetime_over_seven_
     assert_refused(await run_cli("issue", "--paper", "--holder", "h", "--count", "2", **cli), "one code")
     assert_refused(await run_cli("issue", "--paper", "--holder", "h", "--lifetime", str(8 * 86400), **cli),
                    "cannot issue")
+
+
+async def test_a_batch_decides_paper_codes_beside_native_codes(world: World) -> None:
+    await world.set_status("holder-1")
+    await world.set_status("holder-2", Colour.RED)
+    codes = [world.code("holder-1"), paper(world, "holder-1"),
+             {"code": paper(world, "holder-2"), "temperature_c": 36.2}, paper(world, "nobody")]
+    resp = await world.client.post("/v1/scan/batch", json={"codes": codes}, headers=world.auth("dev-c"))
+    assert resp.status == 200
+    assert [r["reason"] for r in (await resp.json())["results"]] == ["ok", "ok", "status_red", "status_unknown"]
