@@ -15,9 +15,9 @@ from; ``holder_sealed`` is the holder reference sealed with AES-256-GCM and
 bound to the event id (``crypto/sealing.py`` ``event_binding``), empty for a code whose holder is unknown;
 ``subject`` is the holder's keyed hash (``crypto/subject.py``: stable across days, so exceptions of one holder
 can be merged; never the scan log's day pseudonym), empty with ``holder_sealed``; ``note`` is empty when there
-is none; ``reading_sealed`` (a ``fever`` event only, issue 18) is the sentry's temperature reading sealed like the
-holder reference and bound to the event id plus ``:reading`` (``crypto/sealing.py`` ``reading_binding``): the
-one place a reading is kept, until the case's holder key takes it.
+is none; ``reading_sealed`` (a ``fever`` event only, issue 18) is the sentry's temperature reading sealed like a
+note text (the note sub-key) and bound to the event id plus ``:reading`` (``crypto/sealing.py``
+``reading_binding``): the one place a reading is kept, until the case's holder key takes it.
 
 The scan log's day pseudonym and the day never leave that day's log partition (PRIVACY.md, issue 14): events
 written before carried ``day`` and ``pseudonym``; they are still read, and those fields (``LINKING_FIELDS``)

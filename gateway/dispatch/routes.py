@@ -400,11 +400,12 @@ async def read_holder(request: web.Request) -> web.Response:
         )  # fmt: skip
         raise GatewayError("the holder reference is not this case's", code="unseal_failed") from None
     doc: dict[str, object] = {"case_id": case_id, "holder_ref": holder_ref}
-    if reading := stored.get("reading_sealed"):
+    if (reading := stored.get("reading_sealed")) and runtime.store.note_sealer is not None:
         # A fever case (issue 18): the sentry's reading, kept only here, read with the holder it belongs to.
         # A reading that is not this case's is left out; the holder reference itself opened.
         with contextlib.suppress(SealError, ValueError):
-            doc["temperature_c"] = float(runtime.sealer.open(reading, bound_to=reading_binding(case_binding(case_id))))
+            doc["temperature_c"] = float(runtime.store.note_sealer.open(
+                reading, bound_to=reading_binding(case_binding(case_id))))
     # Audit first: if the trail cannot be written the reference does not leave (no unaudited access).
     await record_access(
         runtime.store.redis, principal=principal, action="read_holder_ref", obj=f"case:{case_id}",

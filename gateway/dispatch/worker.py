@@ -280,10 +280,12 @@ class IntakeWorker:
                 event.holder["holder_sealed"], bound_to=event_binding(event.event_id), rebind_to=case_binding(case_id)
             )
             holder = {"holder_sealed": sealed, "purpose": event.holder["purpose"]}
-        if event.reading is not None:
-            # A fever case's reading (issue 18): kept here only, beside the holder, with the scan log's retention.
-            reading = self.sealer.reseal(event.reading, bound_to=reading_binding(event_binding(event.event_id)),
-                                         rebind_to=reading_binding(case_binding(case_id)))
+        if event.reading is not None and self.store.note_sealer is not None:
+            # A fever case's reading (issue 18): kept here only, beside the holder, with the scan log's retention;
+            # sealed like a note (the note sub-key), not like the holder reference.
+            reading = self.store.note_sealer.reseal(
+                event.reading, bound_to=reading_binding(event_binding(event.event_id)),
+                rebind_to=reading_binding(case_binding(case_id)))
             holder = {"purpose": PURPOSE, **(holder or {}), "reading_sealed": reading}
         return holder
 

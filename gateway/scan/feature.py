@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from crypto.kdf import derive_key
-from crypto.sealing import Sealer
+from crypto.sealing import NOTE_LABEL, Sealer
 from crypto.subject import SubjectHasher
 from gateway.appstate import BATCHER, HEALTH, METRICS, REDIS, RULES, SETTINGS
 from gateway.scan.outage import OutageMemory
@@ -48,6 +48,7 @@ async def _context(app: web.Application) -> AsyncIterator[None]:
         outage=OutageMemory(max_codes=settings.outage_max_codes, max_pending=settings.outage_max_pending,
                             metrics=app[METRICS]),
         retention_days=settings.retention_days, id_cards=app[STATUS_WRITER].id_cards,
+        reading_sealer=Sealer(secret, label=NOTE_LABEL),
         redis_timeout_s=settings.redis_timeout_ms / 1000, retry_window_s=settings.scan_retry_window_s,
     )  # fmt: skip
     app[SCAN_STORE] = store

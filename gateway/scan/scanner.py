@@ -125,6 +125,7 @@ class Scanner:
         outage: OutageMemory[_Item],
         retention_days: int,
         id_cards: IdCardIndex | None = None,
+        reading_sealer: Sealer | None = None,
         redis_timeout_s: float,
         retry_window_s: int = 0,
     ) -> None:
@@ -139,6 +140,9 @@ class Scanner:
         self.outage = outage
         self.retention_days = retention_days
         self.id_cards = id_cards  # the identity-card index (gateway/status/idcards.py); None: no ID-card scans
+        # A fever's reading is sealed like a case note (its sub-key, crypto/sealing.py NOTE_LABEL), not like the
+        # holder reference: the holder sub-key does not open it. None: the reading is not kept at all.
+        self.reading_sealer = reading_sealer
         self.redis_timeout_s = redis_timeout_s
         self.retry_window_ms = retry_window_s * 1000  # docs/dispatch.md, "Idempotency": a retry is no replay
         # Every request of a loop turn goes through the phases together, in one task (gateway/scan/turnbatch.py).
@@ -430,9 +434,9 @@ class Scanner:
                         sealed = self.sealer.seal(holder_ref, bound_to=event_binding(item.scan_id))
                         subject = self.subjects.of(holder_ref)
                     reading = ""
-                    if decision.reason == Reason.FEVER and item.temperature_c is not None:
+                    if decision.reason == Reason.FEVER and item.temperature_c is not None and self.reading_sealer:
                         # The reading's one copy: sealed into the fever case (the case's holder key, retention).
-                        reading = self.sealer.seal(f"{item.temperature_c:.1f}",
+                        reading = self.reading_sealer.seal(f"{item.temperature_c:.1f}",
                                                    bound_to=reading_binding(event_binding(item.scan_id)))
                     event = scan_event_fields(
                         item.scan_id, decision.reason, place.place_id, place.jurisdiction, request.device_id,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from crypto.native import Colour
-from crypto.sealing import Sealer, event_binding, reading_binding
+from crypto.sealing import NOTE_LABEL, Sealer, SealError, event_binding, reading_binding
 from gateway import keyspace
 from gateway.dispatch.store import case_id_for_event
 from gateway.principals import Principal, Role
@@ -63,8 +63,11 @@ async def test_a_reading_at_or_above_the_threshold_denies_with_fever_and_raises_
     (event,) = await world.redis.xrange(keyspace.DISPATCH_INTAKE)
     fields = {k.decode(): v.decode() for k, v in event[1].items()}
     assert fields["event_class"] == "fever"
-    opened = Sealer(SECRET.reveal()).open(fields["reading_sealed"],
-                                          bound_to=reading_binding(event_binding(body["scan_id"])))
+    # Sealed like a note, under the note sub-key: the holder sub-key does not open it.
+    opened = Sealer(SECRET.reveal(), label=NOTE_LABEL).open(fields["reading_sealed"],
+                                                            bound_to=reading_binding(event_binding(body["scan_id"])))
+    with pytest.raises(SealError):
+        Sealer(SECRET.reveal()).open(fields["reading_sealed"], bound_to=reading_binding(event_binding(body["scan_id"])))
     assert float(opened) == reading
     assert not [v for v in fields.values() if _is_number(v.encode()) and float(v) == reading]
 
