@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from gateway import observe, openapi, ops
 from gateway.appstate import ACCESS_LOG, BATCHER, CLOCK, HEALTH, METRICS, REDIS, RULES, SETTINGS, Clock
+from gateway.console import feature as console_feature
 from gateway.dispatch import feature as dispatch_feature
 from gateway.http import error_middleware
 from gateway.logjson import AccessLog
@@ -41,6 +42,7 @@ FEATURES: tuple[Callable[[web.Application], None], ...] = (
     scan_feature.install,  # POST /v1/scan and /v1/scan/batch
     privacy_feature.install,  # privacy officer: audit trail, retention, RoPA, contact tracing
     dispatch_feature.install,  # dispatch core: reports, cases, intake consumer, sweeper
+    console_feature.install,  # the web console at /console/ for people (sessions on the core Redis client)
 )
 
 

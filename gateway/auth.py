@@ -49,6 +49,12 @@ class PrincipalCache:
             raise AuthError("invalid token")
         return principal
 
+    async def usable(self, token_hash: str) -> Principal | None:
+        """The usable principal stored under a token's SHA-256, through the same cache (the web console keeps the
+        hash in its session, so a revocation ends a console session as it ends the token's API use)."""
+        principal = await self._cache.get(token_hash)
+        return principal if principal is not None and principal.usable(time.time()) else None
+
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PRINCIPAL_CACHE: web.AppKey[PrincipalCache] = web.AppKey("principal_cache", PrincipalCache)

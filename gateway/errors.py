@@ -107,6 +107,8 @@ ERROR_STATUS: dict[str, int] = {
     "outside_retention": 422,  # past the retention window the day keys are gone: unlinkable
     "range_too_long": 422,
     "page_too_large": 422,
+    # the web console (gateway/console/): a form without this session's form token, a page of another role
+    "csrf_failed": 403,
 }
 
 

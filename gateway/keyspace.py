@@ -24,6 +24,7 @@ __all__ = [
     "COMPACTION_DAYS",
     "COMPACTION_DAYS_TTL_S",
     "COMPACTION_LEASE",
+    "CONSOLE_SESSION_MAX_S",
     "DATA_CLASSES",
     "DCC_RULES",
     "DCC_RULES_IMPORTED_AT",
@@ -71,6 +72,7 @@ __all__ = [
     "case_notify_key",
     "case_occurrences_key",
     "compaction_lease_ttl_ms",
+    "console_session_key",
     "data_class_of",
     "day_key",
     "day_tag",
@@ -370,6 +372,17 @@ def holder_reads_key(principal_id: str) -> str:
 HOLDER_READS_WINDOW_S: Final = 3600
 
 
+def console_session_key(session_hash_hex: str) -> str:
+    """One web-console session (gateway/console/sessions.py): the principal id, the hash of its token (the
+    registry's key, never the token), the form token and the language. Named by the SHA-256 of the session id, so
+    the store holds nothing a cookie could be rebuilt from; expires after ``console_session_s`` of sign-in."""
+    return f"pg:console:session:{session_hash_hex}"
+
+
+# The longest console session Settings.RANGES allows for console_session_s (the key's TTL).
+CONSOLE_SESSION_MAX_S: Final = 7 * 24 * 3600
+
+
 # The background retention trim's lease (gateway/privacy/feature.py): one process trims the intake stream and the
 # dead letters by time each period; the same holder rules as the sweep lease (TTL ``sweep_lease_ttl_ms``).
 RETENTION_LEASE: Final = "pg:privacy:retention-lease"
@@ -451,6 +464,7 @@ DATA_CLASSES: Final = (
     DataClass("audit", r"pg:\{audit\}:(?:log|head|base|config|checkpoints)", False, "none"),
     DataClass("audit_high_water", r"pg:audit-hwm", False, "none"),  # outside {audit} on purpose (audit.py)
     DataClass("holder_read_limits", r"pg:holder-reads:[0-9a-f]{32}", True, HOLDER_READS_WINDOW_S),
+    DataClass("console_sessions", r"pg:console:session:[0-9a-f]{64}", True, CONSOLE_SESSION_MAX_S),
     DataClass("compaction_days", "pg:privacy:keyed-days", True, COMPACTION_DAYS_TTL_S),
     DataClass("compaction_lease", "pg:privacy:compaction-lease", True, _COMPACTION_LEASE_MAX_S),
 )

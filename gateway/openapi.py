@@ -104,6 +104,10 @@ def build(app: web.Application) -> dict[str, Any]:
         if route.method not in _METHODS or route.resource is None:
             continue
         path = route.resource.canonical
+        if path == "/console" or path.startswith("/console/"):
+            # The web console's pages are HTML forms for people behind a session cookie, not the JSON API this
+            # document describes (clients must not build on them); docs/console.md describes them.
+            continue
         key = (route.method, path)
         doc = ROUTE_DOCS.get(key)
         if doc is None:

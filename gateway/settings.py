@@ -197,6 +197,9 @@ class Settings:
     holder_read_classes: frozenset[str] = frozenset({"status_red", "status_yellow", "code_shared", "forged_code",
                                                      "fever"})
     holder_reads_per_hour: int = 30
+    # A web-console session (gateway/console/) lasts this long from sign-in, whatever is done with it: a browser
+    # left open at a desk signs itself out (the session's key expires with it).
+    console_session_s: int = 8 * 3600
     # One JSON line per answer on stderr (gateway/logjson.py); application log records as JSON or text.
     access_log: bool = True
     log_format: str = "json"
@@ -245,6 +248,7 @@ class Settings:
         "body_read_timeout_s": (0.1, 600),
         "drain_timeout_s": (1, 600),
         "holder_reads_per_hour": (1, 10_000),
+        "console_session_s": (60, 7 * 24 * 3600),
         "store_gauges_s": (1, 3600),
         "retention_trim_s": (0.1, 3600),
         "compaction_check_s": (1, 24 * 3600),

@@ -52,6 +52,7 @@ __all__ = [
     "REPORT_MAX_AGE",
     "Acted",
     "Filed",
+    "HolderRead",
     "QueueFilter",
     "act",
     "available_actions",
@@ -303,7 +304,15 @@ async def _request_extension(runtime: DispatchRuntime, principal: Principal, cas
     return Acted(case, request)
 
 
-async def read_holder(runtime: DispatchRuntime, principal: Principal, case_id: str) -> str:
+@dataclass(frozen=True, slots=True)
+class HolderRead:
+    """A holder reference and the id of the audit entry that recorded its read."""
+
+    holder_ref: str
+    audit_id: str
+
+
+async def read_holder(runtime: DispatchRuntime, principal: Principal, case_id: str) -> HolderRead:
     """The holder reference of an open case whose event class needs it, rate-limited per principal and audited
     (purpose epidemic_prevention, the holder's keyed hash as ``subject``) before it is returned."""
     case = await visible_case(runtime, principal, case_id)
@@ -325,12 +334,12 @@ async def read_holder(runtime: DispatchRuntime, principal: Principal, case_id: s
         )  # fmt: skip
         raise GatewayError("the holder reference is not this case's", code="unseal_failed") from None
     # Audit first: if the trail cannot be written the reference does not leave (no unaudited access).
-    await record_access(
+    audit_id = await record_access(
         runtime.store.redis, principal=principal, action="read_holder_ref", obj=f"case:{case_id}",
         purpose=PURPOSE, now=now, case_ref=case_id, result_count=1,
         extra={"subject": runtime.subjects.of(holder_ref), "outcome": "ok"},
     )  # fmt: skip
-    return holder_ref
+    return HolderRead(holder_ref, audit_id)
 
 
 async def file_report(

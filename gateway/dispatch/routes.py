@@ -177,5 +177,5 @@ async def read_holder(request: web.Request) -> web.Response:
     Audited before the answer leaves: purpose epidemic_prevention, case reference = case id, and the holder's
     keyed hash as ``subject`` so a data subject's access request finds the read.
     """
-    holder_ref = await operations.read_holder(request.app[DISPATCH], request[PRINCIPAL], _case_id(request))
-    return json_response({"case_id": _case_id(request), "holder_ref": holder_ref})
+    read = await operations.read_holder(request.app[DISPATCH], request[PRINCIPAL], _case_id(request))
+    return json_response({"case_id": _case_id(request), "holder_ref": read.holder_ref})

@@ -1,0 +1,154 @@
+"""The console without a browser (aiohttp's client on a live gateway and the suite's Redis): sessions, form
+tokens, security headers and role refusals, and each role's main task end to end."""
+
+from __future__ import annotations
+
+import re
+
+from gateway.console.web import COOKIE, CSP
+from gateway.dispatch.store import valid_case_id
+from gateway.keyspace import console_session_key
+from gateway.trust.registry import Registry
+from tests.console.conftest import ConsoleWorld, ConsoleWorldFactory, csrf_of, sign_in
+
+
+async def test_sign_in_sets_a_strict_http_only_expiring_cookie_and_stores_no_token(cw: ConsoleWorld) -> None:
+    form = await cw.client.get("/console/signin")
+    resp = await cw.client.post("/console/signin", data={"csrf": csrf_of(await form.text()),
+                                                         "token": cw.token("disp-1")}, allow_redirects=False)
+    assert (resp.status, resp.headers["Location"]) == (303, "/console/queue")
+    cookie = resp.cookies[COOKIE]
+    assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/console/"
+    assert int(cookie["max-age"]) == cw.dw.world.settings.console_session_s
+    assert not cookie["secure"]  # plain HTTP here; behind TLS: the next test
+    keys = [k.decode() for k in await cw.dw.world.redis.keys("pg:console:session:*")]
+    assert len(keys) == 1 and re.fullmatch(r"pg:console:session:[0-9a-f]{64}", keys[0])
+    assert cookie.value not in keys[0]  # named by the id's hash, not the id
+    stored = {k.decode(): v.decode() for k, v in (await cw.dw.world.redis.hgetall(keys[0])).items()}
+    assert stored["principal"] == "disp-1" and cw.token("disp-1") not in str(stored)
+    assert 0 < await cw.dw.world.redis.ttl(keys[0]) <= cw.dw.world.settings.console_session_s
+
+
+async def test_the_cookie_is_secure_behind_tls(cw: ConsoleWorld) -> None:
+    form = await cw.client.get("/console/signin", headers={"X-Forwarded-Proto": "https"})
+    pre = form.cookies["pg_console_pre"]
+    assert pre["secure"]
+    # The client's jar keeps a Secure cookie off plain HTTP, as a browser would: the proxy's hop is TLS.
+    resp = await cw.client.post("/console/signin", data={"csrf": csrf_of(await form.text()),
+                                                         "token": cw.token("disp-1")},
+                                headers={"X-Forwarded-Proto": "https", "Cookie": f"pg_console_pre={pre.value}"},
+                                allow_redirects=False)
+    assert resp.status == 303 and resp.cookies[COOKIE]["secure"]
+
+
+async def test_devices_apps_and_the_feeder_cannot_sign_in(cw: ConsoleWorld) -> None:
+    for who in ("dev-a", "app", "feeder"):
+        form = await cw.client.get("/console/signin")
+        resp = await cw.client.post("/console/signin", data={"csrf": csrf_of(await form.text()),
+                                                             "token": cw.token(who)}, allow_redirects=False)
+        assert (resp.status, resp.headers["X-Placegate-Error"]) == (403, "forbidden"), who
+        assert COOKIE not in resp.cookies
+
+
+async def test_an_unknown_token_is_refused_like_a_malformed_one(cw: ConsoleWorld) -> None:
+    for token in ("pgt_" + "A" * 43, "nonsense"):
+        form = await cw.client.get("/console/signin")
+        resp = await cw.client.post("/console/signin", data={"csrf": csrf_of(await form.text()), "token": token})
+        assert (resp.status, resp.headers["X-Placegate-Error"]) == (401, "invalid_token")
+
+
+async def test_a_post_without_the_form_token_is_refused(cw: ConsoleWorld) -> None:
+    await cw.client.get("/console/signin")
+    resp = await cw.client.post("/console/signin", data={"token": cw.token("disp-1")})
+    assert (resp.status, resp.headers["X-Placegate-Error"]) == (403, "csrf_failed")
+    csrf = await sign_in(cw.client, cw.token("sm-a"))
+    body = {"place": "place-a", "event_class": "crowding", "ago": "0"}
+    for bad in ({}, {"csrf": "x" * 43}):
+        resp = await cw.client.post("/console/site/report", data={**body, **bad})
+        assert (resp.status, resp.headers["X-Placegate-Error"]) == (403, "csrf_failed")
+    assert await cw.dw.world.redis.xlen("pg:dispatch:intake") == 0
+    resp = await cw.client.post("/console/site/report", data={**body, "csrf": csrf})
+    assert resp.status == 202
+
+
+async def test_every_console_answer_carries_the_strict_policy(cw: ConsoleWorld) -> None:
+    assert "script-src 'self'" in CSP and "unsafe-inline" not in CSP and "frame-ancestors 'none'" in CSP
+    await sign_in(cw.client, cw.token("disp-1"))
+    for path in ("/console/signin", "/console/queue", "/console/figures", "/console/static/console.css",
+                 "/console/site"):
+        resp = await cw.client.get(path, allow_redirects=False)
+        assert resp.headers["Content-Security-Policy"] == CSP, path
+        assert resp.headers["X-Frame-Options"] == "DENY", path
+        text = await resp.text()
+        assert "<script>" not in text and " style=" not in text and "onclick" not in text, path
+
+
+async def test_another_roles_page_is_refused(cw: ConsoleWorld) -> None:
+    await sign_in(cw.client, cw.token("sm-a"))
+    for path in ("/console/queue", "/console/figures"):
+        resp = await cw.client.get(path)
+        assert (resp.status, resp.headers["X-Placegate-Error"]) == (403, "forbidden"), path
+    await sign_in(cw.client, cw.token("h-police"))
+    resp = await cw.client.get("/console/site")
+    assert (resp.status, resp.headers["X-Placegate-Error"]) == (403, "forbidden")
+    resp = await cw.client.get("/console/figures")
+    assert resp.status == 403
+
+
+async def test_signed_out_pages_lead_to_the_sign_in_form(cw: ConsoleWorld) -> None:
+    resp = await cw.client.get("/console/queue", allow_redirects=False)
+    assert (resp.status, resp.headers["Location"]) == (303, "/console/signin")
+
+
+async def test_sign_out_deletes_the_session(cw: ConsoleWorld) -> None:
+    csrf = await sign_in(cw.client, cw.token("disp-1"))
+    session_id = cw.client.session.cookie_jar.filter_cookies(cw.client.make_url("/console/"))[COOKIE].value
+    resp = await cw.client.post("/console/signout", data={"csrf": csrf}, allow_redirects=False)
+    assert (resp.status, resp.headers["Location"]) == (303, "/console/signin")
+    assert await cw.dw.world.redis.keys("pg:console:session:*") == []
+    assert console_session_key("0" * 64).startswith("pg:console:session:")
+    cw.client.session.cookie_jar.update_cookies({COOKIE: session_id}, cw.client.make_url("/console/"))
+    resp = await cw.client.get("/console/queue", allow_redirects=False)
+    assert resp.status == 303  # the old cookie opens nothing
+
+
+async def test_a_revoked_token_ends_its_console_session(make_cw: ConsoleWorldFactory) -> None:
+    cw = await make_cw(principal_cache_s=0)  # no cache delay before the revocation counts
+    await sign_in(cw.client, cw.token("disp-1"))
+    assert (await cw.client.get("/console/queue", allow_redirects=False)).status == 200
+    assert await Registry(cw.dw.world.redis).revoke_principal("disp-1")
+    resp = await cw.client.get("/console/queue", allow_redirects=False)
+    assert (resp.status, resp.headers["Location"]) == (303, "/console/signin")
+
+
+async def test_a_report_becomes_a_case_dispatched_handled_and_passed(cw: ConsoleWorld) -> None:
+    csrf = await sign_in(cw.client, cw.token("sm-a"))
+    resp = await cw.client.post("/console/site/report", data={
+        "csrf": csrf, "place": "place-a", "event_class": "refused_verification", "ago": "15",
+        "note": "refused at the door, call 13812345678"})  # fmt: skip
+    page = await resp.text()
+    assert resp.status == 202
+    case_id = re.search(r'data-case="([^"]+)"', page)[1]  # type: ignore[index]
+    assert valid_case_id(case_id) and "13812345678" not in page
+    await cw.dw.pump()
+
+    async def act(who: str, action: str, **extra: str) -> str:
+        csrf = await sign_in(cw.client, cw.token(who))
+        resp = await cw.client.post(f"/console/cases/{case_id}/act",
+                                    data={"csrf": csrf, "action": action, **extra})
+        text = await resp.text()
+        assert resp.status == 200 and f'data-done="{action}"' in text, text[-1500:]
+        return re.search(r'data-state="([a-z_]+)"', text)[1]  # type: ignore[index]
+
+    refused = await cw.client.get("/console/queue")  # a site manager sees no case queue
+    assert refused.status == 403 and case_id not in await refused.text()
+    await sign_in(cw.client, cw.token("disp-1"))
+    assert case_id in await (await cw.client.get("/console/queue")).text()
+    for action, state in (("accept", "accepted"), ("file", "filed"), ("dispatch", "dispatched")):
+        assert await act("disp-1", action) == state
+    assert await act("h-police", "start") == "in_progress"
+    assert await act("h-police", "feed_back", note="spoke to the guard") == "checking"
+    await sign_in(cw.client, cw.token("sup-d1"))
+    checks = await (await cw.client.get("/console/queue?state=checking")).text()
+    assert case_id in checks
+    assert await act("sup-d1", "check", result="pass") == "closed"
