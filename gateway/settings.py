@@ -39,6 +39,8 @@ READ_ELSEWHERE: Mapping[str, str] = {
     "PLACEGATE_TEST_REDIS_URL": "tests/conftest.py: the Redis the test session uses instead of its own",
     "PLACEGATE_LOCUST_STATE": "bench/locustfile.py: the load generator's state file",
     "PLACEGATE_LOCUST_HOLDERS": "bench/locustfile.py: holders the load generator feeds",
+    "PLACEGATE_CHROMIUM": "tests/console/: the Chromium binary the browser tests drive (default /usr/bin/chromium)",
+    "PLACEGATE_CONSOLE_ARTIFACTS": "tests/console/: where the browser tests put their screenshots",
 }
 # The secret keys keyed BLAKE2b (crypto/kdf.py), whose key is at most 64 bytes; below 32 bytes it is too weak.
 _SECRET_BYTES = (32, 64)

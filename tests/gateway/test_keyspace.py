@@ -28,6 +28,7 @@ SAMPLES: dict[str, object] = {
     "event_class": "replayed",
     "who": "ab" * 16,  # a holder's keyed subject hash, or "report"
     "n": 3,
+    "session_hash_hex": "ef" * 32,
 }
 # (A place id is the registry's venue id, lower-case letters, digits and ``._-``: a venue's name, never a person's.)
 PERSONAL = ["jane.doe@example.org", "+41 79 123 45 67", "Jane Doe", "C01X00T47", "URN:UVCI:01:AT:10807843F94AEE0E"]
