@@ -5,41 +5,42 @@ from __future__ import annotations
 
 import contextlib
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from aiohttp import web
 
-from crypto.subject import SubjectHasher
 from gateway.appstate import REDIS, RULES, SETTINGS
 from gateway.auth import PRINCIPAL, requires
-from gateway.dispatch.store import valid_case_id
 from gateway.errors import BadRequestError, GatewayError, StoreUnavailableError
-from gateway.http import INSTANT_MAX, INSTANT_MIN, json_response, query_params, read_json
+from gateway.http import json_response, query_params, read_json
 from gateway.principals import Principal, Role
-from gateway.privacy.audit import query_audit, record_access, record_refusal, verify_chain
-from gateway.privacy.retention import retention_report
+from gateway.privacy.audit import record_access
+from gateway.privacy.oversight import (
+    OVERSIGHT,
+    audit_page,
+    audited_case,
+    audited_purpose,
+    grant,
+    parse_time,
+    refused,
+    retention,
+    verify,
+)
 from gateway.privacy.ropa import build_ropa
 from gateway.privacy.subjects import hasher_for, subject_access
 from gateway.privacy.tracing import (
-    active_principal,
     case_in_trace_scope,
     consume_approval,
-    grant_approval,
     load_approval,
     place_filter,
     trace_holder,
 )
-from gateway.trust.registry import Registry
 from policy.purpose import (
-    PURPOSE,
-    SUBJECT_ACCESS,
     ApprovalInvalidError,
     ApprovalRequiredError,
     InvalidRangeError,
     PurposeError,
     TraceRequest,
-    check_approval_grant,
-    check_audit_query,
     check_subject_access,
     check_trace,
 )
@@ -48,35 +49,12 @@ __all__ = ["OVERSIGHT", "routes"]
 
 routes = web.RouteTableDef()
 
-OVERSIGHT = "privacy_oversight"  # the purpose of the officer's own reads of the trail and reports
 _HOLDER = re.compile(r"[A-Za-z0-9._-]{1,64}")  # the opaque holder reference of the native code
 _BODY_LIMIT = 4096
-_ACTION = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
-def _refused(exc: PurposeError) -> GatewayError:
-    return GatewayError(str(exc), code=exc.code)
-
-
-def _time(raw: object, name: str) -> datetime | None:
-    if raw is None or raw == "":
-        return None
-    if not isinstance(raw, str):
-        raise _refused(InvalidRangeError(f"{name} must be an ISO 8601 time"))
-    try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise _refused(InvalidRangeError(f"{name} must be an ISO 8601 time")) from None
-    if value.tzinfo is None:
-        raise _refused(InvalidRangeError(f"{name} needs a time zone"))
-    try:
-        value = value.astimezone(UTC)
-    except OverflowError:  # year 1 east of UTC
-        raise BadRequestError(f"{name} out of range") from None
-    # Issue 15: a time no window arithmetic can overflow (gateway.http.INSTANT_MIN/MAX), else 400, never a 500.
-    if not INSTANT_MIN <= value < INSTANT_MAX:
-        raise BadRequestError(f"{name} must lie in [{INSTANT_MIN.year}, {INSTANT_MAX.year})")
-    return value
+_refused = refused
+_time = parse_time
 
 
 def _int(raw: str | None, default: int) -> int:
@@ -92,39 +70,10 @@ async def audit_query(request: web.Request) -> web.Response:
     """GET /v1/privacy/audit?since=&until=[&principal=&action=&limit=&cursor=]: bounded, paged, oldest first."""
     q = query_params(request)
     since, until = _time(q.get("since"), "since"), _time(q.get("until"), "until")
-    limit = _int(q.get("limit"), 100)
-    redis = request.app[REDIS]
-    try:
-        check_audit_query(since, until, limit)
-    except PurposeError as exc:
-        await record_refusal(redis, principal=request[PRINCIPAL], action="audit_query_refused", obj="audit",
-                             purpose=OVERSIGHT, code=exc.code, now=datetime.now(UTC))
-        raise _refused(exc) from None
-    assert since is not None and until is not None
-    cursor = q.get("cursor") or None
-    if cursor is not None and re.fullmatch(r"\d{1,15}-\d{1,15}", cursor) is None:
-        raise _refused(InvalidRangeError("malformed cursor"))
-    page = await query_audit(redis, since=since, until=until, limit=limit, principal=q.get("principal") or None,
-                             action=q.get("action") or None, cursor=cursor)
-    await record_access(redis, principal=request[PRINCIPAL], action="audit_query", obj="audit",
-                        purpose=OVERSIGHT, now=datetime.now(UTC), result_count=len(page.entries),
-                        extra={"window": f"{since.isoformat()}/{until.isoformat()}",
-                               **await _filters(request, q.get("principal") or "", q.get("action") or "")})
+    page = await audit_page(request.app[REDIS], request.app[SETTINGS], request[PRINCIPAL], since=since, until=until,
+                            limit=_int(q.get("limit"), 100), principal=q.get("principal") or "",
+                            action=q.get("action") or "", cursor=q.get("cursor") or None)  # fmt: skip
     return json_response({"entries": [e.to_json() for e in page.entries], "next_cursor": page.next_cursor})
-
-
-async def _filters(request: web.Request, principal: str, action: str) -> dict[str, str]:
-    """The query's filters as audit fields: a filter is typed by the caller, so it may be anything, a holder
-    reference included; a principal filter is kept as given only if that principal exists, else as its keyed
-    hash, and an action filter only if it is action-shaped."""
-    out = {"filter_action": action if _ACTION.fullmatch(action) else ("" if not action else "invalid")}
-    if principal and await Registry(request.app[REDIS]).principal_exists(principal):
-        out["filter_principal"] = principal
-    elif principal:
-        secret = request.app[SETTINGS].secret
-        assert secret is not None
-        out["filter_subject"] = SubjectHasher(secret.reveal()).of(principal)
-    return out
 
 
 @routes.get("/v1/privacy/audit/verify")
@@ -138,11 +87,7 @@ async def audit_verify(request: web.Request) -> web.Response:
         if m is None:
             raise BadRequestError("anchor must be SEQ:HASH")
         anchor = (int(m[1]), m[2])
-    redis = request.app[REDIS]
-    report = await verify_chain(redis, anchor=anchor)
-    await record_access(redis, principal=request[PRINCIPAL], action="audit_verify", obj="audit",
-                        purpose=OVERSIGHT, now=datetime.now(UTC), result_count=report.count,
-                        extra={"outcome": "ok" if report.ok else "broken"})
+    report = await verify(request.app[REDIS], request[PRINCIPAL], anchor)
     return json_response(report.to_json())
 
 
@@ -150,16 +95,7 @@ async def audit_verify(request: web.Request) -> web.Response:
 @requires(Role.PRIVACY_OFFICER, Role.ADMIN)
 async def privacy_retention(request: web.Request) -> web.Response:
     """GET /v1/privacy/retention: per data class what is stored, oldest record, expiry, expired days."""
-    settings = request.app[SETTINGS]
-    redis = request.app[REDIS]
-    now = datetime.now(UTC)
-    report = await retention_report(redis, now=now, retention_days=settings.retention_days,
-                                    status_ttl_s=settings.status_ttl_s,
-                                    dcc_replay_window_s=settings.dcc_replay_window_s,
-                                    grace_s=settings.retention_trim_s)
-    await record_access(redis, principal=request[PRINCIPAL], action="retention_report", obj="retention",
-                        purpose=OVERSIGHT, now=now)
-    return json_response(report)
+    return json_response(await retention(request.app[REDIS], request.app[SETTINGS], request[PRINCIPAL]))
 
 
 @routes.get("/v1/privacy/ropa")
@@ -177,15 +113,8 @@ def _holder(body: dict[str, object]) -> str:
     return holder
 
 
-def _audited_purpose(purpose: str) -> str:
-    """A refused request's purpose as the trail may hold it: a known purpose, or a marker (free text could carry
-    a holder reference into a trail that is kept for years)."""
-    return purpose if purpose in (PURPOSE, SUBJECT_ACCESS, OVERSIGHT) else "unlisted"
-
-
-def _audited_case(case_ref: str) -> str:
-    """The case reference as the trail may hold it: a case id, or nothing (free text could carry a holder)."""
-    return case_ref if valid_case_id(case_ref) else ""
+_audited_purpose = audited_purpose
+_audited_case = audited_case
 
 
 @routes.post("/v1/privacy/approvals")
@@ -203,47 +132,15 @@ async def trace_approve(request: web.Request) -> web.Response:
     body = await read_json(request, limit=_BODY_LIMIT)
     if not isinstance(body, dict):
         raise BadRequestError("body must be a JSON object")
-    officer: Principal = request[PRINCIPAL]
     holder = _holder(body)
     requester_id, case_ref, purpose = (str(body.get(k, "")) for k in ("requester", "case_ref", "purpose"))
     valid_s = body.get("valid_s", 3600)
     if not isinstance(valid_s, int) or isinstance(valid_s, bool):
         raise BadRequestError("valid_s must be an integer")
-    redis = request.app[REDIS]
-    settings = request.app[SETTINGS]
-    subject = hasher_for(settings).of(holder)
-    now = datetime.now(UTC)
-    requester: Principal | None = None
-    try:
-        window = (_time(body.get("since"), "since"), _time(body.get("until"), "until"))
-        requester = await active_principal(redis, requester_id, now) if requester_id else None
-        since, until = check_approval_grant(
-            approver_id=officer.principal_id, approver_role=officer.role.value, requester_id=requester_id,
-            requester_role=requester.role.value if requester else "", purpose=purpose, case_ref=case_ref,
-            valid_s=valid_s, since=window[0], until=window[1], now=now, retention_days=settings.retention_days)
-        if requester is None:  # check_approval_grant refused an empty role already; this keeps mypy informed
-            raise ApprovalInvalidError("the requester's role may not trace")
-        if not await case_in_trace_scope(redis, requester, case_ref):
-            raise ApprovalInvalidError("no such case in the requester's jurisdiction")
-    except PurposeError as exc:
-        with contextlib.suppress(StoreUnavailableError):  # the refusal stands either way
-            await record_access(redis, principal=officer, action="trace_approve_refused", obj="approval",
-                                purpose=_audited_purpose(purpose), now=now, case_ref=_audited_case(case_ref),
-                                extra={"outcome": exc.code, "subject": subject,
-                                       # a registered id only: free text could carry a holder reference
-                                       "requester": requester.principal_id if requester else ""})
-        raise _refused(exc) from None
-    approval = await grant_approval(redis, approver_id=officer.principal_id, approver_role=officer.role.value,
-                                    requester_id=requester_id, case_ref=case_ref, purpose=purpose,
-                                    expires_at=now + timedelta(seconds=valid_s), subject=subject, since=since,
-                                    until=until)
-    await record_access(redis, principal=officer, action="trace_approve", obj=f"approval:{approval.approval_id}",
-                        purpose=purpose, now=now, case_ref=case_ref,
-                        extra={"requester": requester_id, "subject": subject,
-                               "window": f"{since.isoformat()}/{until.isoformat()}"})
-    return json_response({"approval_id": approval.approval_id, "requester": requester_id, "case_ref": case_ref,
-                          "subject": subject, "since": since.isoformat(), "until": until.isoformat(),
-                          "expires_at": approval.expires_at.isoformat()}, status=201)
+    granted = await grant(request.app[REDIS], request.app[SETTINGS], request[PRINCIPAL], holder=holder,
+                          requester_id=requester_id, case_ref=case_ref, purpose=purpose,
+                          since_raw=body.get("since"), until_raw=body.get("until"), valid_s=valid_s)  # fmt: skip
+    return json_response(granted, status=201)
 
 
 @routes.post("/v1/privacy/trace")
