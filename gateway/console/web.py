@@ -164,6 +164,8 @@ def page(*roles: Role, public: bool = False) -> Callable[[PageHandler], Callable
 
         run.__name__ = handler.__name__
         run.__doc__ = handler.__doc__
+        if not public:  # auth.roles_of reads it: the record of processing lists who may open the page
+            run.placegate_roles = allowed  # type: ignore[attr-defined]
         return run
 
     return wrap

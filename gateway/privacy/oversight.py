@@ -35,6 +35,7 @@ from policy.purpose import (
 )
 
 __all__ = [
+    "HOLDER",
     "OVERSIGHT",
     "audit_page",
     "audited_case",
@@ -49,6 +50,7 @@ __all__ = [
 OVERSIGHT = "privacy_oversight"  # the purpose of the officer's own reads of the trail and reports
 _ACTION = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _CURSOR = re.compile(r"\d{1,15}-\d{1,15}")
+HOLDER = re.compile(r"[A-Za-z0-9._-]{1,64}")  # the opaque holder reference of the native code
 
 
 def refused(exc: PurposeError) -> GatewayError:
@@ -151,6 +153,8 @@ async def grant(
 ) -> dict[str, str]:
     """A single-use approval of one trace by another officer (two-person rule), audited; a refused grant is
     audited (``trace_approve_refused``) and raised with its stable code."""
+    if HOLDER.fullmatch(holder) is None:
+        raise BadRequestError("holder_ref must be 1-64 of [A-Za-z0-9._-]")
     subject = hasher_for(settings).of(holder)
     now = datetime.now(UTC)
     requester: Principal | None = None

@@ -152,3 +152,60 @@ async def test_a_report_becomes_a_case_dispatched_handled_and_passed(cw: Console
     checks = await (await cw.client.get("/console/queue?state=checking")).text()
     assert case_id in checks
     assert await act("sup-d1", "check", result="pass") == "closed"
+
+
+async def test_the_privacy_officer_filters_pages_and_verifies_the_trail(cw: ConsoleWorld) -> None:
+    for _ in range(3):  # three audited case reads by the dispatcher
+        await sign_in(cw.client, cw.token("disp-1"))
+    csrf = await sign_in(cw.client, cw.token("po-1"))
+    page = await (await cw.client.get("/console/privacy/audit")).text()
+    assert 'data-action="case_list"' in page
+    resp = await cw.client.post("/console/privacy/audit", data={"csrf": csrf, "hours": "1", "principal": "disp-1",
+                                                                "action": "case_list"})
+    text = await resp.text()
+    assert resp.status == 200 and text.count('data-action="case_list"') == 3 and 'data-action="audit_query"' not in text
+    resp = await cw.client.post("/console/privacy/audit/verify", data={"csrf": csrf})
+    assert 'data-chain="ok"' in await resp.text()
+    entries = await cw.dw.world.redis.xrevrange("pg:{audit}:log", count=5)
+    actions = [f[b"action"].decode() for _, f in entries]
+    assert "audit_verify" in actions and "audit_query" in actions  # the officer's own reads are in the trail
+
+
+async def test_the_audit_filter_never_goes_into_a_url(cw: ConsoleWorld) -> None:
+    csrf = await sign_in(cw.client, cw.token("po-1"))
+    resp = await cw.client.post("/console/privacy/audit", data={"csrf": csrf, "principal": "holder-secret-1"})
+    assert resp.status == 200 and str(resp.url).endswith("/console/privacy/audit")
+    text = await resp.text()
+    assert "?principal" not in text and "holder-secret-1" in text  # kept in the form's field, not a link
+
+
+async def test_the_retention_report_highlights_violations(cw: ConsoleWorld) -> None:
+    await cw.dw.world.redis.set("pg:console:session:" + "ab" * 32, "x")  # a session key without its TTL
+    await sign_in(cw.client, cw.token("po-1"))
+    text = await (await cw.client.get("/console/privacy/retention")).text()
+    assert 'data-violations="' in text and "no_expiry" in text and 'class="broken"' in text
+
+
+async def test_an_officer_grants_an_approval_and_sees_it_pending(cw: ConsoleWorld) -> None:
+    case_id = await cw.dw.event("status_red")
+    await cw.dw.pump()
+    csrf = await sign_in(cw.client, cw.token("po-2"))
+    resp = await cw.client.post("/console/privacy/approvals", data={
+        "csrf": csrf, "purpose": "epidemic_prevention", "requester": "disp-1", "case_ref": case_id,
+        "holder_ref": "holder-x", "days": "7", "valid_h": "1"})  # fmt: skip
+    text = await resp.text()
+    assert resp.status == 201, text[-800:]
+    approval_id = re.search(r'data-approval="(apv_[0-9a-f]{32})"', text)[1]  # type: ignore[index]
+    assert f'data-approval="{approval_id}" data-state="pending"' in text
+    assert "holder-x" not in text  # the reference is not echoed back
+    resp = await cw.client.post("/console/privacy/approvals", data={
+        "csrf": csrf, "purpose": "epidemic_prevention", "requester": "po-2", "case_ref": case_id,
+        "holder_ref": "holder-x"})  # fmt: skip
+    assert (resp.status, resp.headers["X-Placegate-Error"]) == (403, "approval_invalid")  # not to oneself
+
+
+async def test_the_privacy_pages_are_refused_to_other_roles(cw: ConsoleWorld) -> None:
+    await sign_in(cw.client, cw.token("sup-d1"))
+    for path in ("/console/privacy/audit", "/console/privacy/approvals", "/console/privacy/retention"):
+        resp = await cw.client.get(path)
+        assert (resp.status, resp.headers["X-Placegate-Error"]) == (403, "forbidden"), path
