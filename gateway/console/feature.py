@@ -7,14 +7,15 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gateway.appstate import REDIS, SETTINGS
-from gateway.console import routes_auth, routes_cases, routes_figures, routes_privacy, routes_site
+from gateway.console import routes_admin, routes_auth, routes_cases, routes_figures, routes_privacy, routes_site
 from gateway.console.sessions import SessionStore
 from gateway.console.web import CONSOLE, Console, make_environment
 
 __all__ = ["PREFIX", "install"]
 
 PREFIX = "/console"  # the console's pages are HTML for people, not part of the JSON API (gateway/openapi.py)
-ROUTES = (routes_auth.routes, routes_cases.routes, routes_site.routes, routes_figures.routes, routes_privacy.routes)
+ROUTES = (routes_auth.routes, routes_cases.routes, routes_site.routes, routes_figures.routes, routes_privacy.routes,
+          routes_admin.routes)
 
 
 async def _open(app: web.Application) -> AsyncIterator[None]:
