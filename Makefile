@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint venv conformance certlogic-conformance
+.PHONY: run test lint venv conformance certlogic-conformance chromium
 
 venv: $(STAMP)
 
@@ -17,8 +17,24 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/placegate serve --demo
 
-test: $(STAMP)
+# The console's browser tests (tests/console/) drive Debian's Chromium; as root, a missing one is installed from
+# Debian's packages first. Otherwise (or if that fails) they are skipped, and this says so before the run.
+CHROMIUM ?= /usr/bin/chromium
+
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
+
+chromium:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing chromium from Debian's packages for the console's browser tests"; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) \
+				>/dev/null 2>&1 || true; \
+		fi; \
+		if [ ! -x "$(CHROMIUM)" ]; then \
+			echo "NOTE: no Chromium at $(CHROMIUM): the console's browser tests (tests/console/) will be SKIPPED"; \
+		fi; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check crypto policy gateway bench tests
