@@ -35,4 +35,10 @@ async def figures(ctx: Ctx) -> web.StreamResponse:
               Series("on_time_closure_rate", ctx.t("fig.on_time_closure_rate"), "s2"),
               Series("rework_rate", ctx.t("fig.rework_rate"), "s3"))  # fmt: skip
     chart = bar_chart(ctx.t("fig.chart_title", days=days), doc["by_department"], series)
-    return render(ctx, "figures.html", doc=doc, days=days, windows=WINDOWS, columns=COLUMNS, chart=chart)
+    return render(ctx, "figures.html", doc=doc, days=days, windows=WINDOWS, columns=COLUMNS, chart=chart,
+                  duration=duration)
+
+
+def duration(seconds: float) -> str:
+    """A handling time as people read it: minutes under two hours, else hours with one decimal."""
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"

@@ -22,7 +22,7 @@ dispatch_env, make_dispatch_world = fx.dispatch_env, fx.make_dispatch_world
 settings, make_world = gw.settings, gw.make_world
 
 EXTRA = [Principal("po-1", Role.PRIVACY_OFFICER), Principal("po-2", Role.PRIVACY_OFFICER),
-         Principal("admin-1", Role.ADMIN)]  # fmt: skip
+         Principal("admin-1", Role.ADMIN), Principal("disp-city", Role.DISPATCHER, jurisdiction="city")]  # fmt: skip
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from crypto.keys import Alg
+from crypto.trust import Usage
 from gateway.console.web import CSP
+from gateway.trust.keystore import new_issuer_key
+from gateway.trust.registry import Registry
 from tests.console.conftest import ConsoleWorld
 
 CHROMIUM = Path(os.environ.get("PLACEGATE_CHROMIUM", "/usr/bin/chromium"))
@@ -130,7 +133,32 @@ async def test_the_language_switch_and_keyboard_sign_out(cw: ConsoleWorld, brows
     assert await cw.dw.world.redis.keys("pg:console:session:*") == []
 
 
+async def test_the_privacy_officer_verifies_the_chain_in_the_browser(cw: ConsoleWorld, browser: Any) -> None:
+    await cw.dw.event("status_red")
+    await cw.dw.pump()
+    po = await _person(browser, cw, "po-1")
+    assert po.url.endswith("/console/privacy/audit")
+    await po.click("#verify")
+    await po.wait_for_selector('[data-chain="ok"]')
+    await po.screenshot(path=_shot_path("privacy-audit-verified"), full_page=True)
+    await po.goto(str(cw.client.make_url("/console/privacy/retention")))
+    await po.wait_for_selector("[data-violations]")
+    await po.screenshot(path=_shot_path("privacy-retention"), full_page=True)
+    refused = await po.goto(str(cw.client.make_url("/console/admin")))
+    assert refused.status == 403
+
+
+async def test_the_admin_adds_a_place_and_gets_its_qr_in_the_browser(cw: ConsoleWorld, browser: Any) -> None:
+    await new_issuer_key(Registry(cw.dw.world.redis), cw.dw.world.settings, usage=Usage.PLACE, alg=Alg.ES256)
+    adm = await _person(browser, cw, "admin-1")
+    await adm.fill("#place_id", "place-door")
+    await adm.fill("#name", "Library")
+    await adm.fill("#place_jurisdiction", "city/d1/s1/g1/c1")
+    await adm.click("form[action='/console/admin/places'] button")
+    await adm.wait_for_selector('[data-place="place-door"] svg.segno')
+    await adm.screenshot(path=_shot_path("admin-place-qr"), full_page=True)
+
+
 def test_artifacts_are_not_committed() -> None:
     ignored = (Path(__file__).resolve().parents[2] / ".gitignore").read_text("utf-8")
     assert "tests/console/artifacts/" in ignored
-    assert shutil.which("git") is None or ARTIFACTS.name == "artifacts" or ARTIFACTS.is_absolute()

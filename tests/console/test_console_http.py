@@ -209,3 +209,57 @@ async def test_the_privacy_pages_are_refused_to_other_roles(cw: ConsoleWorld) ->
     for path in ("/console/privacy/audit", "/console/privacy/approvals", "/console/privacy/retention"):
         resp = await cw.client.get(path)
         assert (resp.status, resp.headers["X-Placegate-Error"]) == (403, "forbidden"), path
+
+
+async def test_the_holder_read_asks_the_purpose_first_and_shows_that_it_was_recorded(cw: ConsoleWorld) -> None:
+    case_id = await cw.dw.event("status_red", holder="holder-77")
+    await cw.dw.pump()  # a scan's case is accepted, filed and dispatched to the clinic at once
+    csrf = await sign_in(cw.client, cw.token("h-clinic"))
+    page = await (await cw.client.get(f"/console/cases/{case_id}")).text()
+    assert f'action="/console/cases/{case_id}/holder"' in page and 'name="purpose"' in page
+    assert "holder-77" not in page
+    resp = await cw.client.post(f"/console/cases/{case_id}/holder", data={"csrf": csrf})
+    assert (resp.status, resp.headers["X-Placegate-Error"]) == (403, "purpose_not_allowed")
+    resp = await cw.client.post(f"/console/cases/{case_id}/holder", data={"csrf": csrf,
+                                                                         "purpose": "epidemic_prevention"})
+    text = await resp.text()
+    assert resp.status == 200 and '<output id="holder-ref">holder-77</output>' in text
+    assert str(resp.url).endswith(f"/console/cases/{case_id}/holder")  # the reference is in no URL
+    audit_id = re.search(r'data-audit="([0-9]+-[0-9]+)"', text)[1]  # type: ignore[index]
+    [(_, fields)] = await cw.dw.world.redis.xrange("pg:{audit}:log", audit_id, audit_id)
+    assert (fields[b"action"], fields[b"who"], fields[b"case_ref"]) == (b"read_holder_ref", b"h-clinic",
+                                                                         case_id.encode())
+
+
+async def test_a_city_dispatcher_routes_a_case_of_the_unrouted_queue(make_cw: ConsoleWorldFactory) -> None:
+    cw = await make_cw()
+    case_id = await cw.dw.event("status_red", place="place-q", jurisdiction="elsewhere/x1/y1/z1/w1")
+    await cw.dw.pump()
+    await sign_in(cw.client, cw.token("disp-1"))  # a district dispatcher does not see the city's queue
+    assert case_id not in await (await cw.client.get("/console/queue?unrouted=yes")).text()
+    csrf = await sign_in(cw.client, cw.token("disp-city"))
+    assert case_id in await (await cw.client.get("/console/queue?unrouted=yes")).text()
+    page = await (await cw.client.get(f"/console/cases/{case_id}")).text()
+    assert 'data-action="route"' in page
+    resp = await cw.client.post(f"/console/cases/{case_id}/act",
+                                data={"csrf": csrf, "action": "route", "department": "city-cdc"})
+    assert resp.status == 200 and 'data-done="route"' in await resp.text()
+    assert (await cw.dw.case(case_id)).department == "city-cdc"
+
+
+async def test_a_refused_action_shows_the_case_with_its_stable_code(cw: ConsoleWorld) -> None:
+    case_id = await cw.dw.event("status_red")
+    await cw.dw.pump()
+    csrf = await sign_in(cw.client, cw.token("h-clinic"))
+    resp = await cw.client.post(f"/console/cases/{case_id}/act", data={"csrf": csrf, "action": "return"})
+    assert (resp.status, await _error_of(resp)) == (422, "reason_required")
+    resp = await cw.client.post(f"/console/cases/{case_id}/act", data={"csrf": csrf, "action": "close"})
+    assert (resp.status, await _error_of(resp)) == (409, "illegal_transition")  # not from "dispatched"
+    await sign_in(cw.client, cw.token("h-police"))  # another department: the case does not exist for it
+    resp = await cw.client.get(f"/console/cases/{case_id}")
+    assert (resp.status, resp.headers["X-Placegate-Error"]) == (404, "not_found")
+
+
+async def _error_of(resp: object) -> str:
+    text = await resp.text()  # type: ignore[attr-defined]
+    return re.search(r'data-error="([a-z_]+)"', text)[1]  # type: ignore[index]
