@@ -17,7 +17,7 @@ import jinja2
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from gateway.auth import PRINCIPAL_CACHE, REFUSAL_AUDIT
+from gateway.auth import PRINCIPAL, PRINCIPAL_CACHE, REFUSAL_AUDIT
 from gateway.console import csrf
 from gateway.console.i18n import LANG_COOKIE, Catalogue, load_catalogues, pick_language
 from gateway.console.sessions import Session, SessionStore
@@ -176,6 +176,7 @@ async def _run(handler: PageHandler, ctx: Ctx, allowed: frozenset[Role], public:
     found = await signed_in(request)
     if found is not None:
         ctx.principal, ctx.session = found
+        request[PRINCIPAL] = ctx.principal  # the access log names who asked, as for the API
     if not public:
         if found is None:
             return see_other(SIGN_IN)
