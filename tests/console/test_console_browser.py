@@ -159,6 +159,34 @@ async def test_the_admin_adds_a_place_and_gets_its_qr_in_the_browser(cw: Console
     await adm.screenshot(path=_shot_path("admin-place-qr"), full_page=True)
 
 
+async def test_a_case_is_opened_and_acted_on_by_keyboard_alone(cw: ConsoleWorld, browser: Any) -> None:
+    case_id = await cw.dw.event("status_red")
+    await cw.dw.pump()
+    page = await _person(browser, cw, "h-clinic")
+    await page.keyboard.press("Tab")  # the first stop is the skip link
+    assert await page.evaluate("document.activeElement.className") == "skip"
+    await page.keyboard.press("Enter")
+    link = page.locator(f'a[href="/console/cases/{case_id}"]')
+    for _ in range(40):  # tab on from the main content to the case's link
+        await page.keyboard.press("Tab")
+        if await link.evaluate("el => el === document.activeElement"):
+            break
+    else:
+        raise AssertionError("the case link is not reachable by Tab")
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(re.compile(f".*/console/cases/{case_id}$"))
+    start = page.locator('form[data-action="start"] button')
+    for _ in range(60):
+        await page.keyboard.press("Tab")
+        if await start.evaluate("el => el === document.activeElement"):
+            break
+    else:
+        raise AssertionError("the start button is not reachable by Tab")
+    await page.keyboard.press("Enter")
+    await page.wait_for_selector('[data-done="start"]')
+    assert await page.get_attribute("[data-state]", "data-state") == "in_progress"
+
+
 def test_artifacts_are_not_committed() -> None:
     ignored = (Path(__file__).resolve().parents[2] / ".gitignore").read_text("utf-8")
     assert "tests/console/artifacts/" in ignored

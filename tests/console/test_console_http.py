@@ -186,7 +186,7 @@ async def test_the_retention_report_highlights_violations(cw: ConsoleWorld) -> N
     assert 'data-violations="' in text and "no_expiry" in text and 'class="broken"' in text
 
 
-async def test_an_officer_grants_an_approval_and_sees_it_pending(cw: ConsoleWorld) -> None:
+async def test_an_officer_grants_an_approval_and_sees_it_pending_then_used(cw: ConsoleWorld) -> None:
     case_id = await cw.dw.event("status_red")
     await cw.dw.pump()
     csrf = await sign_in(cw.client, cw.token("po-2"))
@@ -198,6 +198,12 @@ async def test_an_officer_grants_an_approval_and_sees_it_pending(cw: ConsoleWorl
     approval_id = re.search(r'data-approval="(apv_[0-9a-f]{32})"', text)[1]  # type: ignore[index]
     assert f'data-approval="{approval_id}" data-state="pending"' in text
     assert "holder-x" not in text  # the reference is not echoed back
+    trace = await cw.client.post("/v1/privacy/trace", headers=cw.dw.world.auth("disp-1"), json={
+        "holder_ref": "holder-x", "purpose": "epidemic_prevention", "case_ref": case_id,
+        "approval_id": approval_id})  # fmt: skip
+    assert trace.status == 200, await trace.text()
+    text = await (await cw.client.get("/console/privacy/approvals")).text()
+    assert f'data-approval="{approval_id}" data-state="used"' in text
     resp = await cw.client.post("/console/privacy/approvals", data={
         "csrf": csrf, "purpose": "epidemic_prevention", "requester": "po-2", "case_ref": case_id,
         "holder_ref": "holder-x"})  # fmt: skip
