@@ -107,7 +107,8 @@ async def case_act(ctx: Ctx) -> web.StreamResponse:
     name = ctx.field("action")
     try:
         await operations.act(ctx.request.app[DISPATCH], ctx.who, case_id, name, note=ctx.field("note") or None,
-                             department=ctx.field("department") or None, result=ctx.field("result") or None)
+                             department=ctx.field("department") or None, result=ctx.field("result") or None,
+                             into=ctx.field("into") or None)  # fmt: skip
     except GatewayError as exc:
         if exc.status == 404:
             raise

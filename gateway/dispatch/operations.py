@@ -40,7 +40,7 @@ from policy.casework import (
 )
 from policy.casework import Role as CaseRole
 from policy.masking import mask_personal
-from policy.merging import merge_cases
+from policy.merging import MERGE_ROLES, merge_cases
 from policy.purpose import PURPOSE
 from policy.routing import UNROUTED, EventClass, JurisdictionLevel
 from policy.unrouted import route_by_hand
@@ -177,6 +177,8 @@ def available_actions(principal: Principal, case: Case) -> list[str]:
         names = [n for n in names if n not in ("close", "rework")] + ["check"]
     if principal.role is Role.HANDLER and case.state is CaseState.IN_PROGRESS and not case.extension_used:
         names.append("request_extension")
+    if case_actor(principal, Action.MERGE).role in MERGE_ROLES:
+        names.append("merge")
     return names
 
 

@@ -30,12 +30,12 @@ from gateway.dispatch.runtime import DISPATCH, DispatchRuntime
 from gateway.errors import BadRequestError, NotFoundError
 from gateway.http import json_response, query_params
 from gateway.intake import scan_event_class
-from gateway.principals import Role
+from gateway.principals import Principal, Role
 from gateway.redisio import redis_errors
-from gateway.trust.state import PLACES
+from gateway.trust.state import PLACES, PlaceCache
 from policy.casework import Case
 
-__all__ = ["EXCEPTION_DAYS", "file_report", "reported_by", "routes"]
+__all__ = ["EXCEPTION_DAYS", "exception_counts", "file_report", "reported_by", "reports_page", "routes"]
 
 EXCEPTION_DAYS = 14  # today and up to the last 14 days (issue 15)
 PAGE_DEFAULT = 50
@@ -106,15 +106,11 @@ def _progress(case: Case | None) -> dict[str, Any]:
     }  # fmt: skip
 
 
-@routes.get("/v1/reports")
-@requires(Role.SITE_MANAGER)
-async def list_reports(request: web.Request) -> web.Response:
-    """The caller's own reports, newest first, each with its case's progress: ``?limit=&cursor=``."""
-    runtime = request.app[DISPATCH]
-    principal = request[PRINCIPAL]
-    q = query_params(request)  # the documented ones only (gateway/apidocs.py)
-    limit = _int_param(q, "limit", PAGE_DEFAULT, 1, runtime.settings.page_max)
-    cursor = _int_param(q, "cursor", 0, 0, 100_000_000)
+async def reports_page(
+    runtime: DispatchRuntime, principal: Principal, *, limit: int, cursor: int
+) -> tuple[list[dict[str, Any]], int | None]:
+    """One page of the caller's own reports, newest first, each with its case's progress, and the next cursor
+    (shared by ``GET /v1/reports`` and the web console)."""
     index = keyspace.reporter_reports_key(principal.principal_id)
     with redis_errors("reports index"):
         found_raw: list[tuple[bytes, float]] = await runtime.store.redis.zrevrange(  # type: ignore[assignment]
@@ -140,11 +136,22 @@ async def list_reports(request: web.Request) -> web.Response:
         if case is not None and case.case_id != case_id:
             doc["merged_into"] = case.case_id
         reports.append(doc | _progress(case))
-    more = len(raw) > limit
-    return json_response({"reports": reports, "next_cursor": str(cursor + limit) if more else None})
+    return reports, (cursor + limit if len(raw) > limit else None)
 
 
-def _day_param(q: Mapping[str, str], name: str, default: date) -> date:
+@routes.get("/v1/reports")
+@requires(Role.SITE_MANAGER)
+async def list_reports(request: web.Request) -> web.Response:
+    """The caller's own reports, newest first, each with its case's progress: ``?limit=&cursor=``."""
+    runtime = request.app[DISPATCH]
+    q = query_params(request)  # the documented ones only (gateway/apidocs.py)
+    limit = _int_param(q, "limit", PAGE_DEFAULT, 1, runtime.settings.page_max)
+    cursor = _int_param(q, "cursor", 0, 0, 100_000_000)
+    reports, more = await reports_page(runtime, request[PRINCIPAL], limit=limit, cursor=cursor)
+    return json_response({"reports": reports, "next_cursor": str(more) if more is not None else None})
+
+
+def _day_param(q: Mapping[str, str], name: str, default: date | None) -> date | None:
     raw = q.get(name)
     if raw is None:
         return default
@@ -156,25 +163,22 @@ def _day_param(q: Mapping[str, str], name: str, default: date) -> date:
         raise BadRequestError(f"query parameter '{name}' must be a day YYYY-MM-DD") from None
 
 
-@routes.get("/v1/places/{place_id}/exceptions")
-@requires(Role.SITE_MANAGER)
-async def place_exceptions(request: web.Request) -> web.Response:
-    """Counts of exception scans at one of the caller's places per day (UTC) and deny reason:
-    ``?from=YYYY-MM-DD&to=YYYY-MM-DD`` within today and the last 14 days (default: the last 7 days)."""
-    runtime = request.app[DISPATCH]
-    principal = request[PRINCIPAL]
-    place_id = request.match_info["place_id"]
+async def exception_counts(
+    runtime: DispatchRuntime, places: PlaceCache, principal: Principal, place_id: str, *, start: date | None,
+    end: date | None,
+) -> dict[str, Any]:
+    """Counts of exception scans at one of the caller's places per day (UTC) and deny reason, within today and the
+    last 14 days (default: the last 7 days); shared by ``GET /v1/places/{id}/exceptions`` and the web console."""
     # Scope first: a place of somebody else and a place that does not exist get the same answer.
-    if place_id not in principal.places or await request.app[PLACES].get(place_id) is None:
+    if place_id not in principal.places or await places.get(place_id) is None:
         raise NotFoundError("no such place")
-    q = query_params(request)
     today = runtime.now().astimezone(UTC).date()
-    end = _day_param(q, "to", today)
+    end = end or today
     oldest = today - timedelta(days=EXCEPTION_DAYS)
     window = f"from <= to must lie within {oldest.isoformat()} .. {today.isoformat()}"
     if not oldest <= end <= today:  # first: the default start of to=0001-01-01 would overflow (a 500 from input)
         raise BadRequestError(window)
-    start = _day_param(q, "from", end - timedelta(days=6))
+    start = start or end - timedelta(days=6)
     if not oldest <= start <= end:
         raise BadRequestError(window)
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
@@ -193,7 +197,25 @@ async def place_exceptions(request: web.Request) -> web.Response:
             totals[reason] = totals.get(reason, 0) + count
         per_day.append({"day": day.isoformat(), "total": sum(reasons.values()), "reasons": reasons,
                         "classes": classes})  # fmt: skip
-    return json_response({
+    return {
         "place": place_id, "from": start.isoformat(), "to": end.isoformat(), "days": per_day,
         "total": sum(totals.values()), "reasons": dict(sorted(totals.items())),
-    })  # fmt: skip
+    }  # fmt: skip
+
+
+@routes.get("/v1/places/{place_id}/exceptions")
+@requires(Role.SITE_MANAGER)
+async def place_exceptions(request: web.Request) -> web.Response:
+    """Counts of exception scans at one of the caller's places per day (UTC) and deny reason:
+    ``?from=YYYY-MM-DD&to=YYYY-MM-DD`` within today and the last 14 days (default: the last 7 days)."""
+    runtime = request.app[DISPATCH]
+    principal = request[PRINCIPAL]
+    place_id = request.match_info["place_id"]
+    # Scope before the query is read: a foreign place is not found whatever the parameters say.
+    if place_id not in principal.places or await request.app[PLACES].get(place_id) is None:
+        raise NotFoundError("no such place")
+    q = query_params(request)
+    start = _day_param(q, "from", None)
+    end = _day_param(q, "to", None)
+    return json_response(await exception_counts(runtime, request.app[PLACES], principal, place_id, start=start,
+                                                end=end))

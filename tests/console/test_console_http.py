@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from crypto.native import Colour
 from gateway.console.web import COOKIE, CSP
 from gateway.dispatch.store import valid_case_id
 from gateway.keyspace import console_session_key
@@ -269,3 +270,39 @@ async def test_a_refused_action_shows_the_case_with_its_stable_code(cw: ConsoleW
 async def _error_of(resp: object) -> str:
     text = await resp.text()  # type: ignore[attr-defined]
     return re.search(r'data-error="([a-z_]+)"', text)[1]  # type: ignore[index]
+
+
+async def test_a_site_manager_follows_their_reports_and_the_exception_counts_of_their_places(
+    cw: ConsoleWorld,
+) -> None:
+    world = cw.dw.world
+    await world.set_status("holder-red", Colour.RED)
+    assert (await world.scan(world.code("holder-red"), who="dev-a"))[1]["reason"] == "status_red"
+    assert (await world.scan(world.code("holder-red"), who="dev-b"))[1]["reason"] == "status_red"  # not theirs
+    csrf = await sign_in(cw.client, cw.token("sm-a"))
+    resp = await cw.client.post("/console/site/report", data={"csrf": csrf, "place": "place-a",
+                                                              "event_class": "crowding", "ago": "0"})
+    case_id = re.search(r'data-case="([^"]+)"', await resp.text())[1]  # type: ignore[index]
+    page = await (await cw.client.get("/console/site")).text()
+    assert f'data-report="{case_id}" data-state="queued"' in page
+    await cw.dw.pump()
+    page = await (await cw.client.get("/console/site")).text()
+    assert f'data-report="{case_id}" data-state="reported"' in page
+    # Today's and the last 14 days' counts of their own place only, per reason; no holder, no case of the scans.
+    row = re.search(r'data-place="place-a">.*?<tr data-reason="status_red">.*?<td>(\d+)</td><td>(\d+)</td>',
+                    page, flags=re.S)
+    assert row is not None and row[2] == "1" and row[1] in ("0", "1")  # "today" is 0 if the UTC day just turned
+    assert 'data-place="place-b"' not in page and "holder-red" not in page
+
+
+async def test_a_dispatcher_merges_a_case_into_another(cw: ConsoleWorld) -> None:
+    kept = await cw.dw.event("status_red", holder="holder-1")
+    absorbed = await cw.dw.event("status_red", holder="holder-2")
+    await cw.dw.pump()
+    csrf = await sign_in(cw.client, cw.token("disp-1"))
+    assert 'data-action="merge"' in await (await cw.client.get(f"/console/cases/{absorbed}")).text()
+    resp = await cw.client.post(f"/console/cases/{absorbed}/act", data={"csrf": csrf, "action": "merge",
+                                                                       "into": kept})
+    text = await resp.text()
+    assert resp.status == 200 and 'data-state="cancelled"' in text and f"merged into {kept}" in text
+    assert [e.action.value for e in (await cw.dw.case(kept)).history][-1] == "merge"
