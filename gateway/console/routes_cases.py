@@ -14,13 +14,14 @@ from datetime import datetime, timedelta
 from aiohttp import web
 
 from gateway.console.web import Ctx, page, render, see_other
-from gateway.dispatch import operations
+from gateway.dispatch import attachments, operations
 from gateway.dispatch.operations import QueueFilter
 from gateway.dispatch.runtime import DISPATCH
 from gateway.dispatch.store import valid_case_id
-from gateway.errors import GatewayError, NotFoundError
+from gateway.errors import BadRequestError, GatewayError, NotFoundError
 from gateway.principals import Role
 from policy.casework import Case, CaseState
+from policy.evidence import ATTACHMENT_MAX_BYTES, ATTACHMENTS_MAX, EXTENSIONS
 from policy.purpose import PURPOSE
 from policy.routing import UNROUTED, EventClass
 
@@ -84,13 +85,14 @@ def _case_id(ctx: Ctx) -> str:
 async def _case_page(ctx: Ctx, case_id: str, *, status: int = 200, refused: str = "") -> web.Response:
     runtime = ctx.request.app[DISPATCH]
     case, extension = await operations.read_case(runtime, ctx.who, case_id)
+    files = await attachments.attachment_list(runtime, case.case_id)  # no content: a download is its own read
     departments = sorted(d for d in runtime.routing.departments() if runtime.routing.serves(d, case.jurisdiction))
     holder_ok = (ctx.who.role in (Role.HANDLER, Role.SUPERVISOR)
                  and case.event_class.value in runtime.holder_read_classes)  # fmt: skip
     return render(ctx, "case.html", status=status, case=case, extension=extension, departments=departments,
                   actions=operations.available_actions(ctx.who, case), urgency=urgency(case, runtime.now()),
                   holder_ok=holder_ok, purpose=PURPOSE, done=ctx.request.query.get("done", ""),
-                  refused=refused)  # fmt: skip
+                  refused=refused, files=files, file_max=ATTACHMENT_MAX_BYTES)  # fmt: skip
 
 
 @routes.get("/console/cases/{case_id}")
@@ -114,6 +116,39 @@ async def case_act(ctx: Ctx) -> web.StreamResponse:
             raise
         return await _case_page(ctx, case_id, status=exc.status, refused=exc.instance_code)
     return see_other(f"/console/cases/{case_id}?done={name if name.isidentifier() else ''}")
+
+
+@routes.post("/console/cases/{case_id}/attachments")
+@page(*CASE_ROLES, form_max=ATTACHMENT_MAX_BYTES + 64 * 1024)
+async def case_attach(ctx: Ctx) -> web.StreamResponse:
+    """Attach a photo or PDF (a multipart form); the API's code decides the type from the content and audits it."""
+    case_id = _case_id(ctx)
+    runtime = ctx.request.app[DISPATCH]
+    upload = ctx.form.get("file") if ctx.form is not None else None
+    if not isinstance(upload, web.FileField):
+        raise BadRequestError("choose a file to attach")
+    try:
+        case = await attachments.case_for(runtime, ctx.who, case_id)
+        await attachments.add_attachment_to(runtime, ctx.who, case, upload.file.read())
+    except GatewayError as exc:
+        if exc.status == 404:
+            raise
+        return await _case_page(ctx, case_id, status=exc.status, refused=exc.instance_code)
+    return see_other(f"/console/cases/{case_id}?done=attach")
+
+
+@routes.get("/console/cases/{case_id}/attachments/{n}")
+@page(*CASE_ROLES)
+async def case_attachment(ctx: Ctx) -> web.StreamResponse:
+    """One file as a download (its sniffed type, never rendered inline), audited before it leaves."""
+    runtime = ctx.request.app[DISPATCH]
+    raw = ctx.request.match_info["n"]
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 3 or not 1 <= int(raw) <= ATTACHMENTS_MAX:
+        raise NotFoundError("no such attachment")
+    case = await attachments.case_for(runtime, ctx.who, _case_id(ctx))
+    data, content_type = await attachments.read_attachment(runtime, ctx.who, case, int(raw))
+    return web.Response(body=data, content_type=content_type, headers={
+        "Content-Disposition": f'attachment; filename="{case.case_id}-{int(raw)}.{EXTENSIONS[content_type]}"'})
 
 
 @routes.post("/console/cases/{case_id}/holder")

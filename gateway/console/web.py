@@ -122,11 +122,11 @@ def _error_page(ctx: Ctx, exc: GatewayError) -> web.Response:
     return resp
 
 
-async def _read_form(request: web.Request) -> MultiDictProxy[str | bytes | Any]:
+async def _read_form(request: web.Request, max_bytes: int) -> MultiDictProxy[str | bytes | Any]:
     if request.headers.get("Content-Encoding"):
         raise UnsupportedMediaTypeError("the console takes plain form bodies")
-    if request.content_length is None or request.content_length > FORM_MAX_BYTES:
-        raise PayloadTooLargeError(f"a console form is at most {FORM_MAX_BYTES} bytes")
+    if request.content_length is None or request.content_length > max_bytes:
+        raise PayloadTooLargeError(f"this console form is at most {max_bytes} bytes")
     if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
         raise UnsupportedMediaTypeError("the console takes HTML forms")
     return await request.post()
@@ -147,17 +147,18 @@ async def signed_in(request: web.Request) -> tuple[Principal, Session] | None:
 PageHandler = Callable[[Ctx], Awaitable[web.StreamResponse]]
 
 
-def page(*roles: Role, public: bool = False) -> Callable[[PageHandler], Callable[[web.Request], Awaitable[
-        web.StreamResponse]]]:
+def page(*roles: Role, public: bool = False, form_max: int = FORM_MAX_BYTES) -> Callable[[PageHandler], Callable[
+        [web.Request], Awaitable[web.StreamResponse]]]:
     """A console page: signed-in (else to the sign-in page), of one of ``roles`` (else 403 ``forbidden``), every
-    POST with this session's form token (else 403 ``csrf_failed``); ``public`` pages skip the first two."""
+    POST with this session's form token (else 403 ``csrf_failed``); ``public`` pages skip the first two.
+    :param form_max: the largest POST body in bytes (a file upload's form is larger than the rest)."""
     allowed = frozenset(roles)
 
     def wrap(handler: PageHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def run(request: web.Request) -> web.StreamResponse:
             ctx = Ctx(request, catalogue(request))
             try:
-                resp = await _run(handler, ctx, allowed, public)
+                resp = await _run(handler, ctx, allowed, public, form_max)
             except GatewayError as exc:
                 resp = _error_page(ctx, exc)
             return secure_headers(resp)
@@ -171,7 +172,8 @@ def page(*roles: Role, public: bool = False) -> Callable[[PageHandler], Callable
     return wrap
 
 
-async def _run(handler: PageHandler, ctx: Ctx, allowed: frozenset[Role], public: bool) -> web.StreamResponse:
+async def _run(handler: PageHandler, ctx: Ctx, allowed: frozenset[Role], public: bool, form_max: int
+               ) -> web.StreamResponse:
     request = ctx.request
     found = await signed_in(request)
     if found is not None:
@@ -186,7 +188,7 @@ async def _run(handler: PageHandler, ctx: Ctx, allowed: frozenset[Role], public:
                 await hook(request, ctx.who)
             raise ForbiddenError("role not permitted")
     if request.method == "POST":
-        ctx.form = await _read_form(request)
+        ctx.form = await _read_form(request, form_max)
         # The signed-out form (sign-in) has the double-submit cookie; every other form its session's token.
         expected = request.cookies.get(csrf.PRE_COOKIE) if public else (ctx.session.csrf if ctx.session else None)
         csrf.check(expected, ctx.form.get(csrf.FIELD))

@@ -53,7 +53,7 @@ from policy.casework import TERMINAL_STATES, Case
 from policy.evidence import ATTACHMENT_MAX_BYTES, ATTACHMENTS_MAX, EXTENSIONS, sniff_attachment
 from policy.purpose import PURPOSE
 
-__all__ = ["attachment_list", "routes"]
+__all__ = ["add_attachment_to", "attachment_list", "case_for", "read_attachment", "routes"]
 
 _RETRIES = 5
 # KEYS: the list hash, the file's key. ARGV: the number expected (the list's length + 1), the maximum, the list
@@ -75,7 +75,7 @@ def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-async def _case_for(runtime: DispatchRuntime, principal: Principal, case_id: str) -> Case:
+async def case_for(runtime: DispatchRuntime, principal: Principal, case_id: str) -> Case:
     """The case if ``principal`` may attach to it or download from it; 404 otherwise (a case out of scope and a
     missing case answer alike)."""
     if not valid_case_id(case_id):
@@ -148,8 +148,16 @@ async def add_attachment(request: web.Request) -> web.Response:
     runtime = request.app[DISPATCH]
     principal = request[PRINCIPAL]
     _check_head(request)
-    case = await _case_for(runtime, principal, request.match_info["case_id"])
+    case = await case_for(runtime, principal, request.match_info["case_id"])
     data = await _read_body(request)
+    entry = await add_attachment_to(runtime, principal, case, data)
+    return json_response({"case_id": case.case_id, **entry}, status=201)
+
+
+async def add_attachment_to(runtime: DispatchRuntime, principal: Principal, case: Case, data: bytes) -> dict[str, Any]:
+    """Store one file on a case ``case_for`` gave (its type from its content), audited; its list entry.
+
+    :raises GatewayError: ``unsupported_attachment_type``, ``case_closed``, ``attachments_full``, ..."""
     content_type = sniff_attachment(data)
     if content_type is None:
         raise UnsupportedMediaTypeError("an attachment is a JPEG or PNG photo or a PDF (checked by its content)",
@@ -189,7 +197,7 @@ async def add_attachment(request: web.Request) -> web.Response:
     if n > ATTACHMENTS_MAX:
         raise CaseRefusedError(f"a case takes at most {ATTACHMENTS_MAX} attachments", code="attachments_full")
     await _audit(runtime, principal, "attachment_add", cid, n)
-    return json_response({"case_id": cid, **entry}, status=201)
+    return entry
 
 
 @routes.get("/v1/cases/{case_id}/attachments")
@@ -198,7 +206,7 @@ async def list_attachments(request: web.Request) -> web.Response:
     """The case's attachments (a site manager: the ones they uploaded); no file content."""
     runtime = request.app[DISPATCH]
     principal = request[PRINCIPAL]
-    case = await _case_for(runtime, principal, request.match_info["case_id"])
+    case = await case_for(runtime, principal, request.match_info["case_id"])
     by = principal.principal_id if principal.role is Role.SITE_MANAGER else None
     return json_response({"case_id": case.case_id, "attachments": await attachment_list(runtime, case.case_id, by=by)})
 
@@ -209,12 +217,22 @@ async def get_attachment(request: web.Request) -> web.Response:
     """One attachment as a download, audited before it leaves."""
     runtime = request.app[DISPATCH]
     principal = request[PRINCIPAL]
-    case = await _case_for(runtime, principal, request.match_info["case_id"])
+    case = await case_for(runtime, principal, request.match_info["case_id"])
     raw_n = request.match_info["n"]
     # The length first: int() of a path segment of thousands of digits raises (a 500 from input).
     if len(raw_n) > 3 or not raw_n.isascii() or not raw_n.isdigit() or not 1 <= int(raw_n) <= ATTACHMENTS_MAX:
         raise NotFoundError("no such attachment")
-    cid, n = case.case_id, int(raw_n)
+    data, content_type = await read_attachment(runtime, principal, case, int(raw_n))
+    return web.Response(body=data, content_type=content_type, headers={
+        "Content-Disposition": f'attachment; filename="{case.case_id}-{int(raw_n)}.{EXTENSIONS[content_type]}"',
+        "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store",
+    })  # fmt: skip
+
+
+async def read_attachment(runtime: DispatchRuntime, principal: Principal, case: Case, n: int) -> tuple[bytes, str]:
+    """One file of a case ``case_for`` gave and its type, audited before it is returned (a site manager: only the
+    files they uploaded). :raises NotFoundError: no such file for this principal."""
+    cid = case.case_id
     with redis_errors("attachments"):
         async with runtime.store.redis.pipeline(transaction=False) as pipe:
             pipe.hget(keyspace.case_attachments_key(cid), str(n))
@@ -229,10 +247,6 @@ async def get_attachment(request: web.Request) -> web.Response:
         data = _sealer(runtime).open_bytes(bytes(sealed), bound_to=attachment_binding(cid, n))
     except SealError:
         raise GatewayError("the attachment is not this case's", code="unseal_failed") from None
-    content_type = str(entry["content_type"])
     # Audit first: if the trail cannot be written the file does not leave (no unaudited access).
     await _audit(runtime, principal, "attachment_read", cid, n)
-    return web.Response(body=data, content_type=content_type, headers={
-        "Content-Disposition": f'attachment; filename="{cid}-{n}.{EXTENSIONS[content_type]}"',
-        "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store",
-    })  # fmt: skip
+    return data, str(entry["content_type"])

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import re
 
+import aiohttp
+
 from crypto.native import Colour
 from gateway.console.web import COOKIE, CSP
 from gateway.dispatch.store import valid_case_id
 from gateway.keyspace import console_session_key
 from gateway.trust.registry import Registry
 from tests.console.conftest import ConsoleWorld, ConsoleWorldFactory, csrf_of, sign_in
+from tests.evidence_files import png
 
 
 async def test_sign_in_sets_a_strict_http_only_expiring_cookie_and_stores_no_token(cw: ConsoleWorld) -> None:
@@ -306,3 +309,28 @@ async def test_a_dispatcher_merges_a_case_into_another(cw: ConsoleWorld) -> None
     text = await resp.text()
     assert resp.status == 200 and 'data-state="cancelled"' in text and f"merged into {kept}" in text
     assert [e.action.value for e in (await cw.dw.case(kept)).history][-1] == "merge"
+
+
+async def test_a_handler_attaches_a_photo_and_downloads_it_audited(cw: ConsoleWorld) -> None:
+    case_id = await cw.dw.event("status_red")
+    await cw.dw.pump()
+    csrf = await sign_in(cw.client, cw.token("h-clinic"))
+    photo = png(b"scene")
+    form = aiohttp.FormData()
+    form.add_field("csrf", csrf)
+    form.add_field("file", photo, filename="scene.png", content_type="application/octet-stream")
+    resp = await cw.client.post(f"/console/cases/{case_id}/attachments", data=form)
+    text = await resp.text()
+    assert resp.status == 200 and 'data-done="attach"' in text and 'data-attachment="1"' in text
+    resp = await cw.client.get(f"/console/cases/{case_id}/attachments/1")
+    assert (resp.status, resp.content_type, await resp.read()) == (200, "image/png", photo)
+    assert resp.headers["Content-Disposition"].startswith("attachment;")
+    [(_, last)] = await cw.dw.world.redis.xrevrange("pg:{audit}:log", count=1)
+    assert (last[b"action"], last[b"object"]) == (b"attachment_read", f"attachment:{case_id}:1".encode())
+    form = aiohttp.FormData()
+    form.add_field("csrf", csrf)
+    form.add_field("file", b"not a picture", filename="x.txt")
+    resp = await cw.client.post(f"/console/cases/{case_id}/attachments", data=form)
+    assert (resp.status, await _error_of(resp)) == (415, "unsupported_attachment_type")
+    await sign_in(cw.client, cw.token("h-police"))  # another department: neither the case nor its files
+    assert (await cw.client.get(f"/console/cases/{case_id}/attachments/1")).status == 404
