@@ -15,7 +15,7 @@ from aiohttp import web
 from markupsafe import Markup
 
 from gateway.appstate import REDIS, RULES, SETTINGS
-from gateway.console.web import Ctx, page, render
+from gateway.console.web import Ctx, page, render, small_int
 from gateway.dispatch.runtime import DISPATCH
 from gateway.errors import BadRequestError, NotFoundError
 from gateway.principals import Principal, Role
@@ -69,7 +69,7 @@ async def add_principal(ctx: Ctx) -> web.StreamResponse:
         raise BadRequestError("role is one of the roles") from None
     if role is Role.DEVICE:
         raise BadRequestError("devices are added with the device form")
-    days = int(ctx.field("expires_days")) if ctx.field("expires_days").isdigit() else 0
+    days = small_int(ctx.field("expires_days"), 0)
     principal = Principal(
         ctx.field("principal_id"), role, frozenset(p.strip() for p in ctx.field("places").split(",") if p.strip()),
         ctx.field("jurisdiction"), ctx.field("department"), int(time.time()) + days * 86400 if days else 0,

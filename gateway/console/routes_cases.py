@@ -9,6 +9,7 @@ POST that asks for the purpose first.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 from aiohttp import web
@@ -61,7 +62,7 @@ async def queue(ctx: Ctx) -> web.StreamResponse:
     overdue = _choice(q.get("overdue", ""), {"yes", "no"})
     escalated = _choice(q.get("escalated", ""), {"yes", "no"})
     unrouted = q.get("unrouted") == "yes" and ctx.who.role is Role.DISPATCHER
-    cursor = int(q["cursor"]) if q.get("cursor", "").isdigit() and len(q["cursor"]) <= 20 else 0
+    cursor = int(q["cursor"]) if re.fullmatch(r"[0-9]{1,20}", q.get("cursor", "")) else 0  # SSCAN: 64 bits
     filters = QueueFilter(CaseState(state) if state else None, {"yes": True, "no": False}.get(overdue),
                           UNROUTED if unrouted else None)  # fmt: skip
     found, next_cursor = await operations.queue_page(runtime, ctx.who, filters, limit=runtime.settings.page_max,
@@ -143,7 +144,7 @@ async def case_attachment(ctx: Ctx) -> web.StreamResponse:
     """One file as a download (its sniffed type, never rendered inline), audited before it leaves."""
     runtime = ctx.request.app[DISPATCH]
     raw = ctx.request.match_info["n"]
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 3 or not 1 <= int(raw) <= ATTACHMENTS_MAX:
+    if len(raw) > 3 or not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= ATTACHMENTS_MAX:
         raise NotFoundError("no such attachment")
     case = await attachments.case_for(runtime, ctx.who, _case_id(ctx))
     data, content_type = await attachments.read_attachment(runtime, ctx.who, case, int(raw))

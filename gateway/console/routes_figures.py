@@ -8,7 +8,7 @@ from datetime import timedelta
 from aiohttp import web
 
 from gateway.console.charts import Series, bar_chart
-from gateway.console.web import Ctx, page, render
+from gateway.console.web import Ctx, page, render, small_int
 from gateway.dispatch import operations
 from gateway.dispatch.runtime import DISPATCH
 from gateway.principals import Role
@@ -26,7 +26,7 @@ COLUMNS = ("on_time_handling_rate", "on_time_closure_rate", "rework_rate", "clos
 async def figures(ctx: Ctx) -> web.StreamResponse:
     runtime = ctx.request.app[DISPATCH]
     raw = ctx.request.query.get("days", "30")
-    days = int(raw) if raw.isdigit() and int(raw) in WINDOWS else 30
+    days = small_int(raw, 30) if small_int(raw, 30) in WINDOWS else 30
     days = min(days, runtime.settings.metrics_max_days)
     end = runtime.now()
     doc = await operations.evaluate(runtime, ctx.who, start=end - timedelta(days=days), end=end,

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 
 from gateway.appstate import REDIS, RULES, SETTINGS
-from gateway.console.web import Ctx, page, render
+from gateway.console.web import Ctx, page, render, small_int
 from gateway.principals import Role
 from gateway.privacy import oversight
 from gateway.privacy.audit import ChainReport
@@ -34,7 +34,7 @@ def _window(ctx: Ctx) -> tuple[datetime, datetime]:
     since, until = oversight.parse_time(ctx.field("since"), "since"), oversight.parse_time(ctx.field("until"), "until")
     if since is not None and until is not None:
         return since, until
-    hours = int(ctx.field("hours")) if ctx.field("hours").isdigit() else 24
+    hours = small_int(ctx.field("hours"), 24)
     now = datetime.now(UTC)
     return now - timedelta(hours=hours if hours in WINDOWS_H else 24), now
 
@@ -113,8 +113,8 @@ async def approvals(ctx: Ctx) -> web.StreamResponse:
 async def approvals_grant(ctx: Ctx) -> web.StreamResponse:
     """Grant one trace; the holder reference travels in this POST only, and only its keyed hash is stored."""
     app = ctx.request.app
-    hours = int(ctx.field("valid_h")) if ctx.field("valid_h").isdigit() else 1
-    days = int(ctx.field("days")) if ctx.field("days").isdigit() else 14
+    hours = small_int(ctx.field("valid_h"), 1)
+    days = small_int(ctx.field("days"), 14)
     now = datetime.now(UTC)
     granted = await oversight.grant(
         app[REDIS], app[SETTINGS], ctx.who, holder=ctx.field("holder_ref"), requester_id=ctx.field("requester"),

@@ -11,7 +11,7 @@ from datetime import UTC, timedelta
 
 from aiohttp import web
 
-from gateway.console.web import Ctx, page, render
+from gateway.console.web import Ctx, page, render, small_int
 from gateway.dispatch import operations, people
 from gateway.dispatch.runtime import DISPATCH
 from gateway.errors import NotFoundError
@@ -31,7 +31,7 @@ REPORTS_SHOWN = 20
 async def _form(ctx: Ctx, status: int = 200, filed: operations.Filed | None = None) -> web.Response:
     runtime = ctx.request.app[DISPATCH]
     raw = ctx.request.query.get("cursor", "")
-    cursor = int(raw) if raw.isdigit() and len(raw) <= 9 else 0
+    cursor = small_int(raw, 0)
     reports, more = await people.reports_page(runtime, ctx.who, limit=REPORTS_SHOWN, cursor=cursor)
     today = runtime.now().astimezone(UTC).date()
     counts = []
@@ -60,7 +60,7 @@ async def site(ctx: Ctx) -> web.StreamResponse:
 async def site_report(ctx: Ctx) -> web.StreamResponse:
     runtime = ctx.request.app[DISPATCH]
     ago = ctx.field("ago")
-    minutes = int(ago) if ago.isdigit() and int(ago) in AGO_MINUTES else 0
+    minutes = small_int(ago, 0) if small_int(ago, 0) in AGO_MINUTES else 0
     filed = await operations.file_report(
         runtime, ctx.request.app[PLACES], ctx.who, place_id=ctx.field("place"), event_class=ctx.field("event_class"),
         at=runtime.now() - timedelta(minutes=minutes), note=ctx.field("note") or None,

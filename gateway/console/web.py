@@ -9,6 +9,7 @@ notes). Refusals are HTML pages carrying the same stable code the API uses (``da
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,8 @@ from gateway.console.sessions import Session, SessionStore
 from gateway.errors import ForbiddenError, GatewayError, PayloadTooLargeError, UnsupportedMediaTypeError
 from gateway.principals import Principal, Role
 
-__all__ = ["CONSOLE", "COOKIE", "CSP", "Console", "Ctx", "page", "render", "secure_headers", "see_other", "set_cookie"]
+__all__ = ["CONSOLE", "COOKIE", "CSP", "Console", "Ctx", "page", "render", "secure_headers", "see_other", "set_cookie",
+           "small_int"]
 
 COOKIE = "pg_console"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; object-src 'none'; "
@@ -74,6 +76,15 @@ class Ctx:
     def who(self) -> Principal:
         assert self.principal is not None
         return self.principal
+
+
+_SMALL = re.compile(r"[0-9]{1,9}")
+
+
+def small_int(raw: str, default: int) -> int:
+    """A form or query number: ASCII digits, at most nine, else ``default`` (``int()`` takes other scripts'
+    digits, raises on "²" and on more than 4300 digits: a 500 from input)."""
+    return int(raw) if _SMALL.fullmatch(raw) else default
 
 
 def see_other(location: str) -> web.Response:

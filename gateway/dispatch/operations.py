@@ -151,7 +151,8 @@ async def queue_page(
 async def read_case(runtime: DispatchRuntime, principal: Principal, case_id: str) -> tuple[Case, dict[str, str] | None]:
     """A case in the caller's scope and its pending extension request; audited before it leaves the gateway."""
     case = await visible_case(runtime, principal, case_id)
-    extension = await runtime.store.extension_request(case.case_id)  # a folded id reads as the case it joined
+    case_id = case.case_id  # a folded report's announced id leads to the case: audit and read under the case's own
+    extension = await runtime.store.extension_request(case_id)
     await audit_read(runtime, principal, "case_read", f"case:{case_id}", case_id, 1)
     return case, extension
 
@@ -224,7 +225,7 @@ async def act(
 
     case = await _update(runtime, case_id, change)
     # The answer is the whole case, notes included: a read like GET (the action itself is in the history).
-    await audit_read(runtime, principal, "case_read", f"case:{case_id}", case_id, 1)
+    await audit_read(runtime, principal, "case_read", f"case:{case.case_id}", case.case_id, 1)
     return Acted(case)
 
 
@@ -244,7 +245,7 @@ async def _route_by_hand(runtime: DispatchRuntime, principal: Principal, case_id
         )  # fmt: skip
 
     case = await _update(runtime, case_id, change)
-    await audit_read(runtime, principal, "case_read", f"case:{case_id}", case_id, 1)
+    await audit_read(runtime, principal, "case_read", f"case:{case.case_id}", case.case_id, 1)
     return case
 
 
@@ -258,21 +259,29 @@ async def _merge(runtime: DispatchRuntime, principal: Principal, case_id: str, i
     target = await visible_case(runtime, principal, into)
     actor = case_actor(principal, Action.MERGE)
     now = runtime.now()
+
+    def decides(case: Case) -> Case:
+        # A merge decides on both cases: refused below the centre holding either (issue 15), like every action.
+        if principal.role in (Role.DISPATCHER, Role.SUPERVISOR):
+            check_may_decide(principal.jurisdiction.split("/"), case)
+        return case
+
     try:
-        merge_cases(absorbed, target, actor=actor, now=now)  # every refusal before anything is written
+        merge_cases(decides(absorbed), decides(target), actor=actor, now=now)  # every refusal before any write
     except CaseError as exc:
         raise CaseRefusedError(str(exc), code=exc.code) from None
 
     def take(case: Case) -> Case:
-        return merge_cases(absorbed, case, actor=actor, now=now)[1]
+        return merge_cases(absorbed, decides(case), actor=actor, now=now)[1]
 
     def close(case: Case) -> Case:
-        return merge_cases(case, kept, actor=actor, now=now)[0]
+        return merge_cases(decides(case), kept, actor=actor, now=now)[0]
 
-    kept = await _update(runtime, into, take)
-    await runtime.store.add_occurrences(absorbed, into)
+    # By the id of the case itself: ``into`` may be a folded report's announced id, which leads to it (an alias).
+    kept = await _update(runtime, target.case_id, take)
+    await runtime.store.add_occurrences(absorbed, kept.case_id)
     closed = await _update(runtime, case_id, close)
-    await audit_read(runtime, principal, "case_read", f"case:{case_id}", case_id, 1)
+    await audit_read(runtime, principal, "case_read", f"case:{closed.case_id}", closed.case_id, 1)
     return closed
 
 
@@ -288,6 +297,7 @@ async def _request_extension(runtime: DispatchRuntime, principal: Principal, cas
     if principal.role is not Role.HANDLER:
         raise CaseRefusedError("only the handling department requests an extension", code="not_permitted_role")
     case = await visible_case(runtime, principal, case_id)
+    case_id = case.case_id  # the request is stored beside the case itself, whatever id led to it
     try:
         if case.state is not CaseState.IN_PROGRESS:
             raise IllegalTransitionError("an extension is requested while handling")
@@ -308,8 +318,10 @@ async def _request_extension(runtime: DispatchRuntime, principal: Principal, cas
 
 @dataclass(frozen=True, slots=True)
 class HolderRead:
-    """A holder reference and the id of the audit entry that recorded its read."""
+    """A holder reference, the case's own id (a folded report's announced id leads to it) and the id of the audit
+    entry that recorded the read."""
 
+    case_id: str
     holder_ref: str
     audit_id: str
 
@@ -318,6 +330,7 @@ async def read_holder(runtime: DispatchRuntime, principal: Principal, case_id: s
     """The holder reference of an open case whose event class needs it, rate-limited per principal and audited
     (purpose epidemic_prevention, the holder's keyed hash as ``subject``) before it is returned."""
     case = await visible_case(runtime, principal, case_id)
+    case_id = case.case_id  # the reference is sealed to the case's own id
     if case.state in TERMINAL_STATES:
         raise CaseRefusedError("the case is closed: its holder is no longer needed", code="case_closed")
     if case.event_class.value not in runtime.holder_read_classes:
@@ -341,7 +354,7 @@ async def read_holder(runtime: DispatchRuntime, principal: Principal, case_id: s
         purpose=PURPOSE, now=now, case_ref=case_id, result_count=1,
         extra={"subject": runtime.subjects.of(holder_ref), "outcome": "ok"},
     )  # fmt: skip
-    return HolderRead(holder_ref, audit_id)
+    return HolderRead(case_id, holder_ref, audit_id)
 
 
 async def file_report(

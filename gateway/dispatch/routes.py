@@ -108,6 +108,7 @@ async def get_case(request: web.Request) -> web.Response:
     case_id = _case_id(request)
     # Audited before the case (its notes are personal data) leaves the gateway: no trail, no read.
     case, extension = await operations.read_case(runtime, request[PRINCIPAL], case_id)
+    case_id = case.case_id  # a folded report's announced id leads to the case (operations.read_case)
     doc = case_json(case)
     doc["extension_request"] = extension_json(extension)
     doc["occurrences"] = _occurrences_json(await runtime.store.occurrences(case))
@@ -178,4 +179,4 @@ async def read_holder(request: web.Request) -> web.Response:
     keyed hash as ``subject`` so a data subject's access request finds the read.
     """
     read = await operations.read_holder(request.app[DISPATCH], request[PRINCIPAL], _case_id(request))
-    return json_response({"case_id": _case_id(request), "holder_ref": read.holder_ref})
+    return json_response({"case_id": read.case_id, "holder_ref": read.holder_ref})
