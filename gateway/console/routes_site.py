@@ -12,12 +12,13 @@ from datetime import UTC, timedelta
 from aiohttp import web
 
 from gateway.console.web import Ctx, page, render, small_int
-from gateway.dispatch import operations, people
+from gateway.dispatch import attachments, operations, people
 from gateway.dispatch.runtime import DISPATCH
-from gateway.errors import NotFoundError
+from gateway.errors import BadRequestError, NotFoundError
 from gateway.intake import REPORT_EVENT_CLASSES
 from gateway.principals import Role
 from gateway.trust.state import PLACES
+from policy.evidence import ATTACHMENT_MAX_BYTES
 
 __all__ = ["routes"]
 
@@ -28,7 +29,7 @@ AGO_MINUTES = (0, 15, 30, 60, 120, 240, 480, 720, 1380)
 REPORTS_SHOWN = 20
 
 
-async def _form(ctx: Ctx, status: int = 200, filed: operations.Filed | None = None) -> web.Response:
+async def _form(ctx: Ctx, status: int = 200, filed: operations.Filed | None = None, attached: str = "") -> web.Response:
     runtime = ctx.request.app[DISPATCH]
     raw = ctx.request.query.get("cursor", "")
     cursor = small_int(raw, 0)
@@ -46,13 +47,28 @@ async def _form(ctx: Ctx, status: int = 200, filed: operations.Filed | None = No
                        "reasons": [(r, todays.get(r, 0), n) for r, n in doc["reasons"].items()]})  # fmt: skip
     return render(ctx, "site.html", status=status, places=sorted(ctx.who.places),
                   classes=sorted(c.value for c in REPORT_EVENT_CLASSES), ago=AGO_MINUTES, filed=filed,
-                  reports=reports, next_cursor=more, counts=counts, days=people.EXCEPTION_DAYS)  # fmt: skip
+                  reports=reports, next_cursor=more, counts=counts, days=people.EXCEPTION_DAYS, attached=attached,
+                  file_max=ATTACHMENT_MAX_BYTES)  # fmt: skip
 
 
 @routes.get("/console/site")
 @page(Role.SITE_MANAGER)
 async def site(ctx: Ctx) -> web.StreamResponse:
     return await _form(ctx)
+
+
+@routes.post("/console/site/reports/{case_id}/attachments")
+@page(Role.SITE_MANAGER, form_max=ATTACHMENT_MAX_BYTES + 64 * 1024)
+async def site_attach(ctx: Ctx) -> web.StreamResponse:
+    """Evidence for the case one of their reports became (``attachments.case_for``: their own reports only, else
+    404 like a missing case); the type is decided by the content, the upload audited."""
+    runtime = ctx.request.app[DISPATCH]
+    upload = ctx.form.get("file") if ctx.form is not None else None
+    if not isinstance(upload, web.FileField):
+        raise BadRequestError("choose a file to attach")
+    case = await attachments.case_for(runtime, ctx.who, ctx.request.match_info["case_id"])
+    entry = await attachments.add_attachment_to(runtime, ctx.who, case, upload.file.read())
+    return await _form(ctx, status=201, attached=f"{case.case_id}:{entry['n']}")
 
 
 @routes.post("/console/site/report")

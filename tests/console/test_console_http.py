@@ -334,3 +334,35 @@ async def test_a_handler_attaches_a_photo_and_downloads_it_audited(cw: ConsoleWo
     assert (resp.status, await _error_of(resp)) == (415, "unsupported_attachment_type")
     await sign_in(cw.client, cw.token("h-police"))  # another department: neither the case nor its files
     assert (await cw.client.get(f"/console/cases/{case_id}/attachments/1")).status == 404
+
+
+async def test_numbers_from_input_never_cause_a_500(cw: ConsoleWorld) -> None:
+    csrf = await sign_in(cw.client, cw.token("sup-d1"))
+    for raw in ("9" * 5000, "²", "١٢", "-1"):
+        assert (await cw.client.get("/console/figures", params={"days": raw})).status == 200
+        assert (await cw.client.get("/console/queue", params={"cursor": raw})).status == 200
+    csrf = await sign_in(cw.client, cw.token("po-1"))
+    resp = await cw.client.post("/console/privacy/audit", data={"csrf": csrf, "hours": "9" * 5000})
+    assert resp.status == 200
+    await sign_in(cw.client, cw.token("h-clinic"))
+    resp = await cw.client.get(f"/console/cases/c{'0' * 20}/attachments/{'9' * 5000}")
+    assert resp.status == 404
+
+
+async def test_a_site_manager_attaches_evidence_to_their_own_reports_case_only(cw: ConsoleWorld) -> None:
+    mine = await cw.dw.event("status_red")  # not a report of theirs
+    csrf = await sign_in(cw.client, cw.token("sm-a"))
+    resp = await cw.client.post("/console/site/report", data={"csrf": csrf, "place": "place-a",
+                                                              "event_class": "crowding", "ago": "0"})
+    case_id = re.search(r'data-case="([^"]+)"', await resp.text())[1]  # type: ignore[index]
+    await cw.dw.pump()
+    form = aiohttp.FormData()
+    form.add_field("csrf", csrf)
+    form.add_field("file", png(b"crowd"), filename="crowd.png")
+    resp = await cw.client.post(f"/console/site/reports/{case_id}/attachments", data=form)
+    assert resp.status == 201 and f'data-attached="{case_id}:1"' in await resp.text()
+    form = aiohttp.FormData()
+    form.add_field("csrf", csrf)
+    form.add_field("file", png(b"other"), filename="other.png")
+    resp = await cw.client.post(f"/console/site/reports/{mine}/attachments", data=form)
+    assert (resp.status, resp.headers["X-Placegate-Error"]) == (404, "not_found")
