@@ -185,6 +185,7 @@ async def test_a_case_is_opened_and_acted_on_by_keyboard_alone(cw: ConsoleWorld,
     await page.keyboard.press("Enter")
     await page.wait_for_selector('[data-done="start"]')
     assert await page.get_attribute("[data-state]", "data-state") == "in_progress"
+    await page.screenshot(path=_shot_path("handler-case"), full_page=True)
 
 
 def test_artifacts_are_not_committed() -> None:
