@@ -3,11 +3,14 @@ tokens, security headers and role refusals, and each role's main task end to end
 
 from __future__ import annotations
 
+import io
 import re
 
 import aiohttp
+import orjson
 
 from crypto.native import Colour
+from gateway.appstate import ACCESS_LOG
 from gateway.console.web import COOKIE, CSP
 from gateway.dispatch.store import valid_case_id
 from gateway.keyspace import console_session_key
@@ -366,3 +369,16 @@ async def test_a_site_manager_attaches_evidence_to_their_own_reports_case_only(c
     form.add_field("file", png(b"other"), filename="other.png")
     resp = await cw.client.post(f"/console/site/reports/{mine}/attachments", data=form)
     assert (resp.status, resp.headers["X-Placegate-Error"]) == (404, "not_found")
+
+
+async def test_the_access_log_names_the_signed_in_person_never_the_token_or_a_note(cw: ConsoleWorld) -> None:
+    sink = io.BytesIO()
+    cw.client.app[ACCESS_LOG].stream = sink
+    csrf = await sign_in(cw.client, cw.token("sm-a"))
+    await cw.client.post("/console/site/report", data={"csrf": csrf, "place": "place-a", "event_class": "crowding",
+                                                       "ago": "0", "note": "Jane Doe, jane@example.org"})
+    cw.client.app[ACCESS_LOG].flush()
+    lines = [orjson.loads(line) for line in sink.getvalue().splitlines()]
+    assert [(x["route"], x["principal"]) for x in lines][-2:] == [("/console/site", "sm-a"),
+                                                                  ("/console/site/report", "sm-a")]
+    assert cw.token("sm-a").encode() not in sink.getvalue() and b"Jane" not in sink.getvalue()
