@@ -382,3 +382,13 @@ async def test_the_access_log_names_the_signed_in_person_never_the_token_or_a_no
     assert [(x["route"], x["principal"]) for x in lines][-2:] == [("/console/site", "sm-a"),
                                                                   ("/console/site/report", "sm-a")]
     assert cw.token("sm-a").encode() not in sink.getvalue() and b"Jane" not in sink.getvalue()
+
+
+async def test_the_record_of_processing_is_shown_to_officers_and_admins(cw: ConsoleWorld) -> None:
+    for who in ("po-1", "admin-1"):
+        await sign_in(cw.client, cw.token(who))
+        resp = await cw.client.get("/console/privacy/ropa")
+        text = await resp.text()
+        assert resp.status == 200 and "entry verification (scan)" in text and "legal_basis" in text, who
+    await sign_in(cw.client, cw.token("disp-1"))
+    assert (await cw.client.get("/console/privacy/ropa")).status == 403
