@@ -9,6 +9,7 @@ notes). Refusals are HTML pages carrying the same stable code the API uses (``da
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -16,13 +17,22 @@ from typing import Any
 
 import jinja2
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from multidict import MultiDictProxy
 
+from gateway.appstate import SETTINGS
 from gateway.auth import PRINCIPAL, PRINCIPAL_CACHE, REFUSAL_AUDIT
 from gateway.console import csrf
 from gateway.console.i18n import LANG_COOKIE, Catalogue, load_catalogues, pick_language
 from gateway.console.sessions import Session, SessionStore
-from gateway.errors import ForbiddenError, GatewayError, PayloadTooLargeError, UnsupportedMediaTypeError
+from gateway.errors import (
+    BadRequestError,
+    ForbiddenError,
+    GatewayError,
+    PayloadTooLargeError,
+    RequestTimeoutError,
+    UnsupportedMediaTypeError,
+)
 from gateway.principals import Principal, Role
 
 __all__ = ["CONSOLE", "COOKIE", "CSP", "Console", "Ctx", "page", "render", "secure_headers", "see_other", "set_cookie",
@@ -140,7 +150,14 @@ async def _read_form(request: web.Request, max_bytes: int) -> MultiDictProxy[str
         raise PayloadTooLargeError(f"this console form is at most {max_bytes} bytes")
     if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
         raise UnsupportedMediaTypeError("the console takes HTML forms")
-    return await request.post()
+    try:
+        # The API's deadline for a body (settings.body_read_timeout_s): a stalled sender does not hold a handler.
+        async with asyncio.timeout(request.app[SETTINGS].body_read_timeout_s):
+            return await request.post()
+    except TimeoutError:
+        raise RequestTimeoutError("the form did not arrive in time") from None
+    except (ValueError, HttpProcessingError):  # a malformed multipart body or part header
+        raise BadRequestError("malformed form body") from None
 
 
 async def signed_in(request: web.Request) -> tuple[Principal, Session] | None:

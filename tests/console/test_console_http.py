@@ -392,3 +392,15 @@ async def test_the_record_of_processing_is_shown_to_officers_and_admins(cw: Cons
         assert resp.status == 200 and "entry verification (scan)" in text and "legal_basis" in text, who
     await sign_in(cw.client, cw.token("disp-1"))
     assert (await cw.client.get("/console/privacy/ropa")).status == 403
+
+
+async def test_a_malformed_or_foreign_form_body_is_a_stable_refusal(cw: ConsoleWorld) -> None:
+    csrf = await sign_in(cw.client, cw.token("h-clinic"))
+    case = f"/console/cases/c{'0' * 20}/act"
+    resp = await cw.client.post(case, data=b"--x\r\nnot a part", headers={
+        "Content-Type": "multipart/form-data; boundary=x"})  # fmt: skip
+    assert (resp.status, resp.headers["X-Placegate-Error"]) == (400, "invalid_request")
+    resp = await cw.client.post(case, json={"csrf": csrf, "action": "start"})
+    assert (resp.status, resp.headers["X-Placegate-Error"]) == (415, "unsupported_media_type")
+    resp = await cw.client.post(case, data={"csrf": csrf, "note": "x" * 20_000})
+    assert (resp.status, resp.headers["X-Placegate-Error"]) == (413, "payload_too_large")
