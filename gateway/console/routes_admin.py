@@ -105,7 +105,7 @@ async def reissue_principal(ctx: Ctx) -> web.StreamResponse:
     try:
         if current.role is Role.DEVICE:
             (place,) = current.places
-            token = await admin.add_device(registry, principal_id, place, reissue=True)
+            token = await admin.add_device(registry, principal_id, place, reissue=True, id_card=current.id_card)
         else:
             token = await admin.add_principal(registry, ctx.request.app[DISPATCH].routing,
                                               replace(current, revoked=False), reissue=True)  # fmt: skip

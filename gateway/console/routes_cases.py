@@ -161,4 +161,5 @@ async def case_holder(ctx: Ctx) -> web.StreamResponse:
     if ctx.field("purpose") != PURPOSE:
         raise GatewayError("the holder of a case is read for epidemic prevention only", code="purpose_not_allowed")
     read = await operations.read_holder(ctx.request.app[DISPATCH], ctx.who, case_id)
-    return render(ctx, "holder.html", case_id=case_id, holder_ref=read.holder_ref, audit_id=read.audit_id)
+    return render(ctx, "holder.html", case_id=read.case_id, holder_ref=read.holder_ref, audit_id=read.audit_id,
+                  temperature_c=read.temperature_c)

@@ -10,13 +10,14 @@ Scope (PRIVACY.md "Access"): a case outside the caller's scope gets exactly the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from crypto.sealing import SealError, case_binding
+from crypto.sealing import SealError, case_binding, reading_binding
 from gateway.dispatch import people
 from gateway.dispatch.evaluation import evaluation_document
 from gateway.dispatch.runtime import DispatchRuntime, in_scope
@@ -324,6 +325,7 @@ class HolderRead:
     case_id: str
     holder_ref: str
     audit_id: str
+    temperature_c: float | None = None  # a fever case's sentry reading (issue 18), read with its holder
 
 
 async def read_holder(runtime: DispatchRuntime, principal: Principal, case_id: str) -> HolderRead:
@@ -348,13 +350,19 @@ async def read_holder(runtime: DispatchRuntime, principal: Principal, case_id: s
             purpose=PURPOSE, now=now, case_ref=case_id, result_count=0, extra={"outcome": "unseal_failed"},
         )  # fmt: skip
         raise GatewayError("the holder reference is not this case's", code="unseal_failed") from None
+    reading_c: float | None = None
+    if (reading := stored.get("reading_sealed")) and runtime.store.note_sealer is not None:
+        # A fever case (issue 18): the sentry's reading, kept only here, read with the holder it belongs to.
+        # A reading that is not this case's is left out; the holder reference itself opened.
+        with contextlib.suppress(SealError, ValueError):
+            reading_c = float(runtime.store.note_sealer.open(reading, bound_to=reading_binding(case_binding(case_id))))
     # Audit first: if the trail cannot be written the reference does not leave (no unaudited access).
     audit_id = await record_access(
         runtime.store.redis, principal=principal, action="read_holder_ref", obj=f"case:{case_id}",
         purpose=PURPOSE, now=now, case_ref=case_id, result_count=1,
         extra={"subject": runtime.subjects.of(holder_ref), "outcome": "ok"},
     )  # fmt: skip
-    return HolderRead(case_id, holder_ref, audit_id)
+    return HolderRead(case_id, holder_ref, audit_id, reading_c)
 
 
 async def file_report(

@@ -179,4 +179,7 @@ async def read_holder(request: web.Request) -> web.Response:
     keyed hash as ``subject`` so a data subject's access request finds the read.
     """
     read = await operations.read_holder(request.app[DISPATCH], request[PRINCIPAL], _case_id(request))
-    return json_response({"case_id": read.case_id, "holder_ref": read.holder_ref})
+    doc: dict[str, object] = {"case_id": read.case_id, "holder_ref": read.holder_ref}
+    if read.temperature_c is not None:
+        doc["temperature_c"] = read.temperature_c
+    return json_response(doc)
