@@ -35,6 +35,11 @@ chromium:
 			echo "NOTE: no Chromium at $(CHROMIUM): the console's browser tests (tests/console/) will be SKIPPED"; \
 		fi; \
 	fi
+	@# A Chinese font, so the zh pages and the language switch render as text in screenshots, not as boxes.
+	@if [ -x "$(CHROMIUM)" ] && [ -z "$$(fc-list :lang=zh 2>/dev/null)" ] && [ "$$(id -u)" = 0 ] \
+		&& command -v apt-get >/dev/null; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-zenhei >/dev/null 2>&1 || true; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check crypto policy gateway bench tests
