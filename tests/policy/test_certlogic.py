@@ -153,6 +153,8 @@ def test_var_drills_through_arrays_and_gives_null_for_anything_missing() -> None
     assert evaluate({"var": "v.x"}, data) is None
     assert evaluate({"var": "s.1"}, data) == "b"
     assert evaluate({"var": "v.0.dn.q"}, data) is None
+    # JavaScript's own properties are not data: certlogic-js gives 1 and a function here, JSON has neither.
+    assert evaluate({"var": "v.length"}, data) is None and evaluate({"var": "s.toString"}, data) is None
 
 
 def test_evaluation_never_calls_eval_exec_or_compile(monkeypatch: pytest.MonkeyPatch) -> None:
