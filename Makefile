@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint venv conformance certlogic-conformance chromium
+.PHONY: run test test-cluster lint venv conformance certlogic-conformance chromium
 
 venv: $(STAMP)
 
@@ -40,6 +40,10 @@ chromium:
 		&& command -v apt-get >/dev/null; then \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-zenhei >/dev/null 2>&1 || true; \
 	fi
+
+# The whole suite again on a private Redis Cluster (3 primaries, 3 replicas) the session starts itself.
+test-cluster: $(STAMP) chromium
+	PLACEGATE_TEST_STORE=cluster $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check crypto policy gateway bench tests

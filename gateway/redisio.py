@@ -19,19 +19,25 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import Any, Final, cast
+from urllib.parse import unquote
 
 import hiredis
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster, Sentinel
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import Connection, UnixDomainSocketConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.client import CaseInsensitiveDict
 from redis.exceptions import NoScriptError, RedisError
 
 from gateway.errors import StoreUnavailableError
 
 __all__ = [
-    "BATCHER_OP", "Command", "CommandBatcher", "StoreErrorSink", "connect_redis", "count_store_errors", "is_noscript",
-    "one_connection", "redis_errors", "store_op",
+    "BATCHER_OP", "CLUSTER_SCHEMES", "SENTINEL_SCHEMES", "Command", "CommandBatcher", "MultiHostUrl", "StoreErrorSink",
+    "connect_redis", "count_store_errors", "execute_in_order", "is_cluster", "is_noscript", "one_connection", "redis_errors",
+    "store_op",
 ]
 
 # One Redis command: name then arguments, each bytes, str, int or float (what hiredis.pack_command encodes).
@@ -44,11 +50,18 @@ MAX_OUTSTANDING_FLUSHES = 4096
 def connect_redis(
     url: str, *, max_connections: int = 64, connect_timeout_s: float = 1.0, socket_timeout_s: float = 5.0
 ) -> Redis:
-    """A client for ``redis://``, ``rediss://`` or ``unix://`` URLs; bytes in, bytes out.
+    """A client for ``redis://``, ``rediss://`` or ``unix://`` URLs, a Redis Cluster for
+    ``redis+cluster://h1:p1,h2:p2`` (``rediss+cluster://`` with TLS), or the current primary named by Sentinels for
+    ``redis+sentinel://h1:p1,h2:p2/service`` (``rediss+sentinel://``); bytes in, bytes out.
 
     Every connect and every reply is bounded (redis-py waits for ever by default: a stopped server would hold a
     caller until the kernel gives up); the scan path's own deadlines are shorter (``CommandBatcher``).
     """
+    scheme = url.partition("://")[0]
+    if scheme in CLUSTER_SCHEMES:
+        return _cluster(url, max_connections, connect_timeout_s, socket_timeout_s)
+    if scheme in SENTINEL_SCHEMES:
+        return _sentinel(url, max_connections, connect_timeout_s, socket_timeout_s)
     # A blocking pool: a burst beyond max_connections waits (bounded) for a free connection instead of failing
     # the request with "too many connections".
     pool = BlockingConnectionPool.from_url(
@@ -56,6 +69,116 @@ def connect_redis(
         socket_connect_timeout=connect_timeout_s, socket_timeout=socket_timeout_s,
     )  # fmt: skip
     return Redis.from_pool(pool)
+
+
+CLUSTER_SCHEMES: Final = ("redis+cluster", "rediss+cluster")
+SENTINEL_SCHEMES: Final = ("redis+sentinel", "rediss+sentinel")
+# Marks a command the batcher sends through a cluster pipeline: its reply comes back raw, as hiredis parses it
+# (redis-py's reply callbacks would turn ``SET ... GET`` into a bool).
+_RAW: Final = "_placegate_raw"
+
+
+@dataclass(frozen=True, slots=True)
+class MultiHostUrl:
+    """A ``redis+cluster://`` or ``redis+sentinel://`` URL: several ``host:port`` and optional credentials."""
+
+    tls: bool
+    hosts: tuple[tuple[str, int], ...]
+    username: str | None
+    password: str | None
+    path: str  # the Sentinel service name; unused for a cluster
+
+    @classmethod
+    def parse(cls, url: str) -> MultiHostUrl:
+        """:raises ValueError: no host, or a host without a numeric port (the message never echoes a password)."""
+        scheme, sep, rest = url.partition("://")
+        if not sep:
+            raise ValueError("no scheme")
+        netloc, _, path = rest.partition("/")
+        userinfo, at, hostpart = netloc.rpartition("@")
+        username = password = None
+        if at:
+            user, colon, secret = userinfo.partition(":")
+            username = unquote(user) or None
+            password = unquote(secret) if colon else None
+        hosts: list[tuple[str, int]] = []
+        for item in hostpart.split(","):
+            host, colon, port = item.strip().rpartition(":")
+            if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError("expected host:port[,host:port...]")
+            hosts.append((host.strip("[]"), int(port)))
+        return cls(scheme.startswith("rediss"), tuple(hosts), username, password, unquote(path.partition("?")[0]))
+
+
+def _cluster(url: str, max_connections: int, connect_timeout_s: float, socket_timeout_s: float) -> Redis:
+    parsed = MultiHostUrl.parse(url)
+    client = RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in parsed.hosts], username=parsed.username,
+        password=parsed.password, ssl=parsed.tls, decode_responses=False, max_connections=max_connections,
+        socket_connect_timeout=connect_timeout_s, socket_timeout=socket_timeout_s,
+        # A failover moves slots: redirections and a refreshed slot map are followed a few times, each bounded.
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=3),
+    )  # fmt: skip
+    # One dict shared by every node of this client: wrapped in place, so a command the batcher marks keeps its raw
+    # reply while every other caller gets redis-py's parsed one.
+    callbacks = client.response_callbacks
+    for name, callback in list(callbacks.items()):
+        callbacks[name] = _raw_aware(callback)
+    # Typed as the single-node client: the callers use the command surface both share (RedisCluster has no
+    # ``client()``; the few sites that need one connection ask ``is_cluster`` first).
+    return cast(Redis, client)
+
+
+def _raw_aware(callback: Callable[..., Any]) -> Callable[..., Any]:
+    def parse(response: Any, **options: Any) -> Any:
+        if options.pop(_RAW, False):
+            return response
+        return callback(response, **options)
+
+    return parse
+
+
+def _sentinel(url: str, max_connections: int, connect_timeout_s: float, socket_timeout_s: float) -> Redis:
+    parsed = MultiHostUrl.parse(url)
+    if not parsed.path:
+        raise ValueError("a redis+sentinel:// URL names its service: redis+sentinel://h1:p1,h2:p2/service")
+    sentinel = Sentinel(
+        list(parsed.hosts), sentinel_kwargs={"socket_connect_timeout": connect_timeout_s,
+                                             "socket_timeout": socket_timeout_s, "ssl": parsed.tls},
+        username=parsed.username, password=parsed.password, ssl=parsed.tls, decode_responses=False,
+        socket_connect_timeout=connect_timeout_s, socket_timeout=socket_timeout_s, health_check_interval=30,
+    )  # fmt: skip
+    # Each new connection asks the sentinels for the current primary: after a failover the next connect finds
+    # the promoted replica (a connection to a demoted primary fails with READONLY and is dropped).
+    return sentinel.master_for(parsed.path, redis_class=Redis, max_connections=max_connections)
+
+
+async def execute_in_order(redis: Redis, groups: Sequence[Sequence[Command]]) -> list[Any]:
+    """Run command groups whose commands each share one slot: on one server all in one MULTI; on a cluster one
+    MULTI per group (keys of different slots cannot share one), one after the other, so a later group (a version
+    counter workers poll) never lands before an earlier one (the data it announces), and a reader that reads the
+    groups in the same order never sees a counter ahead of its data. Replies flat, in order, parsed by redis-py."""
+    if not is_cluster(redis):
+        pipe = redis.pipeline(transaction=True)
+        for group in groups:
+            for command in group:
+                pipe.execute_command(*command)
+        return list(await pipe.execute())
+    replies: list[Any] = []
+    for group in groups:
+        if len(group) == 1:
+            replies.append(await redis.execute_command(*group[0]))
+            continue
+        cluster = redis.pipeline(transaction=True)
+        for command in group:
+            cluster.execute_command(*command)
+        replies += await cluster.execute()
+    return replies
+
+
+def is_cluster(redis: Redis) -> bool:
+    """Whether ``redis`` is a Redis Cluster client (``connect_redis`` of a ``redis+cluster://`` URL)."""
+    return isinstance(redis, RedisCluster)
 
 
 # Who counts failed store calls (placegate_store_errors_total{op}): the running app's Metrics.count_store_error.
@@ -230,6 +353,12 @@ class CommandBatcher:
         self._write(conn, batch)
 
     async def _redis_py_pipeline(self, commands: list[Command]) -> list[Any]:
+        if is_cluster(self._redis):
+            # One pipeline per flush still: redis-py splits it by node and sends each node's part at once.
+            cluster = self._redis.pipeline(transaction=False)
+            for command in commands:
+                cluster.execute_command(*command, **{_RAW: True})
+            return list(await cluster.execute(raise_on_error=False))
         pipe = self._redis.pipeline(transaction=False)
         pipe.response_callbacks = CaseInsensitiveDict({})  # raw replies, as the RESP connection returns them
         for command in commands:

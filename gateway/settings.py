@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from policy.routing import EventClass
 
@@ -278,11 +278,8 @@ class Settings:
             raise SettingsError("PLACEGATE_DSC_TRUST_DEGRADED_AFTER_S",
                                 f"must not exceed PLACEGATE_DSC_TRUST_FAIL_AFTER_S ({self.dsc_trust_fail_after_s}), "
                                 f"got {self.dsc_trust_degraded_after_s}")
-        if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            # Only the scheme is echoed: the rest of a URL may carry the server's password.
-            scheme, sep, _ = self.redis_url.partition("://")
-            got = f"scheme {scheme!r}" if sep else "no scheme"
-            raise SettingsError("PLACEGATE_REDIS_URL", f"expected a redis://, rediss:// or unix:// URL, got {got}")
+        if self.redis_url is not None:
+            _check_redis_url(self.redis_url)
         if self.dsc_sync_url is not None and (not self.dsc_sync_url.startswith(("https://", "http://"))
                                               or self.dsc_sync_anchor_file is None):
             # An unsigned or unanchored pull would let whoever answers the URL pick the signers.
@@ -488,3 +485,29 @@ def load_or_create_secret(path: Path) -> Secret:
     except OSError as exc:  # an unwritable data directory is the operator's to fix: name it, no traceback
         raise SettingsError("PLACEGATE_DATA_DIR", f"cannot write {path}: {exc.strerror or exc}") from None
     return Secret(value)
+
+
+_SINGLE_SCHEMES: Final = ("redis", "rediss", "unix")
+_MULTI_SCHEMES: Final = ("redis+cluster", "rediss+cluster", "redis+sentinel", "rediss+sentinel")
+
+
+def _check_redis_url(url: str) -> None:
+    """:raises SettingsError: an unknown scheme, or a cluster/Sentinel URL without ``host:port`` list (and service).
+
+    Only the scheme is echoed: the rest of a URL may carry the server's password.
+    """
+    scheme, sep, rest = url.partition("://")
+    if scheme not in _SINGLE_SCHEMES + _MULTI_SCHEMES:
+        got = f"scheme {scheme!r}" if sep else "no scheme"
+        raise SettingsError("PLACEGATE_REDIS_URL", "expected a redis://, rediss://, unix://, redis+cluster://, "
+                            f"rediss+cluster://, redis+sentinel:// or rediss+sentinel:// URL, got {got}")
+    if scheme not in _MULTI_SCHEMES:
+        return
+    netloc, _, path = rest.partition("/")
+    hosts = netloc.rpartition("@")[2].split(",")
+    for host in hosts:
+        name, colon, port = host.strip().rpartition(":")
+        if not colon or not name or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingsError("PLACEGATE_REDIS_URL", f"a {scheme}:// URL lists host:port[,host:port...]")
+    if "sentinel" in scheme and not path.partition("?")[0]:
+        raise SettingsError("PLACEGATE_REDIS_URL", f"a {scheme}:// URL names its service: {scheme}://h1:p1,h2:p2/service")

@@ -27,18 +27,19 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.client import Pipeline
-from redis.exceptions import ResponseError
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, ResponseError
 
 from crypto.sealing import SEALED_PREFIX, Sealer, SealError, note_binding
 from gateway import keyspace
 from gateway.dispatch.notes import EXTENSION_FIELD, join_entries, note_days, note_ttl_ms, refs_of, split_entries
 from gateway.errors import CaseRefusedError, NotDurableError, NotFoundError
-from gateway.redisio import is_noscript, one_connection, redis_errors
+from gateway.redisio import is_cluster, is_noscript, one_connection, redis_errors
 from gateway.scan.scanlog import day_of
 from policy.casework import TERMINAL_STATES, Case, case_from_fields, case_to_fields
 from policy.deadlines import next_due_at
@@ -204,6 +205,7 @@ class CaseStore:
         # Runs before every case write with its (old, new) pairs: the webhook outbox stages there, so a crash
         # after the write never loses a notification (gateway/dispatch/webhooks.py). None: nobody is notified.
         self.before_write: Callable[[Sequence[tuple[Case | None, Case]]], Awaitable[None]] | None = None
+        self._scripts_loaded = False
 
     async def aof_enabled(self) -> bool:
         """Whether the server persists to an AOF (checked once; a server that hides CONFIG is assumed to)."""
@@ -230,6 +232,8 @@ class CaseStore:
             await self.before_write([(old, new)])
         durable = await self.aof_enabled()
         cid, score = new.case_id, due_score(new)
+        if is_cluster(self.redis):
+            return await self._write_cluster(old, new, args, durable)
         with redis_errors("dispatch store"):
             # One connection for the script, the index updates and WAITAOF: WAITAOF counts this client's writes.
             async with one_connection(self.redis) as conn:
@@ -252,6 +256,50 @@ class CaseStore:
         cid, days = new.case_id, note_days(new.history[len(old.history) if old is not None else 0 :])
         base = [keyspace.case_key(cid), keyspace.case_history_key(cid), keyspace.case_holder_key(cid)]
         return base + [keyspace.case_notes_key(cid, d) for d in days]
+
+    async def _write_cluster(self, old: Case | None, new: Case, args: list[str], durable: bool) -> bool:
+        """``write`` on a Redis Cluster: the same order (due score lowered first, then the case, then the
+        indexes), with the case script and WAITAOF on one connection of the case's node (its slot's primary)."""
+        cid, score = new.case_id, due_score(new)
+        keys = self._keys(old, new)
+        with redis_errors("dispatch store"):
+            if score is not None:
+                await self.redis.zadd(keyspace.DISPATCH_DUE, {cid: score}, lt=True)
+            await self._load_scripts()
+            ok, _ = await self._on_node(keys[0], [("EVALSHA", self._script.sha, len(keys), *keys, *args)], durable)
+            if ok:
+                await self._index(self.redis, new, created=old is None)
+        return bool(ok)
+
+    async def _load_scripts(self) -> None:
+        """Load both scripts on every primary (a cluster pipeline does not load a script it lacks)."""
+        if not self._scripts_loaded:
+            for script in (self._script, self._index_script):
+                await self.redis.script_load(script.script)
+            self._scripts_loaded = True
+
+    async def _on_node(self, key: str, commands: Sequence[tuple[object, ...]], durable: bool) -> tuple[Any, bool]:
+        """Cluster: ``commands`` (all in ``key``'s slot) and, when ``durable``, WAITAOF, sent together to the
+        node serving ``key`` on one of its connections, so WAITAOF counts those writes.
+
+        :returns: the first command's reply and whether the wait was done.
+        :raises NotDurableError: fewer than one local fsync in time.
+        """
+        cluster = cast(RedisCluster, self.redis)
+        pipe = cluster.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        if durable:
+            pipe.execute_command("WAITAOF", 1, 0, self.waitaof_timeout_ms, target_nodes=cluster.get_node_from_key(key))
+        try:
+            replies = await pipe.execute()
+        except NoScriptError:  # a promoted replica without the script: load it everywhere and try once more
+            self._scripts_loaded = False
+            await self._load_scripts()
+            return await self._on_node(key, commands, durable)
+        if durable and int(replies[-1][0]) < 1:
+            raise NotDurableError("the write was not confirmed on disk in time")
+        return replies[0], durable
 
     def _write_args(self, old: Case | None, new: Case, holder: Mapping[str, str] | None) -> list[str]:
         done = len(old.history) if old is not None else 0
@@ -279,17 +327,19 @@ class CaseStore:
         if self.before_write is not None:
             await self.before_write(changes)
         with redis_errors("dispatch store"):
+            if is_cluster(self.redis):
+                await self._load_scripts()
             scores = [due_score(new) for _, new in changes]
             async with self.redis.pipeline(transaction=False) as pipe:
                 for (old, new), score in zip(changes, scores, strict=True):
                     cid = new.case_id
                     if score is not None:
                         pipe.zadd(keyspace.DISPATCH_DUE, {cid: score}, lt=True)
-                    await self._script(
-                        keys=self._keys(old, new),
-                        args=self._write_args(old, new, None),
-                        client=pipe,
-                    )
+                    await self._queue(
+                        pipe, self._script,
+                        self._keys(old, new),
+                        self._write_args(old, new, None),
+                    )  # fmt: skip
                 replies = await pipe.execute()
             written: list[bool] = []
             at = 0
@@ -330,7 +380,15 @@ class CaseStore:
         for case in cases:
             args += [case.case_id, str(len(case.history)), due_score(case) or ""]
         # On a pipeline, awaiting only queues the call (and its SCRIPT LOAD if the server lacks it).
-        await self._index_script(keys=[keyspace.DISPATCH_DUE, keyspace.DISPATCH_DUE_STAMPS], args=args, client=client)
+        await self._queue(client, self._index_script, [keyspace.DISPATCH_DUE, keyspace.DISPATCH_DUE_STAMPS], args)
+
+    async def _queue(self, client: Redis | Pipeline, script: AsyncScript, keys: list[str], args: list[str]) -> Any:
+        """Run ``script`` (queue it, on a pipeline). A cluster pipeline refuses ``evalsha`` itself and loads no
+        script: the scripts are loaded on every primary first and the call queued as a plain EVALSHA."""
+        if is_cluster(self.redis) and client is not self.redis:
+            await self._load_scripts()
+            return client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        return await script(keys=keys, args=args, client=client)
 
     async def _wait_aof(self, conn: Redis) -> None:
         local, _ = await conn.execute_command("WAITAOF", 1, 0, self.waitaof_timeout_ms)  # type: ignore[no-untyped-call]
@@ -340,6 +398,12 @@ class CaseStore:
     async def ensure_durable(self, case: Case) -> None:
         """Re-index an existing case and wait for the disk (a redelivered event whose case already exists)."""
         with redis_errors("dispatch store"):
+            if is_cluster(self.redis):
+                await self._index(self.redis, case, created=True)
+                # The AOF is written in order: a later write to the case's node on disk means the case is too.
+                name = keyspace.case_key(case.case_id)
+                await self._on_node(name, [("PEXPIRE", name, self.case_retention_ms)], await self.aof_enabled())
+                return
             async with one_connection(self.redis) as conn:
                 await self._index(conn, case, created=True)
                 if await self.aof_enabled():

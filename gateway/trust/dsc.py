@@ -25,7 +25,7 @@ from crypto.dcc_trust import DscKey, DscTrustList, json_bundle_ders
 from crypto.errors import TrustListError
 from gateway import keyspace
 from gateway.privacy.audit import cli_actor, record_privileged
-from gateway.redisio import redis_errors
+from gateway.redisio import Command, execute_in_order, redis_errors
 
 __all__ = ["DscRegistry", "DscSnapshot", "Freshness", "freshness", "parse_trust_file"]
 
@@ -107,15 +107,15 @@ class DscRegistry:
                                 extra={"certificates": str(len(mapping)), "mode": "replace" if replace else "merge",
                                        "digest": hashlib.sha256("".join(sorted(mapping)).encode()).hexdigest()})
         with redis_errors("DSC trust list"):
-            pipe = self.redis.pipeline(transaction=True)
-            if replace:
-                pipe.delete(keyspace.DSC_TRUST)
+            # The list in one MULTI (never seen empty mid-replace), then its time and version (other slots on a
+            # cluster: written after the list, so a worker reading the version first never runs ahead of it).
+            listing: list[Command] = [("DEL", keyspace.DSC_TRUST)] if replace else []
             if mapping:
-                pipe.hset(keyspace.DSC_TRUST, mapping=mapping)  # type: ignore[arg-type]
-            pipe.set(keyspace.DSC_TRUST_IMPORTED_AT, int(now.timestamp()))
-            pipe.incr(keyspace.DSC_TRUST_VERSION)
-            pipe.hlen(keyspace.DSC_TRUST)
-            replies = await pipe.execute()
+                listing.append(("HSET", keyspace.DSC_TRUST, *[x for kv in mapping.items() for x in kv]))
+            replies = await execute_in_order(self.redis, [
+                *([listing] if listing else []), [("SET", keyspace.DSC_TRUST_IMPORTED_AT, int(now.timestamp()))],
+                [("INCRBY", keyspace.DSC_TRUST_VERSION, 1)], [("HLEN", keyspace.DSC_TRUST)],
+            ])  # fmt: skip
         return int(replies[-1])
 
     async def version(self) -> int:
@@ -125,11 +125,10 @@ class DscRegistry:
     async def load(self) -> DscSnapshot:
         """The stored list; an entry that no longer loads is skipped (it could never verify anything)."""
         with redis_errors("DSC trust list"):
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.get(keyspace.DSC_TRUST_VERSION)
-            pipe.get(keyspace.DSC_TRUST_IMPORTED_AT)
-            pipe.hgetall(keyspace.DSC_TRUST)
-            version, imported, raw = await pipe.execute()
+            version, imported, raw = await execute_in_order(self.redis, [
+                [("GET", keyspace.DSC_TRUST_VERSION)], [("GET", keyspace.DSC_TRUST_IMPORTED_AT)],
+                [("HGETALL", keyspace.DSC_TRUST)],
+            ])  # fmt: skip
         loaded, skipped = _load_entries(raw.values())
         imported_at = None if imported is None else datetime.fromtimestamp(int(imported), UTC)
         return DscSnapshot(int(version or 0), DscTrustList(tuple(loaded)), imported_at, skipped)

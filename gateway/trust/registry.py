@@ -12,7 +12,7 @@ from crypto.trust import TrustedKey, TrustList
 from gateway import keyspace
 from gateway.principals import Principal
 from gateway.privacy.audit import cli_actor, record_privileged
-from gateway.redisio import redis_errors
+from gateway.redisio import execute_in_order, redis_errors
 
 __all__ = ["Place", "Registry"]
 
@@ -49,10 +49,8 @@ class Registry:
         return version, TrustList(entries)
 
     async def _pipe_get_trust(self) -> tuple[int, dict[bytes, bytes]]:
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.get(keyspace.TRUST_VERSION)
-        pipe.hgetall(keyspace.TRUST)
-        version, raw = await pipe.execute()
+        # The version first: a list read after it is at least as new (writes bump it after the data).
+        version, raw = await execute_in_order(self.redis, [[("GET", keyspace.TRUST_VERSION)], [("HGETALL", keyspace.TRUST)]])
         return int(version or 0), raw
 
     async def trust_version(self) -> int:
@@ -62,11 +60,9 @@ class Registry:
     async def put_trusted_key(self, key: TrustedKey) -> None:
         await self._audit("key_revoke" if key.revoked else "key_put", f"key:{key.kid.hex()}",
                           usage=key.usage.value, alg=key.alg.value)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(keyspace.TRUST, key.kid.hex(), orjson.dumps(key.to_dict()))
-        pipe.incr(keyspace.TRUST_VERSION)
-        with redis_errors("trust list"):
-            await pipe.execute()
+        with redis_errors("trust list"):  # the key, then the version workers poll (two slots on a cluster)
+            await execute_in_order(self.redis, [[("HSET", keyspace.TRUST, key.kid.hex(), orjson.dumps(key.to_dict()))],
+                                                [("INCRBY", keyspace.TRUST_VERSION, 1)]])  # fmt: skip
 
     async def import_trusted_key(self, key: TrustedKey) -> bool:
         """Trust an authority's public key under a kid not on the list yet; False (nothing written) otherwise.
@@ -80,25 +76,20 @@ class Registry:
         window = f"{key.not_before.isoformat()}/{key.not_after.isoformat()}"
         await self._audit("key_import", f"key:{key.kid.hex()}", usage=key.usage.value, alg=key.alg.value,
                           window=window)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hsetnx(keyspace.TRUST, key.kid.hex(), orjson.dumps(key.to_dict()))
-        pipe.incr(keyspace.TRUST_VERSION)
-        with redis_errors("trust list"):
-            added, _ = await pipe.execute()
+        with redis_errors("trust list"):  # the key, then the version workers poll (two slots on a cluster)
+            added, _ = await execute_in_order(self.redis, [[("HSETNX", keyspace.TRUST, key.kid.hex(),
+                                                              orjson.dumps(key.to_dict()))],
+                                                            [("INCRBY", keyspace.TRUST_VERSION, 1)]])  # fmt: skip
         return bool(added)
 
     # --- places --------------------------------------------------------------------------------------------
     async def add_place(self, place: Place, *, replace: bool = False) -> None:
         await self._audit("place_replace" if replace else "place_add", f"place:{place.place_id}",
                           venue_class=place.venue_class, jurisdiction=place.jurisdiction)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(
-            keyspace.place_key(place.place_id),
-            mapping={"name": place.name, "venue_class": place.venue_class, "jurisdiction": place.jurisdiction},
-        )
-        pipe.sadd(keyspace.PLACES, place.place_id)
-        with redis_errors("place registry"):
-            await pipe.execute()
+        fields = ("name", place.name, "venue_class", place.venue_class, "jurisdiction", place.jurisdiction)
+        with redis_errors("place registry"):  # the place, then the set that lists it (two slots on a cluster)
+            await execute_in_order(self.redis, [[("HSET", keyspace.place_key(place.place_id), *fields)],
+                                                [("SADD", keyspace.PLACES, place.place_id)]])  # fmt: skip
 
     async def get_place(self, place_id: str) -> Place | None:
         with redis_errors("place registry"):
@@ -125,11 +116,10 @@ class Registry:
         capability = {"capability": "id_card"} if principal.id_card else {}
         await self._audit("token_issue", f"principal:{principal.principal_id}", target_role=principal.role.value,
                           scope=scope[:256], expires_at=str(principal.expires_at), **capability)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(keyspace.principal_key(token_hash), mapping=dict(principal.to_fields()))  # type: ignore[arg-type]
-        pipe.hset(keyspace.PRINCIPAL_IDS, principal.principal_id, token_hash)
-        with redis_errors("principal registry"):
-            await pipe.execute()
+        fields = [x for kv in principal.to_fields().items() for x in kv]
+        with redis_errors("principal registry"):  # the principal, then the id index (two slots on a cluster)
+            await execute_in_order(self.redis, [[("HSET", keyspace.principal_key(token_hash), *fields)],
+                                                [("HSET", keyspace.PRINCIPAL_IDS, principal.principal_id, token_hash)]])
 
     async def get_principal(self, token_hash: str) -> Principal | None:
         with redis_errors("principal registry"):

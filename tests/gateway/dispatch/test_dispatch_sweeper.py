@@ -236,6 +236,7 @@ async def test_of_two_gateways_one_sweeps(make_dispatch_world: fx.DispatchWorldF
     assert await second.world.redis.get(keyspace.SWEEP_LEASE) == token
 
 
+@pytest.mark.single_node("builds a two-connection pool of one server to count the connections a case write holds")
 async def test_case_writes_keep_to_one_connection_each_even_on_a_small_pool(redis_url: str) -> None:
     """WAITAOF counts the writes of its own connection, so a write never hands part of its work to a pipeline
     (redis-py runs one on another pool connection); with 8 writers on a pool of 2 a write that did would hang."""

@@ -13,14 +13,15 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from crypto.native import Colour
 from gateway import keyspace
 from gateway.dispatch.worker import GROUP
 from gateway.principals import Principal, Role
+from gateway.redisio import is_cluster
 from gateway.privacy.retention import PROBLEMS, retention_report
 from gateway.scan.scanlog import day_of, partition_expiry
 from gateway.settings import DispatchSettings
@@ -153,6 +154,20 @@ async def test_a_ttl_inside_the_limit_and_a_fresh_stream_entry_are_no_violation(
         ("case_holder", "expires_too_late"), ("dispatch_intake", "entries_past_retention"),
         ("day_keys", "past_retention"), ("day_keys", "expires_too_late"),
     }  # fmt: skip
+
+
+async def test_the_report_reads_every_primary_of_a_cluster(redis: Redis) -> None:
+    """On one server the same report; under `make test-cluster` the planted keys sit on every primary (asserted)
+    and each one is listed: the report SCANs each primary (PRIVACY.md F3)."""
+    keys = [keyspace.case_key("c" + f"{i:020x}") for i in range(24)]
+    for key in keys:
+        await redis.set(key, "x")  # no TTL: each one a no_expiry violation
+    if is_cluster(redis):
+        cluster = cast(RedisCluster, redis)
+        assert {cluster.get_node_from_key(k).name for k in keys} == {n.name for n in cluster.get_primaries()}
+    report = await retention_report(redis, now=datetime.now(UTC), retention_days=21, status_ttl_s=300)
+    assert _found(report) == {("cases", key, "no_expiry") for key in keys}
+    assert report["classes"]["cases"]["keys"] == len(keys)
 
 
 async def test_an_intake_entry_within_the_trim_period_past_retention_is_tolerated(redis: Redis) -> None:
