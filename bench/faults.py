@@ -132,7 +132,7 @@ async def _drive(port: int, token: str, key: SigningKey, *, rate: float, duratio
 
         start = time.perf_counter()
         i = 0
-        for phase in range(len(PHASES)):
+        for phase in range(len(durations)):
             phase_start = start + sum(durations[:phase])
             phase_s = durations[phase]
             while time.perf_counter() < phase_start:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gateway.embedded import die_with_parent, find_server_binary
 
-__all__ = ["LocalCluster", "LocalSentinel", "cli_binary", "free_ports"]
+__all__ = ["LocalCluster", "LocalSentinel", "cli_binary", "free_ports", "node_command"]
 
 
 def cli_binary() -> str:
@@ -62,7 +62,8 @@ def _ping(port: int) -> bool:
     return False
 
 
-def _info(port: int, *args: str) -> str:
+def node_command(port: int, *args: str) -> str:
+    """One command to the server on 127.0.0.1:``port`` through the CLI; its output (empty if it is down)."""
     done = subprocess.run([cli_binary(), "-h", "127.0.0.1", "-p", str(port), *args], capture_output=True, timeout=10,
                           check=False)  # fmt: skip
     return done.stdout.decode(errors="replace")
@@ -142,7 +143,8 @@ class LocalCluster(_Group):
                                    str(self.replicas), "--cluster-yes"], capture_output=True, timeout=timeout_s,
                                   check=False)  # fmt: skip
             if done.returncode != 0:
-                raise RuntimeError(f"cluster create failed: {done.stdout.decode()[-500:]} {done.stderr.decode()[-500:]}")
+                said = done.stdout.decode()[-500:] + done.stderr.decode()[-500:]
+                raise RuntimeError(f"cluster create failed: {said}")
             self.wait_ok(timeout_s)
         except BaseException:
             self.stop()
@@ -154,8 +156,8 @@ class LocalCluster(_Group):
         deadline = time.monotonic() + timeout_s
         while True:
             live = [p for p, proc in self.processes.items() if proc.poll() is None]
-            if all("cluster_state:ok" in _info(p, "CLUSTER", "INFO") for p in live) and len(self.primaries()) >= 1:
-                lines = [line.split() for line in _info(live[0], "CLUSTER", "NODES").splitlines()]
+            if all("cluster_state:ok" in node_command(p, "CLUSTER", "INFO") for p in live) and self.primaries():
+                lines = [line.split() for line in node_command(live[0], "CLUSTER", "NODES").splitlines()]
                 if sum(_slot_count(parts) for parts in lines if len(parts) >= 8 and "master" in parts[2]) == 16384:
                     return
             if time.monotonic() > deadline:
@@ -168,7 +170,7 @@ class LocalCluster(_Group):
         if not live:
             return []
         out: list[int] = []
-        for line in _info(live[0], "CLUSTER", "NODES").splitlines():
+        for line in node_command(live[0], "CLUSTER", "NODES").splitlines():
             parts = line.split()
             if len(parts) >= 9 and "master" in parts[2] and "fail" not in parts[2]:
                 out.append(int(parts[1].split("@")[0].rsplit(":", 1)[1]))
@@ -176,7 +178,7 @@ class LocalCluster(_Group):
 
     def replica_of(self, primary: int) -> int:
         """The port of a live replica of ``primary``."""
-        nodes = _info(primary, "CLUSTER", "NODES").splitlines()
+        nodes = node_command(primary, "CLUSTER", "NODES").splitlines()
         ids = {line.split()[0]: line for line in nodes}
         me = next(line.split()[0] for line in nodes if "myself" in line)
         for line in ids.values():
@@ -188,7 +190,7 @@ class LocalCluster(_Group):
     def flushall(self) -> None:
         """Empty every primary (replicas follow)."""
         for port in self.primaries():
-            _info(port, "FLUSHALL")
+            node_command(port, "FLUSHALL")
 
 
 def _slot_count(parts: Sequence[str]) -> int:
@@ -238,7 +240,7 @@ class LocalSentinel(_Group):
                 )  # fmt: skip
             self._wait_pings(self.sentinels, timeout_s)
             deadline = time.monotonic() + timeout_s
-            while "master_link_status:up" not in _info(self.replica, "INFO", "replication"):
+            while "master_link_status:up" not in node_command(self.replica, "INFO", "replication"):
                 if time.monotonic() > deadline:
                     raise RuntimeError("the replica did not sync in time")
                 time.sleep(0.05)
@@ -250,7 +252,7 @@ class LocalSentinel(_Group):
     def current_primary(self) -> int | None:
         """The port the sentinels name as the primary now (asked of the first live sentinel)."""
         for port in self.sentinels:
-            reply = _info(port, "SENTINEL", "get-master-addr-by-name", self.service).split()
+            reply = node_command(port, "SENTINEL", "get-master-addr-by-name", self.service).split()
             if len(reply) == 2:
                 return int(reply[1])
         return None

@@ -25,18 +25,31 @@ from urllib.parse import unquote
 
 import hiredis
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster, Sentinel
-from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.cluster import ClusterNode, _ClusterNodePoolAdapter
 from redis.asyncio.connection import Connection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.client import CaseInsensitiveDict
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from gateway.errors import StoreUnavailableError
 
 __all__ = [
-    "BATCHER_OP", "CLUSTER_SCHEMES", "SENTINEL_SCHEMES", "Command", "CommandBatcher", "MultiHostUrl", "StoreErrorSink",
-    "connect_redis", "count_store_errors", "execute_in_order", "is_cluster", "is_noscript", "one_connection", "redis_errors",
+    "BATCHER_OP",
+    "CLUSTER_SCHEMES",
+    "SENTINEL_SCHEMES",
+    "Command",
+    "CommandBatcher",
+    "MultiHostUrl",
+    "StoreErrorSink",
+    "connect_redis",
+    "count_store_errors",
+    "execute_in_order",
+    "is_cluster",
+    "is_noscript",
+    "one_connection",
+    "redis_errors",
+    "slot_client",
     "store_op",
 ]
 
@@ -142,7 +155,7 @@ def _sentinel(url: str, max_connections: int, connect_timeout_s: float, socket_t
     parsed = MultiHostUrl.parse(url)
     if not parsed.path:
         raise ValueError("a redis+sentinel:// URL names its service: redis+sentinel://h1:p1,h2:p2/service")
-    sentinel = Sentinel(
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
         list(parsed.hosts), sentinel_kwargs={"socket_connect_timeout": connect_timeout_s,
                                              "socket_timeout": socket_timeout_s, "ssl": parsed.tls},
         username=parsed.username, password=parsed.password, ssl=parsed.tls, decode_responses=False,
@@ -150,7 +163,7 @@ def _sentinel(url: str, max_connections: int, connect_timeout_s: float, socket_t
     )  # fmt: skip
     # Each new connection asks the sentinels for the current primary: after a failover the next connect finds
     # the promoted replica (a connection to a demoted primary fails with READONLY and is dropped).
-    return sentinel.master_for(parsed.path, redis_class=Redis, max_connections=max_connections)
+    return cast(Redis, sentinel.master_for(parsed.path, redis_class=Redis, max_connections=max_connections))
 
 
 async def execute_in_order(redis: Redis, groups: Sequence[Sequence[Command]]) -> list[Any]:
@@ -167,13 +180,37 @@ async def execute_in_order(redis: Redis, groups: Sequence[Sequence[Command]]) ->
     replies: list[Any] = []
     for group in groups:
         if len(group) == 1:
-            replies.append(await redis.execute_command(*group[0]))
+            replies.append(await redis.execute_command(*group[0]))  # type: ignore[no-untyped-call]
             continue
-        cluster = redis.pipeline(transaction=True)
-        for command in group:
-            cluster.execute_command(*command)
-        replies += await cluster.execute()
+        # Not redis-py's cluster transaction (it resolves slots in a thread with a loop of its own): a MULTI on a
+        # plain connection to the group's primary.
+        async with slot_client(redis, str(group[0][1])) as client:
+            pipe = client.pipeline(transaction=True)
+            for command in group:
+                pipe.execute_command(*command)
+            replies += await pipe.execute()
     return replies
+
+
+@contextlib.asynccontextmanager
+async def slot_client(redis: Redis, key: str) -> AsyncIterator[Redis]:
+    """The client to WATCH ``key`` with: ``redis`` itself on one server; on a cluster, a plain client of the
+    primary serving ``key``'s slot, closed afterwards (redis-py's cluster transactions run a WATCH-time read in
+    a thread with a loop of its own, which an asyncio gateway cannot use). Every key of the transaction must
+    share ``key``'s slot (a hash tag); a slot that moved meanwhile answers MOVED, a store error the caller retries.
+    """
+    if not is_cluster(redis):
+        yield redis
+        return
+    cluster = cast(RedisCluster, redis)
+    await cluster.initialize()
+    # The node's own connections (no connect per transaction): redis-py's adapter lends one from the node's
+    # free list and takes it back; closing this client leaves the node's pool alone.
+    client = Redis(connection_pool=_ClusterNodePoolAdapter(cluster.get_node_from_key(key)))  # type: ignore[arg-type]
+    try:
+        yield client
+    finally:
+        await client.aclose(close_connection_pool=False)
 
 
 def is_cluster(redis: Redis) -> bool:
@@ -231,7 +268,9 @@ def redis_errors(what: str) -> contextlib.AbstractContextManager[None]:
 def _translated(what: str, *, counted: bool) -> Iterator[None]:
     try:
         yield
-    except (RedisError, OSError) as exc:  # the translator itself (httpx's map_httpcore_exceptions)
+    # The translator itself (httpx's map_httpcore_exceptions). RedisClusterException: a cluster's own refusals (no
+    # node serves a slot during a failover) are no RedisError.
+    except (RedisError, RedisClusterException, OSError) as exc:
         if counted:
             _store_error(store_op(what))
         raise StoreUnavailableError(f"{what} unavailable") from exc
@@ -276,6 +315,7 @@ class CommandBatcher:
         self._pending: list[_Group] = []
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._flights: set[asyncio.Future[list[Any]]] = set()
         self._endpoint = _endpoint_of(redis)
         self._conn: _RespConnection | None = None
         self._connecting: asyncio.Lock | None = None
@@ -341,7 +381,14 @@ class CommandBatcher:
             with _translated("redis pipeline", counted=False):
                 async with asyncio.timeout(min(timeouts) if timeouts else None):
                     if self._endpoint is None:
-                        replies = await self._redis_py_pipeline([c for g in batch for c in g.commands])
+                        # Shielded: the deadline fails this flush's callers but never cuts redis-py's pipeline
+                        # mid-reply (a cluster node's connection would go back to its pool out of step with its
+                        # replies); the pipeline finishes on its own, bounded by the socket timeout.
+                        flight = asyncio.ensure_future(self._redis_py_pipeline([c for g in batch for c in g.commands]))
+                        self._flights.add(flight)
+                        flight.add_done_callback(self._flights.discard)
+                        flight.add_done_callback(_settle)
+                        replies = await asyncio.shield(flight)
                         self.flushes += 1
                         self.commands += len(replies)
                         _distribute(batch, replies)
@@ -375,11 +422,17 @@ class CommandBatcher:
             return self._conn
 
     async def aclose(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks or self._flights:
+            await asyncio.gather(*self._tasks, *self._flights, return_exceptions=True)
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _settle(flight: asyncio.Future[Any]) -> None:
+    """A shielded pipeline ended: forget it; its error, if nobody awaits it any more, is not worth a warning."""
+    if not flight.cancelled():
+        flight.exception()
 
 
 def _distribute(batch: Sequence[_Group], replies: Sequence[Any]) -> None:

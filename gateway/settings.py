@@ -37,6 +37,7 @@ DISPATCH_PREFIX = "PLACEGATE_DISPATCH_"
 # not be reported as unknown (tests/gateway/test_settings.py checks that this list covers every reader).
 READ_ELSEWHERE: Mapping[str, str] = {
     "PLACEGATE_TEST_REDIS_URL": "tests/conftest.py: the Redis the test session uses instead of its own",
+    "PLACEGATE_TEST_STORE": "tests/conftest.py: `cluster` runs the suite on a private cluster (make test-cluster)",
     "PLACEGATE_LOCUST_STATE": "bench/locustfile.py: the load generator's state file",
     "PLACEGATE_LOCUST_HOLDERS": "bench/locustfile.py: holders the load generator feeds",
     "PLACEGATE_CHROMIUM": "tests/console/: the Chromium binary the browser tests drive (default /usr/bin/chromium)",

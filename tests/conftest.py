@@ -30,7 +30,7 @@ ON_CLUSTER = os.environ.get("PLACEGATE_TEST_STORE", "single") == "cluster"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "single_node(reason): the test needs one server of its own; skipped on a cluster")
+    config.addinivalue_line("markers", "single_node(reason): needs one server of its own; skipped on a cluster")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -39,7 +39,7 @@ from crypto.sealing import SEALED_PREFIX, Sealer, SealError, note_binding
 from gateway import keyspace
 from gateway.dispatch.notes import EXTENSION_FIELD, join_entries, note_days, note_ttl_ms, refs_of, split_entries
 from gateway.errors import CaseRefusedError, NotDurableError, NotFoundError
-from gateway.redisio import is_cluster, is_noscript, one_connection, redis_errors
+from gateway.redisio import Command, is_cluster, is_noscript, one_connection, redis_errors
 from gateway.scan.scanlog import day_of
 from policy.casework import TERMINAL_STATES, Case, case_from_fields, case_to_fields
 from policy.deadlines import next_due_at
@@ -278,7 +278,7 @@ class CaseStore:
                 await self.redis.script_load(script.script)
             self._scripts_loaded = True
 
-    async def _on_node(self, key: str, commands: Sequence[tuple[object, ...]], durable: bool) -> tuple[Any, bool]:
+    async def _on_node(self, key: str, commands: Sequence[Command], durable: bool) -> tuple[Any, bool]:
         """Cluster: ``commands`` (all in ``key``'s slot) and, when ``durable``, WAITAOF, sent together to the
         node serving ``key`` on one of its connections, so WAITAOF counts those writes.
 
@@ -762,6 +762,11 @@ class CaseStore:
     async def append_intake(self, event: Mapping[str, str]) -> str:
         """XADD an event to the intake stream, acknowledged once on disk; returns the stream id."""
         with redis_errors("intake stream"):
+            if is_cluster(self.redis):
+                fields = [x for kv in event.items() for x in kv]
+                add = ("XADD", keyspace.DISPATCH_INTAKE, "*", *fields)
+                mid, _ = await self._on_node(keyspace.DISPATCH_INTAKE, [add], await self.aof_enabled())
+                return _s(mid)
             async with one_connection(self.redis) as conn:
                 mid = await conn.xadd(keyspace.DISPATCH_INTAKE, dict(event))  # type: ignore[arg-type]
                 if await self.aof_enabled():

@@ -55,7 +55,7 @@ from gateway import keyspace
 from gateway.errors import StoreUnavailableError
 from gateway.principals import Principal
 from gateway.privacy.auditfields import clean_fields
-from gateway.redisio import redis_errors
+from gateway.redisio import redis_errors, slot_client
 
 __all__ = [
     "AUDIT_RETENTION",
@@ -228,26 +228,28 @@ async def _append(redis: Redis, fields: dict[str, str], now: datetime, *, lenien
     fields = clean_fields(fields, strict=False if lenient else None)
     _mac("probe", "")  # no key, no entry: fail before touching Redis
     with redis_errors("audit trail"):
-        for attempt in range(_MAX_ATTEMPTS):
-            async with redis.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(keyspace.AUDIT_HEAD)
-                    seq, prev, last_id, rebuilt = await _head(pipe)
-                    seq += 1
-                    body = {**fields, "head_rebuilt": rebuilt} if rebuilt else fields
-                    digest = _digest(seq, prev, body)
-                    entry_id = _next_id(now, last_id)
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    stored = {"seq": str(seq), "prev": prev, **body, "hash": digest}
-                    pipe.xadd(keyspace.AUDIT_STREAM, stored, id=entry_id)  # type: ignore[arg-type]
-                    pipe.set(keyspace.AUDIT_HEAD, _head_text(seq, digest, entry_id))
-                    await pipe.execute()
-                    break
-                except WatchError:  # another process extended the chain first: re-read the head and retry
-                    await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-        else:
-            raise StoreUnavailableError("audit trail contended")
-        await redis.eval(_HWM_LUA, 1, keyspace.AUDIT_HWM, str(seq), f"{seq} {_mac('hwm', str(seq))}")
+        # One hash tag: every audit key in one slot (on a cluster, WATCH/MULTI on that slot's primary).
+        async with slot_client(redis, keyspace.AUDIT_HEAD) as client:
+            for attempt in range(_MAX_ATTEMPTS):
+                async with client.pipeline(transaction=True) as pipe:
+                    try:
+                        await pipe.watch(keyspace.AUDIT_HEAD)
+                        seq, prev, last_id, rebuilt = await _head(pipe)
+                        seq += 1
+                        body = {**fields, "head_rebuilt": rebuilt} if rebuilt else fields
+                        digest = _digest(seq, prev, body)
+                        entry_id = _next_id(now, last_id)
+                        pipe.multi()  # type: ignore[no-untyped-call]
+                        stored = {"seq": str(seq), "prev": prev, **body, "hash": digest}
+                        pipe.xadd(keyspace.AUDIT_STREAM, stored, id=entry_id)  # type: ignore[arg-type]
+                        pipe.set(keyspace.AUDIT_HEAD, _head_text(seq, digest, entry_id))
+                        await pipe.execute()
+                        break
+                    except WatchError:  # another process extended the chain first: re-read the head and retry
+                        await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+            else:
+                raise StoreUnavailableError("audit trail contended")
+            await redis.eval(_HWM_LUA, 1, keyspace.AUDIT_HWM, str(seq), f"{seq} {_mac('hwm', str(seq))}")
     return entry_id
 
 
@@ -497,7 +499,7 @@ async def trim_before(redis: Redis, *, cutoff: datetime, now: datetime, actor: s
         raise TrailBrokenError("the audit trail does not verify; nothing trimmed: " + "; ".join(report.problems[:5]))
     with redis_errors("audit trail"):
         try:
-            async with redis.pipeline(transaction=True) as pipe:
+            async with slot_client(redis, keyspace.AUDIT_HEAD) as client, client.pipeline(transaction=True) as pipe:
                 await pipe.watch(keyspace.AUDIT_HEAD, keyspace.AUDIT_CHECKPOINTS)
                 newest_old = _rows(await pipe.xrevrange(keyspace.AUDIT_STREAM, max=f"({_ms(cutoff)}", count=1))
                 if not newest_old:

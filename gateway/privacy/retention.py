@@ -111,7 +111,7 @@ async def _pages(redis: Redis) -> AsyncIterator[tuple[list[str], list[int], int]
         async with redis.pipeline(transaction=False) as pipe:
             for name in page:
                 pipe.execute_command("PEXPIRETIME", name)
-            pipe.time()
+            pipe.execute_command("TIME")  # not pipe.time(): a cluster pipeline refuses it by name
             replies = await pipe.execute()
         seconds, micros = replies[-1]
         return [k.decode(errors="backslashreplace") for k in page], [int(t) for t in replies[:-1]], \

@@ -26,7 +26,7 @@ from redis.exceptions import WatchError
 from gateway import keyspace
 from gateway.dispatch.store import CaseStore, valid_case_id
 from gateway.principals import Principal, in_jurisdiction
-from gateway.redisio import redis_errors
+from gateway.redisio import redis_errors, slot_client
 from gateway.scan.scanlog import pseudonym as scan_pseudonym
 from gateway.trust.registry import Registry
 from policy.purpose import TRACE_PAGE_MAX, Approval, trace_days
@@ -189,7 +189,7 @@ async def consume_approval(redis: Redis, approval_id: str) -> bool:
     name = keyspace.approval_key(approval_id)
     with redis_errors("approvals"):
         try:
-            async with redis.pipeline(transaction=True) as pipe:
+            async with slot_client(redis, name) as client, client.pipeline(transaction=True) as pipe:
                 # WATCH rather than a bare HSETNX: on a key that just expired HSETNX would recreate it without a TTL.
                 await pipe.watch(name)
                 if not await pipe.exists(name) or await pipe.hget(name, "used") is not None:

@@ -50,7 +50,9 @@ class Registry:
 
     async def _pipe_get_trust(self) -> tuple[int, dict[bytes, bytes]]:
         # The version first: a list read after it is at least as new (writes bump it after the data).
-        version, raw = await execute_in_order(self.redis, [[("GET", keyspace.TRUST_VERSION)], [("HGETALL", keyspace.TRUST)]])
+        version, raw = await execute_in_order(
+            self.redis, [[("GET", keyspace.TRUST_VERSION)], [("HGETALL", keyspace.TRUST)]]
+        )
         return int(version or 0), raw
 
     async def trust_version(self) -> int:

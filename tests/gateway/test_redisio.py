@@ -58,6 +58,7 @@ async def test_run_raises_store_unavailable_for_an_error_reply(redis: Redis) -> 
         await batcher.aclose()
 
 
+@pytest.mark.single_node("the batcher's own RESP connection; a cluster flush goes through redis-py's cluster pipeline")
 async def test_a_deadline_fails_only_its_caller_and_the_connection_stays_in_order(redis: Redis) -> None:
     batcher = CommandBatcher(redis)
     try:
@@ -76,6 +77,7 @@ async def test_a_deadline_fails_only_its_caller_and_the_connection_stays_in_orde
         await batcher.aclose()
 
 
+@pytest.mark.single_node("kills the batcher's own RESP connection by name; a cluster flush has no such connection")
 async def test_a_closed_server_connection_fails_pending_callers_then_reconnects(redis: Redis) -> None:
     batcher = CommandBatcher(redis)
     try:

@@ -21,8 +21,8 @@ from crypto.native import Colour
 from gateway import keyspace
 from gateway.dispatch.worker import GROUP
 from gateway.principals import Principal, Role
-from gateway.redisio import is_cluster
 from gateway.privacy.retention import PROBLEMS, retention_report
+from gateway.redisio import is_cluster
 from gateway.scan.scanlog import day_of, partition_expiry
 from gateway.settings import DispatchSettings
 from gateway.trust.cli_registry import create_principal

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from redis.asyncio import Redis
 
 from crypto.native import Colour
 from gateway.cli import main
+from gateway.redisio import connect_redis
 from gateway.status import cli as cli_status
 from gateway.status import writer as status_writer
 from gateway.status.cache import StatusRecord, unpack_status
@@ -212,10 +214,12 @@ async def test_the_script_is_loaded_again_after_the_server_forgets_it(store: Sta
 def test_the_cli_prints_the_counts_line(
     redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from redis import Redis as SyncRedis
+    async def flush() -> None:  # through the one client factory: the URL may name a cluster
+        client = connect_redis(redis_url)
+        await client.flushdb()
+        await client.aclose()
 
-    with SyncRedis.from_url(redis_url) as client:
-        client.flushdb()
+    asyncio.run(flush())
     monkeypatch.setenv("PLACEGATE_SECRET", SECRET.hex())
     monkeypatch.setenv("PLACEGATE_STATUS_BUCKETS", "1024")
     feed = _feed(tmp_path, [_rec("h1", NOW - 10), _rec("h1", NOW - 20), b"nope"])
