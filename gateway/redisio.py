@@ -89,6 +89,7 @@ SENTINEL_SCHEMES: Final = ("redis+sentinel", "rediss+sentinel")
 # Marks a command the batcher sends through a cluster pipeline: its reply comes back raw, as hiredis parses it
 # (redis-py's reply callbacks would turn ``SET ... GET`` into a bool).
 _RAW: Final = "_placegate_raw"
+_KEYLESS: Final = frozenset({"PING"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,16 +402,37 @@ class CommandBatcher:
 
     async def _redis_py_pipeline(self, commands: list[Command]) -> list[Any]:
         if is_cluster(self._redis):
-            # One pipeline per flush still: redis-py splits it by node and sends each node's part at once.
-            cluster = self._redis.pipeline(transaction=False)
-            for command in commands:
-                cluster.execute_command(*command, **{_RAW: True})
-            return list(await cluster.execute(raise_on_error=False))
+            return await self._cluster_pipeline(cast(RedisCluster, self._redis), commands)
         pipe = self._redis.pipeline(transaction=False)
         pipe.response_callbacks = CaseInsensitiveDict({})  # raw replies, as the RESP connection returns them
         for command in commands:
             pipe.execute_command(*command)
         return list(await pipe.execute(raise_on_error=False))
+
+    async def _cluster_pipeline(self, cluster: RedisCluster, commands: list[Command]) -> list[Any]:
+        """One pipeline per flush still: redis-py splits it by node and sends each node its part at once. A
+        keyless command (the store probe's PING) goes to every primary and answers as the worst of them: the
+        store is up only when every slot's primary is."""
+        await cluster.initialize()
+        primaries = cluster.get_primaries()
+        pipe = cluster.pipeline(transaction=False)
+        spans: list[int] = []
+        for command in commands:
+            if str(command[0]).upper() in _KEYLESS:
+                for node in primaries:
+                    pipe.execute_command(*command, target_nodes=node, **{_RAW: True})
+                spans.append(len(primaries))
+            else:
+                pipe.execute_command(*command, **{_RAW: True})
+                spans.append(1)
+        replies = list(await pipe.execute(raise_on_error=False))
+        out: list[Any] = []
+        at = 0
+        for span in spans:
+            part = replies[at : at + span]
+            out.append(next((r for r in part if isinstance(r, Exception)), part[0] if part else None))
+            at += span
+        return out
 
     async def _connection(self) -> _RespConnection:
         if self._connecting is None:
