@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.sentinel import SentinelConnectionPool
 
 from gateway.embedded import EmbeddedServer
 from gateway.errors import StoreUnavailableError
-from gateway.redisio import CommandBatcher, connect_redis
+from gateway.redisio import CommandBatcher, MultiHostUrl, connect_redis, is_cluster
 
 COMMANDS = (
     ("SET", "k", b"v\x00\xff", "NX", "GET", "EX", 30),
@@ -125,5 +126,35 @@ async def test_an_empty_group_is_answered_at_once(redis: Redis) -> None:
         assert await asyncio.wait_for(batcher.submit(()), 1.0) == []
         assert await asyncio.wait_for(batcher.run((), timeout_s=0.5), 1.0) == []
         assert batcher.flushes == 0
+    finally:
+        await batcher.aclose()
+
+
+def test_a_multi_host_url_gives_its_hosts_credentials_tls_and_service() -> None:
+    url = MultiHostUrl.parse("rediss+sentinel://ops:p%40ss@s1:26379,[::1]:26380/placegate")
+    assert url == MultiHostUrl(True, (("s1", 26379), ("::1", 26380)), "ops", "p@ss", "placegate")
+    assert MultiHostUrl.parse("redis+cluster://h1:7000").hosts == (("h1", 7000),)
+    with pytest.raises(ValueError):
+        MultiHostUrl.parse("redis+cluster://h1")
+
+
+async def test_cluster_and_sentinel_urls_build_their_clients_without_connecting() -> None:
+    cluster = connect_redis("redis+cluster://127.0.0.1:1,127.0.0.1:2")
+    assert is_cluster(cluster)
+    sentinel = connect_redis("redis+sentinel://127.0.0.1:1/placegate")
+    assert not is_cluster(sentinel)
+    assert isinstance(sentinel.connection_pool, SentinelConnectionPool)
+    assert sentinel.connection_pool.service_name == "placegate"
+    await cluster.aclose()
+    await sentinel.aclose()
+
+
+async def test_a_cluster_batcher_returns_the_raw_replies_of_the_one_server_path(redis: Redis) -> None:
+    """``SET … NX GET`` keeps its raw reply (redis-py's callback would make it a bool) on either store."""
+    batcher = CommandBatcher(redis)
+    try:
+        replies = await batcher.run((("SET", "k", "a", "NX", "GET", "EX", 10), ("SET", "k", "b", "NX", "GET", "EX", 10),
+                                     ("EXPIREAT", "k", 4_000_000_000), ("PING",)))  # fmt: skip
+        assert replies == [None, b"a", 1, b"PONG"]
     finally:
         await batcher.aclose()

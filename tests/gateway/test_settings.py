@@ -172,7 +172,26 @@ def test_rules_beyond_ranges_name_their_variable(environ: dict[str, str], variab
     assert _refusal(environ).variable == variable
 
 
+@pytest.mark.parametrize("url", [
+    "redis://h:1/0", "rediss://h:1", "unix:///tmp/r.sock", "redis+cluster://h1:7000,h2:7001,[::1]:7002",
+    "rediss+cluster://user:pw@h1:7000", "redis+sentinel://s1:26379,s2:26379/placegate",
+    "rediss+sentinel://:pw@s1:26379/placegate",
+])
+def test_cluster_and_sentinel_urls_are_accepted(url: str) -> None:
+    assert Settings.from_env({"PLACEGATE_REDIS_URL": url}).redis_url == url
+
+
+@pytest.mark.parametrize("url", [
+    "redis+cluster://", "redis+cluster://h1", "redis+cluster://h1:7000,h2", "redis+cluster://h1:0",
+    "redis+sentinel://s1:26379", "redis+sentinel://s1:26379/", "redis+clusters://h1:7000",
+])
+def test_malformed_cluster_and_sentinel_urls_are_refused(url: str) -> None:
+    assert _refusal({"PLACEGATE_REDIS_URL": url}).variable == "PLACEGATE_REDIS_URL"
+
+
 def test_a_refused_redis_url_or_secret_is_not_echoed() -> None:
+    assert "hunter2" not in str(_refusal({"PLACEGATE_REDIS_URL": "redis+cluster://:hunter2@cache"}))
+    assert "hunter2" not in str(_refusal({"PLACEGATE_REDIS_URL": "redis+sentinel://:hunter2@s1:26379"}))
     assert "hunter2" not in str(_refusal({"PLACEGATE_REDIS_URL": "http://:hunter2@cache:6379/0"}))
     assert "c0ffee" not in str(_refusal({"PLACEGATE_SECRET": "c0ffee" * 8}))
     assert "c0ffeg" not in str(_refusal({"PLACEGATE_SECRET": "c0ffeg" * 12}))
