@@ -152,13 +152,18 @@ class LocalCluster(_Group):
         return self
 
     def wait_ok(self, timeout_s: float = 60.0) -> None:
-        """Until every live node says ``cluster_state:ok`` and the primaries cover every slot."""
+        """Until every live node says ``cluster_state:ok``, the primaries cover every slot and every replica is in
+        sync (a replica that never synced is never promoted: a failover test needs them all up)."""
         deadline = time.monotonic() + timeout_s
         while True:
             live = [p for p, proc in self.processes.items() if proc.poll() is None]
             if all("cluster_state:ok" in node_command(p, "CLUSTER", "INFO") for p in live) and self.primaries():
                 lines = [line.split() for line in node_command(live[0], "CLUSTER", "NODES").splitlines()]
-                if sum(_slot_count(parts) for parts in lines if len(parts) >= 8 and "master" in parts[2]) == 16384:
+                replicas = [int(parts[1].split("@")[0].rsplit(":", 1)[1]) for parts in lines
+                            if len(parts) >= 8 and "slave" in parts[2] and "fail" not in parts[2]]  # fmt: skip
+                covered = sum(_slot_count(parts) for parts in lines if len(parts) >= 8 and "master" in parts[2])
+                if covered == 16384 and all("master_link_status:up" in node_command(r, "INFO", "replication")
+                                            for r in replicas):  # fmt: skip
                     return
             if time.monotonic() > deadline:
                 raise RuntimeError("the cluster did not reach cluster_state:ok in time")

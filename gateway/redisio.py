@@ -30,7 +30,16 @@ from redis.asyncio.connection import Connection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.client import CaseInsensitiveDict
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import (
+    ClusterDownError,
+    ConnectionError,
+    MovedError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    TimeoutError,
+    TryAgainError,
+)
 
 from gateway.errors import StoreUnavailableError
 
@@ -90,6 +99,9 @@ SENTINEL_SCHEMES: Final = ("redis+sentinel", "rediss+sentinel")
 # (redis-py's reply callbacks would turn ``SET ... GET`` into a bool).
 _RAW: Final = "_placegate_raw"
 _KEYLESS: Final = frozenset({"PING"})
+# Replies of a cluster flush that mean the slot map may be stale (a primary died, its replica took over).
+_TOPOLOGY_ERRORS: Final = (ConnectionError, TimeoutError, ClusterDownError, MovedError, TryAgainError)
+_REFRESH_EVERY_S: Final = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +329,8 @@ class CommandBatcher:
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._flights: set[asyncio.Future[list[Any]]] = set()
+        self._refreshing: asyncio.Future[None] | None = None
+        self._refreshed_at = float("-inf")
         self._endpoint = _endpoint_of(redis)
         self._conn: _RespConnection | None = None
         self._connecting: asyncio.Lock | None = None
@@ -425,7 +439,13 @@ class CommandBatcher:
             else:
                 pipe.execute_command(*command, **{_RAW: True})
                 spans.append(1)
-        replies = list(await pipe.execute(raise_on_error=False))
+        try:
+            replies = list(await pipe.execute(raise_on_error=False))
+        except _TOPOLOGY_ERRORS:  # a node refused after redis-py's own retries: the flush fails, the map is re-read
+            self._refresh_slots(cluster)
+            raise
+        if any(isinstance(r, _TOPOLOGY_ERRORS) for r in replies):
+            self._refresh_slots(cluster)
         out: list[Any] = []
         at = 0
         for span in spans:
@@ -433,6 +453,18 @@ class CommandBatcher:
             out.append(next((r for r in part if isinstance(r, Exception)), part[0] if part else None))
             at += span
         return out
+
+    def _refresh_slots(self, cluster: RedisCluster) -> None:
+        """Re-read the slot map in the background, at most every ``_REFRESH_EVERY_S``: redis-py's pipeline returns
+        a dead primary's connection errors as replies without learning that its replica took over, so without
+        this a failover would leave this client degraded for good."""
+        now = asyncio.get_running_loop().time()
+        busy = self._refreshing is not None and not self._refreshing.done()
+        if busy or now - self._refreshed_at < _REFRESH_EVERY_S:
+            return
+        self._refreshed_at = now
+        self._refreshing = asyncio.ensure_future(cluster.nodes_manager.initialize())
+        self._refreshing.add_done_callback(_settle)
 
     async def _connection(self) -> _RespConnection:
         if self._connecting is None:
@@ -446,6 +478,8 @@ class CommandBatcher:
     async def aclose(self) -> None:
         if self._tasks or self._flights:
             await asyncio.gather(*self._tasks, *self._flights, return_exceptions=True)
+        if self._refreshing is not None:
+            await asyncio.gather(self._refreshing, return_exceptions=True)
         if self._conn is not None:
             self._conn.close()
             self._conn = None
