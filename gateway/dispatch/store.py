@@ -39,7 +39,7 @@ from crypto.sealing import SEALED_PREFIX, Sealer, SealError, note_binding
 from gateway import keyspace
 from gateway.dispatch.notes import EXTENSION_FIELD, join_entries, note_days, note_ttl_ms, refs_of, split_entries
 from gateway.errors import CaseRefusedError, NotDurableError, NotFoundError
-from gateway.redisio import Command, is_cluster, is_noscript, one_connection, redis_errors
+from gateway.redisio import Command, is_cluster, is_noscript, one_connection, redis_errors, slot_client
 from gateway.scan.scanlog import day_of
 from policy.casework import TERMINAL_STATES, Case, case_from_fields, case_to_fields
 from policy.deadlines import next_due_at
@@ -584,12 +584,15 @@ class CaseStore:
     # --- reads ---------------------------------------------------------------------------------------------
     async def get(self, case_id: str, *, history: bool = True) -> Case | None:
         """The case with its full history (``history=False``: the hash only, for queue listings)."""
+        # One MULTI on the case's slot (on a cluster, on its primary's own connection: redis-py's cluster MULTI
+        # resolves slots in a thread with a loop of its own).
         with redis_errors("dispatch store"):
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.hgetall(keyspace.case_key(case_id))
-            if history:
-                pipe.xrange(keyspace.case_history_key(case_id))
-            replies = await pipe.execute()
+            async with slot_client(self.redis, keyspace.case_key(case_id)) as client:
+                pipe = client.pipeline(transaction=True)
+                pipe.hgetall(keyspace.case_key(case_id))
+                if history:
+                    pipe.xrange(keyspace.case_history_key(case_id))
+                replies = await pipe.execute()
         if not replies[0]:
             return await self._aliased(case_id, history)
         raw = [_text(f) for _, f in replies[1]] if history else []

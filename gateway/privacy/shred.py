@@ -26,7 +26,7 @@ from gateway import keyspace
 from gateway.cli_common import add_common_args, admin_redis, run, settings_from
 from gateway.privacy.audit import cli_actor, record_privileged
 from gateway.privacy.compaction import Compaction, compact_store
-from gateway.redisio import redis_errors
+from gateway.redisio import redis_errors, slot_client
 
 __all__ = ["ShredReport", "add_shred", "parse_day", "shred_day"]
 
@@ -78,7 +78,8 @@ async def shred_day(
     key, log_key = keyspace.day_key(day), keyspace.scan_log_key(day)
     await record_privileged(redis, actor=actor, role=role, action="shred_day", obj=f"day:{day}", now=now)
     with redis_errors("shred"):
-        async with redis.pipeline(transaction=True) as pipe:
+        # One hash tag: the day's key and log share a slot (on a cluster, a MULTI on that slot's primary).
+        async with slot_client(redis, key) as client, client.pipeline(transaction=True) as pipe:
             pipe.time()
             pipe.xlen(log_key)
             pipe.delete(key)
