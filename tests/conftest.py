@@ -13,15 +13,19 @@ import os
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
+from redis import Redis as SyncRedis
+from redis import RedisCluster as SyncCluster
 from redis.asyncio import Redis
+from redis.cluster import ClusterNode as SyncNode
 
 from gateway.embedded import EmbeddedServer
 from gateway.privacy import auditfields
 from gateway.privacy.audit import set_trail_secret
 from gateway.localcluster import LocalCluster
-from gateway.redisio import connect_redis
+from gateway.redisio import MultiHostUrl, connect_redis
 
 # A misfit audit value is a programming error in the tests (production drops it and says so in the entry).
 auditfields.STRICT = True
@@ -41,6 +45,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if marker is not None:
             reason = marker.args[0] if marker.args else marker.kwargs.get("reason", "needs one server")
             item.add_marker(pytest.mark.skip(reason=f"single-node only: {reason}"))
+
+
+def sync_client(url: str) -> SyncRedis:
+    """A blocking client of the test store (a cluster client for a ``redis+cluster://`` URL)."""
+    if url.startswith("redis+cluster://"):
+        hosts = MultiHostUrl.parse(url).hosts
+        return cast(SyncRedis, SyncCluster(startup_nodes=[SyncNode(host, port) for host, port in hosts]))
+    return SyncRedis.from_url(url)
 
 
 @pytest.fixture(scope="session")

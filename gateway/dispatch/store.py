@@ -22,9 +22,10 @@ With AOF off (the test server) there is nothing to wait for and the wait is skip
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -765,16 +766,18 @@ class CaseStore:
     async def append_intake(self, event: Mapping[str, str]) -> str:
         """XADD an event to the intake stream, acknowledged once on disk; returns the stream id."""
         with redis_errors("intake stream"):
-            if is_cluster(self.redis):
-                fields = [x for kv in event.items() for x in kv]
-                add = ("XADD", keyspace.DISPATCH_INTAKE, "*", *fields)
-                mid, _ = await self._on_node(keyspace.DISPATCH_INTAKE, [add], await self.aof_enabled())
-                return _s(mid)
-            async with one_connection(self.redis) as conn:
+            async with self._session(keyspace.DISPATCH_INTAKE) as conn:
                 mid = await conn.xadd(keyspace.DISPATCH_INTAKE, dict(event))  # type: ignore[arg-type]
                 if await self.aof_enabled():
                     await self._wait_aof(conn)
         return mid.decode() if isinstance(mid, bytes) else str(mid)
+
+    @contextlib.asynccontextmanager
+    async def _session(self, key: str) -> AsyncIterator[Redis]:
+        """One connection for some writes and their WAITAOF (which counts only its own connection's writes); on a
+        cluster, a connection to the primary serving ``key``'s slot: every key written on it must share that slot."""
+        async with slot_client(self.redis, key) as client, one_connection(client) as conn:
+            yield conn
 
     async def request_extension(self, case_id: str, request: Mapping[str, str]) -> bool:
         """Record the handler's one extension request; False if one was already made.
@@ -788,7 +791,7 @@ class CaseStore:
             ttl_ms = note_ttl_ms(day, self.note_retention_days, self.clock())
             fields.update(note="", note_ref=f"{day}:{EXTENSION_FIELD}")
         with redis_errors("dispatch store"):
-            async with one_connection(self.redis) as conn:
+            async with self._session(name) as conn:  # the request and its note share the case's hash tag
                 if not await conn.hsetnx(name, "requested_at", request["requested_at"]):
                     return False
                 await conn.hset(name, mapping=fields)  # type: ignore[arg-type]

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-import redis as sync_redis
 from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError
 
@@ -27,6 +26,7 @@ from gateway.privacy.compaction import compact_if_keys_gone, compact_store
 from gateway.privacy.shred import shred_day
 from gateway.redisio import connect_redis
 from gateway.scan.scanlog import day_of, partition_expiry, pseudonym
+from tests.conftest import sync_client
 from tests.gateway.conftest import SECRET, PrivateServerFactory, World, WorldFactory
 
 HOLDERS = ("holder-1", "holder-2", "holder-3", "holder-quiet", "holder-red")  # holder-quiet: admits only
@@ -295,7 +295,7 @@ def test_embedded_server_tightens_an_old_world_readable_directory() -> None:
 @pytest.mark.usefixtures("cli_secret")
 def test_privacy_shred_prints_what_it_removed(redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     day = day_of(datetime.now(UTC) - timedelta(days=2))
-    client = sync_redis.Redis.from_url(redis_url)
+    client = sync_client(redis_url)
     try:
         client.flushdb()
         client.set(keyspace.day_key(day), os.urandom(32), exat=partition_expiry(day, 21))
