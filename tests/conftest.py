@@ -22,9 +22,9 @@ from redis.asyncio import Redis
 from redis.cluster import ClusterNode as SyncNode
 
 from gateway.embedded import EmbeddedServer
+from gateway.localcluster import LocalCluster
 from gateway.privacy import auditfields
 from gateway.privacy.audit import set_trail_secret
-from gateway.localcluster import LocalCluster
 from gateway.redisio import MultiHostUrl, connect_redis
 
 # A misfit audit value is a programming error in the tests (production drops it and says so in the entry).
