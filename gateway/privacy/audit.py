@@ -183,7 +183,7 @@ def _checkpoint_text(n: int, seq: int, digest: str, when: str, trimmed: int, pre
     return f"{text} {_mac('checkpoint', text)}"
 
 
-async def _head(redis: Any) -> tuple[int, str, str, str]:
+async def _head(redis: Any, store: Any = None) -> tuple[int, str, str, str]:
     """(seq, hash, last stream id, rebuilt) of the chain's newest entry.
 
     ``rebuilt`` is empty for a head whose MAC holds. A head that is missing or fails its MAC while the trail has
@@ -196,7 +196,8 @@ async def _head(redis: Any) -> tuple[int, str, str, str]:
         return (*parsed, "")
     newest = _rows(await redis.xrevrange(keyspace.AUDIT_STREAM, count=1))
     last_cp = _bytes(await redis.lindex(keyspace.AUDIT_CHECKPOINTS, -1))
-    hwm = _bytes(await redis.get(keyspace.AUDIT_HWM))
+    # Outside the {audit} tag: read through ``store`` (the cluster client, which routes it), not the watched pipe.
+    hwm = _bytes(await (redis if store is None else store).get(keyspace.AUDIT_HWM))
     rebuilt = "forged" if raw else ("missing" if newest or last_cp or hwm else "")
     if newest:
         eid, f = newest[0]
@@ -234,7 +235,7 @@ async def _append(redis: Redis, fields: dict[str, str], now: datetime, *, lenien
                 async with client.pipeline(transaction=True) as pipe:
                     try:
                         await pipe.watch(keyspace.AUDIT_HEAD)
-                        seq, prev, last_id, rebuilt = await _head(pipe)
+                        seq, prev, last_id, rebuilt = await _head(pipe, redis)
                         seq += 1
                         body = {**fields, "head_rebuilt": rebuilt} if rebuilt else fields
                         digest = _digest(seq, prev, body)
