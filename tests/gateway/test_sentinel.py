@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from crypto.native import Colour
 from gateway.localcluster import LocalSentinel
+from gateway.privacy.audit import set_trail_secret
 from gateway.redisio import connect_redis
 from gateway.settings import Settings
 from tests.gateway.conftest import World, WorldFactory
@@ -36,6 +37,7 @@ async def redis(sentinel_group: LocalSentinel) -> AsyncIterator[Redis]:
     """The suite's ``redis`` fixture, through the sentinels: every fixture built on it (the world) uses them."""
     client = connect_redis(sentinel_group.url, connect_timeout_s=0.5, socket_timeout_s=1.0)
     await client.flushdb()
+    set_trail_secret(bytes(range(32)))  # as the suite's own fixture: the app switches to its secret
     try:
         yield client
     finally:
