@@ -24,6 +24,7 @@ from gateway import keyspace
 from gateway.cli import EX_BROKEN_PIPE, EX_UNAVAILABLE, version
 from gateway.secretcheck import public_url, secret_fingerprint
 from gateway.settings import Secret
+from tests.conftest import sync_client
 
 ROOT = Path(__file__).resolve().parent.parent
 PLACEGATE = [sys.executable, "-m", "gateway"]
@@ -62,7 +63,7 @@ def _free_port() -> int:
 @pytest.fixture
 def store(redis_url: str) -> Iterator[SyncRedis]:
     """The session server, flushed; its fingerprint is removed afterwards, so the suite's next CLI run sets its own."""
-    with SyncRedis.from_url(redis_url) as client:
+    with sync_client(redis_url) as client:  # the one factory of the tests: the URL may name a cluster
         client.flushdb()
         try:
             yield client
@@ -214,6 +215,7 @@ def test_a_store_that_does_not_answer_at_start_is_one_line_naming_it(tmp_path: P
     assert line.startswith(f"placegate: the store at {DOWN} did not answer (store_unavailable)")
 
 
+@pytest.mark.single_node("puts wrong credentials into the session server's unix:// URL; the test cluster has no AUTH")
 def test_a_store_refusing_the_credentials_is_a_configuration_mistake(tmp_path: Path, redis_url: str) -> None:
     wrong = redis_url.replace("unix://", "unix://nobody:wrong@")
     line = _one_line(_run(["serve", "--redis-url", wrong, "--port", str(_free_port())], tmp_path,
