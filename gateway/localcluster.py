@@ -2,7 +2,7 @@
 (``make test-cluster``), the Sentinel tests and the failover bench. Never used by a running gateway.
 
 Every process is started with ``die_with_parent`` (a killed test session leaves no server behind) in a temp
-directory the caller owns, on free TCP ports of 127.0.0.1, with persistence off.
+directory the caller owns, on free TCP ports of 127.0.0.1, with persistence off unless ``extra_args`` turn it on.
 """
 
 from __future__ import annotations
@@ -72,9 +72,10 @@ def node_command(port: int, *args: str) -> str:
 class _Group:
     """Server processes started in one directory; stopped together."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, extra_args: Sequence[str] = ()) -> None:
         self.directory = directory
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
+        self.extra_args = tuple(extra_args)  # last on each command line: they override the defaults above them
 
     def _start(self, port: int, args: Sequence[str]) -> None:
         node_dir = self.directory / str(port)
@@ -82,6 +83,7 @@ class _Group:
         command = [
             find_server_binary(), *args, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node_dir),
             "--daemonize", "no", "--save", "", "--appendonly", "no", "--logfile", str(node_dir / "server.log"),
+            *self.extra_args,
         ]  # fmt: skip
         self.processes[port] = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                                 stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)  # fmt: skip
@@ -119,8 +121,11 @@ class _Group:
 class LocalCluster(_Group):
     """``primaries`` primaries with ``replicas`` replicas each, slots spread by ``--cluster create``."""
 
-    def __init__(self, directory: Path, *, primaries: int = 3, replicas: int = 1, node_timeout_ms: int = 2000) -> None:
-        super().__init__(directory)
+    def __init__(
+        self, directory: Path, *, primaries: int = 3, replicas: int = 1, node_timeout_ms: int = 2000,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        super().__init__(directory, extra_args)
         self.ports = free_ports(primaries * (1 + replicas))
         self.replicas = replicas
         self.node_timeout_ms = node_timeout_ms
@@ -162,8 +167,11 @@ class LocalCluster(_Group):
                 replicas = [int(parts[1].split("@")[0].rsplit(":", 1)[1]) for parts in lines
                             if len(parts) >= 8 and "slave" in parts[2] and "fail" not in parts[2]]  # fmt: skip
                 covered = sum(_slot_count(parts) for parts in lines if len(parts) >= 8 and "master" in parts[2])
-                if covered == 16384 and all("master_link_status:up" in node_command(r, "INFO", "replication")
-                                            for r in replicas):  # fmt: skip
+                synced = all("master_link_status:up" in node_command(r, "INFO", "replication") for r in replicas)
+                # A synced replica is announced by gossip a few seconds later: until every node lists it in
+                # CLUSTER SLOTS, a client that reads the slot map then never learns of it.
+                if covered == 16384 and synced and all(
+                        node_command(p, "CLUSTER", "SLOTS").count("127.0.0.1") >= len(live) for p in live):
                     return
             if time.monotonic() > deadline:
                 raise RuntimeError("the cluster did not reach cluster_state:ok in time")

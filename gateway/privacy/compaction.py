@@ -6,6 +6,11 @@ for a gateway). So whenever a day key that existed at the last check is gone (ex
 or shredded early), one process, under a lease, rewrites the AOF (``BGREWRITEAOF``) and, if the server also saves
 RDB snapshots, saves a new one (``BGSAVE``); the server then deletes the old base and incremental AOF parts
 (multi-part AOF "history" files). ``placegate privacy shred`` runs the same compaction at once (PRIVACY.md §4).
+
+On a Redis Cluster every server keeps its own files, replicas included (a replica persists what it copies): the
+compaction runs on every node the cluster lists, primaries and replicas, after each primary's replicas have
+caught up with the deletions (tests/gateway/privacy/test_cluster_compaction.py). A Sentinel-managed store is
+compacted on its primary only: its replicas' files are not reached (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ from pathlib import Path
 from typing import cast
 
 from aiohttp import web
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode, _ClusterNodePoolAdapter
 
 from gateway import keyspace
 from gateway.appstate import REDIS, SETTINGS
 from gateway.dispatch.lease import SweepLease
 from gateway.errors import StoreUnavailableError
-from gateway.redisio import redis_errors
+from gateway.redisio import is_cluster, redis_errors
 
 __all__ = ["Compaction", "compact_if_keys_gone", "compact_store", "install"]
 
@@ -36,15 +42,18 @@ _HISTORY_WAIT_S = 10.0
 
 @dataclass(frozen=True, slots=True)
 class Compaction:
-    """What one compaction did: whether the AOF and the RDB snapshot were rewritten, and how many superseded
-    AOF parts (history files) the manifest still listed when it ended (-1: the directory is not readable here)."""
+    """What one compaction did: whether the AOF and the RDB snapshot were rewritten, how many superseded
+    AOF parts (history files) the manifest still listed when it ended (-1: the directory is not readable here),
+    and on how many servers (a cluster's every node: rewritten where any had it on, history added up)."""
 
     aof_rewritten: bool
     rdb_saved: bool
     history_left: int
+    nodes: int = 1
 
     def to_json(self) -> dict[str, object]:
-        return {"aof_rewritten": self.aof_rewritten, "rdb_saved": self.rdb_saved, "history_left": self.history_left}
+        return {"aof_rewritten": self.aof_rewritten, "rdb_saved": self.rdb_saved, "history_left": self.history_left,
+                "nodes": self.nodes}
 
 
 async def _info(redis: Redis) -> dict[str, str]:
@@ -82,7 +91,64 @@ async def compact_store(redis: Redis, *, timeout_s: float = 300.0) -> Compaction
     :raises StoreUnavailableError: Redis did not answer, or a rewrite failed or outlasted ``timeout_s``.
     """
     deadline = asyncio.get_running_loop().time() + timeout_s
+    if is_cluster(redis):
+        return await _compact_cluster(cast(RedisCluster, redis), deadline)
     await _expire_gone_keys(redis)
+    return await _compact_node(redis, deadline)
+
+
+async def _compact_cluster(cluster: RedisCluster, deadline: float) -> Compaction:
+    """Every primary reclaims its expired keys and waits for its replicas to copy the deletions; then every node,
+    primaries and the replicas each primary lists (not the client's slot map: a replica still syncing, or not
+    announced by gossip yet, is missing there), rewrites its own files, all at once."""
+    with redis_errors("compaction"):
+        await cluster.initialize()
+        primaries = cluster.get_primaries()
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(_node_client(node)) for node in primaries]
+        listed = await asyncio.gather(*(_expire_and_replicate(client, deadline) for client in clients))
+        for primary, replicas in zip(primaries, listed, strict=True):
+            for host, port in replicas:
+                kwargs = {k: v for k, v in primary.connection_kwargs.items() if k not in ("host", "port")}
+                node = ClusterNode(host, port, "replica", connection_class=primary.connection_class, **kwargs)
+                stack.push_async_callback(node.disconnect)
+                clients.append(await stack.enter_async_context(_node_client(node)))
+        done = await asyncio.gather(*(_compact_node(client, deadline) for client in clients))
+    history = -1 if any(c.history_left < 0 for c in done) else sum(c.history_left for c in done)
+    return Compaction(any(c.aof_rewritten for c in done), any(c.rdb_saved for c in done), history, len(done))
+
+
+@contextlib.asynccontextmanager
+async def _node_client(node: ClusterNode) -> AsyncIterator[Redis]:
+    """A plain client of one cluster node on that node's own connections (its credentials and TLS)."""
+    client = Redis(connection_pool=_ClusterNodePoolAdapter(node))  # type: ignore[arg-type]
+    try:
+        yield client
+    finally:
+        await client.aclose(close_connection_pool=False)
+
+
+async def _expire_and_replicate(primary: Redis, deadline: float) -> list[tuple[str, int]]:
+    """Reclaim the primary's expired day keys and log partitions, then wait until every replica it lists has
+    acknowledged its stream up to here (the deletions included), so no replica's rewrite keeps a key its primary
+    lost. :returns: the (host, port) of each of those replicas."""
+    await _expire_gone_keys(primary)
+    with redis_errors("compaction"):
+        info = await primary.info("replication")
+    target = int(info.get("master_repl_offset", 0))
+    loop = asyncio.get_running_loop()
+    while True:
+        replicas = [v for k, v in info.items() if str(k).startswith("slave") and isinstance(v, dict)]
+        if all(int(r.get("offset", 0)) >= target for r in replicas):  # a replica acknowledges every second
+            return [(str(r["ip"]), int(r["port"])) for r in replicas]
+        if loop.time() > deadline:
+            raise StoreUnavailableError("compaction: a replica did not catch up")
+        await asyncio.sleep(_POLL_S)
+        with redis_errors("compaction"):
+            info = await primary.info("replication")
+
+
+async def _compact_node(redis: Redis, deadline: float) -> Compaction:
     info = await _info(redis)
     aof = info.get("aof_enabled") == "1"
     if aof:
