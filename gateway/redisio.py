@@ -290,18 +290,24 @@ def _translated(what: str, *, counted: bool) -> Iterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def one_connection(redis: Redis) -> AsyncIterator[Redis]:
+async def one_connection(redis: Redis, key: str | None = None) -> AsyncIterator[Redis]:
     """A client bound to one pooled connection (WAITAOF counts that connection's writes), given back however the
     block ends. Not ``async with redis.client()``: redis-py's ``__aexit__`` awaits a shielded step before it
     closes, so a cancellation landing there (a consumer stopped at shutdown) skips the close and leaks the
     connection ("Unclosed client session" at collection). Here the close runs as a task of its own that the
     caller's cancellation cannot stop.
+
+    On a cluster the connection is one of the primary serving ``key``'s slot (required there: every key used on
+    the connection must share that slot, a hash tag); on one server ``key`` changes nothing.
     """
-    conn = redis.client()
-    try:
-        yield conn
-    finally:
-        await asyncio.shield(asyncio.ensure_future(conn.aclose()))
+    if is_cluster(redis) and key is None:
+        raise ValueError("one_connection on a cluster needs the key whose slot the connection serves")
+    async with slot_client(redis, key or "") as client:
+        conn = client.client()
+        try:
+            yield conn
+        finally:
+            await asyncio.shield(asyncio.ensure_future(conn.aclose()))
 
 
 def is_noscript(reply: object) -> bool:

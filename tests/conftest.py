@@ -80,6 +80,19 @@ def redis_url() -> Iterator[str]:
             server.stop()
 
 
+@pytest.fixture(scope="session")
+def aof_cluster() -> Iterator[LocalCluster]:
+    """A private 3-primary, 3-replica cluster with AOF on (RDB uncompressed, so a byte search of its files sees every
+    stored value), in both suites: the session's test cluster runs without persistence. Started once, on first use."""
+    with tempfile.TemporaryDirectory(prefix="pg-aofcl-") as tmp:
+        cluster = LocalCluster(Path(tmp), extra_args=("--appendonly", "yes", "--rdbcompression", "no",
+                                                      "--enable-debug-command", "yes")).start()  # fmt: skip
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+
+
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[Redis]:
     client = connect_redis(redis_url)

@@ -48,7 +48,7 @@ from gateway.errors import (
 from gateway.http import json_response
 from gateway.principals import Principal, Role
 from gateway.privacy.audit import record_access
-from gateway.redisio import redis_errors
+from gateway.redisio import one_connection, redis_errors
 from policy.casework import TERMINAL_STATES, Case
 from policy.evidence import ATTACHMENT_MAX_BYTES, ATTACHMENTS_MAX, EXTENSIONS, sniff_attachment
 from policy.purpose import PURPOSE
@@ -178,7 +178,7 @@ async def add_attachment_to(runtime: DispatchRuntime, principal: Principal, case
                 break
             entry["n"] = n
             sealed = sealer.seal_bytes(data, bound_to=attachment_binding(cid, n))
-            async with runtime.store.redis.client() as conn:
+            async with one_connection(runtime.store.redis, listing) as conn:  # WAITAOF counts its writes
                 done = await conn.eval(
                     _ADD_LUA, 2, listing, keyspace.case_attachment_key(cid, n), str(n), str(ATTACHMENTS_MAX),
                     orjson.dumps(entry), sealed, str(runtime.store.case_retention_ms),

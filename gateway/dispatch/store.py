@@ -22,10 +22,9 @@ With AOF off (the test server) there is nothing to wait for and the wait is skip
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -435,7 +434,9 @@ class CaseStore:
         """
         self._folds.pop(fold, None)  # asked alone: the case is closed or full, or this event opens it
         with redis_errors("dispatch store"):
-            if not await self.aof_enabled():  # nothing to wait for: no connection of its own
+            if not await self.aof_enabled() or is_cluster(self.redis):
+                # Nothing to wait for, or a cluster, where the fold key and the case live on different nodes:
+                # no connection of its own (the count is confirmed on its node by ``_count_on_disk``).
                 return await self._fold_on(self.redis, fold, case_id, event_id, at_ms, window_ms)
             async with one_connection(self.redis) as conn:  # WAITAOF counts this connection's writes
                 return await self._fold_on(conn, fold, case_id, event_id, at_ms, window_ms)
@@ -454,12 +455,24 @@ class CaseStore:
             other = _s(target)
             counted = await self._occur(conn, other, event_id, at_ms)
             if counted >= 0:
-                if await self.aof_enabled():
-                    await self._wait_aof(conn)
+                await self._count_on_disk(conn, other)
                 return other, "folded" if counted else "duplicate"
             # Closed or full: this event opens the next case, unless another consumer's already did.
             target = await self._roll_script(keys=[fold], args=[other, case_id, window_ms], client=conn)
         raise CaseRefusedError("the fold kept changing; try again", code="case_conflict")
+
+    async def _count_on_disk(self, conn: Redis, case_id: str) -> None:
+        """Wait until the count just made on ``case_id`` is on disk (AOF on). One server: ``conn``'s own writes. A
+        cluster: the count went out on one of the cluster client's connections; a node's AOF is written in
+        command order, so a later write on that node confirmed on disk (an unchanged TTL set again, on the
+        occurrence set the count created) covers it."""
+        if not await self.aof_enabled():
+            return
+        if not is_cluster(self.redis):
+            await self._wait_aof(conn)
+            return
+        occurrences = keyspace.case_occurrences_key(case_id)
+        await self._on_node(occurrences, [("PEXPIRE", occurrences, self.case_retention_ms)], True)
 
     async def fold_many(self, folds: Sequence[tuple[str, str, str, int]], window_ms: int) -> list[tuple[str, str]]:
         """``fold`` for the events of one intake batch, in one or two pipelined round trips (a storm of one
@@ -518,8 +531,19 @@ class CaseStore:
                         "EVALSHA", self._occur_script.sha, 2, keyspace.case_key(into),
                         keyspace.case_occurrences_key(into), event_id, str(at_ms), ttl,
                     )  # fmt: skip
-                if durable:  # the pipeline's own connection: WAITAOF counts its writes
+                waits = 0
+                if durable and is_cluster(self.redis):
+                    # A cluster pipeline sends each node its commands on one of its connections: one WAITAOF per
+                    # node written, behind that node's counts, counts them.
+                    cluster = cast(RedisCluster, self.redis)
+                    nodes = {n.name: n for n in (cluster.get_node_from_key(keyspace.case_key(t or c))
+                                                 for (_, c, _, _), t in zip(folds, targets, strict=True)) if n}
+                    for node in nodes.values():
+                        pipe.execute_command("WAITAOF", 1, 0, self.waitaof_timeout_ms, target_nodes=node)
+                    waits = len(nodes)
+                elif durable:  # the pipeline's own connection: WAITAOF counts its writes
                     pipe.execute_command("WAITAOF", 1, 0, self.waitaof_timeout_ms)
+                    waits = 1
                 replies = await pipe.execute(raise_on_error=False)
             # redis-py strips the NOSCRIPT prefix from the message (a NoScriptError): ``is_noscript`` knows both.
             if any(is_noscript(r) for r in replies):
@@ -528,7 +552,7 @@ class CaseStore:
             for r in replies:
                 if isinstance(r, Exception):
                     raise r
-            if durable and int(replies[-1][0]) < 1:
+            if any(int(r[0]) < 1 for r in replies[len(folds) : len(folds) + waits]):
                 raise NotDurableError("the write was not confirmed on disk in time")
             return [int(r) for r in replies[: len(folds)]]
         raise CaseRefusedError("the count script could not be loaded", code="case_conflict")
@@ -766,18 +790,11 @@ class CaseStore:
     async def append_intake(self, event: Mapping[str, str]) -> str:
         """XADD an event to the intake stream, acknowledged once on disk; returns the stream id."""
         with redis_errors("intake stream"):
-            async with self._session(keyspace.DISPATCH_INTAKE) as conn:
+            async with one_connection(self.redis, keyspace.DISPATCH_INTAKE) as conn:
                 mid = await conn.xadd(keyspace.DISPATCH_INTAKE, dict(event))  # type: ignore[arg-type]
                 if await self.aof_enabled():
                     await self._wait_aof(conn)
         return mid.decode() if isinstance(mid, bytes) else str(mid)
-
-    @contextlib.asynccontextmanager
-    async def _session(self, key: str) -> AsyncIterator[Redis]:
-        """One connection for some writes and their WAITAOF (which counts only its own connection's writes); on a
-        cluster, a connection to the primary serving ``key``'s slot: every key written on it must share that slot."""
-        async with slot_client(self.redis, key) as client, one_connection(client) as conn:
-            yield conn
 
     async def request_extension(self, case_id: str, request: Mapping[str, str]) -> bool:
         """Record the handler's one extension request; False if one was already made.
@@ -791,7 +808,7 @@ class CaseStore:
             ttl_ms = note_ttl_ms(day, self.note_retention_days, self.clock())
             fields.update(note="", note_ref=f"{day}:{EXTENSION_FIELD}")
         with redis_errors("dispatch store"):
-            async with self._session(name) as conn:  # the request and its note share the case's hash tag
+            async with one_connection(self.redis, name) as conn:  # the request and its note share the case's tag
                 if not await conn.hsetnx(name, "requested_at", request["requested_at"]):
                     return False
                 await conn.hset(name, mapping=fields)  # type: ignore[arg-type]

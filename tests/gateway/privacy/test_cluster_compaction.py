@@ -1,18 +1,16 @@
 """The compaction after a shred on a Redis Cluster (issue 16.1): every node keeps its own AOF, replicas included, so
 a shredded day must leave the files of every primary and every replica, not only of the node redis-py picks.
 
-A private cluster of its own (3 primaries, 3 replicas, AOF on, RDB uncompressed so that a byte search sees every
-stored value) in both suites: the session's test cluster runs without persistence.
+On the suite's private AOF cluster (``aof_cluster``, tests/conftest.py: 3 primaries, 3 replicas, AOF on), in both
+suites: the session's test cluster runs without persistence.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
@@ -24,18 +22,6 @@ from gateway.privacy.compaction import compact_store
 from gateway.privacy.shred import shred_day
 from gateway.redisio import connect_redis
 from gateway.scan.scanlog import day_of, partition_expiry
-
-_AOF = ("--appendonly", "yes", "--rdbcompression", "no", "--enable-debug-command", "yes")
-
-
-@pytest.fixture(scope="module")
-def aof_cluster() -> Iterator[LocalCluster]:
-    with tempfile.TemporaryDirectory(prefix="pg-aofcl-") as tmp:
-        cluster = LocalCluster(Path(tmp), extra_args=_AOF).start()
-        try:
-            yield cluster
-        finally:
-            cluster.stop()
 
 
 @pytest.fixture
