@@ -41,6 +41,7 @@ import hashlib
 import hmac
 import os
 import random
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -220,6 +221,18 @@ return 1
 """
 
 
+_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _append_lock() -> asyncio.Lock:
+    """The running loop's own lock (a lock is bound to one loop; a test process runs many)."""
+    loop = asyncio.get_running_loop()
+    lock = _locks.get(loop)
+    if lock is None:
+        lock = _locks[loop] = asyncio.Lock()
+    return lock
+
+
 async def _append(redis: Redis, fields: dict[str, str], now: datetime, *, lenient: bool = False) -> str:
     for name, value in fields.items():
         if name in _FORBIDDEN or name in _CHAIN:
@@ -229,8 +242,10 @@ async def _append(redis: Redis, fields: dict[str, str], now: datetime, *, lenien
     fields = clean_fields(fields, strict=False if lenient else None)
     _mac("probe", "")  # no key, no entry: fail before touching Redis
     with redis_errors("audit trail"):
-        # One hash tag: every audit key in one slot (on a cluster, WATCH/MULTI on that slot's primary).
-        async with slot_client(redis, keyspace.AUDIT_HEAD) as client:
+        # One hash tag: every audit key in one slot (on a cluster, WATCH/MULTI on that slot's primary). One append
+        # at a time per process: appends of one process would only fail each other's WATCH (a burst of 36 reads
+        # ran out of attempts on a loaded cluster); other processes still race, and retry.
+        async with _append_lock(), slot_client(redis, keyspace.AUDIT_HEAD) as client:
             for attempt in range(_MAX_ATTEMPTS):
                 async with client.pipeline(transaction=True) as pipe:
                     try:
