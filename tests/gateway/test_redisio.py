@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,7 @@ from redis.asyncio.sentinel import SentinelConnectionPool
 
 from gateway.embedded import EmbeddedServer
 from gateway.errors import StoreUnavailableError
-from gateway.redisio import CommandBatcher, MultiHostUrl, connect_redis, is_cluster
+from gateway.redisio import CommandBatcher, MultiHostUrl, connect_redis, is_cluster, one_connection
 
 COMMANDS = (
     ("SET", "k", b"v\x00\xff", "NX", "GET", "EX", 30),
@@ -158,3 +161,45 @@ async def test_a_cluster_batcher_returns_the_raw_replies_of_the_one_server_path(
         assert replies == [None, b"a", 1, b"PONG"]
     finally:
         await batcher.aclose()
+
+
+async def test_one_connection_is_closed_however_its_block_is_cancelled(redis: Redis) -> None:
+    """A consumer stopped at shutdown is cancelled wherever it waits: in a command, or in the close itself. Each
+    time the block's client is closed (no 'Unclosed client session' when collected), on one server and on a
+    cluster (a connection of the key's primary there), and the store still answers on the next connection."""
+    key = "pg:test:{one}"
+    inside = asyncio.Event()
+
+    async def hold(block: bool) -> None:
+        async with one_connection(redis, key) as conn:
+            await conn.set(key, "1")
+            inside.set()
+            if block:
+                await conn.blpop([key + ":list"], timeout=1)  # parked in a command when the cancellation lands
+        # not blocked: the set made, the block ends and the cancellation lands in the close
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        for block, delay in [(True, 0.0), (True, 0.005), (True, 0.02)] + [(False, 0.0)] * 20:
+            inside.clear()
+            task = asyncio.create_task(hold(block))
+            await inside.wait()
+            await asyncio.sleep(delay)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.sleep(0.05)  # the shielded closes finish on their own
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+    async with one_connection(redis, key) as conn:
+        assert await conn.get(key) == b"1"
+
+
+async def test_one_connection_on_a_cluster_needs_the_key_it_serves(redis: Redis) -> None:
+    if not is_cluster(redis):
+        async with one_connection(redis) as conn:  # one server: any key, or none
+            assert await conn.ping()
+        return
+    with pytest.raises(ValueError, match="needs the key"):
+        async with one_connection(redis):
+            pass
