@@ -32,7 +32,8 @@ SYSTEM = Actor("w", Role.SYSTEM)
 
 @pytest.fixture
 async def store(aof_cluster: LocalCluster) -> AsyncIterator[CaseStore]:
-    redis: Redis = connect_redis(aof_cluster.url)
+    # Generous bounds: a loaded 2-core machine, and a cluster whose nodes fsync and rewrite their AOF.
+    redis: Redis = connect_redis(aof_cluster.url, connect_timeout_s=10.0, socket_timeout_s=30.0)
     await redis.flushdb()
     case_store = CaseStore(redis, waitaof_timeout_ms=5000)
     try:

@@ -26,7 +26,9 @@ from gateway.scan.scanlog import day_of, partition_expiry
 
 @pytest.fixture
 async def client(aof_cluster: LocalCluster) -> AsyncIterator[Redis]:
-    redis = connect_redis(aof_cluster.url)
+    # Generous bounds: six servers fork their rewrites at once on a loaded 2-core machine (a 1 s connect to a
+    # replica timed out once there).
+    redis = connect_redis(aof_cluster.url, connect_timeout_s=10.0, socket_timeout_s=30.0)
     await redis.flushdb()
     set_trail_secret(bytes(range(32)))
     try:
