@@ -250,16 +250,23 @@ def install(app: web.Application) -> None:
 
 
 async def _compactions(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.get_running_loop().create_task(_loop(app[REDIS], app[SETTINGS].compaction_check_s))
+    stop = asyncio.Event()
+    task = asyncio.get_running_loop().create_task(_loop(app[REDIS], app[SETTINGS].compaction_check_s, stop))
     yield
+    stop.set()
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
 
 
-async def _loop(redis: Redis, interval_s: float) -> None:
+async def _loop(redis: Redis, interval_s: float, stop: asyncio.Event) -> None:
+    """Check now, then every ``interval_s``, until ``stop``. The loop ends on the event, not on cancellation alone
+    (as ``gateway.background.refreshing``): a cancellation that lands inside a Redis command can come out as a
+    redis-py timeout, a ``StoreUnavailableError`` caught below, and the loop then slept its whole interval (300 s)
+    while the app's shutdown waited for it (a test's teardown hung; found by ``close_or_show_what_hangs``,
+    tests/gateway/conftest.py)."""
     lease = SweepLease(redis, ttl_ms=keyspace.compaction_lease_ttl_ms(interval_s), key=keyspace.COMPACTION_LEASE)
-    while True:
+    while not stop.is_set():
         try:
             if await lease.hold():
                 result = await compact_if_keys_gone(redis)
@@ -267,4 +274,5 @@ async def _loop(redis: Redis, interval_s: float) -> None:
                     log.info("compacted the store after a day key went: %s", result.to_json())
         except StoreUnavailableError as exc:
             log.warning("compaction check failed: %s", exc)
-        await asyncio.sleep(interval_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_s)

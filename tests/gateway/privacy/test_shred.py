@@ -22,6 +22,8 @@ from crypto.native import Colour
 from gateway import keyspace
 from gateway.cli import main
 from gateway.embedded import EmbeddedServer
+from gateway.errors import StoreUnavailableError
+from gateway.privacy import compaction
 from gateway.privacy.compaction import compact_if_keys_gone, compact_store
 from gateway.privacy.shred import shred_day
 from gateway.redisio import connect_redis
@@ -260,6 +262,33 @@ class TestOnDisk:
             return bool((await world.redis.info("persistence"))["aof_rewrites"] > rewrites)
 
         await _until(rewritten)
+
+
+async def test_the_app_closes_when_a_cancelled_compaction_check_comes_out_as_a_store_error(
+    make_world: WorldFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancellation landing inside a Redis command can come out as a redis-py timeout, translated to a store error
+    the check's loop catches: the loop must still end at shutdown, not sleep its interval (it hung a teardown)."""
+    checking = asyncio.Event()
+
+    async def absorbing(redis: Redis) -> None:
+        checking.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            raise StoreUnavailableError("compaction unavailable") from None
+
+    monkeypatch.setattr(compaction, "compact_if_keys_gone", absorbing)
+    world = await make_world(compaction_check_s=3600.0)
+    await asyncio.wait_for(checking.wait(), 30)
+    # Not wait_for: its cancellation at the bound would be suppressed inside the app's cleanup, and the close would
+    # then "succeed". A bound, not a speed claim: before the fix the close waited the whole 3600 s interval.
+    close = asyncio.ensure_future(world.client.close())
+    done, _ = await asyncio.wait({close}, timeout=20)
+    if close not in done:
+        close.cancel()
+        pytest.fail("the app did not close: the compaction loop slept through its cancellation")
+    close.result()
 
 
 async def _keyed_days_include(redis: Redis, day: str) -> bool:
