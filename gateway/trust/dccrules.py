@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from gateway import keyspace
 from gateway.privacy.audit import cli_actor, record_privileged
-from gateway.redisio import redis_errors
+from gateway.redisio import execute_in_order, redis_errors
 from policy.dcc_rules import DccRuleError, RuleSet, parse_rule_set
 
 __all__ = ["RuleSetRegistry", "RuleSetSnapshot", "read_rule_dir"]
@@ -79,11 +79,12 @@ class RuleSetRegistry:
                                 extra={"sets": rule_set.name, "rules": str(len(rule_set.rules)),
                                        "version": str(version), "digest": hashlib.sha256(stored.encode()).hexdigest()})
         with redis_errors("DCC reference data"):
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.hset(keyspace.DCC_RULES, rule_set.name, stored)
-            pipe.set(keyspace.DCC_RULES_IMPORTED_AT, int(now.timestamp()))
-            pipe.incr(keyspace.DCC_RULES_VERSION)
-            replies = await pipe.execute()
+            # The set, then its time and the version workers poll (three slots on a cluster: in this order).
+            replies = await execute_in_order(self.redis, [
+                [("HSET", keyspace.DCC_RULES, rule_set.name, stored)],
+                [("SET", keyspace.DCC_RULES_IMPORTED_AT, int(now.timestamp()))],
+                [("INCRBY", keyspace.DCC_RULES_VERSION, 1)],
+            ])  # fmt: skip
         return int(replies[-1])
 
     async def remove_set(self, name: str, *, now: datetime) -> bool:
@@ -94,10 +95,8 @@ class RuleSetRegistry:
         await record_privileged(self.redis, actor=self.actor or cli_actor(), action="dcc_rules_remove",
                                 obj="dcc_rules", now=now, extra={"sets": name})
         with redis_errors("DCC reference data"):
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.hdel(keyspace.DCC_RULES, name)
-            pipe.incr(keyspace.DCC_RULES_VERSION)
-            await pipe.execute()
+            await execute_in_order(self.redis, [[("HDEL", keyspace.DCC_RULES, name)],
+                                                [("INCRBY", keyspace.DCC_RULES_VERSION, 1)]])  # fmt: skip
         return True
 
     async def version(self) -> int:
@@ -107,11 +106,11 @@ class RuleSetRegistry:
     async def load(self) -> RuleSetSnapshot:
         """The stored sets; one that no longer parses is left out and logged (a class naming it then fails closed)."""
         with redis_errors("DCC reference data"):
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.get(keyspace.DCC_RULES_VERSION)
-            pipe.get(keyspace.DCC_RULES_IMPORTED_AT)
-            pipe.hgetall(keyspace.DCC_RULES)
-            version, imported, raw = await pipe.execute()
+            # The version first: the sets read after it are at least as new (writes bump it after the data).
+            version, imported, raw = await execute_in_order(self.redis, [
+                [("GET", keyspace.DCC_RULES_VERSION)], [("GET", keyspace.DCC_RULES_IMPORTED_AT)],
+                [("HGETALL", keyspace.DCC_RULES)],
+            ])  # fmt: skip
         sets: dict[str, RuleSet] = {}
         for name, value in raw.items():
             try:

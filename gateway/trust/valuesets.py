@@ -21,7 +21,7 @@ from crypto.dcc_valuesets import ValueSet, ValueSets, parse_value_set
 from crypto.errors import TrustListError
 from gateway import keyspace
 from gateway.privacy.audit import cli_actor, record_privileged
-from gateway.redisio import redis_errors
+from gateway.redisio import Command, execute_in_order, redis_errors
 
 __all__ = ["ValueSetRegistry", "ValueSetSnapshot", "read_value_set_dir"]
 
@@ -86,12 +86,15 @@ class ValueSetRegistry:
                                        "digest": digest})
         mapping = {s.id: json.dumps(s.to_json(), separators=(",", ":")) for s in sets}
         with redis_errors("DCC reference data"):
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.delete(keyspace.DCC_VALUESETS)
-            pipe.hset(keyspace.DCC_VALUESETS, mapping=mapping)  # type: ignore[arg-type]
-            pipe.set(keyspace.DCC_VALUESETS_IMPORTED_AT, int(now.timestamp()))
-            pipe.incr(keyspace.DCC_VALUESETS_VERSION)
-            replies = await pipe.execute()
+            # The sets replaced in one MULTI (never seen empty), then their time and the version workers poll
+            # (other slots on a cluster: in this order).
+            listing: list[Command] = [("DEL", keyspace.DCC_VALUESETS)]
+            if mapping:
+                listing.append(("HSET", keyspace.DCC_VALUESETS, *[x for kv in mapping.items() for x in kv]))
+            replies = await execute_in_order(self.redis, [
+                listing, [("SET", keyspace.DCC_VALUESETS_IMPORTED_AT, int(now.timestamp()))],
+                [("INCRBY", keyspace.DCC_VALUESETS_VERSION, 1)],
+            ])  # fmt: skip
         return int(replies[-1])
 
     async def version(self) -> int:
@@ -101,11 +104,11 @@ class ValueSetRegistry:
     async def load(self) -> ValueSetSnapshot:
         """The stored sets; an entry that no longer parses is skipped and logged (its field is then unjudged)."""
         with redis_errors("DCC reference data"):
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.get(keyspace.DCC_VALUESETS_VERSION)
-            pipe.get(keyspace.DCC_VALUESETS_IMPORTED_AT)
-            pipe.hgetall(keyspace.DCC_VALUESETS)
-            version, imported, raw = await pipe.execute()
+            # The version first: the sets read after it are at least as new (writes bump it after the data).
+            version, imported, raw = await execute_in_order(self.redis, [
+                [("GET", keyspace.DCC_VALUESETS_VERSION)], [("GET", keyspace.DCC_VALUESETS_IMPORTED_AT)],
+                [("HGETALL", keyspace.DCC_VALUESETS)],
+            ])  # fmt: skip
         sets: dict[str, ValueSet] = {}
         for value in raw.values():
             try:
