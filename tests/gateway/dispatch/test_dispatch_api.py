@@ -229,7 +229,7 @@ async def test_holder_reference_read_is_audited_and_scoped(dw: DispatchWorld) ->
     assert status in (404,)
     assert len(await reads()) == 2  # refusals read nothing and audit nothing
     # The holder reference is never stored in clear, nor in the case or its history.
-    for key in await dw.world.redis.keys("pg:case:*"):
+    for key in [k async for k in dw.world.redis.scan_iter(match="pg:case:*")]:
         kind = (await dw.world.redis.type(key)).decode()
         dump = str(await dw.world.redis.hgetall(key) if kind == "hash" else await dw.world.redis.xrange(key))
         assert "holder-77" not in dump

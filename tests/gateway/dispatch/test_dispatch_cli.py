@@ -10,12 +10,19 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from redis.asyncio import Redis
+
 from tests.gateway.conftest import SECRET
 from tests.gateway.dispatch import test_dispatch_fixtures as fx
 from tests.gateway.dispatch.test_dispatch_fixtures import ROUTING, T0, DispatchWorld, DispatchWorldFactory
 
 dispatch_env, make_dispatch_world, dw = fx.dispatch_env, fx.make_dispatch_world, fx.dw
 
+
+
+async def _keys(redis: Redis, pattern: str) -> list[bytes]:
+    """The keys matching ``pattern``, sorted: SCAN (every primary of a cluster; KEYS asks one node)."""
+    return sorted([k async for k in redis.scan_iter(match=pattern)])
 
 async def test_the_gateway_sweeps_on_its_interval(make_dispatch_world: DispatchWorldFactory) -> None:
     # The test's clock starts at the real time: the app's sweeper starts with the real clock, and a pass already
@@ -84,7 +91,7 @@ async def test_a_sweep_at_a_future_or_past_time_is_a_dry_run_and_commit_refuses_
     before = await dw.case(case_id)
     # The dispatch keys (cases, histories, due index, lease, streams); the CLI's start-up may write its own (the
     # secret's fingerprint, an audit entry), which are no sweep's.
-    keys_before = sorted(await dw.world.redis.keys("pg:*dispatch*")) + sorted(await dw.world.redis.keys("pg:case*"))
+    keys_before = await _keys(dw.world.redis, "pg:*dispatch*") + await _keys(dw.world.redis, "pg:case*")
     future = (datetime.now(UTC) + timedelta(hours=8)).isoformat()  # 8x the 1 h dispatched budget
     done = await asyncio.to_thread(_placegate, "sweep", "--now", future, redis_url=redis_url, tmp_path=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -92,7 +99,7 @@ async def test_a_sweep_at_a_future_or_past_time_is_a_dry_run_and_commit_refuses_
     assert lines[0] == f"would: case={case_id} flag_overdue=1 escalate_to=street,district,city"
     assert lines[-1].startswith("dry run at ") and lines[-1].endswith("due=1 flagged=1 escalated=3; nothing written")
     assert await dw.case(case_id) == before
-    keys_after = sorted(await dw.world.redis.keys("pg:*dispatch*")) + sorted(await dw.world.redis.keys("pg:case*"))
+    keys_after = await _keys(dw.world.redis, "pg:*dispatch*") + await _keys(dw.world.redis, "pg:case*")
     assert keys_after == keys_before  # not even a lease or a trim
     done = await asyncio.to_thread(
         _placegate, "sweep", "--now", future, "--commit", redis_url=redis_url, tmp_path=tmp_path
@@ -109,7 +116,7 @@ async def test_a_sweep_at_a_future_or_past_time_is_a_dry_run_and_commit_refuses_
     )
     assert done.returncode == 2 and "past time" in done.stderr and done.stdout == ""
     assert await dw.case(case_id) == before
-    keys_after = sorted(await dw.world.redis.keys("pg:*dispatch*")) + sorted(await dw.world.redis.keys("pg:case*"))
+    keys_after = await _keys(dw.world.redis, "pg:*dispatch*") + await _keys(dw.world.redis, "pg:case*")
     assert keys_after == keys_before
     # Without --now the pass runs at the clock's time and commits (nothing is due yet).
     done = await asyncio.to_thread(_placegate, "sweep", "--commit", redis_url=redis_url, tmp_path=tmp_path)

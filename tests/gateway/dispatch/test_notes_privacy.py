@@ -147,7 +147,7 @@ async def test_a_report_about_a_day_already_past_retention_keeps_no_note_text(dw
     status, case = await dw.get("dispatcher", f"/v1/cases/{case_id_for_event('r-legacy-0')}")
     assert status == 200 and case["state"] == "reported"
     assert (case["history"][0]["note"], case["history"][0]["note_expired"]) == (None, True)
-    assert not await dw.world.redis.keys("pg:casenote:*")
+    assert not [k async for k in dw.world.redis.scan_iter(match="pg:casenote:*")]
 
 
 async def test_an_expired_extension_note_reads_as_expired(dw: DispatchWorld) -> None:
