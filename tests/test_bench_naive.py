@@ -58,4 +58,6 @@ async def test_the_naive_store_writes_what_the_scan_store_writes(redis: Redis) -
         written.append(await _stored(redis))
     real, naive = written
     assert keyspace.scan_log_key(day) in real and keyspace.place_exceptions_key("place-a", day) in real
-    assert naive == real
+    assert {k: (v[0], v[2]) for k, v in naive.items()} == {k: (v[0], v[2]) for k, v in real.items()}  # kinds, values
+    # TTLs are read after each run: the same, give or take the second boundary the two runs may straddle.
+    assert all(abs(int(naive[k][1]) - int(real[k][1])) <= 2 for k in real), (naive, real)
