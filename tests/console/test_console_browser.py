@@ -130,7 +130,7 @@ async def test_the_language_switch_and_keyboard_sign_out(cw: ConsoleWorld, brows
     await page.focus("form[action='/console/signout'] button")
     await page.keyboard.press("Enter")
     await page.wait_for_url(re.compile(r".*/console/signin$"))
-    assert await cw.dw.world.redis.keys("pg:console:session:*") == []
+    assert [k async for k in cw.dw.world.redis.scan_iter(match="pg:console:session:*")] == []
 
 
 async def test_the_privacy_officer_verifies_the_chain_in_the_browser(cw: ConsoleWorld, browser: Any) -> None:

@@ -28,7 +28,7 @@ async def test_sign_in_sets_a_strict_http_only_expiring_cookie_and_stores_no_tok
     assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/console/"
     assert int(cookie["max-age"]) == cw.dw.world.settings.console_session_s
     assert not cookie["secure"]  # plain HTTP here; behind TLS: the next test
-    keys = [k.decode() for k in await cw.dw.world.redis.keys("pg:console:session:*")]
+    keys = [k.decode() for k in [k async for k in cw.dw.world.redis.scan_iter(match="pg:console:session:*")]]
     assert len(keys) == 1 and re.fullmatch(r"pg:console:session:[0-9a-f]{64}", keys[0])
     assert cookie.value not in keys[0]  # named by the id's hash, not the id
     stored = {k.decode(): v.decode() for k, v in (await cw.dw.world.redis.hgetall(keys[0])).items()}
@@ -112,7 +112,7 @@ async def test_sign_out_deletes_the_session(cw: ConsoleWorld) -> None:
     session_id = cw.client.session.cookie_jar.filter_cookies(cw.client.make_url("/console/"))[COOKIE].value
     resp = await cw.client.post("/console/signout", data={"csrf": csrf}, allow_redirects=False)
     assert (resp.status, resp.headers["Location"]) == (303, "/console/signin")
-    assert await cw.dw.world.redis.keys("pg:console:session:*") == []
+    assert [k async for k in cw.dw.world.redis.scan_iter(match="pg:console:session:*")] == []
     assert console_session_key("0" * 64).startswith("pg:console:session:")
     cw.client.session.cookie_jar.update_cookies({COOKIE: session_id}, cw.client.make_url("/console/"))
     resp = await cw.client.get("/console/queue", allow_redirects=False)
