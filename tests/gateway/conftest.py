@@ -85,8 +85,11 @@ def settings(tmp_path: Path) -> Settings:
     # (the DSC list's part of readiness: tests/gateway/test_observability.py).
     # No retry window: a test's second presentation at the same device is a replay, as the tests of the replay
     # memory expect; the retry window has its own tests (tests/gateway/scan/test_scan_retries.py).
+    # A store deadline of 2 s, not the 250 ms default: on a loaded 2-core machine (the suite on a cluster beside
+    # another run) a healthy store's answer once took longer, and the scan answered degraded where the test expects
+    # the store's status. Tests of the deadline itself set theirs (redis_timeout_ms=0 or 250).
     return Settings(data_dir=tmp_path, secret=SECRET, status_buckets=1024, retention_days=21,
-                    ready_trust_lists="native", scan_retry_window_s=0)
+                    ready_trust_lists="native", scan_retry_window_s=0, redis_timeout_ms=2000)
 
 
 WorldFactory = Callable[..., Awaitable[World]]
