@@ -16,6 +16,7 @@ from crypto.sealing import NOTE_LABEL, Sealer, SealError, event_binding, reading
 from gateway import keyspace
 from gateway.dispatch.store import case_id_for_event
 from gateway.principals import Principal, Role
+from gateway.scan.state import SCANNER
 from gateway.trust.cli_registry import create_principal
 from gateway.trust.registry import Registry
 from policy.casework import CaseState
@@ -109,7 +110,11 @@ async def test_the_rules_file_sets_the_threshold_per_venue_class(make_world: Wor
 
 
 async def test_a_fever_in_degraded_mode_is_still_a_fever(make_world: WorldFactory) -> None:
-    world = await make_world(redis_timeout_ms=0)
+    # The device and place are read with the store answering, then only the scan path's deadline passes at once
+    # (see test_paper_scan: redis_timeout_ms=0 for the whole world raced the place read too).
+    world = await make_world(principal_cache_s=3600)
+    assert (await world.scan(world.code("holder-2"), who="dev-c"))[0] == 200
+    world.client.app[SCANNER].redis_timeout_s = 0.0
     _, body = await world.scan(world.code("holder-1"), who="dev-c", temperature_c=38.5)
     assert (body["decision"], body["reason"], body["degraded"]) == ("deny", "fever", True)
 
