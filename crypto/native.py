@@ -33,11 +33,13 @@ __all__ = [
     "Colour",
     "HealthCode",
     "PlaceCode",
+    "check_lifetime",
     "check_place_window",
     "issue_health_code",
     "issue_place_code",
     "parse_health_code",
     "parse_place_code",
+    "strip_prefix",
     "verify_health_code",
     "verify_place_code",
 ]
@@ -104,7 +106,11 @@ def _dt(ts: int) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-def _strip(text: str, prefix: str) -> bytes:
+def strip_prefix(text: str, prefix: str) -> bytes:
+    """The base45-decoded body of a code with ``prefix`` (native and paper codes share the envelope).
+
+    :raises CodeFormatError: longer than MAX_CODE_CHARS. :raises UnknownFormatError: another prefix.
+    """
     if len(text) > MAX_CODE_CHARS:
         raise CodeFormatError("code too long")
     if not text.startswith(prefix):
@@ -136,7 +142,7 @@ def parse_health_code(text: str) -> tuple[HealthCode, int, bytes, bytes]:
 
     :raises CodeFormatError, Base45Error, UnsupportedVersionError: on any structural defect.
     """
-    raw = _strip(text, HEALTH_PREFIX)
+    raw = strip_prefix(text, HEALTH_PREFIX)
     head = _HEALTH_HEAD.size
     if len(raw) < head + 1 + _SIG:
         raise CodeFormatError("truncated health code")
@@ -160,17 +166,24 @@ def verify_health_code(text: str, trust: TrustList, *, now: datetime) -> HealthC
     code, alg_id, message, signature = parse_health_code(text)
     key = trust.resolve(code.kid, alg=ALG_IDS[alg_id], usage=Usage.HEALTH, now=now)
     verify_raw(key.public_key, key.alg, signature, message)
-    _check_lifetime(code.iat, code.exp, now)
+    check_lifetime(code.iat, code.exp, now)
     return code
 
 
-def _check_lifetime(iat: datetime, exp: datetime, now: datetime) -> None:
-    if exp - iat > _MAX_LIFETIME or exp <= iat:
-        raise CodeLifetimeError("lifetime outside (0, 5 min]")
+def check_lifetime(
+    iat: datetime, exp: datetime, now: datetime, *, max_lifetime: timedelta = _MAX_LIFETIME, what: str = "code"
+) -> None:
+    """A lifetime in (0, ``max_lifetime``] that covers ``now`` within the clock leeway (the paper code: 7 days)."""
+    if exp - iat > max_lifetime or exp <= iat:
+        raise CodeLifetimeError(f"lifetime outside (0, {_span(max_lifetime)}]")
     if now + _LEEWAY < iat:
         raise CodeNotYetValidError("issued in the future")
     if now - _LEEWAY > exp:
-        raise CodeExpiredError("code expired")
+        raise CodeExpiredError(f"{what} expired")
+
+
+def _span(delta: timedelta) -> str:
+    return f"{delta.days} days" if delta.days else f"{int(delta.total_seconds()) // 60} min"
 
 
 def issue_place_code(
@@ -206,7 +219,7 @@ def parse_place_code(text: str) -> tuple[PlaceCode, int, bytes, bytes]:
 
     :raises CodeFormatError, Base45Error, UnsupportedVersionError: on any structural defect.
     """
-    raw = _strip(text, PLACE_PREFIX)
+    raw = strip_prefix(text, PLACE_PREFIX)
     head = _PLACE_HEAD.size
     if len(raw) < head + 2 + _SIG:
         raise CodeFormatError("truncated place code")

@@ -14,17 +14,10 @@ import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from crypto.base45 import b45decode, b45encode
-from crypto.errors import (
-    CodeExpiredError,
-    CodeFormatError,
-    CodeLifetimeError,
-    CodeNotYetValidError,
-    UnknownFormatError,
-    UnsupportedVersionError,
-)
+from crypto.base45 import b45encode
+from crypto.errors import CodeFormatError, UnsupportedVersionError
 from crypto.keys import ALG_IDS, SigningKey, verify_raw
-from crypto.native import LEEWAY_S, MAX_CODE_CHARS
+from crypto.native import check_lifetime, strip_prefix
 from crypto.trust import TrustList, Usage
 
 __all__ = [
@@ -40,7 +33,7 @@ PAPER_PREFIX = "PGQ:"
 VERSION = 1
 # Printed once, carried for a week: long enough to be worth printing, short enough that a lost sheet dies soon.
 MAX_PAPER_LIFETIME_S = 7 * 24 * 3600
-_MAX_LIFETIME, _LEEWAY = timedelta(seconds=MAX_PAPER_LIFETIME_S), timedelta(seconds=LEEWAY_S)
+_MAX_LIFETIME = timedelta(seconds=MAX_PAPER_LIFETIME_S)
 _CONTEXT = b"placegate/paper-code/v1\x00"
 _SIG = 64
 _HEAD = struct.Struct(">BB8sII12sB")  # version alg kid iat exp nonce holder_len
@@ -74,11 +67,7 @@ def parse_paper_code(text: str) -> tuple[PaperCode, int, bytes, bytes]:
 
     :raises CodeFormatError, Base45Error, UnsupportedVersionError: on any structural defect.
     """
-    if len(text) > MAX_CODE_CHARS:
-        raise CodeFormatError("code too long")
-    if not text.startswith(PAPER_PREFIX):
-        raise UnknownFormatError("wrong prefix")
-    raw = b45decode(text[len(PAPER_PREFIX) :])
+    raw = strip_prefix(text, PAPER_PREFIX)
     head = _HEAD.size
     if len(raw) < head + 1 + _SIG:
         raise CodeFormatError("truncated paper code")
@@ -103,10 +92,5 @@ def verify_paper_code(text: str, trust: TrustList, *, now: datetime) -> PaperCod
     code, alg_id, message, signature = parse_paper_code(text)
     key = trust.resolve(code.kid, alg=ALG_IDS[alg_id], usage=Usage.HEALTH, now=now)
     verify_raw(key.public_key, key.alg, signature, message)
-    if code.exp - code.iat > _MAX_LIFETIME or code.exp <= code.iat:
-        raise CodeLifetimeError("lifetime outside (0, 7 days]")
-    if now + _LEEWAY < code.iat:
-        raise CodeNotYetValidError("issued in the future")
-    if now - _LEEWAY > code.exp:
-        raise CodeExpiredError("paper code expired")
+    check_lifetime(code.iat, code.exp, now, max_lifetime=_MAX_LIFETIME, what="paper code")
     return code
