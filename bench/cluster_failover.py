@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.faults import BUCKETS, Run, _drive, _free_port, _pct, _seed, _wait_caught_up, _xlen
+from bench.faults import BUCKETS, Run, _drive, _free_port, _seed, _wait_caught_up, _xlen, phase_table
 from bench.run import wait_http
 from crypto.keys import SigningKey
 from gateway import keyspace
@@ -47,20 +47,8 @@ def _render(run: Run, *, mode: str, rate: float, durations: Sequence[float], eve
         "2 s), one `placegate serve` on `redis+cluster://`, all on loopback; the primary serving "
         f"`{keyspace.DISPATCH_INTAKE}` fails as phase 2 begins. Measured {datetime.now(UTC):%Y-%m-%d %H:%M UTC}.",
         "",
-        "| phase | s | sent | 200 | 200 degraded | 5xx | no answer | p50 ms | p99 ms | max ms | replays admitted |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for phase, name in enumerate(PHASES):
-        answers = [a for a in run.answers if a.phase == phase]
-        ok = [a for a in answers if a.status == 200]
-        latencies = [a.latency_s * 1000 for a in answers if a.status]
-        replays = sum(1 for a in answers if a.replay and a.decision == "admit")
-        lines.append(
-            f"| {name} | {durations[phase]:g} | {len(answers)} | {len(ok)} | {sum(a.degraded for a in ok)} | "
-            f"{sum(1 for a in answers if a.status >= 500)} | {sum(1 for a in answers if a.status == 0)} | "
-            f"{_pct(latencies, 0.5):.1f} | {_pct(latencies, 0.99):.1f} | {max(latencies, default=float('nan')):.1f} "
-            f"| {replays} |"
-        )
+    lines += phase_table(run, PHASES, durations)
     lines.append("")
     failed_at = run.phase_started[1]
     degraded = [a.sent_at for a in run.answers if a.sent_at >= failed_at and a.status == 200 and a.degraded]

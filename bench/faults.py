@@ -158,6 +158,27 @@ async def _drive(port: int, token: str, key: SigningKey, *, rate: float, duratio
             await asyncio.gather(*pending)
 
 
+def phase_table(run: Run, phases: Sequence[str], durations: Sequence[float]) -> list[str]:
+    """The per-phase table of a fault run (this module's and bench/cluster_failover.py's): answers, degraded,
+    5xx, unanswered, latencies and admitted replays."""
+    lines = [
+        "| phase | s | sent | 200 | 200 degraded | 5xx | no answer | p50 ms | p99 ms | max ms | replays admitted |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for phase, name in enumerate(phases):
+        answers = [a for a in run.answers if a.phase == phase]
+        ok = [a for a in answers if a.status == 200]
+        latencies = [a.latency_s * 1000 for a in answers if a.status]
+        replays = sum(1 for a in answers if a.replay and a.decision == "admit")
+        lines.append(
+            f"| {name} | {durations[phase]:g} | {len(answers)} | {len(ok)} | {sum(a.degraded for a in ok)} | "
+            f"{sum(1 for a in answers if a.status >= 500)} | {sum(1 for a in answers if a.status == 0)} | "
+            f"{_pct(latencies, 0.5):.1f} | {_pct(latencies, 0.99):.1f} | {max(latencies, default=float('nan')):.1f} "
+            f"| {replays} |"
+        )
+    return lines
+
+
 def _pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -174,20 +195,8 @@ def _render(run: Run, *, rate: float, durations: Sequence[float], events: int, a
         "`placegate serve` process, a private server with AOF, all on loopback. Measured "
         f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}.",
         "",
-        "| phase | s | sent | 200 | 200 degraded | 5xx | no answer | p50 ms | p99 ms | max ms | replays admitted |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for phase, name in enumerate(PHASES):
-        answers = [a for a in run.answers if a.phase == phase]
-        ok = [a for a in answers if a.status == 200]
-        latencies = [a.latency_s * 1000 for a in answers if a.status]
-        replays = sum(1 for a in answers if a.replay and a.decision == "admit")
-        lines.append(
-            f"| {name} | {durations[phase]:g} | {len(answers)} | {len(ok)} | {sum(a.degraded for a in ok)} | "
-            f"{sum(1 for a in answers if a.status >= 500)} | {sum(1 for a in answers if a.status == 0)} | "
-            f"{_pct(latencies, 0.5):.1f} | {_pct(latencies, 0.99):.1f} | {max(latencies, default=float('nan')):.1f} "
-            f"| {replays} |"
-        )
+    lines += phase_table(run, PHASES, durations)
     lines.append("")
     for phase in (2, 4):
         restored = run.phase_started[phase]
