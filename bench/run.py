@@ -82,6 +82,9 @@ class OpenLoopStep:
     share: float
     rate: float
     result: dict[str, float]
+    cpu_us: float = float("nan")  # the gateway's CPU per request during the step (utime + stime from /proc)
+    busy: float = float("nan")  # the gateway's cores busy: its CPU seconds over the step / the schedule's seconds
+    control: dict[str, float] | None = None  # the bare handler at the same rate: what the host and generator add
 
 
 def _cpu_ticks(pid: int) -> int:
@@ -393,23 +396,34 @@ class Harness:
 
     def run_open_loop(self, share: float, saturation: float, duration_s: float) -> OpenLoopStep:
         """The full scan path at ``share`` of ``saturation`` requests/s, sent on schedule by ``bench.openloop``
-        (pinned to the load core like wrk), every answer timed from its due time."""
+        (pinned to the load core like wrk), every answer timed from its due time; with the gateway's CPU per
+        request and utilisation over the step, and the bare handler at the same rate as a control."""
         rate = share * saturation
         codes = mint_codes(self.pem, int(rate * duration_s) + 100, holders=self.args.holders, offset=self.offset)
         self.offset += len(codes)
         bodies_file = self.tmp / "bodies-open.jsonl"
         write_bodies(bodies_file, codes)
+        pid = self.procs["full"].pid
+        ticks = _cpu_ticks(pid)
+        result = self._open_loop("full", bodies_file, rate, duration_s)
+        cpu_s = (_cpu_ticks(pid) - ticks) / TICKS
+        self.wait_intake_drained()
+        answered = max(result["answered"], 1.0)
+        control = self._open_loop("bare", bodies_file, rate, duration_s) if self.args.open_loop_control else None
+        cpu_us, busy = cpu_s / answered * 1e6, cpu_s / duration_s
+        return OpenLoopStep(share=share, rate=rate, result=result, cpu_us=cpu_us, busy=busy, control=control)
+
+    def _open_loop(self, target: str, bodies_file: Path, rate: float, duration_s: float) -> dict[str, float]:
         argv = [
             "taskset", "-c", str(LOAD_CORE), sys.executable, "-m", "bench.openloop",
-            "--port", str(self.ports["full"]), "--token", self.token, "--bodies", str(bodies_file),
+            "--port", str(self.ports[target]), "--token", self.token, "--bodies", str(bodies_file),
             "--rate", f"{rate:.1f}", "--duration", f"{duration_s:g}", "--connections", str(self.args.connections),
         ]  # fmt: skip
         proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"bench.openloop exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
         line = next(x for x in proc.stdout.splitlines() if x.startswith("OPENLOOP "))
-        self.wait_intake_drained()
-        return OpenLoopStep(share=share, rate=rate, result=orjson.loads(line.removeprefix("OPENLOOP ")))
+        return cast(dict[str, float], orjson.loads(line.removeprefix("OPENLOOP ")))
 
     # --- status cache ----------------------------------------------------------------------------------------
     async def status_cache(self) -> dict[str, float]:
@@ -616,7 +630,7 @@ def _render(
             + ", ".join(f"{k}: {n}" for k, n in sorted(kinds.items())),
         ]
     if open_steps:
-        lines += _render_open_loop(args, open_steps)
+        lines += _render_open_loop(args, open_steps, runs)
     if cache:
         lines += _render_capacity(runs, cache, open_steps)
     if cache:
@@ -643,8 +657,9 @@ def _render(
 OPEN_LOOP_TARGETS = {0.5: 5.0, 0.75: 10.0}  # issue 19: p99 at 50 % and 75 % of saturation, ms
 
 
-def _render_open_loop(args: argparse.Namespace, steps: Sequence[OpenLoopStep]) -> list[str]:
+def _render_open_loop(args: argparse.Namespace, steps: Sequence[OpenLoopStep], runs: Sequence[Run]) -> list[str]:
     saturation = steps[0].rate / steps[0].share
+    closed_cpu = _median(r.cpu_us for r in runs if r.variant == "full")
     lines = [
         "",
         "## Latency at a steady arrival rate (open loop)",
@@ -654,20 +669,33 @@ def _render_open_loop(args: argparse.Namespace, steps: Sequence[OpenLoopStep]) -
         "moment its request was due, not from when it was written, so a stall is charged to every request that "
         "arrived during it (no coordinated omission). Rates are shares of the saturation rate measured in this "
         f"run: the median closed-loop `full` rate above, {saturation:,.0f} req/s. Generator lag = how late the "
-        "generator itself wrote a request (already included in the latency).",
+        "generator itself wrote a request (already included in the latency). Gateway CPU per request and cores "
+        "busy are the gateway process's utime + stime over the step (/proc), per answered request and per second "
+        f"of the schedule; under closed-loop saturation the same path took {closed_cpu:.0f} µs per request "
+        "(median of the `full` rounds above), because 64 connections keep many requests in each loop turn and in "
+        "each Redis round trip, while requests arriving one by one each pay the turn alone.",
+    ]
+    control = all(st.control is not None for st in steps)
+    if control:
+        lines.append(
+            "Bare p99 = the bare aiohttp handler (same core, same generator, same rate, same bodies) right after "
+            "the step: the part of the tail that the host, the kernel and the generator add whatever the handler."
+        )
+    lines += [
         "",
         "| share | rate /s | answered | non-2xx | lost | p50 ms | p99 ms | p99.9 ms | max ms | generator lag p99 ms "
-        "| p99 target |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| gateway CPU µs/req | gateway cores busy |" + (" bare p99 ms |" if control else "") + " p99 target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if control else "") + "---|",
     ]
     for st in steps:
         r = st.result
         target = OPEN_LOOP_TARGETS.get(st.share)
         verdict = "-" if target is None else f"≤ {target:g} ms: {'met' if r['p99_ms'] <= target else 'missed'}"
+        bare = f" {st.control['p99_ms']:.2f} |" if st.control is not None else ""
         lines.append(
             f"| {st.share:.0%} | {st.rate:,.0f} | {int(r['answered']):,} | {int(r['non2xx'])} | {int(r['lost'])} | "
             f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['p999_ms']:.2f} | {r['max_ms']:.2f} | "
-            f"{r['lag_p99_ms']:.2f} | {verdict} |"
+            f"{r['lag_p99_ms']:.2f} | {st.cpu_us:.0f} | {st.busy:.2f} |{bare} {verdict} |"
         )
     return lines
 
@@ -832,7 +860,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="also the full path at fixed arrival rates (shares of this run's full rate): bench/openloop.py",
     )
-    parser.add_argument("--open-loop-steps", default="25,50,75,90", help="percent of the saturation rate")
+    parser.add_argument("--open-loop-steps", default="10,25,40,50,60,75,90", help="percent of the saturation rate")
+    parser.add_argument(
+        "--no-open-loop-control",
+        dest="open_loop_control",
+        action="store_false",
+        help="skip the bare handler at each open-loop rate (the control: what the host and the generator add)",
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md", help="'-' for none")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -886,7 +920,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(
                     f"open loop {share:4.0%} {step.rate:>8,.0f}/s p50 {r['p50_ms']:6.2f} ms p99 {r['p99_ms']:6.2f} ms "
                     f"p99.9 {r['p999_ms']:6.2f} ms lag p99 {r['lag_p99_ms']:.2f} ms non2xx {int(r['non2xx'])} "
-                    f"lost {int(r['lost'])}",
+                    f"lost {int(r['lost'])} cpu {step.cpu_us:.0f} µs busy {step.busy:.2f}"
+                    + (f" | bare p99 {step.control['p99_ms']:.2f} ms" if step.control else ""),
                     flush=True,
                 )
         if args.profile is not None:

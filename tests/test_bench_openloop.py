@@ -69,3 +69,27 @@ async def test_a_stall_is_charged_to_every_request_due_during_it(tmp_path: Path)
     # from the write, or held requests back while connections were busy, would charge the stall to 4 requests.
     assert result["max_ms"] >= STALL_S * 1000 * 0.95
     assert result["p90_ms"] >= (STALL_S - 0.2) * 1000 * 0.95
+
+
+def test_the_open_loop_table_shows_the_gateways_cpu_its_utilisation_and_the_bare_control() -> None:
+    import argparse
+
+    from bench.run import OpenLoopStep, Run, _render_open_loop
+
+    def result(p99: float) -> dict[str, float]:
+        keys = ("sent", "answered", "non2xx", "lost", "p50_ms", "p90_ms", "p999_ms", "max_ms", "lag_p99_ms")
+        return {**dict.fromkeys(keys, 1.0), "answered": 1000.0, "p99_ms": p99}
+
+    runs = [Run("full", i, 1, 1.0, 0.0, 0.0, cpu, 0.0, 0, 0) for i, cpu in enumerate((200.0, 300.0, 250.0))]
+    steps = [
+        OpenLoopStep(0.5, 2000.0, result(4.0), cpu_us=320.0, busy=0.64, control=result(1.5)),
+        OpenLoopStep(0.75, 3000.0, result(12.0), cpu_us=300.0, busy=0.9, control=result(2.5)),
+    ]
+    text = "\n".join(_render_open_loop(argparse.Namespace(connections=64), steps, runs))
+    assert "4,000 req/s" in text and "took 250 µs per request" in text  # saturation and the closed-loop median
+    rows = [line for line in text.splitlines() if line.startswith("| 50%") or line.startswith("| 75%")]
+    assert rows[0].endswith("| 320 | 0.64 | 1.50 | ≤ 5 ms: met |")
+    assert rows[1].endswith("| 300 | 0.90 | 2.50 | ≤ 10 ms: missed |")
+    without = "\n".join(_render_open_loop(argparse.Namespace(connections=64), [
+        OpenLoopStep(0.5, 2000.0, result(6.0), cpu_us=320.0, busy=0.64)], runs))
+    assert "bare p99" not in without and without.splitlines()[-1].endswith("| 320 | 0.64 | ≤ 5 ms: missed |")
