@@ -60,6 +60,7 @@ def create_app(settings: Settings, *, redis: Redis | None = None) -> web.Applica
     app[CLOCK] = Clock()
     if settings.access_log:
         app[ACCESS_LOG] = AccessLog()
+        app.on_cleanup.append(_flush_access_log)  # the lines still buffered when the process stops
     rules_text = settings.rules_file.read_text("utf-8") if settings.rules_file else None
     app[RULES] = load_rules(rules_text)
     app.cleanup_ctx.append(observe.counting_store_errors)  # first in, last out: shutdown errors count too
@@ -91,6 +92,10 @@ def serving_app(settings: Settings) -> web.Application:
 # Refcounting frees everything a request leaves behind; only cyclic garbage waits for a collection, and it still
 # gets one after 10,000 net allocations, so memory stays bounded.
 _GEN0_THRESHOLD = 10_000
+
+
+async def _flush_access_log(app: web.Application) -> None:
+    app[ACCESS_LOG].flush()
 
 
 async def _freeze_heap(app: web.Application) -> None:

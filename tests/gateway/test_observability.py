@@ -21,7 +21,7 @@ from gateway import keyspace
 from gateway.app import create_app
 from gateway.appstate import ACCESS_LOG, CLOCK, METRICS
 from gateway.dispatch.gauges import sample_backlog
-from gateway.logjson import AccessLog, JsonFormatter
+from gateway.logjson import FLUSH_AFTER_S, FLUSH_LINES, AccessLog, JsonFormatter
 from gateway.settings import Secret, Settings, SettingsError
 from gateway.trust.dsc import DscRegistry
 from gateway.trust.refresh import refresh_dsc
@@ -48,8 +48,9 @@ async def test_every_answer_gets_one_access_log_line_with_its_request_id_and_no_
     await world.set_status("holder-obs-1")
     code = world.code("holder-obs-1")
     first = await world.client.post("/v1/scan", json={"code": code}, headers=world.auth("dev-a"))
-    mine = await world.client.post("/v1/scan", json={"code": code}, headers={**world.auth("dev-a"),
-                                                                              "X-Request-Id": "turnstile-7.42"})
+    mine = await world.client.post(
+        "/v1/scan", json={"code": code}, headers={**world.auth("dev-a"), "X-Request-Id": "turnstile-7.42"}
+    )
     # A code string pasted where an id belongs is not kept: it would reach the log otherwise.
     pasted = await world.client.get("/healthz", headers={"X-Request-Id": code})
     refused = await world.client.get("/v1/cases", headers={"Authorization": "Bearer nope"})
@@ -57,7 +58,12 @@ async def test_every_answer_gets_one_access_log_line_with_its_request_id_and_no_
     world.client.app[ACCESS_LOG].flush()
     lines = _lines(sink)
     assert [(x["route"], x["status"]) for x in lines] == [
-        ("/v1/scan", 200), ("/v1/scan", 200), ("/healthz", 200), ("/v1/cases", 401), ("unmatched", 404)]
+        ("/v1/scan", 200),
+        ("/v1/scan", 200),
+        ("/healthz", 200),
+        ("/v1/cases", 401),
+        ("unmatched", 404),
+    ]
     assert all(set(x) == _ACCESS_KEYS for x in lines)
     ids = [r.headers["X-Request-Id"] for r in (first, mine, pasted, refused, missing)]
     assert [x["request_id"] for x in lines] == ids
@@ -83,19 +89,49 @@ def test_application_records_are_json_lines_naming_an_exception_by_class_only() 
         record = logging.LogRecord("placegate.x", logging.ERROR, __file__, 1, "failed %s", ("step",), sys.exc_info())
     line = orjson.loads(JsonFormatter().format(record))
     assert {k: line[k] for k in ("level", "logger", "msg", "exc")} == {
-        "level": "error", "logger": "placegate.x", "msg": "failed step", "exc": "ValueError"}
+        "level": "error",
+        "logger": "placegate.x",
+        "msg": "failed step",
+        "exc": "ValueError",
+    }
     assert "holder-secret-ref" not in JsonFormatter().format(record)
 
 
-async def test_access_lines_of_one_loop_turn_are_written_together() -> None:
+async def test_access_lines_are_written_together_within_the_flush_interval() -> None:
     sink = io.BytesIO()
     log = AccessLog(sink, clock=lambda: 1_700_000_000.5)
     for i in range(3):
         log.record(request_id=f"r{i}", method="GET", route="/healthz", status=200, duration_s=0.001, principal=None)
-    assert sink.getvalue() == b""  # nothing written inside the turn
     await asyncio.sleep(0)
+    assert sink.getvalue() == b""  # not one write per loop turn: the buffer waits up to FLUSH_AFTER_S
+    # The flush timer was set before this sleep's, with an earlier deadline, so it has fired when the sleep ends.
+    await asyncio.sleep(FLUSH_AFTER_S * 2)
     assert [x["request_id"] for x in _lines(sink)] == ["r0", "r1", "r2"]
     assert _lines(sink)[0]["ts"] == "2023-11-14T22:13:20.500Z"
+    log.record(request_id="r3", method="GET", route="/healthz", status=200, duration_s=0.001, principal=None)
+    await asyncio.sleep(FLUSH_AFTER_S * 2)  # a new buffer gets a new timer
+    assert [x["request_id"] for x in _lines(sink)] == ["r0", "r1", "r2", "r3"]
+
+
+async def test_a_full_access_log_buffer_is_written_at_once() -> None:
+    sink = io.BytesIO()
+    log = AccessLog(sink)
+    for i in range(FLUSH_LINES - 1):
+        log.record(request_id=f"r{i}", method="GET", route="/healthz", status=200, duration_s=0.001, principal=None)
+    assert sink.getvalue() == b""
+    log.record(request_id="last", method="GET", route="/healthz", status=200, duration_s=0.001, principal=None)
+    lines = _lines(sink)
+    assert len(lines) == FLUSH_LINES and lines[-1]["request_id"] == "last"
+
+
+async def test_lines_still_buffered_are_written_when_the_app_stops(make_world: WorldFactory) -> None:
+    world = await make_world()
+    sink = _capture(world)
+    world.client.app[ACCESS_LOG].flush_after_s = 3600.0  # no timer writes the line first, however slow the machine
+    answer = await world.client.get("/healthz")
+    assert sink.getvalue() == b""
+    await world.client.close()  # runs the app's cleanup, as a stopping process does
+    assert [x["request_id"] for x in _lines(sink)] == [answer.headers["X-Request-Id"]]
 
 
 async def test_latency_is_a_histogram_per_route_template(world: World) -> None:
@@ -119,8 +155,11 @@ async def test_the_dispatch_backlog_and_trust_list_ages_are_gauges(world: World)
     finally:
         await redis.srem(keyspace.DISPATCH_OPEN, "case_gauge_1", "case_gauge_2")
         await redis.delete(keyspace.DISPATCH_DEADLETTER)
-    values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
-              if line.startswith("placegate_") and " " in line}
+    values = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line.startswith("placegate_") and " " in line
+    }
     assert values["placegate_dispatch_open_cases"] >= 2
     assert values["placegate_dispatch_dead_letters"] >= 1
     assert "placegate_dispatch_intake_events" in values and "placegate_dispatch_intake_pending" in values
