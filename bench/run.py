@@ -85,6 +85,8 @@ class OpenLoopStep:
     cpu_us: float = float("nan")  # the gateway's CPU per request during the step (utime + stime from /proc)
     busy: float = float("nan")  # the gateway's cores busy: its CPU seconds over the step / the schedule's seconds
     control: dict[str, float] | None = None  # the bare handler at the same rate: what the host and generator add
+    trips: float = float("nan")  # Redis round trips (socket reads the server processed, every client's) per request
+    target: str = "full"  # the server driven: full, or naive for the round-trip comparison
 
 
 def _cpu_ticks(pid: int) -> int:
@@ -394,24 +396,28 @@ class Harness:
         self.estimates[variant] = max(self.estimates.get(variant, 0.0), requests / run.seconds)
         return run
 
-    def run_open_loop(self, share: float, saturation: float, duration_s: float) -> OpenLoopStep:
-        """The full scan path at ``share`` of ``saturation`` requests/s, sent on schedule by ``bench.openloop``
-        (pinned to the load core like wrk), every answer timed from its due time; with the gateway's CPU per
-        request and utilisation over the step, and the bare handler at the same rate as a control."""
+    def run_open_loop(self, share: float, saturation: float, duration_s: float, target: str = "full") -> OpenLoopStep:
+        """``target`` (the full scan path, or the naive variant) at ``share`` of ``saturation`` requests/s, sent on
+        schedule by ``bench.openloop`` (pinned to the load core like wrk), every answer timed from its due time;
+        with the server's CPU per request, its utilisation and the Redis round trips per request over the step,
+        and for the full path the bare handler at the same rate as a control."""
         rate = share * saturation
         codes = mint_codes(self.pem, int(rate * duration_s) + 100, holders=self.args.holders, offset=self.offset)
         self.offset += len(codes)
         bodies_file = self.tmp / "bodies-open.jsonl"
         write_bodies(bodies_file, codes)
-        pid = self.procs["full"].pid
+        pid = self.procs[target].pid
+        _, reads, _ = self.redis_counters()
         ticks = _cpu_ticks(pid)
-        result = self._open_loop("full", bodies_file, rate, duration_s)
+        result = self._open_loop(target, bodies_file, rate, duration_s)
         cpu_s = (_cpu_ticks(pid) - ticks) / TICKS
         self.wait_intake_drained()
         answered = max(result["answered"], 1.0)
-        control = self._open_loop("bare", bodies_file, rate, duration_s) if self.args.open_loop_control else None
+        trips = (self.redis_counters()[1] - reads) / answered
+        with_control = target == "full" and self.args.open_loop_control
+        control = self._open_loop("bare", bodies_file, rate, duration_s) if with_control else None
         cpu_us, busy = cpu_s / answered * 1e6, cpu_s / duration_s
-        return OpenLoopStep(share=share, rate=rate, result=result, cpu_us=cpu_us, busy=busy, control=control)
+        return OpenLoopStep(share, rate, result, cpu_us=cpu_us, busy=busy, control=control, trips=trips, target=target)
 
     def _open_loop(self, target: str, bodies_file: Path, rate: float, duration_s: float) -> dict[str, float]:
         argv = [
@@ -657,7 +663,10 @@ def _render(
 OPEN_LOOP_TARGETS = {0.5: 5.0, 0.75: 10.0}  # issue 19: p99 at 50 % and 75 % of saturation, ms
 
 
-def _render_open_loop(args: argparse.Namespace, steps: Sequence[OpenLoopStep], runs: Sequence[Run]) -> list[str]:
+def _render_open_loop(args: argparse.Namespace, all_steps: Sequence[OpenLoopStep], runs: Sequence[Run]) -> list[str]:
+    steps = [st for st in all_steps if st.target == "full"]
+    if not steps:
+        return []
     saturation = steps[0].rate / steps[0].share
     closed_cpu = _median(r.cpu_us for r in runs if r.variant == "full")
     lines = [
@@ -684,8 +693,10 @@ def _render_open_loop(args: argparse.Namespace, steps: Sequence[OpenLoopStep], r
     lines += [
         "",
         "| share | rate /s | answered | non-2xx | lost | p50 ms | p99 ms | p99.9 ms | max ms | generator lag p99 ms "
-        "| gateway CPU µs/req | gateway cores busy |" + (" bare p99 ms |" if control else "") + " p99 target |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if control else "") + "---|",
+        "| gateway CPU µs/req | gateway cores busy | Redis round trips/req |"
+        + (" bare p99 ms |" if control else "")
+        + " p99 target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if control else "") + "---|",
     ]
     for st in steps:
         r = st.result
@@ -695,9 +706,30 @@ def _render_open_loop(args: argparse.Namespace, steps: Sequence[OpenLoopStep], r
         lines.append(
             f"| {st.share:.0%} | {st.rate:,.0f} | {int(r['answered']):,} | {int(r['non2xx'])} | {int(r['lost'])} | "
             f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['p999_ms']:.2f} | {r['max_ms']:.2f} | "
-            f"{r['lag_p99_ms']:.2f} | {st.cpu_us:.0f} | {st.busy:.2f} |{bare} {verdict} |"
+            f"{r['lag_p99_ms']:.2f} | {st.cpu_us:.0f} | {st.busy:.2f} | {st.trips:.2f} |{bare} {verdict} |"
         )
-    return lines
+    return lines + _render_open_loop_trips(all_steps)
+
+
+def _render_open_loop_trips(steps: Sequence[OpenLoopStep]) -> list[str]:
+    """Issue 19 point 2 at a steady arrival rate: what a Redis round trip costs the gateway when requests arrive
+    one by one (naive vs full at the same rate), and so what folding the full path's two groups into one could save."""
+    naive = next((st for st in steps if st.target == "naive"), None)
+    full = next((st for st in steps if st.target == "full" and naive and st.share == naive.share), None)
+    if naive is None or full is None or naive.trips <= full.trips:
+        return []
+    per_trip = (naive.cpu_us - full.cpu_us) / (naive.trips - full.trips)
+    saving = per_trip * full.trips / 2
+    return [
+        "",
+        f"Round trips at a steady arrival rate: at {full.share:.0%} ({full.rate:,.0f} req/s) the full path made "
+        f"{full.trips:.2f} Redis round trips per scan for {full.cpu_us:.0f} µs of gateway CPU; the naive variant "
+        f"(every command awaited alone), driven at the same rate, made {naive.trips:.2f} for {naive.cpu_us:.0f} µs "
+        f"(p99 {naive.result['p99_ms']:.2f} ms). Its extra CPU per extra round trip, {per_trip:.0f} µs, bounds what "
+        "one costs the gateway when requests arrive one by one (it also pays a task switch per await). Folding the "
+        f"full path's two groups into one would save at most half its round trips: ≤ {saving:.0f} µs per scan, "
+        f"{100 * saving / full.cpu_us:.0f} % of its CPU at this rate.",
+    ]
 
 
 def _profile_summary(raw: Path, top: int = 25) -> str:
@@ -745,7 +777,7 @@ def _render_capacity(runs: list[Run], cache: dict[str, float], open_steps: Seque
     stored = _median(r.stored_bytes for r in fulls)
     cores_busy = CITY_PEAK_SCANS_S * mix_cpu / 1e6
     # Headroom from the open loop: the highest share of the saturation rate whose p99 stayed within 10 ms.
-    ok = [st.share for st in open_steps if st.result["p99_ms"] <= 10.0]
+    ok = [st.share for st in open_steps if st.target == "full" and st.result["p99_ms"] <= 10.0]
     share = max(ok) if ok else None
     lines = [
         "",
@@ -862,6 +894,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--open-loop-steps", default="10,25,40,50,60,75,90", help="percent of the saturation rate")
     parser.add_argument(
+        "--open-loop-naive",
+        type=float,
+        default=25.0,
+        help="percent of the saturation rate at which the naive variant is also driven open loop (its round trips "
+        "against the full path's at the same rate); 0 skips it",
+    )
+    parser.add_argument(
         "--no-open-loop-control",
         dest="open_loop_control",
         action="store_false",
@@ -920,8 +959,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(
                     f"open loop {share:4.0%} {step.rate:>8,.0f}/s p50 {r['p50_ms']:6.2f} ms p99 {r['p99_ms']:6.2f} ms "
                     f"p99.9 {r['p999_ms']:6.2f} ms lag p99 {r['lag_p99_ms']:.2f} ms non2xx {int(r['non2xx'])} "
-                    f"lost {int(r['lost'])} cpu {step.cpu_us:.0f} µs busy {step.busy:.2f}"
+                    f"lost {int(r['lost'])} cpu {step.cpu_us:.0f} µs busy {step.busy:.2f} trips {step.trips:.2f}/req"
                     + (f" | bare p99 {step.control['p99_ms']:.2f} ms" if step.control else ""),
+                    flush=True,
+                )
+            if args.open_loop_naive > 0 and "naive" in variants:
+                step = harness.run_open_loop(args.open_loop_naive / 100, saturation, args.duration, target="naive")
+                open_steps.append(step)
+                print(
+                    f"open loop naive {step.share:4.0%} {step.rate:>8,.0f}/s p99 {step.result['p99_ms']:6.2f} ms "
+                    f"cpu {step.cpu_us:.0f} µs round trips {step.trips:.2f}/req",
                     flush=True,
                 )
         if args.profile is not None:

@@ -82,14 +82,35 @@ def test_the_open_loop_table_shows_the_gateways_cpu_its_utilisation_and_the_bare
 
     runs = [Run("full", i, 1, 1.0, 0.0, 0.0, cpu, 0.0, 0, 0) for i, cpu in enumerate((200.0, 300.0, 250.0))]
     steps = [
-        OpenLoopStep(0.5, 2000.0, result(4.0), cpu_us=320.0, busy=0.64, control=result(1.5)),
-        OpenLoopStep(0.75, 3000.0, result(12.0), cpu_us=300.0, busy=0.9, control=result(2.5)),
+        OpenLoopStep(0.5, 2000.0, result(4.0), cpu_us=320.0, busy=0.64, control=result(1.5), trips=2.0),
+        OpenLoopStep(0.75, 3000.0, result(12.0), cpu_us=300.0, busy=0.9, control=result(2.5), trips=1.5),
     ]
     text = "\n".join(_render_open_loop(argparse.Namespace(connections=64), steps, runs))
     assert "4,000 req/s" in text and "took 250 µs per request" in text  # saturation and the closed-loop median
     rows = [line for line in text.splitlines() if line.startswith("| 50%") or line.startswith("| 75%")]
-    assert rows[0].endswith("| 320 | 0.64 | 1.50 | ≤ 5 ms: met |")
-    assert rows[1].endswith("| 300 | 0.90 | 2.50 | ≤ 10 ms: missed |")
+    assert rows[0].endswith("| 320 | 0.64 | 2.00 | 1.50 | ≤ 5 ms: met |")
+    assert rows[1].endswith("| 300 | 0.90 | 1.50 | 2.50 | ≤ 10 ms: missed |")
+    assert "Round trips at a steady arrival rate" not in text  # no naive step in this run
     without = "\n".join(_render_open_loop(argparse.Namespace(connections=64), [
-        OpenLoopStep(0.5, 2000.0, result(6.0), cpu_us=320.0, busy=0.64)], runs))
-    assert "bare p99" not in without and without.splitlines()[-1].endswith("| 320 | 0.64 | ≤ 5 ms: missed |")
+        OpenLoopStep(0.5, 2000.0, result(6.0), cpu_us=320.0, busy=0.64, trips=2.0)], runs))
+    assert "bare p99" not in without and without.splitlines()[-1].endswith("| 320 | 0.64 | 2.00 | ≤ 5 ms: missed |")
+
+
+def test_the_open_loop_round_trip_bound_comes_from_naive_and_full_at_the_same_rate() -> None:
+    import argparse
+
+    from bench.run import OpenLoopStep, Run, _render_open_loop
+
+    result = {k: 1.0 for k in ("sent", "answered", "non2xx", "lost", "p50_ms", "p90_ms", "p99_ms", "p999_ms",
+                               "max_ms", "lag_p99_ms")}
+    runs = [Run("full", 1, 1, 1.0, 0.0, 0.0, 250.0, 0.0, 0, 0)]
+    steps = [
+        OpenLoopStep(0.25, 1000.0, result, cpu_us=400.0, busy=0.4, trips=2.0),
+        OpenLoopStep(0.5, 2000.0, result, cpu_us=350.0, busy=0.7, trips=1.8),
+        OpenLoopStep(0.25, 1000.0, result, cpu_us=700.0, busy=0.7, trips=8.0, target="naive"),
+    ]
+    text = "\n".join(_render_open_loop(argparse.Namespace(connections=64), steps, runs))
+    # (700 - 400) / (8 - 2) = 50 µs per round trip; folding saves at most half of 2 trips: 50 µs, 12 % of 400.
+    assert "made 2.00 Redis round trips per scan for 400 µs" in text and "made 8.00 for 700 µs" in text
+    assert "extra round trip, 50 µs" in text and "≤ 50 µs per scan, 12 % of its CPU" in text
+    assert sum(line.startswith("| 25%") for line in text.splitlines()) == 1  # the naive step is not a table row
