@@ -103,6 +103,10 @@ def test_serve_demo_prints_a_curl_line_that_admits_then_is_replayed(tmp_path: Pa
     # The embedded server was stopped with the gateway and left its AOF in the data directory.
     assert list((tmp_path / "redis").rglob("*.aof"))
     assert "Traceback" not in stderr
+    # Each answer's access-log line reached stderr: the last one, sent just before SIGINT, was most likely still in
+    # the access log's buffer (flushed every 50 ms) and written by the shutdown.
+    access = [json.loads(x) for x in stderr.splitlines() if '"logger":"placegate.access"' in x]
+    assert [x["status"] for x in access if x["route"] == "/v1/scan"] == [200, 200, 200]
 
 
 def test_an_unknown_command_is_a_usage_error_naming_the_commands(tmp_path: Path) -> None:
