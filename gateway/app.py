@@ -16,13 +16,14 @@ from redis.asyncio import Redis
 
 from gateway import observe, openapi, ops
 from gateway.appstate import ACCESS_LOG, BATCHER, CLOCK, HEALTH, METRICS, REDIS, RULES, SETTINGS, Clock
+from gateway.batcher import CommandBatcher
 from gateway.console import feature as console_feature
 from gateway.dispatch import feature as dispatch_feature
 from gateway.http import error_middleware
 from gateway.logjson import AccessLog
 from gateway.metrics import Metrics
 from gateway.privacy import feature as privacy_feature
-from gateway.redisio import CommandBatcher, connect_redis
+from gateway.redisio import connect_redis
 from gateway.scan import feature as scan_feature
 from gateway.settings import Settings
 from gateway.status import feature as status_feature

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from aiohttp import web
 from redis.asyncio import Redis
 
+from gateway.batcher import CommandBatcher
 from gateway.logjson import AccessLog
 from gateway.metrics import Metrics
-from gateway.redisio import CommandBatcher
 from gateway.settings import Settings
 from gateway.storehealth import StoreHealth
 from policy.rules import Rules
@@ -36,7 +36,7 @@ class Clock:
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 REDIS: web.AppKey[Redis] = web.AppKey("redis", Redis)
-# One batcher per process: the scan path and the status feed share its pipeline (gateway/redisio.py).
+# One batcher per process: the scan path and the status feed share its pipeline (gateway/batcher.py).
 BATCHER: web.AppKey[CommandBatcher] = web.AppKey("batcher", CommandBatcher)
 RULES: web.AppKey[Rules] = web.AppKey("rules", Rules)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock", Clock)

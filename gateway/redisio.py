@@ -1,44 +1,27 @@
-"""Redis connections and the command batcher that coalesces one event-loop turn's commands into one pipeline.
+"""Redis connections (one server, TLS, Cluster, Sentinel) and the one translator of Redis errors.
 
-One awaited redis-py command costs about 50 µs of client CPU (docs/performance.md); sending every
-command queued during a loop turn as one pipeline pays that cost once per turn instead of once per command.
 Every redis exception is translated into ``StoreUnavailableError`` by the one translator, ``redis_errors``, at
-the store boundary; no other module sees one.
-
-The hot path speaks RESP itself: callers submit plain command tuples, hiredis packs them and parses the replies
-on one pipelined connection per batcher (``_RespConnection``), and the flush is written from the loop-turn
-callback itself, with one deadline timer per flush instead of one per command group. redis-py's generic
-pipeline costs about 10 µs of client CPU per command and tens per execute even with hiredis (measured:
-bench/RESULTS.md, docs/performance.md). TLS and cluster clients, which that connection does not speak, fall
-back to a redis-py pipeline with its reply callbacks switched off, so both paths return the same raw replies.
+the store boundary; no other module sees one. The scan path's command batcher, which coalesces one event-loop
+turn's commands into one pipeline, is gateway/batcher.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, cast
 from urllib.parse import unquote
 
-import hiredis
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster, Sentinel
 from redis.asyncio.cluster import ClusterNode, _ClusterNodePoolAdapter
-from redis.asyncio.connection import Connection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.client import CaseInsensitiveDict
 from redis.exceptions import (
-    ClusterDownError,
-    ConnectionError,
-    MovedError,
     NoScriptError,
     RedisClusterException,
     RedisError,
-    TimeoutError,
-    TryAgainError,
 )
 
 from gateway.errors import StoreUnavailableError
@@ -48,7 +31,6 @@ __all__ = [
     "CLUSTER_SCHEMES",
     "SENTINEL_SCHEMES",
     "Command",
-    "CommandBatcher",
     "MultiHostUrl",
     "StoreErrorSink",
     "connect_redis",
@@ -64,9 +46,6 @@ __all__ = [
 
 # One Redis command: name then arguments, each bytes, str, int or float (what hiredis.pack_command encodes).
 Command = tuple[bytes | str | int | float, ...]
-# Flushes awaiting replies on one connection before it is declared hung and closed (replies are matched by
-# order, so a server that stopped answering would otherwise grow this queue for as long as it stays silent).
-MAX_OUTSTANDING_FLUSHES = 4096
 
 
 def connect_redis(
@@ -98,10 +77,6 @@ SENTINEL_SCHEMES: Final = ("redis+sentinel", "rediss+sentinel")
 # Marks a command the batcher sends through a cluster pipeline: its reply comes back raw, as hiredis parses it
 # (redis-py's reply callbacks would turn ``SET ... GET`` into a bool).
 _RAW: Final = "_placegate_raw"
-_KEYLESS: Final = frozenset({"PING"})
-# Replies of a cluster flush that mean the slot map may be stale (a primary died, its replica took over).
-_TOPOLOGY_ERRORS: Final = (ConnectionError, TimeoutError, ClusterDownError, MovedError, TryAgainError)
-_REFRESH_EVERY_S: Final = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,343 +288,3 @@ async def one_connection(redis: Redis, key: str | None = None) -> AsyncIterator[
 def is_noscript(reply: object) -> bool:
     """A reply saying the server does not know the script (it restarted, or SCRIPT FLUSH ran)."""
     return isinstance(reply, NoScriptError) or (isinstance(reply, Exception) and str(reply).startswith("NOSCRIPT"))
-
-
-class _Group:
-    """The commands one caller submitted, the future that gets their replies, and the caller's deadline."""
-
-    __slots__ = ("commands", "future", "timeout_s")
-
-    def __init__(self, commands: Sequence[Command], future: asyncio.Future[list[Any]], timeout_s: float | None):
-        self.commands = commands
-        self.future = future
-        self.timeout_s = timeout_s
-
-
-class CommandBatcher:
-    """Collects command groups submitted during one loop turn and sends them as a single pipeline."""
-
-    def __init__(self, redis: Redis) -> None:
-        self._redis = redis
-        self._pending: list[_Group] = []
-        self._scheduled = False
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._flights: set[asyncio.Future[list[Any]]] = set()
-        self._refreshing: asyncio.Future[None] | None = None
-        self._refreshed_at = float("-inf")
-        self._endpoint = _endpoint_of(redis)
-        self._conn: _RespConnection | None = None
-        self._connecting: asyncio.Lock | None = None
-        self.flushes = 0
-        self.commands = 0
-
-    def submit(self, commands: Sequence[Command], timeout_s: float | None = None) -> asyncio.Future[list[Any]]:
-        """Queue ``commands``; the future gets their replies (an exception object per failed command).
-
-        With ``timeout_s``, the future fails with ``StoreUnavailableError`` when the replies have not arrived
-        that many seconds after the flush went out.
-        """
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[Any]] = loop.create_future()
-        if not commands:  # nothing to send: a flight of zero replies would never complete
-            future.set_result([])
-            return future
-        self._pending.append(_Group(commands, future, timeout_s))
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
-        return future
-
-    async def run(self, commands: Sequence[Command], timeout_s: float | None = None) -> list[Any]:
-        """Submit and await; a command that failed inside the pipeline raises ``StoreUnavailableError``."""
-        replies = await self.submit(commands, timeout_s)
-        for reply in replies:
-            if isinstance(reply, Exception):
-                _store_error(BATCHER_OP)
-                raise StoreUnavailableError(f"redis command failed: {reply.__class__.__name__}")
-        return replies
-
-    def _flush(self) -> None:
-        self._scheduled = False
-        batch, self._pending = self._pending, []
-        if not batch:
-            return
-        conn = self._conn
-        if conn is not None and not conn.closed:
-            self._write(conn, batch)  # the common case: no task, no await, straight onto the socket
-            return
-        task = asyncio.get_running_loop().create_task(self._send_slow(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _write(self, conn: _RespConnection, batch: list[_Group]) -> None:
-        commands = [command for group in batch for command in group.commands]
-        self.flushes += 1
-        self.commands += len(commands)
-        try:
-            payload = b"".join([hiredis.pack_command(command) for command in commands])  # type: ignore[arg-type]
-        except TypeError as exc:  # an argument hiredis cannot encode: a programming error, never a wire error
-            _fail(batch, exc)
-            return
-        conn.send(payload, batch, len(commands))
-
-    async def _send_slow(self, batch: list[_Group]) -> None:
-        """No open connection yet (or not a plain one): connect, or let redis-py carry the pipeline."""
-        timeouts = [g.timeout_s for g in batch if g.timeout_s is not None]
-        try:
-            # The deadline's TimeoutError is an OSError: translated too. Not counted here: _fail counts each
-            # group that gets the error, as for every other failure of a flush.
-            with _translated("redis pipeline", counted=False):
-                async with asyncio.timeout(min(timeouts) if timeouts else None):
-                    if self._endpoint is None:
-                        # Shielded: the deadline fails this flush's callers but never cuts redis-py's pipeline
-                        # mid-reply (a cluster node's connection would go back to its pool out of step with its
-                        # replies); the pipeline finishes on its own, bounded by the socket timeout.
-                        flight = asyncio.ensure_future(self._redis_py_pipeline([c for g in batch for c in g.commands]))
-                        self._flights.add(flight)
-                        flight.add_done_callback(self._flights.discard)
-                        flight.add_done_callback(_settle)
-                        replies = await asyncio.shield(flight)
-                        self.flushes += 1
-                        self.commands += len(replies)
-                        _distribute(batch, replies)
-                        return
-                    conn = await self._connection()
-        except StoreUnavailableError as exc:  # not raised to anyone: every caller of this flush gets it
-            _fail(batch, exc)
-            return
-        self._write(conn, batch)
-
-    async def _redis_py_pipeline(self, commands: list[Command]) -> list[Any]:
-        if is_cluster(self._redis):
-            return await self._cluster_pipeline(cast(RedisCluster, self._redis), commands)
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.response_callbacks = CaseInsensitiveDict({})  # raw replies, as the RESP connection returns them
-        for command in commands:
-            pipe.execute_command(*command)
-        return list(await pipe.execute(raise_on_error=False))
-
-    async def _cluster_pipeline(self, cluster: RedisCluster, commands: list[Command]) -> list[Any]:
-        """One pipeline per flush still: redis-py splits it by node and sends each node its part at once. A
-        keyless command (the store probe's PING) goes to every primary and answers as the worst of them: the
-        store is up only when every slot's primary is."""
-        await cluster.initialize()
-        primaries = cluster.get_primaries()
-        pipe = cluster.pipeline(transaction=False)
-        spans: list[int] = []
-        for command in commands:
-            if str(command[0]).upper() in _KEYLESS:
-                for node in primaries:
-                    pipe.execute_command(*command, target_nodes=node, **{_RAW: True})
-                spans.append(len(primaries))
-            else:
-                pipe.execute_command(*command, **{_RAW: True})
-                spans.append(1)
-        try:
-            replies = list(await pipe.execute(raise_on_error=False))
-        except _TOPOLOGY_ERRORS:  # a node refused after redis-py's own retries: the flush fails, the map is re-read
-            self._refresh_slots(cluster)
-            raise
-        if any(isinstance(r, _TOPOLOGY_ERRORS) for r in replies):
-            self._refresh_slots(cluster)
-        out: list[Any] = []
-        at = 0
-        for span in spans:
-            part = replies[at : at + span]
-            out.append(next((r for r in part if isinstance(r, Exception)), part[0] if part else None))
-            at += span
-        return out
-
-    def _refresh_slots(self, cluster: RedisCluster) -> None:
-        """Re-read the slot map in the background, at most every ``_REFRESH_EVERY_S``: redis-py's pipeline returns
-        a dead primary's connection errors as replies without learning that its replica took over, so without
-        this a failover would leave this client degraded for good."""
-        now = asyncio.get_running_loop().time()
-        busy = self._refreshing is not None and not self._refreshing.done()
-        if busy or now - self._refreshed_at < _REFRESH_EVERY_S:
-            return
-        self._refreshed_at = now
-        self._refreshing = asyncio.ensure_future(cluster.nodes_manager.initialize())
-        self._refreshing.add_done_callback(_settle)
-
-    async def _connection(self) -> _RespConnection:
-        if self._connecting is None:
-            self._connecting = asyncio.Lock()
-        async with self._connecting:
-            if self._conn is None or self._conn.closed:
-                assert self._endpoint is not None
-                self._conn = await _RespConnection.open(self._endpoint)
-            return self._conn
-
-    async def aclose(self) -> None:
-        if self._tasks or self._flights:
-            await asyncio.gather(*self._tasks, *self._flights, return_exceptions=True)
-        if self._refreshing is not None:
-            await asyncio.gather(self._refreshing, return_exceptions=True)
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-
-def _settle(flight: asyncio.Future[Any]) -> None:
-    """A shielded pipeline ended: forget it; its error, if nobody awaits it any more, is not worth a warning."""
-    if not flight.cancelled():
-        flight.exception()
-
-
-def _distribute(batch: Sequence[_Group], replies: Sequence[Any]) -> None:
-    at = 0
-    for group in batch:
-        size = len(group.commands)
-        if not group.future.done():
-            group.future.set_result([_reply(r) for r in replies[at : at + size]])
-        at += size
-
-
-def _reply(raw: Any) -> Any:
-    # hiredis hands server errors back as ReplyError values; callers see exception objects, never raw errors.
-    return StoreUnavailableError(str(raw)) if isinstance(raw, hiredis.ReplyError) else raw
-
-
-def _fail(batch: Sequence[_Group], error: BaseException) -> None:
-    for group in batch:
-        if not group.future.done():
-            group.future.set_exception(error)
-            if isinstance(error, StoreUnavailableError):  # not a programming error (an unencodable argument)
-                _store_error(BATCHER_OP)
-
-
-_Endpoint = tuple[str, str | None, int, str | None, str | None, int]  # kind, host/path, port, user, password, db
-
-
-def _endpoint_of(redis: Redis) -> _Endpoint | None:
-    """Where the client connects, when it is a plain TCP or unix-socket connection (else: keep redis-py)."""
-    pool = getattr(redis, "connection_pool", None)
-    if pool is None:
-        return None
-    kw = pool.connection_kwargs
-    user, password, db = kw.get("username"), kw.get("password"), int(kw.get("db") or 0)
-    if pool.connection_class is UnixDomainSocketConnection:
-        return ("unix", kw.get("path"), 0, user, password, db)
-    if pool.connection_class is Connection:
-        return ("tcp", kw.get("host", "localhost"), int(kw.get("port", 6379)), user, password, db)
-    return None
-
-
-class _Flight:
-    """One flush on the wire: its groups, the replies so far, and the deadline timer."""
-
-    __slots__ = ("batch", "count", "replies", "timer")
-
-    def __init__(self, batch: list[_Group], count: int) -> None:
-        self.batch = batch
-        self.count = count
-        self.replies: list[Any] = []
-        self.timer: asyncio.TimerHandle | None = None
-
-
-class _RespConnection(asyncio.Protocol):
-    """One RESP2 connection with unlimited pipelining: requests go out in order and replies come back in
-    order, so each flush takes the next ``count`` replies."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.reader = hiredis.Reader()
-        self.waiting: deque[_Flight] = deque()
-        self.closed = False
-
-    @classmethod
-    async def open(cls, endpoint: _Endpoint, *, timeout_s: float = 5.0) -> _RespConnection:
-        kind, where, port, user, password, db = endpoint
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout_s):
-                if kind == "unix":
-                    _, conn = await loop.create_unix_connection(cls, str(where))
-                else:
-                    _, conn = await loop.create_connection(cls, str(where), port)
-                hello: list[Command] = []
-                if password is not None:
-                    hello.append(("AUTH", user, password) if user else ("AUTH", password))
-                if db:
-                    hello.append(("SELECT", db))
-                if hello:
-                    future: asyncio.Future[list[Any]] = loop.create_future()
-                    conn.send(b"".join(hiredis.pack_command(c) for c in hello),  # type: ignore[arg-type]
-                              [_Group(hello, future, None)], len(hello))
-                    if any(isinstance(r, Exception) for r in await future):
-                        conn.close()
-                        raise StoreUnavailableError("redis refused AUTH/SELECT")
-        except TimeoutError as exc:
-            raise StoreUnavailableError("redis connect timed out") from exc
-        return conn
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
-
-    def data_received(self, data: bytes) -> None:
-        self.reader.feed(data)
-        waiting = self.waiting
-        try:
-            while (reply := self.reader.gets()) is not False:
-                flight = waiting[0]
-                flight.replies.append(reply)
-                if len(flight.replies) == flight.count:
-                    waiting.popleft()
-                    if flight.timer is not None:
-                        flight.timer.cancel()
-                    _distribute(flight.batch, flight.replies)
-        except (hiredis.ProtocolError, IndexError):  # garbage or an unsolicited reply: this stream is lost
-            self.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        error = StoreUnavailableError("redis connection lost")
-        while self.waiting:
-            flight = self.waiting.popleft()
-            if flight.timer is not None:
-                flight.timer.cancel()
-            _fail(flight.batch, error)
-
-    def send(self, payload: bytes, batch: list[_Group], count: int) -> None:
-        if self.closed or self.transport is None:
-            _fail(batch, StoreUnavailableError("redis connection closed"))
-            return
-        if len(self.waiting) >= MAX_OUTSTANDING_FLUSHES:
-            _fail(batch, StoreUnavailableError("redis is not answering"))
-            self.close()
-            return
-        flight = _Flight(batch, count)
-        timeouts = [g.timeout_s for g in batch if g.timeout_s is not None]
-        if timeouts:
-            first = min(timeouts)
-            flight.timer = asyncio.get_running_loop().call_later(first, _expire, flight, first)
-        self.waiting.append(flight)
-        self.transport.write(payload)
-
-    def close(self) -> None:
-        if not self.closed and self.transport is not None:
-            self.closed = True
-            self.transport.close()
-        with contextlib.suppress(Exception):
-            self.connection_lost(None)
-
-
-def _expire(flight: _Flight, elapsed_s: float) -> None:
-    """A deadline in the flush passed: the callers whose time is up get an error now, the others keep waiting
-    (the next deadline is re-armed). The flight stays queued, so its replies, when they come, are still matched
-    in order; those for failed callers are dropped (their futures are done)."""
-    flight.timer = None
-    expired = StoreUnavailableError("redis timed out")
-    later: list[float] = []
-    for group in flight.batch:
-        if group.timeout_s is None or group.future.done():
-            continue
-        if group.timeout_s <= elapsed_s:
-            group.future.set_exception(expired)
-            _store_error(BATCHER_OP)
-        else:
-            later.append(group.timeout_s)
-    if later:
-        nxt = min(later)
-        flight.timer = asyncio.get_running_loop().call_later(nxt - elapsed_s, _expire, flight, nxt)

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from bench.naive import NaiveStore
 from gateway import keyspace
-from gateway.redisio import CommandBatcher
+from gateway.batcher import CommandBatcher
 from gateway.scan.store import ScanRecord, ScanStore
 from gateway.status.cache import StatusLocator
 

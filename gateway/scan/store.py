@@ -12,9 +12,10 @@ from collections.abc import Mapping, Sequence
 from redis.asyncio import Redis
 
 from gateway import keyspace
+from gateway.batcher import CommandBatcher
 from gateway.errors import StoreUnavailableError
 from gateway.intake import scan_event_place_reason
-from gateway.redisio import Command, CommandBatcher
+from gateway.redisio import Command
 from gateway.status.cache import StatusLocator, unpack_status
 from policy.status import HolderStatus
 

@@ -19,9 +19,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from gateway.batcher import CommandBatcher
 from gateway.errors import StoreUnavailableError
 from gateway.keyspace import status_bucket_key
-from gateway.redisio import Command, CommandBatcher, is_noscript, redis_errors
+from gateway.redisio import Command, is_noscript, redis_errors
 from gateway.status.cache import StatusLocator, StatusRecord, pack_status
 from gateway.status.idcards import IdCardIndex
 

@@ -22,11 +22,12 @@ from redis.asyncio import Redis
 from gateway import redisio
 from gateway.app import create_app
 from gateway.appstate import METRICS
+from gateway.batcher import CommandBatcher
 from gateway.dispatch.store import case_id_for_event
 from gateway.errors import StoreUnavailableError
 from gateway.metrics import Metrics
 from gateway.observe import UNMATCHED
-from gateway.redisio import CommandBatcher, connect_redis, count_store_errors, redis_errors, store_op
+from gateway.redisio import connect_redis, count_store_errors, redis_errors, store_op
 from gateway.settings import Secret, Settings
 from tests.gateway.conftest import PLACES, World
 

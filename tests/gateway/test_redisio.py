@@ -15,9 +15,10 @@ import pytest
 from redis.asyncio import Redis
 from redis.asyncio.sentinel import SentinelConnectionPool
 
+from gateway.batcher import CommandBatcher
 from gateway.embedded import EmbeddedServer
 from gateway.errors import StoreUnavailableError
-from gateway.redisio import CommandBatcher, MultiHostUrl, connect_redis, is_cluster, one_connection
+from gateway.redisio import MultiHostUrl, connect_redis, is_cluster, one_connection
 
 COMMANDS = (
     ("SET", "k", b"v\x00\xff", "NX", "GET", "EX", 30),

@@ -19,6 +19,7 @@ from crypto.sealing import Sealer
 from crypto.trust import TrustedKey, Usage
 from gateway import keyspace
 from gateway.app import create_app
+from gateway.batcher import CommandBatcher
 from gateway.dispatch.feature import load_tables
 from gateway.dispatch.store import CaseStore, case_id_for_event
 from gateway.dispatch.worker import IntakeWorker, sweep_open_cases, trim_to_retention
@@ -37,7 +38,7 @@ from gateway.privacy.tracing import (
     place_filter,
     trace_holder,
 )
-from gateway.redisio import CommandBatcher, connect_redis, redis_errors
+from gateway.redisio import connect_redis, redis_errors
 from gateway.settings import DispatchSettings, Secret, Settings
 from gateway.status.cache import StatusRecord
 from gateway.status.writer import StatusWriter

@@ -7,10 +7,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from crypto.sealing import event_binding
+from gateway.batcher import CommandBatcher
 from gateway.dispatch.worker import EXPIRED_DROPPED_FIELDS, GROUP, sweep_open_cases, trim_to_retention
 from gateway.intake import scan_event_fields
 from gateway.keyspace import DISPATCH_DEADLETTER, DISPATCH_INTAKE
-from gateway.redisio import CommandBatcher
 from gateway.scan.scanlog import day_of, partition_expiry
 from gateway.scan.store import ScanStore
 from gateway.status.cache import StatusLocator
