@@ -346,11 +346,16 @@ class _RespConnection(asyncio.Protocol):
             return
         flight = _Flight(batch, count)
         timeouts = [g.timeout_s for g in batch if g.timeout_s is not None]
-        if timeouts:
-            first = min(timeouts)
-            flight.timer = asyncio.get_running_loop().call_later(first, _expire, flight, first)
         self.waiting.append(flight)
         self.transport.write(payload)
+        if timeouts:
+            first = min(timeouts)
+            if first <= 0:
+                # Already due: expired now. Armed as a timer, uvloop (which runs a delay under 1 ms as call_soon)
+                # would run it only after the next poll, and a reply already in would be handed over first.
+                _expire(flight, 0.0)
+            else:
+                flight.timer = asyncio.get_running_loop().call_later(first, _expire, flight, first)
 
     def close(self) -> None:
         if not self.closed and self.transport is not None:

@@ -204,3 +204,18 @@ async def test_one_connection_on_a_cluster_needs_the_key_it_serves(redis: Redis)
     with pytest.raises(ValueError, match="needs the key"):
         async with one_connection(redis):
             pass
+
+
+async def test_a_deadline_of_zero_fails_even_when_the_reply_is_already_in(redis: Redis) -> None:
+    # uvloop runs a call_later under 1 ms as call_soon, after the next poll for I/O: on a loaded machine the reply
+    # was read first and the caller of a 0 s deadline got it (the degraded-mode tests failed that way).
+    batcher = CommandBatcher(redis)
+    try:
+        await batcher.run((("PING",),))  # opens the connection
+        future = batcher.submit((("PING",),), timeout_s=0.0)
+        asyncio.get_running_loop().call_soon(time.sleep, 0.05)  # runs after the flush: the reply is in by the poll
+        with pytest.raises(StoreUnavailableError):
+            await future
+        assert await batcher.run((("ECHO", "next"),), timeout_s=1.0) == [b"next"]  # replies still in order
+    finally:
+        await batcher.aclose()
