@@ -37,6 +37,7 @@ from typing import Any, cast
 
 import orjson
 
+from bench.cluster_bench import ClusterBench, render_cluster, status_load_rates
 from bench.corpus import mint_codes, seed_world, write_bodies, write_status_file
 from gateway.embedded import EmbeddedServer
 from gateway.redisio import connect_redis
@@ -154,6 +155,7 @@ class Harness:
         self.offset = 0
         self.estimates: dict[str, float] = {}
         self.failures = self.tmp / "non2xx.txt"  # status and body of every non-2xx answer (wrk response hook)
+        self.cluster: ClusterBench | None = None  # --cluster: bench/cluster_bench.py
 
     # --- processes -------------------------------------------------------------------------------------------
     def start_redis(self) -> None:
@@ -218,6 +220,24 @@ class Harness:
                 continue
             wait_http(f"http://127.0.0.1:{port}/healthz" if name != "bare" else f"http://127.0.0.1:{port}/")
 
+    def start_cluster(self) -> None:
+        """--cluster: a 3-primary cluster, its own seeded world and a gateway on it, served as variant ``cluster``."""
+        from gateway.localcluster import free_ports
+
+        self.ports["cluster"] = free_ports(1)[0]
+        self.cluster = ClusterBench(self.tmp, secret=self.secret, port=self.ports["cluster"],
+                                    server_core=SERVER_CORE, load_core=LOAD_CORE)  # fmt: skip
+        env = {**os.environ, "PLACEGATE_SECRET": self.secret.hex(), "PLACEGATE_STATUS_BUCKETS": "65536"}
+        self.procs["cluster"] = self.cluster.start(holders=self.args.holders, gateway=[str(BIN / "placegate"), "serve"],
+                                                   env=env, cwd=ROOT, wait_http=wait_http)  # fmt: skip
+
+    def cluster_status_load(self) -> dict[str, list[float]]:
+        """--cluster: ``placegate status load`` into a fresh single server vs a fresh cluster, 2 rounds each."""
+        env = {**os.environ, "PLACEGATE_SECRET": self.secret.hex(), "PLACEGATE_STATUS_BUCKETS": "65536"}
+        return status_load_rates(self.tmp, holders=self.args.cluster_status_holders, rounds=2,
+                                 loader=[str(BIN / "placegate")], env=env, cwd=ROOT, server_core=SERVER_CORE,
+                                 load_core=LOAD_CORE)  # fmt: skip
+
     def stop(self) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:
@@ -228,6 +248,8 @@ class Harness:
             except subprocess.TimeoutExpired:
                 proc.kill()
         self.redis_server.stop()
+        if self.cluster is not None:
+            self.cluster.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     async def seed(self) -> None:
@@ -293,6 +315,7 @@ class Harness:
 
     def run_wrk(self, variant: str, pair: int, duration_s: float, profile: Path | None = None) -> Run:
         per_request = self.args.batch if variant == "batch" else 1
+        store = self.cluster if variant == "cluster" else None  # the cluster has its own world, nodes and counters
         # "self": the citizen-app self-scan (an app token, the venue's place code on every request) on the full
         # gateway; "batch": turnstile banks, same server; "replay": already-seen codes, same server.
         server = "full" if variant in ("batch", "self", "replay") else variant
@@ -306,7 +329,7 @@ class Harness:
         if variant == "replay":
             codes = self.replay_pool(self.args.replay_pool)  # wrk cycles through them: replays, by design
         else:
-            codes = mint_codes(self.pem, count, holders=self.args.holders, offset=self.offset)
+            codes = mint_codes(store.pem if store else self.pem, count, holders=self.args.holders, offset=self.offset)
             self.offset += count
         bodies_file = self.tmp / f"bodies-{variant}.jsonl"
         place_code = self.place_code if variant == "self" else None
@@ -315,8 +338,8 @@ class Harness:
         pid = self.procs[server].pid
         assert self.redis_server.process is not None
         rpid = self.redis_server.process.pid
-        cpu0, rcpu0 = _tree_ticks(pid), _cpu_ticks(rpid)
-        mem0, reads0, cmds0 = self.redis_counters()
+        cpu0, rcpu0 = _tree_ticks(pid), store.ticks() if store else _cpu_ticks(rpid)
+        mem0, reads0, cmds0 = (store or self).redis_counters()
         argv = [
             "taskset",
             "-c",
@@ -333,7 +356,7 @@ class Harness:
             f"http://127.0.0.1:{port}{path}",
             "--",
             str(bodies_file),
-            self.app_token if variant == "self" else self.token,
+            self.app_token if variant == "self" else store.token if store else self.token,
             str(self.failures),
         ]
         spy: subprocess.Popen[bytes] | None = None
@@ -366,9 +389,9 @@ class Harness:
             spy.wait(timeout=60)
         # The in-process intake consumer may still be working off the run's exception events: its CPU belongs to
         # the run, so the figure is read once the group has caught up.
-        self.wait_intake_drained()
-        cpu1, rcpu1 = _tree_ticks(pid), _cpu_ticks(rpid)
-        mem1, reads1, cmds1 = self.redis_counters()
+        (store or self).wait_intake_drained()
+        cpu1, rcpu1 = _tree_ticks(pid), store.ticks() if store else _cpu_ticks(rpid)
+        mem1, reads1, cmds1 = (store or self).redis_counters()
         line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
         w = orjson.loads(line.removeprefix("WRKJSON "))
         after = _scrape_scans(port) if server != "bare" else {}
@@ -532,9 +555,12 @@ def _render(
     started: str,
     failures: str = "",
     open_steps: Sequence[OpenLoopStep] = (),
+    cluster_load: dict[str, list[float]] | None = None,
 ) -> str:
     variants = [
-        v for v in ("bare", "full", "naive", "batch", "self", "replay", "w1", "w2") if any(r.variant == v for r in runs)
+        v
+        for v in ("bare", "full", "naive", "batch", "self", "replay", "cluster", "w1", "w2")
+        if any(r.variant == v for r in runs)
     ]
     lines = [
         "# Benchmark results",
@@ -637,6 +663,15 @@ def _render(
         ]
     if open_steps:
         lines += _render_open_loop(args, open_steps, runs)
+    lines += render_cluster(
+        runs,
+        holders=args.holders,
+        connections=args.connections,
+        server_core=SERVER_CORE,
+        load_core=LOAD_CORE,
+        load=cluster_load,
+        load_holders=args.cluster_status_holders,
+    )
     if cache:
         lines += _render_capacity(runs, cache, open_steps)
     if cache:
@@ -906,6 +941,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_false",
         help="skip the bare handler at each open-loop rate (the control: what the host and the generator add)",
     )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="also variant cluster: the full path on a local 3-primary Redis Cluster, same rounds (cluster_bench.py)",
+    )
+    parser.add_argument(
+        "--cluster-status-holders",
+        type=int,
+        default=200_000,
+        help="with --cluster: status load into one server vs the cluster, 2 rounds each (0 skips)",
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md", help="'-' for none")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -913,10 +959,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if args.cluster and "full" not in variants:
+        print("--cluster needs the full variant (cluster / full is measured within each round)", file=sys.stderr)
+        return 2
+    if args.cluster and "cluster" not in variants:
+        variants.insert(variants.index("full") + 1, "cluster")
     harness = Harness(args)
     runs: list[Run] = []
     cache: dict[str, float] | None = None
     open_steps: list[OpenLoopStep] = []
+    cluster_load: dict[str, list[float]] | None = None
     shares = [float(x) / 100 for x in args.open_loop_steps.split(",") if x.strip()]
     if args.open_loop and "full" not in variants:
         print("--open-loop needs the full variant (its rate is the saturation rate)", file=sys.stderr)
@@ -925,6 +977,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         harness.start_redis()
         asyncio.run(harness.seed())
         harness.start()
+        if args.cluster:
+            harness.start_cluster()
         for v in variants:  # warm-up: connections, caches, and a first rate estimate for sizing the corpus
             harness.run_wrk(v, 0, 2.0)
         for pair in range(1, args.pairs + 1):
@@ -981,10 +1035,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(summary)
         if args.status_holders > 0:
             cache = asyncio.run(harness.status_cache())
+        if args.cluster and args.cluster_status_holders > 0:
+            cluster_load = harness.cluster_status_load()
     finally:
         failures = harness.failures.read_text() if harness.failures.exists() else ""
         harness.stop()
-    text = _render(args, runs, cache, started, failures, open_steps)
+    text = _render(args, runs, cache, started, failures, open_steps, cluster_load)
     print(text)
     if str(args.output) != "-":
         args.output.write_text(text)
