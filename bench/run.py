@@ -1027,7 +1027,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
         if args.profile is not None:
             args.profile.parent.mkdir(parents=True, exist_ok=True)
-            for v in [v for v in ("full", "batch", "replay") if v in variants or v != "replay"]:
+            for v in [v for v in ("full", "batch", "replay", "cluster") if v in variants or v in ("full", "batch")]:
                 raw = args.profile.with_name(f"{args.profile.name}-{v}.txt")
                 harness.run_wrk(v, 0, args.duration, profile=raw)
                 summary = _profile_summary(raw)
