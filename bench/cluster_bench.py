@@ -41,6 +41,7 @@ BUCKETS = 65536  # PLACEGATE_STATUS_BUCKETS of the harness
 
 
 def _node_ticks(pid: int) -> int:
+    # bench.run's _cpu_ticks, not imported from there: bench.run imports this module (and runs as __main__).
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime, stime
 
