@@ -849,6 +849,25 @@ def _render_capacity(runs: list[Run], cache: dict[str, float], open_steps: Seque
         f"| scan log of one peak hour, kept {RETENTION_DAYS + 1} days | 50,000 x 3,600 x {stored:.0f} B | "
         f"{CITY_PEAK_SCANS_S * 3600 * stored / 1e9:.1f} GB per peak hour of scans |",
     ]
+    clusters = [r for r in runs if r.variant == "cluster"]
+    if clusters:
+        # A city this size keeps its scan log on a cluster (a peak hour alone is tens of GB): the gateway pays the
+        # cluster client's routing per command (docs/performance.md, "Redis Cluster vs a single node").
+        cl_cpu = _median(r.cpu_us for r in clusters)
+        cl_mix = mix_cpu * cl_cpu / full_cpu
+        cl_redis = _median(r.redis_cpu_us for r in clusters)
+        lines += [
+            f"| gateway CPU per scan on a 3-primary cluster, admit path | cluster, median | {cl_cpu:.0f} µs |",
+            f"| gateway cores fully busy at 50,000 scans/s on a cluster | 50,000 x {cl_mix:.0f} µs (the 5 % mix "
+            f"scaled by cluster / full) | {CITY_PEAK_SCANS_S * cl_mix / 1e6:.1f} |",
+            f"| Redis CPU per scan on a cluster, summed over the primaries | cluster, median | {cl_redis:.0f} µs: "
+            f"{CITY_PEAK_SCANS_S * cl_redis / 1e6:.2f} cores at 50,000 scans/s |",
+        ]
+        if share is not None:
+            lines.append(
+                f"| gateway cores on a cluster for p99 ≤ 10 ms | ÷ {share:.0%} (the single-node open-loop headroom) "
+                f"| {CITY_PEAK_SCANS_S * cl_mix / 1e6 / share:.1f} |"
+            )
     w1 = [r.rate for r in runs if r.variant == "w1"]
     w2 = [r.rate for r in runs if r.variant == "w2"]
     if w1 and w2:

@@ -114,3 +114,25 @@ def test_the_open_loop_round_trip_bound_comes_from_naive_and_full_at_the_same_ra
     assert "made 2.00 Redis round trips per scan for 400 µs" in text and "made 8.00 for 700 µs" in text
     assert "extra round trip, 50 µs" in text and "≤ 50 µs per scan, 12 % of its CPU" in text
     assert sum(line.startswith("| 25%") for line in text.splitlines()) == 1  # the naive step is not a table row
+
+
+def test_the_capacity_model_computes_its_rows_from_the_runs_and_the_open_loop_headroom() -> None:
+    from bench.run import OpenLoopStep, Run, _render_capacity
+
+    def run(variant: str, cpu: float, redis_cpu: float) -> Run:
+        return Run(variant, 1, 1, 1.0, 0.0, 0.0, cpu, redis_cpu, 0, 0, stored_bytes=300.0)
+
+    runs = [run("full", 200.0, 10.0), run("replay", 400.0, 20.0), run("cluster", 360.0, 30.0)]
+    result = {k: 1.0 for k in ("p50_ms", "p999_ms", "max_ms", "lag_p99_ms", "answered", "non2xx", "lost")}
+    steps = [
+        OpenLoopStep(0.25, 1000.0, {**result, "p99_ms": 4.0}),
+        OpenLoopStep(0.5, 2000.0, {**result, "p99_ms": 9.0}),
+        OpenLoopStep(0.75, 3000.0, {**result, "p99_ms": 30.0}),
+        OpenLoopStep(0.9, 3600.0, {**result, "p99_ms": 2.0}, target="naive"),  # not the full path: no headroom
+    ]
+    text = "\n".join(_render_capacity(runs, {"bytes_per_holder": 40.0, "load_rate": 250_000.0}, steps))
+    # 5 % exceptions: 0.95 x 200 + 0.05 x 400 = 210 µs; 50,000 x 210 µs = 10.5 cores; ÷ 50 % (p99 ≤ 10 ms) = 21.0
+    assert "| 210 µs |" in text and "| 10.5 |" in text and "÷ 50%" in text and "| 21.0 |" in text
+    # On the cluster: 210 x 360 / 200 = 378 µs, 18.9 cores, 37.8 for the headroom; Redis 30 µs: 1.50 cores.
+    assert "50,000 x 378 µs" in text and "| 18.9 |" in text and "| 37.8 |" in text and "1.50 cores" in text
+    assert "| 1.00 GB |" in text and "| 100 s |" in text  # 25 M x 40 B; 25 M ÷ 250,000 /s
