@@ -45,6 +45,11 @@ class Metrics:
         self.sentry_inputs = Counter(
             "placegate_sentry_inputs", "Digital-sentry inputs answered, by kind", ["input"], registry=self.registry
         )
+        # A multi-code scan's verifications done on a pool thread beside the loop (PLACEGATE_VERIFY_THREADS).
+        self.verifications_offloaded = Counter(
+            "placegate_scan_verifications_offloaded", "Code verifications of multi-code scans done on a pool thread",
+            registry=self.registry,
+        )
         self.exceptions = Counter(
             "placegate_exception_events", "Exception events sent to dispatch intake", ["event_class"],
             registry=self.registry,

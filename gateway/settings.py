@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import ClassVar, Final
+from typing import ClassVar, Final, Literal
 
 from policy.routing import EventClass
 
@@ -136,6 +136,10 @@ class DispatchSettings:
         _check_ranges(self, DISPATCH_PREFIX)
 
 
+# A setting the gateway may size itself: PLACEGATE_VERIFY_THREADS=auto.
+Auto = Literal["auto"]
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Every tunable of the gateway; units are in the names."""
@@ -223,6 +227,10 @@ class Settings:
     # after a lost answer, decided like a first presentation and opening no replay case (docs/dispatch.md,
     # "Idempotency"); 0: every second presentation is a replay.
     scan_retry_window_s: int = 5
+    # Threads that verify a multi-code scan's signatures beside the event loop (cryptography releases the GIL
+    # while OpenSSL verifies): ``auto`` = the cores this process may run on / ``workers`` - 1, at most 4
+    # (gateway/scan/offload.py); 0: every verification stays on the loop thread.
+    verify_threads: int | Auto = "auto"
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
 
     # Inclusive bounds of every number; a test checks that no numeric field is missing here.
@@ -256,6 +264,7 @@ class Settings:
         "retention_trim_s": (0.1, 3600),
         "compaction_check_s": (1, 24 * 3600),
         "scan_retry_window_s": (0, 60),
+        "verify_threads": (0, 16),  # or "auto", which is not range-checked
     }
 
     @classmethod
@@ -363,6 +372,14 @@ def _to_bool(raw: str) -> bool:
     return value
 
 
+def _to_int_or_auto(raw: str) -> int | str:
+    if raw == "auto":
+        return raw
+    if not _INT.fullmatch(raw):
+        raise _Refused(f"expected auto or an integer, got {raw!r}")
+    return int(raw)
+
+
 def _to_names(raw: str) -> frozenset[str]:
     names = [name.strip() for name in raw.split(",")]
     if not all(names):
@@ -393,6 +410,7 @@ _CONVERT: dict[str, Callable[[str], object]] = {
     "bool": _to_bool,
     "Secret | None": _to_secret,
     "frozenset[str]": _to_names,
+    "int | Auto": _to_int_or_auto,
 }
 
 
@@ -419,6 +437,8 @@ def _env_values(cls: type, prefix: str, environ: Mapping[str, str]) -> dict[str,
 def _check_ranges(settings: Settings | DispatchSettings, prefix: str) -> None:
     for name, (low, high) in settings.RANGES.items():
         value = getattr(settings, name)
+        if value == "auto":  # an ``int | Auto`` field left to size itself
+            continue
         if not low <= value <= high:
             raise SettingsError(prefix + name.upper(), f"must be in [{_number(low)}, {_number(high)}], got {value}")
 

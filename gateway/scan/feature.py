@@ -15,6 +15,7 @@ from crypto.kdf import derive_key
 from crypto.sealing import NOTE_LABEL, Sealer
 from crypto.subject import SubjectHasher
 from gateway.appstate import BATCHER, HEALTH, METRICS, REDIS, RULES, SETTINGS
+from gateway.scan.offload import VerifyPool, verify_threads
 from gateway.scan.outage import OutageMemory
 from gateway.scan.places import PlaceResolver
 from gateway.scan.routes import routes
@@ -41,6 +42,9 @@ async def _context(app: web.Application) -> AsyncIterator[None]:
     store = ScanStore(app[REDIS], app[BATCHER], app[STATUS_WRITER].locator, retention_days=settings.retention_days)
     # Every worker derives the same key, so a DCC shared between gates served by two workers is still caught.
     replay = StaticReplay(derive_key(secret, b"placegate/dcc-replay/v1"), settings.dcc_replay_window_s)
+    # Settings.workers is what `serve --workers N` gave every worker process: the cores are shared among them.
+    threads = verify_threads(settings.verify_threads, workers=settings.workers)
+    pool = VerifyPool(threads) if threads else None
     scanner = Scanner(
         store, trust=app[TRUST_STATE], rules=app[RULES], sealer=Sealer(secret),
         subjects=SubjectHasher(secret), metrics=app[METRICS],
@@ -50,6 +54,7 @@ async def _context(app: web.Application) -> AsyncIterator[None]:
         retention_days=settings.retention_days, id_cards=app[STATUS_WRITER].id_cards,
         reading_sealer=Sealer(secret, label=NOTE_LABEL),
         redis_timeout_s=settings.redis_timeout_ms / 1000, retry_window_s=settings.scan_retry_window_s,
+        verify_pool=pool,
     )  # fmt: skip
     app[SCAN_STORE] = store
     app[SCANNER] = scanner
@@ -58,3 +63,5 @@ async def _context(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await scanner.aclose()
+        if pool is not None:
+            pool.close()  # after the turns: none of them waits on a thread any more

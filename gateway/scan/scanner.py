@@ -9,15 +9,17 @@ how long its replay memory lasts, and which trust list vouches for it, so no cod
 
 from __future__ import annotations
 
+import functools
 import hmac
+import itertools
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 from crypto.dcc_errors import CoseHeaderError
 from crypto.errors import CodeError, TrustKeyError
-from crypto.formats import NOT_A_CODE_ERRORS, TrustAnchors, VerifiedCode, format_for
+from crypto.formats import FORMATS, NOT_A_CODE_ERRORS, TrustAnchors, TrustListName, VerifiedCode, format_for
 from crypto.idcard import IdCardHolder
 from crypto.sealing import Sealer, event_binding, reading_binding
 from crypto.subject import SubjectHasher
@@ -25,6 +27,7 @@ from gateway import keyspace
 from gateway.errors import MalformedCodeError, StoreUnavailableError
 from gateway.intake import scan_event_class, scan_event_fields
 from gateway.metrics import Metrics
+from gateway.scan.offload import VerifyPool
 from gateway.scan.outage import OutageMemory
 from gateway.scan.scanlog import day_of, new_scan_id, partition_expiry, pseudonym
 from gateway.scan.store import FieldPairs, LookupRequest, ReplayMark, ScanRecord, ScanStore
@@ -108,6 +111,10 @@ class _Request:
 
 
 _Answers = list["ScanOutcome | MalformedCodeError"]
+_Verified = list["_Item | MalformedCodeError"] | Exception  # one request's verified codes, or what failed them
+# How fresh a trust list is at a request's time: TrustState.freshness, or a snapshot of it (``_FreshnessAt``).
+_Judge = Callable[[TrustListName, datetime], Freshness]
+_TRUST_LISTS: tuple[TrustListName, ...] = tuple(sorted({fmt.trust_list for fmt in FORMATS.values()}))
 
 
 class Scanner:
@@ -128,6 +135,7 @@ class Scanner:
         reading_sealer: Sealer | None = None,
         redis_timeout_s: float,
         retry_window_s: int = 0,
+        verify_pool: VerifyPool | None = None,
     ) -> None:
         self.store = store
         self.trust = trust
@@ -145,6 +153,9 @@ class Scanner:
         self.reading_sealer = reading_sealer
         self.redis_timeout_s = redis_timeout_s
         self.retry_window_ms = retry_window_s * 1000  # docs/dispatch.md, "Idempotency": a retry is no replay
+        # Threads that verify a multi-code request's signatures beside the loop (gateway/scan/offload.py); None: the
+        # loop thread verifies every code (PLACEGATE_VERIFY_THREADS=0, or no core to spare).
+        self.verify_pool = verify_pool
         # Every request of a loop turn goes through the phases together, in one task (gateway/scan/turnbatch.py).
         self.turns: TurnTask[_Request, _Answers] = TurnTask(self._scan_turn)
         health.on_recovery(self._catch_up)
@@ -186,7 +197,12 @@ class Scanner:
         two pipelined groups and one task, not 2 x N awaited futures in N handler tasks.
         """
         anchors = self.trust.anchors()  # one trust snapshot for the whole turn
-        verified = [self._verify_request(request, anchors) for request in requests]
+        pool = self.verify_pool
+        verified: list[_Verified]
+        if pool is not None and any(len(request.codes) > 1 for request in requests):
+            verified = await self._verify_offloaded(pool, requests, anchors)
+        else:
+            verified = [self._verify_request(request, anchors) for request in requests]
         live = [item for items in verified if not isinstance(items, Exception) for item in items
                 if isinstance(item, _Item)]
         if live:
@@ -231,15 +247,67 @@ class Scanner:
             if decision.reason == Reason.FEVER:
                 inputs.labels("fever").inc()
 
+    async def _verify_offloaded(
+        self, pool: VerifyPool, requests: list[_Request], anchors: TrustAnchors
+    ) -> list[_Verified]:
+        """``_verify_request`` for every request of the turn, the codes of its multi-code requests split into one
+        contiguous chunk per pool thread and one for the loop thread, which checks its chunk and every single code
+        while the threads check theirs. The parts are put back in request and code order (a request that failed
+        gets the exception of its first failing code), so the phases after this one see what the loop alone would
+        have produced.
+
+        What a pool thread touches, and why that is safe: the request (frozen), its codes (str or a frozen
+        ``Presentation``), ``anchors`` (a frozen snapshot of immutable trust lists: ``TrustList`` and
+        ``DscTrustList`` are only read, their indexes built at construction), ``self.rules`` (read only by
+        ``refuse``), ``new_scan_id`` (``os.urandom``), the format registry (a constant mapping) and cryptography's
+        key objects (immutable; each verify builds its own OpenSSL context). Each thread builds its own ``_Item``
+        objects and no other thread sees them until the loop has them back. ``TrustState.freshness`` reads state
+        that the trust refresh replaces on the loop thread, possibly while the threads work: it is judged here on
+        the loop thread, once per request, and the threads read that snapshot (``_FreshnessAt``). The caches of the
+        scan path stay on the loop thread: the place resolver's place-code cache (``crypto/place_cache.py``, used
+        by the route before the scanner runs), the replay and outage memory, the day keys and ``day_of``'s cache
+        (``_decide`` and ``_record``), and the metrics, counted after the threads are done.
+        """
+        flat = [(request, code) for request in requests if len(request.codes) > 1 for code in request.codes]
+        judges = {id(request): _FreshnessAt(self.trust, request.now) for request, _ in flat}
+        chunks = [_segments(flat[part], judges) for part in _parts(len(flat), pool.threads + 1)]
+        futures = [pool.submit(functools.partial(self._verify_segments, chunk, anchors)) for chunk in chunks[:-1]]
+        own = self._verify_segments(chunks[-1], anchors)
+        single = {id(request): self._verify_request(request, anchors) for request in requests
+                  if len(request.codes) <= 1}
+        pieces: dict[int, list[_Verified]] = {}
+        offloaded = 0
+        for chunk, future in zip(chunks[:-1], futures, strict=True):
+            results, thread = await future
+            pool.ran_on.add(thread)
+            offloaded += sum(len(codes) for _, codes, _ in chunk)
+            for (request, _, _), result in zip(chunk, results, strict=True):
+                pieces.setdefault(id(request), []).append(result)
+        for (request, _, _), result in zip(chunks[-1], own, strict=True):
+            pieces.setdefault(id(request), []).append(result)
+        self.metrics.verifications_offloaded.inc(offloaded)
+        return [single[id(request)] if id(request) in single else _joined(pieces[id(request)])
+                for request in requests]
+
+    def _verify_segments(
+        self, segments: list[tuple[_Request, list[Presented], _Judge]], anchors: TrustAnchors
+    ) -> list[_Verified]:
+        return [self._verify_request(request, anchors, codes, judge) for request, codes, judge in segments]
+
     def _verify_request(
-        self, request: _Request, anchors: TrustAnchors
-    ) -> list[_Item | MalformedCodeError] | Exception:
+        self, request: _Request, anchors: TrustAnchors, codes: Sequence[Presented] | None = None,
+        judge: _Judge | None = None,
+    ) -> _Verified:
+        freshness = judge or self.trust.freshness
         try:
-            return [self._verify(code, anchors, request) for code in request.codes]
+            return [self._verify(code, anchors, request, freshness)
+                    for code in (request.codes if codes is None else codes)]
         except Exception as exc:  # a defect in one request's codes must not fail the turn's other requests
             return exc
 
-    def _verify(self, code: Presented, anchors: TrustAnchors, request: _Request) -> _Item | MalformedCodeError:
+    def _verify(
+        self, code: Presented, anchors: TrustAnchors, request: _Request, freshness: _Judge
+    ) -> _Item | MalformedCodeError:
         now = request.now
         item = _Item(new_scan_id(now), request)
         if not isinstance(code, str):
@@ -258,7 +326,7 @@ class Scanner:
             # The rule an EU DCC failed names its field (``v[0].mp``); other refusals stay rule ``code``.
             item.decision = refuse(self.rules, exc.code, rule_id=exc.field or "code")
             trust_refusal = isinstance(exc, TrustKeyError) and not isinstance(exc, CoseHeaderError)
-        item.fresh = self.trust.freshness(fmt.trust_list, now)
+        item.fresh = freshness(fmt.trust_list, now)
         if item.fresh is Freshness.STALE and (item.verified is not None or trust_refusal):
             # Fail closed, and without a forgery case: an unknown kid may only be unknown to our old list.
             item.verified = None
@@ -464,6 +532,50 @@ class Scanner:
         """Once the store is back: write what waited, oldest first, a bounded group at a time (scans go on)."""
         while len(self.outage) and self.health.available:
             await self._record(self.outage.take(_CATCH_UP_GROUP))
+
+
+class _FreshnessAt:
+    """Every trust list's freshness at one request's time, judged on the loop thread before a hand-off."""
+
+    __slots__ = ("_by_list",)
+
+    def __init__(self, trust: TrustState, now: datetime) -> None:
+        self._by_list = {name: trust.freshness(name, now) for name in _TRUST_LISTS}
+
+    def __call__(self, trust_list: TrustListName, now: datetime) -> Freshness:
+        return self._by_list[trust_list]  # ``now`` is the request's: the one the snapshot was judged at
+
+
+def _parts(count: int, parts: int) -> list[slice]:
+    """``count`` positions in at most ``parts`` contiguous slices whose sizes differ by one at most."""
+    parts = max(1, min(parts, count))
+    size, extra = divmod(count, parts)
+    bounds = list(itertools.accumulate((size + (part < extra) for part in range(parts)), initial=0))
+    return [slice(start, end) for start, end in itertools.pairwise(bounds)]
+
+
+def _segments(
+    chunk: list[tuple[_Request, Presented]], judges: Mapping[int, _FreshnessAt]
+) -> list[tuple[_Request, list[Presented], _Judge]]:
+    """A chunk of the turn's codes as runs of one request's codes each, with that request's freshness snapshot."""
+    segments: list[tuple[_Request, list[Presented], _Judge]] = []
+    # By identity: two requests of a turn may be equal (a scanner sending the same batch twice) and stay two.
+    for _, run in itertools.groupby(chunk, lambda pair: id(pair[0])):
+        pairs = list(run)
+        request = pairs[0][0]
+        segments.append((request, [code for _, code in pairs], judges[id(request)]))
+    return segments
+
+
+def _joined(pieces: list[_Verified]) -> _Verified:
+    """One request's verified parts in code order; the first part that failed fails the request (as the loop
+    alone would have stopped at its first failing code)."""
+    items: list[_Item | MalformedCodeError] = []
+    for piece in pieces:
+        if isinstance(piece, Exception):
+            return piece
+        items.extend(piece)
+    return items
 
 
 def _remaining_s(until: float) -> int:

@@ -113,7 +113,7 @@ def test_new_tunables_have_their_defaults() -> None:
 
 
 def _numeric_fields(cls: type) -> set[str]:
-    return {f.name for f in fields(cls) if str(f.type) in ("int", "float")}
+    return {f.name for f in fields(cls) if str(f.type) in ("int", "float", "int | Auto")}
 
 
 @pytest.mark.parametrize("cls", [Settings, DispatchSettings])
