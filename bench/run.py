@@ -49,6 +49,8 @@ BIN = Path(sys.executable).parent
 TICKS = os.sysconf("SC_CLK_TCK")
 SERVER_CORE, LOAD_CORE = 0, 1
 REPLAY_RETRY_WINDOW_S = 5  # the gateway's default PLACEGATE_SCAN_RETRY_WINDOW_S
+# --scaling: the batch on an unpinned `serve --workers 1` with and without verify threads (issue 19, point 3).
+BATCH_THREADS = {"wbatch0": "0", "wbatchauto": "auto"}
 
 
 @dataclass
@@ -69,6 +71,7 @@ class Run:
     redis_reads: float = 0.0  # socket reads the server processed per request: round trips (every client's)
     redis_commands: float = 0.0  # commands the server processed per request
     reasons: dict[str, int] = field(default_factory=dict)
+    offloaded: int = -1  # codes verified on a verify-pool thread (BATCH_THREADS variants; -1: not read)
 
     @property
     def rate(self) -> float:
@@ -123,6 +126,13 @@ def wait_http(url: str, timeout_s: float = 30.0) -> None:
     raise RuntimeError(f"{url} did not answer")
 
 
+def _scrape_offloaded(port: int) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    m = re.search(r"^placegate_scan_verifications_offloaded_total (\S+)$", text, re.M)
+    return int(float(m.group(1))) if m else 0
+
+
 def _scrape_scans(port: int) -> dict[str, int]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
@@ -146,6 +156,8 @@ class Harness:
             "naive": args.port + 2,
             "w1": args.port + 3,
             "w2": args.port + 4,
+            "wbatch0": args.port + 5,
+            "wbatchauto": args.port + 6,
         }
         self.redis_server = EmbeddedServer(self.tmp / "redis", persistent=False)
         self.token = ""
@@ -192,8 +204,8 @@ class Harness:
             ],
         }
         if self.args.scaling:  # unpinned: N workers share both cores with wrk and Redis
-            for n in (1, 2):
-                commands[f"w{n}"] = [
+            for n, name in ((1, "w1"), (2, "w2"), (1, "wbatch0"), (1, "wbatchauto")):
+                commands[name] = [
                     str(BIN / "placegate"),
                     "serve",
                     "--workers",
@@ -201,16 +213,16 @@ class Harness:
                     "--redis-url",
                     url,
                     "--port",
-                    str(self.ports[f"w{n}"]),
+                    str(self.ports[name]),
                     "--data-dir",
-                    str(self.tmp / f"w{n}"),
+                    str(self.tmp / name),
                 ]
         for name, argv in commands.items():
             log = (self.tmp / f"{name}.log").open("wb")
             self.procs[name] = subprocess.Popen(
                 argv,
                 cwd=ROOT,
-                env=env,
+                env={**env, "PLACEGATE_VERIFY_THREADS": BATCH_THREADS[name]} if name in BATCH_THREADS else env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 preexec_fn=None if name.startswith("w") else lambda: _pin(SERVER_CORE),
@@ -314,18 +326,19 @@ class Harness:
             client.close()
 
     def run_wrk(self, variant: str, pair: int, duration_s: float, profile: Path | None = None) -> Run:
-        per_request = self.args.batch if variant == "batch" else 1
+        batch = variant == "batch" or variant in BATCH_THREADS
+        per_request = self.args.batch if batch else 1
         store = self.cluster if variant == "cluster" else None  # the cluster has its own world, nodes and counters
         # "self": the citizen-app self-scan (an app token, the venue's place code on every request) on the full
         # gateway; "batch": turnstile banks, same server; "replay": already-seen codes, same server.
         server = "full" if variant in ("batch", "self", "replay") else variant
         load_cores = "0,1" if server.startswith("w") else str(LOAD_CORE)
         port = self.ports[server]
-        path = "/v1/scan/batch" if variant == "batch" else "/v1/scan"
+        path = "/v1/scan/batch" if batch else "/v1/scan"
         # Twice the best rate seen so far: a 2-s warm-up under-estimates a variant that speeds up once warm, and a
         # corpus that runs out turns the tail of the run into replays (flagged "corpus wrapped" in the table).
         expected = self.estimates.get(variant, 3000.0) * duration_s * 2.0 + 2000
-        count = int(expected) * per_request if variant == "batch" else int(expected)
+        count = int(expected) * per_request if batch else int(expected)
         if variant == "replay":
             codes = self.replay_pool(self.args.replay_pool)  # wrk cycles through them: replays, by design
         else:
@@ -335,6 +348,7 @@ class Harness:
         place_code = self.place_code if variant == "self" else None
         bodies = write_bodies(bodies_file, codes, per_request=per_request, place_code=place_code)
         before = _scrape_scans(port) if server != "bare" else {}
+        offloaded0 = _scrape_offloaded(port) if variant in BATCH_THREADS else 0
         pid = self.procs[server].pid
         assert self.redis_server.process is not None
         rpid = self.redis_server.process.pid
@@ -398,6 +412,7 @@ class Harness:
         reasons = {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)}
         requests = int(w["requests"])
         units = max(1, requests * per_request)
+        offloaded = _scrape_offloaded(port) - offloaded0 if variant in BATCH_THREADS else -1
         run = Run(
             variant=variant,
             pair=pair,
@@ -415,6 +430,7 @@ class Harness:
             stored_bytes=(mem1 - mem0) / units,
             redis_reads=(reads1 - reads0) / units,
             redis_commands=(cmds1 - cmds0) / units,
+            offloaded=offloaded,
         )
         self.estimates[variant] = max(self.estimates.get(variant, 0.0), requests / run.seconds)
         return run
@@ -559,7 +575,7 @@ def _render(
 ) -> str:
     variants = [
         v
-        for v in ("bare", "full", "naive", "batch", "self", "replay", "cluster", "w1", "w2")
+        for v in ("bare", "full", "naive", "batch", "self", "replay", "cluster", "w1", "w2", *BATCH_THREADS)
         if any(r.variant == v for r in runs)
     ]
     lines = [
@@ -587,6 +603,7 @@ def _render(
     ]
     for r in runs:
         answers = ", ".join(f"{k} {v}" for k, v in sorted(r.reasons.items())) or "-"
+        answers += f"; verified on a pool thread {r.offloaded}" if r.offloaded >= 0 else ""
         over = " (corpus wrapped: replays)" if r.requests > r.bodies and r.variant != "replay" else ""
         lines.append(
             f"| {r.pair} | {r.variant} | {r.rate:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
@@ -618,6 +635,7 @@ def _render(
         "batch per code / full": "-",
         "self / full": "- (self-scan: the place code's signature is checked once per venue, not per scan)",
         "w2 / w1": "- (unpinned; wrk and Redis share the 2 cores)",
+        "wbatchauto / wbatch0": "- (batch per code, serve --workers 1 unpinned, PLACEGATE_VERIFY_THREADS auto / 0)",
     }
     for name, vals in ratios.items():
         lines.append(
@@ -903,6 +921,9 @@ def _ratios(runs: list[Run]) -> dict[str, list[float]]:
         "batch per code / full": [],
         "self / full": [],
         "w2 / w1": [],
+        "wbatchauto / wbatch0": [],
+        "wbatch0 per code / bare": [],
+        "wbatchauto per code / bare": [],
     }
     for pair in sorted({r.pair for r in runs}):
         by = {r.variant: r.rate for r in runs if r.pair == pair}
@@ -938,7 +959,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--scaling",
         action="store_true",
-        help="also serve --workers 1 vs 2, unpinned (wrk and Redis share the same two cores)",
+        help="also serve --workers 1 vs 2, and the batch on --workers 1 with PLACEGATE_VERIFY_THREADS 0 vs auto, "
+        "unpinned (wrk and Redis share the same two cores)",
     )
     parser.add_argument("--profile", type=Path, help="also py-spy the gateway (full, batch) into PATH-*.txt/.md")
     parser.add_argument(
@@ -1012,15 +1034,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     flush=True,
                 )
         if args.scaling:
-            for v in ("w1", "w2"):
+            for v in ("w1", "w2", *BATCH_THREADS):
                 harness.run_wrk(v, 0, 2.0)
             for pair in range(1, args.pairs + 1):
-                for v in _order(pair - 1, ["w1", "w2"]):
+                for v in _order(pair - 1, ["w1", "w2", *BATCH_THREADS]):
                     run = harness.run_wrk(v, pair, args.duration)
                     runs.append(run)
                     print(
                         f"round {pair} {v:>5}: {run.rate:>9,.0f}/s p50 {run.p50_ms:6.2f} ms p99 "
-                        f"{run.p99_ms:6.2f} ms cpu {run.cpu_us:5.0f} µs non2xx {run.non2xx}",
+                        f"{run.p99_ms:6.2f} ms cpu {run.cpu_us:5.0f} µs non2xx {run.non2xx}"
+                        + (f" verified on a pool thread {run.offloaded}" if run.offloaded >= 0 else ""),
                         flush=True,
                     )
         if args.open_loop:
