@@ -285,3 +285,24 @@ def test_the_operations_doc_has_the_setting_and_the_counter() -> None:
     assert re.match(r"\| `PLACEGATE_VERIFY_THREADS` \| `auto` \| 0\N{EN DASH}16, or `auto` \|", row)
     assert "test_verify_threads.py" in row
     assert any(line.startswith(f"| `{OFFLOADED}` |") for line in text.splitlines())
+
+
+@pytest.mark.parametrize("threads", [0, 2])
+async def test_an_aged_signer_list_degrades_then_fails_closed_on_the_pool_threads_too(
+    make_world: WorldFactory, dsc: Dsc, threads: int
+) -> None:
+    # The list's age is judged on the loop thread once per request and handed to the threads with their chunk.
+    world = await _world(make_world, dsc, threads)
+    answers = {}
+    for days, name in ((3, "degraded"), (8, "stale")):
+        at = T0 + timedelta(days=days)  # past PLACEGATE_DSC_TRUST_DEGRADED_AFTER_S (2 d), then FAIL_AFTER_S (7 d)
+        world.client.app[CLOCK].now = lambda at=at: at
+        codes = [_hc1(dsc, f"URN:UVCI:01DE/AGED/{name}{i}#1", exp=at + timedelta(days=30)) for i in range(3)]
+        codes.insert(1, _native(world, "holder-1", now=at))
+        answers[name] = [(r["reason"], r["degraded"]) for r in await _post(world, codes)]
+    # The native code's list is not the signer list: never degraded by its age (its holder's status, set days
+    # before the moved clock, is too old to decide on: status_unknown).
+    assert answers["degraded"] == [("ok", True), ("status_unknown", False), ("ok", True), ("ok", True)]
+    assert answers["stale"] == [("trust_list_stale", True), ("status_unknown", False), ("trust_list_stale", True),
+                                ("trust_list_stale", True)]
+    assert _offloaded(world) == (0 if threads == 0 else 2 * 3)  # 4 codes in parts of 2, 1, 1: 3 to the threads
