@@ -30,6 +30,7 @@ from gateway.trust.dsc import DscRegistry
 from gateway.trust.refresh import refresh_dsc
 from tests.crypto.conftest import VACCINATION_DCC, Dsc, make_dsc, make_hc1, sign_cose, wrap_hc1
 from tests.gateway.conftest import World, WorldFactory
+from tests.gateway.sentry.conftest import add_sentry, feed, id_number
 
 ROOT = Path(__file__).resolve().parents[3]
 T0 = datetime.now(UTC).replace(microsecond=0)  # every world's clock: the answers carry the same time in both runs
@@ -306,3 +307,22 @@ async def test_an_aged_signer_list_degrades_then_fails_closed_on_the_pool_thread
     assert answers["stale"] == [("trust_list_stale", True), ("status_unknown", False), ("trust_list_stale", True),
                                 ("trust_list_stale", True)]
     assert _offloaded(world) == (0 if threads == 0 else 2 * 3)  # 4 codes in parts of 2, 1, 1: 3 to the threads
+
+
+@pytest.mark.parametrize("threads", [0, 2])
+async def test_a_sentry_batch_of_codes_and_identity_cards_is_answered_the_same(make_world: WorldFactory, dsc: Dsc,
+                                                                               threads: int) -> None:
+    world = await _world(make_world, dsc, threads)
+    world.client.app[CLOCK].now = lambda: datetime.now(UTC)  # the fed status is judged at the real time
+    await add_sentry(world)
+    known = id_number(42)
+    assert (await feed(world, {"holder": "res-1", "id_card": known, "colour": "green"}))["applied"] == 1
+    codes = [world.code("holder-1"), {"id_card": known}, {"id_card": "123"}, {"id_card": id_number(9)},
+             {"code": world.code("holder-2"), "temperature_c": 36.5}]
+    resp = await world.client.post("/v1/scan/batch", json={"codes": codes}, headers=world.auth("sentry-c"))
+    assert resp.status == 200
+    results = (await resp.json())["results"]
+    assert [(r.get("reason") or r.get("error"), r.get("via")) for r in results] == [
+        ("ok", None), ("ok", "id_card"), ("invalid_id_card", None), ("status_unknown", "id_card"), ("status_red", None)]
+    # The bad number is answered by the route; the four presentations are split 2, 1, 1: three go to the threads.
+    assert _offloaded(world) == (0 if threads == 0 else 3)
