@@ -25,7 +25,7 @@ from gateway import keyspace
 from gateway.appstate import CLOCK, METRICS
 from gateway.scan.offload import THREAD_PREFIX, VerifyPool, usable_cores, verify_threads
 from gateway.scan.state import SCANNER
-from gateway.settings import Settings, SettingsError
+from gateway.settings import Settings, SettingsError, unknown_variables
 from gateway.trust.dsc import DscRegistry
 from gateway.trust.refresh import refresh_dsc
 from tests.crypto.conftest import VACCINATION_DCC, Dsc, make_dsc, make_hc1, sign_cose, wrap_hc1
@@ -271,6 +271,7 @@ def test_a_pool_needs_a_thread() -> None:
 def test_the_setting_takes_auto_or_0_to_16(raw: str, value: int | str) -> None:
     assert Settings.from_env({"PLACEGATE_VERIFY_THREADS": raw}).verify_threads == value
     assert Settings().verify_threads == "auto"
+    assert unknown_variables({"PLACEGATE_VERIFY_THREADS": raw}) == []  # a known name, never reported as a typo
 
 
 @pytest.mark.parametrize("raw", ["17", "-1", "junk", "AUTO", " 2", "2.0", "1_0", "+2"])
