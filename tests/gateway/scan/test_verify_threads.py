@@ -114,8 +114,8 @@ def _labeller(results: dict[str, list[dict[str, Any]]]) -> Callable[[str], str]:
 
 async def _stored(world: World, label: Callable[[str], str]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """The scan-log records and intake events of the run, random values replaced by what they must relate to: a
-    scan id by its answer's position, a day pseudonym by the order it first appears (equal holders stay equal),
-    a sealed value by whether it is there."""
+    scan id by its answer's position, a day pseudonym by the first answer it appears in (equal holders stay
+    equal), a sealed value by whether it is there."""
     redis: Any = world.redis
 
     def normalised(fields: dict[bytes, bytes]) -> dict[str, str]:
@@ -155,8 +155,8 @@ def _offloaded(world: World) -> float:
 
 
 async def _run(world: World, dsc: Dsc) -> tuple[Any, ...]:
-    """One batch alone, then two batches and a single scan sent together (one loop turn for all three, as a busy
-    gateway sees them), each answer with its scan id replaced by its position."""
+    """One batch alone, then two batches and a single scan sent at once (a turn may then hold several requests, as on
+    a busy gateway), each answer with its scan id replaced by its position."""
     codes, reasons = _corpus(world, dsc)
     alone = await _post(world, codes)
     answers = [r.get("reason", r.get("error")) for r in alone]
