@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Sequence
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import hiredis
 from redis.asyncio import Redis, RedisCluster
@@ -28,6 +28,9 @@ from redis.exceptions import ClusterDownError, ConnectionError, MovedError, Time
 
 from gateway.errors import StoreUnavailableError
 from gateway.redisio import _RAW, BATCHER_OP, Command, _store_error, _translated, is_cluster
+
+if TYPE_CHECKING:
+    from gateway.clusterflush import ClusterFlusher
 
 __all__ = ["MAX_OUTSTANDING_FLUSHES", "CommandBatcher"]
 
@@ -67,6 +70,8 @@ class CommandBatcher:
         self._connecting: asyncio.Lock | None = None
         self.flushes = 0
         self.commands = 0
+        self.resp_flushes = 0  # flushes written on the batcher's own RESP connections (one server or cluster)
+        self._fast = _cluster_flusher(redis, self)
 
     def submit(self, commands: Sequence[Command], timeout_s: float | None = None) -> asyncio.Future[list[Any]]:
         """Queue ``commands``; the future gets their replies (an exception object per failed command).
@@ -103,6 +108,11 @@ class CommandBatcher:
         if conn is not None and not conn.closed:
             self._write(conn, batch)  # the common case: no task, no await, straight onto the socket
             return
+        if self._fast is not None and self._fast.send(batch):  # a cluster: one RESP payload per primary
+            self.flushes += 1
+            self.resp_flushes += 1
+            self.commands += sum(len(g.commands) for g in batch)
+            return
         task = asyncio.get_running_loop().create_task(self._send_slow(batch))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -110,6 +120,7 @@ class CommandBatcher:
     def _write(self, conn: _RespConnection, batch: list[_Group]) -> None:
         commands = [command for group in batch for command in group.commands]
         self.flushes += 1
+        self.resp_flushes += 1
         self.commands += len(commands)
         try:
             payload = b"".join([hiredis.pack_command(command) for command in commands])  # type: ignore[arg-type]
@@ -214,6 +225,18 @@ class CommandBatcher:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        if self._fast is not None:
+            await self._fast.aclose()
+
+
+def _cluster_flusher(redis: Redis, batcher: CommandBatcher) -> ClusterFlusher | None:
+    """The RESP fast path of a plain-TCP cluster client (gateway/clusterflush.py); None: not a cluster, or TLS."""
+    from gateway.clusterflush import ClusterFlusher  # imported here: that module builds on this one's pieces
+
+    if not is_cluster(redis) or not ClusterFlusher.usable(cast(RedisCluster, redis)):
+        return None
+    cluster = cast(RedisCluster, redis)
+    return ClusterFlusher(cluster, lambda: batcher._refresh_slots(cluster))
 
 
 def _settle(flight: asyncio.Future[Any]) -> None:
