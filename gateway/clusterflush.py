@@ -253,4 +253,3 @@ class _Part:
     def set_exception(self, error: BaseException) -> None:
         self._done = True
         self.join.failed(error)
-
