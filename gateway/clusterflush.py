@@ -78,7 +78,7 @@ class ClusterFlusher:
                         key = command[1]
                     elif name in _SCRIPTS and len(command) > 3 and int(command[2]) >= 1:
                         key = command[3]
-                    elif name == "PING" and len(command) == 1:
+                    elif name == "PING" and len(command) <= 2:  # PING [message]
                         routes.append(_KEYLESS)
                         continue
                     else:
