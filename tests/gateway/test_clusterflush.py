@@ -12,6 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from gateway.batcher import CommandBatcher
+from gateway.errors import StoreUnavailableError
 from gateway.localcluster import LocalCluster
 from gateway.redisio import Command, connect_redis
 
@@ -95,5 +96,33 @@ async def test_a_flush_with_a_command_it_does_not_route_takes_redis_pys_path(clu
         # A keyless PING alone still goes the fast way, to every primary.
         assert await batcher.run((("PING",),)) == [b"PONG"]
         assert batcher.resp_flushes == before[1] + 1
+    finally:
+        await batcher.aclose()
+
+
+async def test_a_lost_primary_connection_fails_the_flush_once_and_the_fast_path_comes_back(
+    cluster_redis: Redis,
+) -> None:
+    """A part whose connection is lost fails every group of its flush (as on one server), nothing of it is sent
+    again (the INCR ran at most once), and the connection is opened again for later flushes."""
+    batcher = CommandBatcher(cluster_redis)
+    try:
+        await _warm(batcher)
+        keys = [f"pg:test:clfast:lost:{i}" for i in range(12)]
+        for key in keys:
+            await cluster_redis.delete(key)
+        flusher = batcher._fast
+        assert flusher is not None
+        futures = [batcher.submit([("INCR", key)], timeout_s=5.0) for key in keys]
+        await asyncio.sleep(0)  # the flush is written in this turn's callback
+        victim = flusher._conns[cluster_redis.get_node_from_key(keys[0]).name]  # type: ignore[union-attr]
+        assert victim.waiting, "the flush went out on the fast path"
+        assert victim.transport is not None
+        victim.transport.abort()
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        assert all(isinstance(r, StoreUnavailableError) for r in results), results
+        await _warm(batcher)  # the lost connection is replaced; flushes go the fast way again
+        assert await batcher.run([("INCR", keys[0])]) in ([1], [2])
+        assert await cluster_redis.get(keys[0]) in (b"1", b"2")  # never re-sent: one INCR of the lost flush at most
     finally:
         await batcher.aclose()
