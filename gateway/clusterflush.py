@@ -20,8 +20,8 @@ from redis.asyncio import RedisCluster
 from redis.asyncio.connection import Connection
 from redis.exceptions import RedisClusterException
 
-from gateway.batcher import _expire, _fail, _Flight, _Group, _RespConnection
 from gateway.redisio import BATCHER_OP, Command, _store_error
+from gateway.respconn import _expire, _fail, _Flight, _Group, _RespConnection
 
 __all__ = ["ClusterFlusher"]
 
