@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import pytest
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from gateway.batcher import CommandBatcher
 from gateway.errors import StoreUnavailableError
@@ -124,5 +124,31 @@ async def test_a_lost_primary_connection_fails_the_flush_once_and_the_fast_path_
         await _warm(batcher)  # the lost connection is replaced; flushes go the fast way again
         assert await batcher.run([("INCR", keys[0])]) in ([1], [2])
         assert await cluster_redis.get(keys[0]) in (b"1", b"2")  # never re-sent: one INCR of the lost flush at most
+    finally:
+        await batcher.aclose()
+
+
+async def test_a_moved_reply_reaches_its_group_as_an_error_and_the_slot_map_is_read_again(cluster_redis: Redis) -> None:
+    """A stale slot map (here this client's, pointed at the wrong primary; in production a failover) gets a MOVED
+    reply: handed to its group as an error value, never followed (no re-send), and the map is re-read."""
+    batcher = CommandBatcher(cluster_redis)
+    cluster = cast(RedisCluster, cluster_redis)
+    try:
+        await _warm(batcher)
+        key = "pg:test:clfast:moved"
+        slot = cluster.keyslot(key)
+        nodes = cluster.nodes_manager
+        right = nodes.slots_cache[slot][0].name
+        nodes.slots_cache[slot] = [next(n for n in cluster.get_primaries() if n.name != right)]
+        before = batcher.resp_flushes
+        (reply,) = await batcher.submit([("GET", key)], timeout_s=5.0)
+        assert batcher.resp_flushes == before + 1
+        assert isinstance(reply, Exception) and str(reply).startswith("MOVED"), reply
+        for _ in range(500):
+            if nodes.slots_cache[slot][0].name == right:
+                break
+            await asyncio.sleep(0.01)
+        assert nodes.slots_cache[slot][0].name == right, "the slot map was not read again"
+        assert await batcher.run([("GET", key)]) == [None]
     finally:
         await batcher.aclose()
