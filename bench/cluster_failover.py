@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,13 +25,21 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.faults import BUCKETS, Run, _drive, _free_port, _seed, _wait_caught_up, _xlen, phase_table
-from bench.run import wait_http
+from bench.faults import (
+    Run,
+    _drive,
+    _seed,
+    _wait_caught_up,
+    _xlen,
+    loss_line,
+    phase_table,
+    serve_gateway,
+    stop_gateway,
+)
 from crypto.keys import SigningKey
 from gateway import keyspace
 from gateway.localcluster import LocalCluster, node_command
 from gateway.redisio import connect_redis
-from policy.admission import EXCEPTION_REASONS
 
 PHASES = ("baseline", "primary fails", "after the failover")
 
@@ -61,9 +68,7 @@ def _render(run: Run, *, mode: str, rate: float, durations: Sequence[float], eve
         lines.append("- No answer was degraded.")
     lines.append(f"- The replica was promoted {promoted_s:.2f} s after the failure." if promoted_s is not None
                  else "- The replica was not promoted within the run.")
-    exceptions = sum(1 for a in run.answers if a.status == 200 and a.reason in EXCEPTION_REASONS)
-    lines.append(f"- Exception answers (red holders, replays): {exceptions}; intake events in `pg:dispatch:intake` "
-                 f"at the end: {events}; lost: {max(0, exceptions - events)}.")
+    lines.append(loss_line(run, events))
     lines.append("")
     return "\n".join(lines)
 
@@ -86,14 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             key = SigningKey.from_pem(world[0])
             victim = asyncio.run(_primary_of(cluster.url, keyspace.DISPATCH_INTAKE))
             replica = cluster.replica_of(victim)
-            port = _free_port()
-            env = {**os.environ, "PLACEGATE_SECRET": secret.hex(), "PLACEGATE_STATUS_BUCKETS": str(BUCKETS),
-                   "PLACEGATE_DATA_DIR": str(Path(tmp) / "gw")}
-            gateway = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "serve", "--redis-url", cluster.url, "--port", str(port)],
-                env=env, stdout=subprocess.DEVNULL, stderr=open(Path(tmp) / "gateway.log", "wb"),  # noqa: SIM115
-            )
-            wait_http(f"http://127.0.0.1:{port}/healthz")
+            gateway, port = serve_gateway(cluster.url, secret, Path(tmp))
             promoted: dict[str, float] = {}
 
             def watch_promotion(started: float) -> None:
@@ -126,11 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              promoted_s=promoted.get("s"), argv=argv)
         finally:
             if gateway is not None:
-                gateway.send_signal(signal.SIGTERM)
-                try:
-                    gateway.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    gateway.kill()
+                stop_gateway(gateway)
             cluster.stop()
     with args.output.open("a", encoding="utf-8") as out:
         out.write("\n" + report)

@@ -205,9 +205,7 @@ def _render(run: Run, *, rate: float, durations: Sequence[float], events: int, a
         recovery = f"{min(normal) - restored:.2f} s" if normal else "never in the phase"
         lines.append(f"- Recovery in **{PHASES[phase]}**: the first normal (not degraded) answer went to a request "
                      f"sent {recovery} after the phase began (a restarted server first loads its AOF).")
-    exceptions = sum(1 for a in run.answers if a.status == 200 and a.reason in EXCEPTION_REASONS)
-    lines.append(f"- Exception answers (red holders, replays): {exceptions}; intake events in `pg:dispatch:intake` "
-                 f"at the end: {events}; lost: {max(0, exceptions - events)}.")
+    lines.append(loss_line(run, events))
     lines.append("")
     return "\n".join(lines)
 
@@ -228,14 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             redis = connect_redis(server.url)
             world = asyncio.run(_seed(redis, secret, server.url))
             key = SigningKey.from_pem(world[0])
-            port = _free_port()
-            env = {**os.environ, "PLACEGATE_SECRET": secret.hex(), "PLACEGATE_STATUS_BUCKETS": str(BUCKETS),
-                   "PLACEGATE_DATA_DIR": str(Path(tmp) / "gw")}
-            gateway = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "serve", "--redis-url", server.url, "--port", str(port)],
-                env=env, stdout=subprocess.DEVNULL, stderr=open(Path(tmp) / "gateway.log", "wb"),  # noqa: SIM115
-            )
-            wait_http(f"http://127.0.0.1:{port}/healthz")
+            gateway, port = serve_gateway(server.url, secret, Path(tmp))
             pid = {"value": 0}
 
             def kill() -> None:
@@ -262,18 +253,46 @@ def main(argv: Sequence[str] | None = None) -> int:
             report = _render(run, rate=args.rate, durations=durations, events=events, argv=argv)
         finally:
             if gateway is not None:
-                gateway.send_signal(signal.SIGTERM)
-                try:
-                    gateway.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    gateway.kill()
+                stop_gateway(gateway)
             server.stop(kill=True)
     args.output.write_text(report, "utf-8")
     print(report)
     return 0
 
 
+def serve_gateway(url: str, secret: bytes, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """``placegate serve`` on ``url`` in its own process (log in ``tmp``), once it answers: (process, port)."""
+    port = _free_port()
+    env = {**os.environ, "PLACEGATE_SECRET": secret.hex(), "PLACEGATE_STATUS_BUCKETS": str(BUCKETS),
+           "PLACEGATE_DATA_DIR": str(tmp / "gw")}  # fmt: skip
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "--redis-url", url, "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "gateway.log", "wb"),  # noqa: SIM115
+    )  # fmt: skip
+    wait_http(f"http://127.0.0.1:{port}/healthz")
+    return gateway, port
+
+
+def stop_gateway(gateway: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the gateway drains its requests), then SIGKILL after 20 s."""
+    gateway.send_signal(signal.SIGTERM)
+    try:
+        gateway.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        gateway.kill()
+
+
+def loss_line(run: Run, events: int) -> str:
+    """Exception answers against the intake events they left: every acknowledged exception must be there."""
+    exceptions = sum(1 for a in run.answers if a.status == 200 and a.reason in EXCEPTION_REASONS)
+    return (f"- Exception answers (red holders, replays): {exceptions}; intake events in `pg:dispatch:intake` "
+            f"at the end: {events}; lost: {max(0, exceptions - events)}.")  # fmt: skip
+
+
 async def _seed(redis: object, secret: bytes, url: str) -> tuple[bytes, str]:
+    from gateway.privacy.audit import set_trail_secret
+
+    set_trail_secret(secret)  # the registry writes are audited, signed with the trail key (as the CLI does)
     world = await seed_world(redis, secret=secret, status_buckets=BUCKETS, holders=HOLDERS)  # type: ignore[arg-type]
     await _make_red(url, secret)
     await redis.aclose()  # type: ignore[attr-defined]
